@@ -1,0 +1,242 @@
+//! Broker configuration: defaults, a Kafka-style `key=value` properties file,
+//! and command-line/environment overrides (applied by the binary).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::storage::{FlushPolicy, LogConfig};
+
+/// Kafka's default `message.max.bytes`: the largest record batch a partition accepts.
+pub const MESSAGE_BYTES_MAX_DEFAULT: usize = 1_048_588;
+/// Bound on open client connections (`max.connections`).
+pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
+/// Requests one connection may have in flight before we stop reading from it.
+pub const IN_FLIGHT_REQUESTS_MAX_DEFAULT: usize = 32;
+/// Bound on one Fetch response (`fetch.max.bytes`), whatever the client asks.
+pub const FETCH_RESPONSE_BYTES_MAX_DEFAULT: usize = 55 * 1024 * 1024;
+/// Bound on the long-poll wait of a Fetch request.
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// Bound on the wait of an `acks=all` Produce request.
+pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;
+/// Bound on partitions in one CreateTopics/CreatePartitions request.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Host and port clients are told to connect to; defaults to the bound address.
+    pub advertised_listener: Option<String>,
+    pub cluster_id: Option<String>,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub frame_bytes_max: usize,
+    pub message_bytes_max: usize,
+    pub connections_max: usize,
+    pub in_flight_requests_max: usize,
+    pub fetch_response_bytes_max: usize,
+    /// Live memory mappings across all partitions (sealed segments are unmapped past it).
+    pub mappings_max: usize,
+    pub log: LogConfig,
+    pub flush_check_interval_ms: u64,
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".parse().expect("valid address"),
+            advertised_listener: None,
+            cluster_id: None,
+            auto_create_topics: true,
+            default_partitions: 1,
+            frame_bytes_max: protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+            message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            in_flight_requests_max: IN_FLIGHT_REQUESTS_MAX_DEFAULT,
+            fetch_response_bytes_max: FETCH_RESPONSE_BYTES_MAX_DEFAULT,
+            mappings_max: 8192,
+            log: LogConfig::default(),
+            flush_check_interval_ms: 50,
+            retention_check_interval_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: expected key=value")]
+    Syntax { path: PathBuf, line: usize },
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Value {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("unknown config key {0}")]
+    UnknownKey(String),
+}
+
+/// Parses a Java-style properties file: `key=value` lines, `#` comments.
+pub fn parse_properties(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .or_else(|| line.split_once(':'))
+            .ok_or(ConfigError::Syntax {
+                path: path.to_owned(),
+                line: index + 1,
+            })?;
+        out.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(out)
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse::<T>().map_err(|e| ConfigError::Value {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// `-1` means "no limit" for Kafka's retention settings.
+fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    let n: i64 = parse(key, value)?;
+    Ok(if n < 0 { None } else { Some(n as u64) })
+}
+
+impl BrokerConfig {
+    /// Applies one setting, named as in Kafka's `server.properties` where Kafka has one.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "node.id" | "broker.id" => self.node_id = parse(key, value)?,
+            "log.dirs" | "log.dir" | "data.dir" => self.data_dir = PathBuf::from(value),
+            "listeners" | "listen" => {
+                let addr = value.rsplit("://").next().unwrap_or(value);
+                self.listen = parse(key, addr)?;
+            }
+            "advertised.listeners" | "advertised.listener" => {
+                let addr = value.rsplit("://").next().unwrap_or(value);
+                self.advertised_listener = Some(addr.to_string());
+            }
+            "cluster.id" => self.cluster_id = Some(value.to_string()),
+            "auto.create.topics.enable" => self.auto_create_topics = parse(key, value)?,
+            "num.partitions" => {
+                let n: i32 = parse(key, value)?;
+                if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&n) {
+                    return Err(ConfigError::Value {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: format!("must be in 1..={PARTITIONS_PER_TOPIC_MAX}"),
+                    });
+                }
+                self.default_partitions = n;
+            }
+            "socket.request.max.bytes" => self.frame_bytes_max = parse(key, value)?,
+            "message.max.bytes" => self.message_bytes_max = parse(key, value)?,
+            "max.connections" => self.connections_max = parse(key, value)?,
+            "max.in.flight.requests.per.connection" => {
+                self.in_flight_requests_max = parse::<usize>(key, value)?.max(1)
+            }
+            "fetch.max.bytes" => self.fetch_response_bytes_max = parse(key, value)?,
+            "log.mappings.max" => self.mappings_max = parse::<usize>(key, value)?.max(16),
+            "log.segment.bytes" => self.log.segment_bytes_max = parse(key, value)?,
+            "log.roll.ms" => self.log.segment_ms_max = parse(key, value)?,
+            "log.roll.hours" => self.log.segment_ms_max = parse::<u64>(key, value)? * 3_600_000,
+            "log.index.interval.bytes" => self.log.index_interval_bytes = parse(key, value)?,
+            "log.index.size.max.bytes" => self.log.segment_index_bytes_max = parse(key, value)?,
+            "log.retention.bytes" => self.log.retention_bytes = parse_limit(key, value)?,
+            "log.retention.ms" => self.log.retention_ms = parse_limit(key, value)?,
+            "log.retention.hours" => {
+                self.log.retention_ms = parse_limit(key, value)?.map(|h| h * 3_600_000)
+            }
+            "log.flush.policy" => self.log.flush_policy = parse_flush_policy(key, value)?,
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = parse(key, value)?
+            }
+            _ => return Err(ConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    pub fn load_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        for (key, value) in parse_properties(path)? {
+            self.set(&key, &value)?;
+        }
+        Ok(())
+    }
+}
+
+/// `every-batch`, `interval:<ms>` (or a bare number of ms), or `on-roll`.
+pub fn parse_flush_policy(key: &str, value: &str) -> Result<FlushPolicy, ConfigError> {
+    match value {
+        "every-batch" | "always" => Ok(FlushPolicy::EveryBatch),
+        "on-roll" | "roll" => Ok(FlushPolicy::OnRoll),
+        other => {
+            let ms = other.strip_prefix("interval:").unwrap_or(other);
+            Ok(FlushPolicy::IntervalMs(parse(key, ms)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_file_overrides_defaults() {
+        // Kafka-style keys in a properties file land in the config.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(
+            &path,
+            "# comment\nnode.id=7\nlisteners=PLAINTEXT://127.0.0.1:19092\nnum.partitions=4\n\
+             auto.create.topics.enable=false\nlog.flush.policy=every-batch\nlog.retention.bytes=-1\n",
+        )
+        .unwrap();
+        let mut config = BrokerConfig::default();
+        config.load_file(&path).unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.listen.port(), 19092);
+        assert_eq!(config.default_partitions, 4);
+        assert!(!config.auto_create_topics);
+        assert!(matches!(config.log.flush_policy, FlushPolicy::EveryBatch));
+        assert_eq!(config.log.retention_bytes, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        // A typo in a config file is reported, not silently ignored.
+        let mut config = BrokerConfig::default();
+        assert!(matches!(
+            config.set("no.such.key", "1"),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(config.set("num.partitions", "0").is_err());
+        assert!(config.set("node.id", "abc").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Fetch: read whole batches as zero-copy slices of the mapped segments, up
+//! to the high watermark, within the request's byte limits; wait for appends
+//! (`max_wait_ms`/`min_bytes`) when there is not yet enough to return.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id
+//! 0, which tells clients to send full fetch requests, as Kafka does when its
+//! session cache is full.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use protocol::ErrorCode;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::partition::{Partition, ReadBound};
+use crate::server::dispatch::{DispatchError, Reply, Request};
+use crate::Broker;
+
+const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(74);
+const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(76);
+
+/// One requested partition, resolved.
+struct Wanted {
+    topic_slot: usize,
+    index: i32,
+    partition: Result<Arc<Partition>, ErrorCode>,
+    fetch_offset: i64,
+    current_leader_epoch: i32,
+    partition_max_bytes: usize,
+}
+
+struct Plan {
+    version: i16,
+    isolation_committed: bool,
+    bound: ReadBound,
+    response_bytes_max: usize,
+    topics: Vec<(TopicName, Uuid)>,
+    wanted: Vec<Wanted>,
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: FetchRequest = request.decode(&mut body)?;
+    let version = request.version();
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let plan = resolve(broker, &req, version, replica_id);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let wait = Duration::from_millis(
+        (req.max_wait_ms.max(0) as u64).min(crate::config::FETCH_WAIT_MS_MAX),
+    );
+    // Subscribe before the first read so that no append between the read and
+    // the wait goes unnoticed.
+    let mut watches: Vec<watch::Receiver<i64>> = plan
+        .wanted
+        .iter()
+        .filter_map(|w| w.partition.as_ref().ok())
+        .map(|p| {
+            let mut rx = p.watch_high_watermark();
+            rx.borrow_and_update();
+            rx
+        })
+        .collect();
+    let (response, bytes, errors) = read_all(&plan);
+    if bytes >= min_bytes || errors || wait.is_zero() || watches.is_empty() {
+        return Ok(Reply::Now(request.respond(&response)?));
+    }
+    let shutdown = broker.shutdown.clone();
+    Ok(Reply::Later(Box::pin(async move {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut response = response;
+        loop {
+            let changed =
+                futures::future::select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
+            // A shutting-down broker answers waiting fetches with what it has.
+            let woken = tokio::select! {
+                woken = tokio::time::timeout_at(deadline, changed) => woken,
+                _ = shutdown.cancelled() => break,
+            };
+            let keep_waiting = matches!(woken, Ok((Ok(()), _, _)));
+            drop(woken);
+            if !keep_waiting {
+                break;
+            }
+            for rx in &mut watches {
+                rx.borrow_and_update();
+            }
+            let (again, bytes, errors) = read_all(&plan);
+            response = again;
+            if bytes >= min_bytes || errors {
+                break;
+            }
+        }
+        // Encoding our own response cannot fail for a version we decoded.
+        request.respond(&response).expect("fetch response encodes")
+    })))
+}
+
+fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i32) -> Plan {
+    let mut topics = Vec::new();
+    let mut wanted = Vec::new();
+    for fetch_topic in &req.topics {
+        let (topic, unknown) = if version >= 13 {
+            (
+                broker.topics.get_by_id(fetch_topic.topic_id),
+                ErrorCode::UNKNOWN_TOPIC_ID,
+            )
+        } else {
+            (
+                broker.topics.get(fetch_topic.topic.0.as_str()),
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            )
+        };
+        let slot = topics.len();
+        topics.push((fetch_topic.topic.clone(), fetch_topic.topic_id));
+        for p in &fetch_topic.partitions {
+            let partition = topic
+                .as_ref()
+                .and_then(|t| {
+                    usize::try_from(p.partition)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i).cloned())
+                })
+                .ok_or(unknown);
+            wanted.push(Wanted {
+                topic_slot: slot,
+                index: p.partition,
+                partition,
+                fetch_offset: p.fetch_offset,
+                current_leader_epoch: p.current_leader_epoch,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+            });
+        }
+    }
+    Plan {
+        version,
+        isolation_committed: req.isolation_level == 1,
+        bound: if replica_id >= 0 {
+            ReadBound::LogEnd
+        } else {
+            ReadBound::HighWatermark
+        },
+        response_bytes_max: (req.max_bytes.max(0) as usize)
+            .min(broker.config.fetch_response_bytes_max),
+        topics,
+        wanted,
+    }
+}
+
+/// Reads every wanted partition once. Returns the response, the record bytes
+/// in it, and whether any partition answered with an error.
+fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
+    let mut responses: Vec<FetchableTopicResponse> = plan
+        .topics
+        .iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default()
+                .with_topic(name.clone())
+                .with_topic_id(*id)
+        })
+        .collect();
+    let mut remaining = plan.response_bytes_max;
+    let mut total = 0usize;
+    let mut errors = false;
+    for w in &plan.wanted {
+        let data = read_one(plan, w, &mut remaining, total == 0);
+        if data.error_code != 0 {
+            errors = true;
+        }
+        total += data.records.as_ref().map_or(0, |r| r.len());
+        responses[w.topic_slot].partitions.push(data);
+    }
+    let response = FetchResponse::default()
+        .with_error_code(ErrorCode::NONE.code())
+        .with_session_id(0)
+        .with_responses(responses);
+    (response, total, errors)
+}
+
+fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> PartitionData {
+    let base = PartitionData::default()
+        .with_partition_index(w.index)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_aborted_transactions(plan.isolation_committed.then(Vec::new))
+        .with_records(Some(Bytes::new()));
+    let partition = match &w.partition {
+        Ok(p) => p,
+        Err(code) => return base.with_error_code(code.code()),
+    };
+    let with_offsets = |data: PartitionData| {
+        let hw = partition.high_watermark();
+        data.with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(partition.log_start_offset())
+    };
+    if plan.version >= 9
+        && w.current_leader_epoch >= 0
+        && w.current_leader_epoch != partition.leader_epoch
+    {
+        let code = if w.current_leader_epoch < partition.leader_epoch {
+            FENCED_LEADER_EPOCH
+        } else {
+            UNKNOWN_LEADER_EPOCH
+        };
+        return with_offsets(base.with_error_code(code.code()));
+    }
+    let max_bytes = w.partition_max_bytes.min(*remaining);
+    match partition.read(w.fetch_offset, max_bytes, plan.bound, first) {
+        Ok(read) => {
+            *remaining = remaining.saturating_sub(read.records.len());
+            with_offsets(base)
+                .with_error_code(ErrorCode::NONE.code())
+                .with_records(Some(read.records))
+        }
+        Err(e) => with_offsets(base).with_error_code(super::storage_error_code(&e).code()),
+    }
+}

@@ -1,0 +1,25 @@
+//! One file per API family. Each handler decodes its request, does the work
+//! through the broker's state, and encodes its response.
+
+pub mod api_versions;
+pub mod configs;
+pub mod coordinator;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod producer_id;
+pub mod topics;
+
+use protocol::ErrorCode;
+
+use crate::storage::StorageError;
+
+/// The one place storage errors become Kafka error codes.
+pub fn storage_error_code(error: &StorageError) -> ErrorCode {
+    match error {
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+        StorageError::CorruptBatch(_) => ErrorCode::CORRUPT_MESSAGE,
+        _ => ErrorCode::KAFKA_STORAGE_ERROR,
+    }
+}

@@ -1,0 +1,217 @@
+//! Produce: validate each partition's record set (headers and CRCs only, no
+//! record is decoded), append it as leader, and answer by `acks`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use protocol::batch::{validate_record_set, BatchError};
+use protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use protocol::messages::{ProduceRequest, ProduceResponse};
+use protocol::ErrorCode;
+
+use crate::partition::{AppendError, Appended, Partition};
+use crate::server::dispatch::{DispatchError, Reply, Request};
+use crate::Broker;
+
+/// One partition's outcome, plus what `acks=all` must wait for.
+struct Outcome {
+    response: PartitionProduceResponse,
+    /// With `acks=all`: the partition and the offset the high watermark must pass.
+    wait_for: Option<(Arc<Partition>, i64)>,
+}
+
+fn failed(index: i32, code: ErrorCode, message: impl Into<String>) -> Outcome {
+    let message = message.into();
+    Outcome {
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(code.code())
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(Some(message.into())),
+        wait_for: None,
+    }
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    request: Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: ProduceRequest = request.decode(&mut body)?;
+    let acks = req.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let now_ms = crate::now_ms();
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    let mut waits = Vec::new();
+    for topic_data in req.topic_data {
+        let topic = if request.version() >= 13 {
+            broker.topics.get_by_id(topic_data.topic_id)
+        } else {
+            broker.topics.get(topic_data.name.0.as_str())
+        };
+        let unknown = if request.version() >= 13 {
+            ErrorCode::UNKNOWN_TOPIC_ID
+        } else {
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let outcome = if !acks_valid {
+                failed(
+                    data.index,
+                    ErrorCode::INVALID_REQUIRED_ACKS,
+                    format!("acks must be -1, 0 or 1, not {acks}"),
+                )
+            } else {
+                match topic.as_ref().and_then(|t| {
+                    usize::try_from(data.index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i).cloned())
+                }) {
+                    None => failed(data.index, unknown, "unknown topic or partition"),
+                    Some(partition) => {
+                        let max = topic
+                            .as_ref()
+                            .and_then(|t| t.configs.get("max.message.bytes"))
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(broker.config.message_bytes_max);
+                        append(&partition, data.records, acks, max, now_ms)
+                    }
+                }
+            };
+            if let Some(wait) = outcome.wait_for.clone() {
+                waits.push(wait);
+            }
+            partitions.push(outcome.response);
+        }
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return Ok(Reply::Nothing);
+    }
+    let response = ProduceResponse::default().with_responses(topics);
+    if waits.is_empty() {
+        return Ok(Reply::Now(request.respond(&response)?));
+    }
+    let timeout = Duration::from_millis(
+        (req.timeout_ms.max(0) as u64).min(crate::config::PRODUCE_TIMEOUT_MS_MAX),
+    );
+    Ok(Reply::Later(Box::pin(async move {
+        let mut response = response;
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (partition, last_offset) in waits {
+            let mut hw = partition.watch_high_watermark();
+            let replicated =
+                tokio::time::timeout_at(deadline, hw.wait_for(|hw| *hw > last_offset)).await;
+            if !matches!(replicated, Ok(Ok(_))) {
+                mark_timed_out(&mut response, &partition);
+            }
+        }
+        // Encoding our own response cannot fail for a version we decoded.
+        request
+            .respond(&response)
+            .expect("produce response encodes")
+    })))
+}
+
+fn mark_timed_out(response: &mut ProduceResponse, partition: &Partition) {
+    for topic in &mut response.responses {
+        if topic.name.0.as_str() != partition.topic && topic.topic_id != partition.topic_id {
+            continue;
+        }
+        for p in &mut topic.partition_responses {
+            if p.index == partition.index {
+                p.error_code = ErrorCode::REQUEST_TIMED_OUT.code();
+            }
+        }
+    }
+}
+
+fn append(
+    partition: &Arc<Partition>,
+    records: Option<Bytes>,
+    acks: i16,
+    message_bytes_max: usize,
+    now_ms: i64,
+) -> Outcome {
+    let index = partition.index;
+    let Some(records) = records else {
+        return failed(index, ErrorCode::CORRUPT_MESSAGE, "record set is null");
+    };
+    let info = match validate_record_set(&records) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!(topic = %partition.topic, partition = index, error = %e, "rejected corrupt batch");
+            return failed(index, ErrorCode::CORRUPT_MESSAGE, e.to_string());
+        }
+    };
+    if info.batch_count == 0 {
+        return failed(
+            index,
+            ErrorCode::CORRUPT_MESSAGE,
+            BatchError::Truncated {
+                available: 0,
+                needed: protocol::batch::BATCH_HEADER_BYTES,
+            }
+            .to_string(),
+        );
+    }
+    if info.max_batch_bytes > message_bytes_max {
+        return failed(
+            index,
+            ErrorCode::MESSAGE_TOO_LARGE,
+            format!(
+                "batch of {} bytes exceeds max.message.bytes {message_bytes_max}",
+                info.max_batch_bytes
+            ),
+        );
+    }
+    match partition.append_as_leader(&records, now_ms) {
+        Ok(Appended::New(appended)) => Outcome {
+            response: PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(ErrorCode::NONE.code())
+                .with_base_offset(appended.base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(appended.log_start_offset),
+            wait_for: (acks == -1).then(|| (partition.clone(), appended.last_offset)),
+        },
+        Ok(Appended::Duplicate {
+            base_offset,
+            log_start_offset,
+        }) => Outcome {
+            // A retry of a batch already in the log: the original offsets, nothing appended.
+            response: PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(ErrorCode::NONE.code())
+                .with_base_offset(base_offset)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(log_start_offset),
+            wait_for: (acks == -1).then(|| (partition.clone(), base_offset)),
+        },
+        Err(AppendError::Sequence { code }) => {
+            tracing::debug!(topic = %partition.topic, partition = index, %code, "refused producer batch");
+            failed(
+                index,
+                code,
+                format!("producer sequence check failed: {code}"),
+            )
+        }
+        Err(e @ AppendError::MultipleIdempotentBatches { .. }) => {
+            failed(index, ErrorCode::INVALID_RECORD, e.to_string())
+        }
+        Err(AppendError::Storage(e)) => {
+            let code = super::storage_error_code(&e);
+            tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");
+            failed(index, code, e.to_string())
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! A Kafka-compatible log broker.
+//!
+//! - [`config`]: settings, defaults and the properties-file format.
+//! - [`server`]: `listener` accepts and bounds connections, `connection` turns a
+//!   socket into ordered request/response frames, `dispatch` maps an API key to
+//!   a handler.
+//! - [`handlers`]: one file per API family (produce, fetch, metadata, topics, ...).
+//! - [`topics`] and [`partition`]: the topics this broker hosts and each
+//!   partition's serving state (leader epoch, high watermark) over its log.
+//! - [`storage`]: the segment log engine: mmap segments, indexes, recovery,
+//!   retention, checkpoints.
+//!
+//! [`run`] starts a broker and serves until the shutdown future completes.
+
+pub mod config;
+mod fsutil;
+pub mod handlers;
+pub mod partition;
+pub mod producer_ids;
+pub mod producer_state;
+pub mod server;
+pub mod storage;
+pub mod topics;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BrokerConfig;
+use crate::producer_ids::ProducerIdAllocator;
+use crate::storage::LogManager;
+use crate::topics::TopicRegistry;
+
+/// Shared state of a running broker.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub logs: Arc<LogManager>,
+    pub topics: TopicRegistry,
+    pub producer_ids: ProducerIdAllocator,
+    advertised_host: String,
+    advertised_port: i32,
+    /// Cancelled when shutdown begins; long waits end early on it.
+    pub shutdown: CancellationToken,
+}
+
+impl Broker {
+    pub fn advertised(&self) -> (String, i32) {
+        (self.advertised_host.clone(), self.advertised_port)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a broker until `shutdown` completes, then stops accepting, finishes
+/// in-flight requests, flushes every log, writes checkpoints and returns.
+pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let cluster_id = load_or_write_meta(
+        &config.data_dir,
+        config.node_id,
+        config.cluster_id.as_deref(),
+    )?;
+    let logs = Arc::new(
+        LogManager::open(&config.data_dir, config.log.clone(), config.mappings_max)
+            .context("cannot open the logs")?,
+    );
+    let topics = TopicRegistry::load(logs.clone(), config.log.clone())?;
+    let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let (advertised_host, advertised_port) = match &config.advertised_listener {
+        Some(addr) => split_host_port(addr)?,
+        None if bound.ip().is_unspecified() => ("127.0.0.1".to_string(), i32::from(bound.port())),
+        None => (bound.ip().to_string(), i32::from(bound.port())),
+    };
+    tracing::info!(
+        node_id = config.node_id,
+        %cluster_id,
+        data_dir = %config.data_dir.display(),
+        topics = topics.all().len(),
+        "listening on {bound}"
+    );
+    let broker = Arc::new(Broker {
+        config,
+        cluster_id,
+        logs,
+        topics,
+        producer_ids,
+        advertised_host,
+        advertised_port,
+        shutdown: CancellationToken::new(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = spawn_background(broker.clone());
+    let server = tokio::spawn(server::listener::serve(listener, broker.clone(), stop_rx));
+    shutdown.await;
+    tracing::info!("shutting down");
+    broker.shutdown.cancel();
+    let _ = stop_tx.send(true);
+    server.await.context("server task failed")??;
+    background.abort();
+    let _ = background.await;
+    let shutting_down = broker.clone();
+    tokio::task::spawn_blocking(move || {
+        for topic in shutting_down.topics.all() {
+            for partition in &topic.partitions {
+                partition.snapshot_producer_state();
+            }
+        }
+        shutting_down.logs.shutdown()
+    })
+    .await
+    .context("shutdown task failed")?
+    .context("flushing logs at shutdown")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Periodic work: interval flushes, checkpoints, retention.
+fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut flush_tick = tokio::time::interval(Duration::from_millis(
+            broker.config.flush_check_interval_ms.max(1),
+        ));
+        let mut retention_tick = tokio::time::interval(Duration::from_millis(
+            broker.config.retention_check_interval_ms.max(1),
+        ));
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = flush_tick.tick() => {
+                    let logs = broker.logs.clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        logs.flush_due(now_ms())?;
+                        logs.write_checkpoints()
+                    }).await;
+                    if let Ok(Err(e)) = result {
+                        tracing::error!(error = %e, "periodic flush failed");
+                    }
+                }
+                _ = retention_tick.tick() => {
+                    let logs = broker.logs.clone();
+                    let _ = tokio::task::spawn_blocking(move || logs.retention_pass(now_ms())).await;
+                }
+            }
+        }
+    })
+}
+
+fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("advertised listener {addr:?} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("advertised listener {addr:?} has a bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), i32::from(port)))
+}
+
+/// Reads `meta.properties` (cluster id and node id), or writes it on first start.
+/// A data dir written by another node id is refused: it holds another broker's data.
+fn load_or_write_meta(
+    data_dir: &Path,
+    node_id: i32,
+    cluster_id: Option<&str>,
+) -> anyhow::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if path.exists() {
+        let props = config::parse_properties(&path)?;
+        let stored_node: i32 = props
+            .get("node.id")
+            .context("meta.properties has no node.id")?
+            .parse()
+            .context("meta.properties has a bad node.id")?;
+        anyhow::ensure!(
+            stored_node == node_id,
+            "data dir {} belongs to node {stored_node}, not {node_id}",
+            data_dir.display()
+        );
+        let stored_cluster = props
+            .get("cluster.id")
+            .context("meta.properties has no cluster.id")?;
+        if let Some(wanted) = cluster_id {
+            anyhow::ensure!(
+                wanted == stored_cluster,
+                "data dir {} belongs to cluster {stored_cluster}, not {wanted}",
+                data_dir.display()
+            );
+        }
+        return Ok(stored_cluster.clone());
+    }
+    let cluster_id = cluster_id.map_or_else(
+        || base64_url(uuid::Uuid::new_v4().as_bytes()),
+        str::to_string,
+    );
+    let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+    fsutil::write_atomically(&path, text.as_bytes())?;
+    Ok(cluster_id)
+}
+
+/// Base64 (URL alphabet, no padding), the form Kafka gives cluster ids.
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        // 16 bytes give 22 base64 characters, as Kafka's cluster ids have.
+        let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+        assert_eq!(id.len(), 22);
+        assert_eq!(base64_url(b"Man"), "TWFu");
+        assert_eq!(base64_url(b"Ma"), "TWE");
+    }
+
+    #[test]
+    fn data_dir_of_another_node_is_refused() {
+        // Starting node 2 on node 1's data would serve the wrong broker's data.
+        let dir = tempfile::tempdir().unwrap();
+        let id = load_or_write_meta(dir.path(), 1, None).unwrap();
+        assert_eq!(load_or_write_meta(dir.path(), 1, None).unwrap(), id);
+        assert!(load_or_write_meta(dir.path(), 2, None).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Maps a request frame to its handler by API key and version.
+//!
+//! A frame whose header cannot be read, or whose body does not decode, is an
+//! error: the connection closes with a log line, as Kafka does, because no
+//! response can be encoded for a request we could not understand. ApiVersions
+//! is the exception every client relies on: a version newer than ours gets a
+//! v0 answer with `UNSUPPORTED_VERSION` and our ranges, so the client can
+//! retry with one we speak (KIP-511).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use protocol::header::{decode_request_header, encode_response, HeaderPrefix};
+use protocol::messages::{ApiKey, RequestHeader};
+use protocol::{Decodable, Encodable};
+use thiserror::Error;
+
+use crate::handlers;
+use crate::Broker;
+
+/// What a handler gives back for one request.
+pub enum Reply {
+    /// The encoded response frame, ready to write.
+    Now(Bytes),
+    /// A response that must wait (long-poll fetch, `acks=all`).
+    Later(BoxFuture<'static, Bytes>),
+    /// No response at all (`acks=0` produce).
+    Nothing,
+}
+
+#[derive(Debug, Error)]
+pub enum DispatchError {
+    #[error("malformed request header: {0}")]
+    Header(#[from] protocol::header::HeaderError),
+    #[error("api key {api_key} version {api_version} is not supported")]
+    Unsupported { api_key: i16, api_version: i16 },
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Body {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode {api:?} response: {reason}")]
+    Encode { api: ApiKey, reason: String },
+}
+
+/// The request being handled: what a handler needs besides its body.
+pub struct Request {
+    pub api: ApiKey,
+    pub header: RequestHeader,
+}
+
+impl Request {
+    pub fn version(&self) -> i16 {
+        self.header.request_api_version
+    }
+
+    pub fn decode<T: Decodable>(&self, body: &mut Bytes) -> Result<T, DispatchError> {
+        T::decode(body, self.version()).map_err(|e| DispatchError::Body {
+            api: self.api,
+            version: self.version(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn respond<T: Encodable>(&self, response: &T) -> Result<Bytes, DispatchError> {
+        encode_response(
+            self.api,
+            self.version(),
+            self.header.correlation_id,
+            response,
+        )
+        .map_err(|e| DispatchError::Encode {
+            api: self.api,
+            reason: e.to_string(),
+        })
+    }
+}
+
+pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, DispatchError> {
+    let prefix =
+        HeaderPrefix::peek(&frame).ok_or(protocol::header::HeaderError::TooShort(frame.len()))?;
+    let supported = handlers::api_versions::supported_range(prefix.api_key);
+    let in_range = supported.is_some_and(|(min, max)| (min..=max).contains(&prefix.api_version));
+    if !in_range {
+        if prefix.api_key == ApiKey::ApiVersions as i16 && prefix.api_version >= 0 {
+            return Ok(Reply::Now(
+                handlers::api_versions::unsupported_version_response(prefix.correlation_id)?,
+            ));
+        }
+        return Err(DispatchError::Unsupported {
+            api_key: prefix.api_key,
+            api_version: prefix.api_version,
+        });
+    }
+    let (api, header) = decode_request_header(&mut frame)?;
+    let request = Request { api, header };
+    let body = frame;
+    match api {
+        ApiKey::ApiVersions => handlers::api_versions::handle(broker, &request, body),
+        ApiKey::Metadata => handlers::metadata::handle(broker, &request, body),
+        ApiKey::Produce => handlers::produce::handle(broker, request, body),
+        ApiKey::Fetch => handlers::fetch::handle(broker, request, body),
+        ApiKey::ListOffsets => handlers::list_offsets::handle(broker, &request, body),
+        ApiKey::CreateTopics => handlers::topics::create_topics(broker, &request, body),
+        ApiKey::DeleteTopics => handlers::topics::delete_topics(broker, &request, body),
+        ApiKey::CreatePartitions => handlers::topics::create_partitions(broker, &request, body),
+        ApiKey::FindCoordinator => handlers::coordinator::find_coordinator(broker, &request, body),
+        ApiKey::InitProducerId => handlers::producer_id::handle(broker, &request, body),
+        ApiKey::DescribeConfigs => handlers::configs::describe_configs(broker, &request, body),
+        other => Err(DispatchError::Unsupported {
+            api_key: other as i16,
+            api_version: request.version(),
+        }),
+    }
+}

@@ -1,0 +1,91 @@
+//! Per-partition log configuration: segment sizes, index spacing, retention, flushing.
+
+/// When appended bytes are fsynced. Each policy is a promise about what an
+/// acknowledged append survives; see `docs/storage.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fsync after every append: an acknowledged append survives power loss.
+    EveryBatch,
+    /// fsync when `LogManager::flush_due` finds the partition dirty for at least
+    /// this many milliseconds: a power loss may lose up to that window.
+    IntervalMs(u64),
+    /// fsync only when a segment is sealed (rolled) and at shutdown: a power
+    /// loss may lose the whole active segment. A process crash loses nothing.
+    OnRoll,
+}
+
+/// Kafka's `segment.bytes` default: 1 GiB.
+pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+/// Kafka's `segment.ms` default: 7 days.
+pub const SEGMENT_MS_MAX_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's `index.interval.bytes` default.
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u64 = 4096;
+/// Kafka's `segment.index.bytes` default: 10 MiB.
+pub const SEGMENT_INDEX_BYTES_MAX_DEFAULT: u64 = 10 << 20;
+/// Kafka's `retention.ms` default: 7 days.
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Default flush interval; Kafka leaves flushing to the OS, we bound the window.
+pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1000;
+/// How much the active segment's file and mapping grow at a time.
+pub const PREALLOCATE_STEP_BYTES_DEFAULT: u64 = 8 << 20;
+/// Segment positions are stored as u32 in the offset index, and Kafka caps
+/// `segment.bytes` at `i32::MAX`; so do we.
+pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Roll when the active segment would grow past this (Kafka `segment.bytes`).
+    pub segment_bytes_max: u64,
+    /// Roll when the active segment is older than this (Kafka `segment.ms`).
+    pub segment_ms_max: u64,
+    /// Bytes appended between two sparse index entries (Kafka `index.interval.bytes`).
+    pub index_interval_bytes: u64,
+    /// Largest size of one segment's offset index; the time index is capped at
+    /// the same number of entries. A full index rolls the segment.
+    pub segment_index_bytes_max: u64,
+    /// Delete the oldest sealed segments while the log is larger than this.
+    pub retention_bytes: Option<u64>,
+    /// Delete sealed segments whose largest timestamp is older than this.
+    pub retention_ms: Option<u64>,
+    /// When appended data is fsynced.
+    pub flush_policy: FlushPolicy,
+    /// How much the active segment's file and mapping grow at a time.
+    pub preallocate_step_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            segment_ms_max: SEGMENT_MS_MAX_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            segment_index_bytes_max: SEGMENT_INDEX_BYTES_MAX_DEFAULT,
+            retention_bytes: None,
+            retention_ms: Some(RETENTION_MS_DEFAULT),
+            flush_policy: FlushPolicy::IntervalMs(FLUSH_INTERVAL_MS_DEFAULT),
+            preallocate_step_bytes: PREALLOCATE_STEP_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the bounds the storage engine relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes_max == 0 || self.segment_bytes_max > SEGMENT_BYTES_LIMIT {
+            return Err(format!(
+                "segment_bytes_max {} must be in 1..={SEGMENT_BYTES_LIMIT}",
+                self.segment_bytes_max
+            ));
+        }
+        if self.segment_index_bytes_max < 64 {
+            return Err(format!(
+                "segment_index_bytes_max {} must be at least 64",
+                self.segment_index_bytes_max
+            ));
+        }
+        if self.preallocate_step_bytes == 0 {
+            return Err("preallocate_step_bytes must be positive".to_string());
+        }
+        Ok(())
+    }
+}

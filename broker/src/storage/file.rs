@@ -1,0 +1,355 @@
+//! The file layer: every allocation, fsync, resize, rename and removal of a
+//! storage file goes through [`FileLayer`], so tests can inject faults
+//! ([`FaultInjector`]: a full disk, a failing fsync) and simulate a power loss
+//! that keeps only what was fsynced.
+//!
+//! Files are opened by path for each operation and closed right after; a
+//! mapping outlives its file descriptor, so thousands of partitions do not
+//! hold thousands of descriptors.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::storage::mapping;
+
+/// The device and inode of a file: the key under which live mappings are counted.
+pub(crate) type FileKey = (u64, u64);
+
+pub(crate) fn file_key(file: &File) -> io::Result<FileKey> {
+    let metadata = file.metadata()?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+/// Routes file operations, optionally through a [`FaultInjector`].
+#[derive(Clone, Debug, Default)]
+pub struct FileLayer {
+    faults: Option<Arc<FaultInjector>>,
+}
+
+impl FileLayer {
+    /// The plain file layer: no faults.
+    pub fn real() -> Self {
+        FileLayer { faults: None }
+    }
+
+    /// A file layer whose operations consult `faults` first.
+    pub fn with_faults(faults: Arc<FaultInjector>) -> Self {
+        FileLayer {
+            faults: Some(faults),
+        }
+    }
+
+    pub(crate) fn open_rw(&self, path: &Path, create: bool) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)
+    }
+
+    /// Reserves `[offset, offset + len)` of the file on disk (`fallocate`, mode
+    /// 0), extending it if needed, so that writes through a mapping of that
+    /// range never hit a full disk (which would be a SIGBUS).
+    pub(crate) fn allocate(&self, path: &Path, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        if let Some(faults) = &self.faults {
+            faults.check_allocate(len)?;
+        }
+        let file = self.open_rw(path, false)?;
+        let offset_arg = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let len_arg = libc::off_t::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+        loop {
+            // SAFETY: `file` is an open descriptor owned by this function; fallocate
+            // reads no memory of ours.
+            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset_arg, len_arg) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EOPNOTSUPP) => {
+                    // A filesystem without fallocate: posix_fallocate emulates the
+                    // reservation by writing to every block.
+                    // SAFETY: as above; posix_fallocate returns the error number.
+                    let rc =
+                        unsafe { libc::posix_fallocate(file.as_raw_fd(), offset_arg, len_arg) };
+                    return if rc == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::from_raw_os_error(rc))
+                    };
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// fsyncs a file's data (and the metadata needed to read it back).
+    pub(crate) fn sync_file(&self, path: &Path) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.check_sync()?;
+        }
+        let file = File::open(path)?;
+        file.sync_data()?;
+        if let Some(faults) = &self.faults {
+            faults.record_synced(path)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs a directory, making creations, renames and removals in it durable.
+    pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.check_sync()?;
+        }
+        File::open(path)?.sync_all()
+    }
+
+    /// Shrinks (or extends) a file that no live mapping covers. Shrinking a
+    /// mapped file would turn a reader's access past the new end into SIGBUS.
+    /// Returns `false`, changing nothing, if the file is mapped somewhere in
+    /// this process; the caller then defers the trim or copies instead.
+    pub(crate) fn set_len_if_unmapped(&self, path: &Path, len: u64) -> io::Result<bool> {
+        let file = self.open_rw(path, false)?;
+        let key = file_key(&file)?;
+        let current = file.metadata()?.len();
+        if len < current && mapping::is_mapped(key) {
+            return Ok(false);
+        }
+        file.set_len(len)?;
+        Ok(true)
+    }
+
+    /// Replaces `path` by a new file holding its first `len` bytes, leaving the
+    /// old inode (and every mapping of it) untouched. Used to cut a file that a
+    /// reader still maps: its `Bytes` keep seeing the old contents.
+    pub(crate) fn replace_with_prefix(&self, path: &Path, len: u64) -> io::Result<()> {
+        let temp = path.with_extension("truncating");
+        {
+            let mut source = File::open(path)?;
+            let mut target = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            let copied = io::copy(&mut (&mut source).take(len), &mut target)?;
+            if copied != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} is shorter than {len} bytes", path.display()),
+                ));
+            }
+            target.flush()?;
+        }
+        self.sync_file(&temp)?;
+        self.rename(&temp, path)
+    }
+
+    pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        if let Some(faults) = &self.faults {
+            faults.record_rename(from, to);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        if let Some(faults) = &self.faults {
+            faults.record_removed(path);
+        }
+        Ok(())
+    }
+
+    /// Writes a whole small file through a temp file: write, fsync, rename,
+    /// fsync the directory. Readers see the old or the new contents, never a mix.
+    pub(crate) fn write_atomically(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        let temp = path.with_extension("tmp");
+        {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            file.write_all(contents)?;
+        }
+        self.sync_file(&temp)?;
+        self.rename(&temp, path)?;
+        match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => self.sync_dir(dir),
+            _ => self.sync_dir(Path::new(".")),
+        }
+    }
+}
+
+/// How [`FaultInjector::simulate_power_loss`] treats the bytes that were not fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every byte written since the last fsync of a file is lost.
+    DropUnflushed,
+    /// The unflushed region is cut at a random point: new bytes before it, old after.
+    TornTail,
+    /// All writes reached the disk, but one bit past the flushed region flipped.
+    FlipBit,
+}
+
+/// Faults for tests: a disk that fills up, fsyncs that fail, and a record of
+/// every file's contents at its last fsync, to simulate a power loss.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    /// Bytes `fallocate` may still reserve before it answers ENOSPC; `u64::MAX` = unlimited.
+    allocation_bytes_left: AtomicU64,
+    allocation_limited: AtomicBool,
+    sync_fails: AtomicBool,
+    /// File contents as of their last fsync, by path.
+    synced: Mutex<HashMap<PathBuf, Vec<u8>>>,
+}
+
+impl FaultInjector {
+    pub fn new() -> Arc<Self> {
+        Arc::new(FaultInjector::default())
+    }
+
+    /// From now on, `fallocate` succeeds for `bytes` more bytes, then fails with ENOSPC.
+    pub fn limit_allocation(&self, bytes: u64) {
+        self.allocation_bytes_left.store(bytes, Ordering::SeqCst);
+        self.allocation_limited.store(true, Ordering::SeqCst);
+    }
+
+    pub fn unlimit_allocation(&self) {
+        self.allocation_limited.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes every fsync fail with EIO while `fails` is true.
+    pub fn fail_syncs(&self, fails: bool) {
+        self.sync_fails.store(fails, Ordering::SeqCst);
+    }
+
+    fn check_allocate(&self, len: u64) -> io::Result<()> {
+        if !self.allocation_limited.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let update =
+            self.allocation_bytes_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(len)
+                });
+        match update {
+            Ok(_) => Ok(()),
+            Err(_) => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+        }
+    }
+
+    fn check_sync(&self) -> io::Result<()> {
+        if self.sync_fails.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
+    fn record_synced(&self, path: &Path) -> io::Result<()> {
+        let contents = std::fs::read(path)?;
+        self.synced
+            .lock()
+            .expect("fault injector lock")
+            .insert(path.to_path_buf(), contents);
+        Ok(())
+    }
+
+    fn record_rename(&self, from: &Path, to: &Path) {
+        let mut synced = self.synced.lock().expect("fault injector lock");
+        // A rename is made durable by the directory fsync that follows it; the
+        // model treats it as durable at once, carrying the synced contents along.
+        match synced.remove(from) {
+            Some(contents) => {
+                synced.insert(to.to_path_buf(), contents);
+            }
+            None => {
+                synced.remove(to);
+            }
+        }
+    }
+
+    fn record_removed(&self, path: &Path) {
+        self.synced
+            .lock()
+            .expect("fault injector lock")
+            .remove(path);
+    }
+
+    /// Rewrites every regular file under `dir` as a power loss could have left
+    /// it: bytes that were fsynced stay; the rest follows `mode`. Files never
+    /// fsynced lose all their contents. Call only once nothing maps these files.
+    /// `seed` chooses the cut points and bits.
+    pub fn simulate_power_loss(&self, dir: &Path, mode: CrashMode, seed: u64) -> io::Result<()> {
+        let synced = self.synced.lock().expect("fault injector lock");
+        let mut random = seed | 1;
+        let mut next_random = move |bound: u64| -> u64 {
+            // xorshift64: a deterministic function of the seed.
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            if bound == 0 {
+                0
+            } else {
+                random % bound
+            }
+        };
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(current) = stack.pop() {
+            for entry in std::fs::read_dir(&current)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let now = std::fs::read(&path)?;
+                let before = synced.get(&path).cloned().unwrap_or_default();
+                let first_difference = now
+                    .iter()
+                    .zip(before.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(now.len().min(before.len()));
+                let after = match mode {
+                    CrashMode::DropUnflushed => before,
+                    CrashMode::TornTail => {
+                        let span = now.len().saturating_sub(first_difference) as u64;
+                        let cut = first_difference + next_random(span + 1) as usize;
+                        let mut torn = now[..cut.min(now.len())].to_vec();
+                        if before.len() > torn.len() {
+                            torn.extend_from_slice(&before[torn.len()..]);
+                        }
+                        torn
+                    }
+                    CrashMode::FlipBit => {
+                        let mut flipped = now.clone();
+                        let span = now.len().saturating_sub(first_difference) as u64;
+                        if span > 0 {
+                            let at = first_difference + next_random(span) as usize;
+                            flipped[at] ^= 1 << next_random(8);
+                        }
+                        flipped
+                    }
+                };
+                std::fs::write(&path, after)?;
+            }
+        }
+        Ok(())
+    }
+}

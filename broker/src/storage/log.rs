@@ -1,0 +1,803 @@
+//! One partition's log: segments named by base offset, the last one active.
+//!
+//! `PartitionLog` is not internally synchronised: writes take `&mut self`, and
+//! the `LogManager` hands it out behind a `Mutex`. Reads return `Bytes` that
+//! slice the segment mappings without copying and stay valid after any later
+//! operation on the log (see `mapping.rs`).
+//!
+//! Any I/O error while changing the log (including a full disk) takes the
+//! partition offline: every later call answers [`StorageError::Offline`], and
+//! the data already appended stays as it was on disk.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use protocol::batch::{BatchError, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+
+use crate::storage::config::{FlushPolicy, LogConfig};
+use crate::storage::epoch::LeaderEpochCache;
+use crate::storage::error::StorageError;
+use crate::storage::file::FileLayer;
+use crate::storage::mapping::MappingBudget;
+use crate::storage::metadata;
+use crate::storage::recovery::{self, RecoveryReport};
+use crate::storage::segment::{Segment, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX};
+
+/// What an append stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// What a read returned: whole batches from one segment.
+#[derive(Clone, Debug)]
+pub struct ReadInfo {
+    /// Whole batches, one segment, a zero-copy slice of the mapping.
+    pub records: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// Where a log starts when it is opened; see [`PartitionLog::open`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// From `recovery-point-offset-checkpoint`; `None` scans everything after an unclean stop.
+    pub recovery_point: Option<i64>,
+    /// From `log-start-offset-checkpoint`.
+    pub log_start_offset: Option<i64>,
+    /// Whether the clean-shutdown marker was present: then nothing is scanned.
+    pub clean_shutdown: bool,
+}
+
+/// Shape of a record set, from its batch headers alone.
+struct RecordSetShape {
+    batches: usize,
+    offset_count: i64,
+    max_timestamp: i64,
+}
+
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) files: FileLayer,
+    pub(crate) budget: MappingBudget,
+    /// By base offset; the last one is active. Never empty.
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    recovery_point: i64,
+    pub(crate) epochs: LeaderEpochCache,
+    topic_id: Option<uuid::Uuid>,
+    offline: Option<String>,
+    /// When the oldest append not yet fsynced happened.
+    unflushed_since_ms: Option<i64>,
+    /// Files were created or removed since the directory was last fsynced.
+    pub(crate) dir_dirty: bool,
+}
+
+fn corrupt(error: BatchError) -> StorageError {
+    StorageError::CorruptBatch(error)
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Checks the batch headers of a record set (not the CRCs: the caller
+/// validated the batches) so that storing it cannot misbehave. With
+/// `expected_offset`, each batch must continue the offsets (follower appends).
+fn check_record_set(
+    records: &[u8],
+    expected_offset: Option<i64>,
+) -> Result<RecordSetShape, StorageError> {
+    if records.is_empty() {
+        return Err(corrupt(BatchError::Truncated {
+            available: 0,
+            needed: BATCH_HEADER_BYTES,
+        }));
+    }
+    if records.len() as u64 > SEGMENT_POSITION_MAX {
+        return Err(StorageError::RecordSetTooLarge {
+            size: records.len(),
+            limit: SEGMENT_POSITION_MAX,
+        });
+    }
+    let mut shape = RecordSetShape {
+        batches: 0,
+        offset_count: 0,
+        max_timestamp: -1,
+    };
+    let mut next = expected_offset;
+    let mut rest = records;
+    while !rest.is_empty() {
+        let header = BatchHeader::new(rest).map_err(corrupt)?;
+        let minimum = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+        if header.batch_length() < minimum {
+            return Err(corrupt(BatchError::BadLength {
+                batch_length: header.batch_length(),
+                minimum,
+            }));
+        }
+        let total = header.total_bytes();
+        if total > rest.len() {
+            return Err(corrupt(BatchError::Truncated {
+                available: rest.len(),
+                needed: total,
+            }));
+        }
+        if header.magic() != protocol::batch::MAGIC_V2 {
+            return Err(corrupt(BatchError::BadMagic {
+                magic: header.magic(),
+            }));
+        }
+        let delta = header.last_offset_delta();
+        if delta < 0 || i64::from(delta) > RELATIVE_OFFSET_MAX {
+            return Err(corrupt(BatchError::BadOffsetDelta {
+                last_offset_delta: delta,
+                records_count: header.records_count(),
+            }));
+        }
+        if let Some(expected) = next {
+            if header.base_offset() != expected {
+                return Err(StorageError::NonContiguousOffsets {
+                    base_offset: header.base_offset(),
+                    log_end_offset: expected,
+                });
+            }
+            next = Some(expected + i64::from(delta) + 1);
+        }
+        shape.batches += 1;
+        shape.offset_count += i64::from(delta) + 1;
+        shape.max_timestamp = shape.max_timestamp.max(header.max_timestamp());
+        rest = &rest[total..];
+    }
+    Ok(shape)
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it unless
+    /// `options.clean_shutdown`. Most callers go through `LogManager`.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        files: FileLayer,
+        budget: MappingBudget,
+        options: OpenOptions,
+    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        config
+            .validate()
+            .map_err(|reason| StorageError::InvalidConfig { reason })?;
+        let io_error = |context: &str, error: io::Error| {
+            StorageError::io(format!("{context} {}", dir.display()), error)
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io_error("create", e))?;
+        let recovery_point = options.recovery_point.unwrap_or(0);
+        let (mut segments, report) = recovery::load_segments(
+            dir,
+            &config,
+            &files,
+            &budget,
+            recovery_point,
+            options.clean_shutdown,
+            options.log_start_offset.unwrap_or(0),
+        )
+        .map_err(|e| io_error("load", e))?;
+        let last_base = *segments.keys().next_back().expect("at least one segment");
+        for (&base, segment) in segments.iter_mut() {
+            if base == last_base {
+                segment.make_active();
+            } else if !segment.is_active() {
+                segment.trim().map_err(|e| io_error("trim", e))?;
+            }
+        }
+        let first = segments.values().next().expect("at least one segment");
+        let log_end_offset = segments
+            .values()
+            .next_back()
+            .expect("at least one segment")
+            .next_offset();
+        let log_start_offset = options
+            .log_start_offset
+            .unwrap_or(0)
+            .max(first.base_offset())
+            .min(log_end_offset);
+        let mut epochs = LeaderEpochCache::open(dir)?;
+        epochs.truncate_from_end(&files, log_end_offset)?;
+        epochs.truncate_from_start(&files, log_start_offset)?;
+        let topic_id = metadata::read_partition_metadata(dir)?.map(uuid::Uuid::from_bytes);
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            budget,
+            segments,
+            log_start_offset,
+            recovery_point: log_end_offset,
+            epochs,
+            topic_id,
+            offline: None,
+            unflushed_since_ms: None,
+            dir_dirty: true,
+        };
+        if options.clean_shutdown {
+            log.dir_dirty = false;
+        } else {
+            // Recovered data is re-validated; make it durable before naming it flushed.
+            for segment in log.segments.values_mut() {
+                segment.flush().map_err(|e| io_error("flush", e))?;
+            }
+            log.files.sync_dir(dir).map_err(|e| io_error("sync", e))?;
+            log.dir_dirty = false;
+        }
+        log.check_invariants();
+        Ok((log, report))
+    }
+
+    fn check_invariants(&self) {
+        assert!(
+            !self.segments.is_empty(),
+            "a log always has an active segment"
+        );
+        assert!(
+            self.recovery_point <= self.log_end_offset(),
+            "recovery point {} past log end {}",
+            self.recovery_point,
+            self.log_end_offset()
+        );
+        assert!(
+            self.log_start_offset <= self.log_end_offset(),
+            "log start {} past log end {}",
+            self.log_start_offset,
+            self.log_end_offset()
+        );
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn check_online(&self) -> Result<(), StorageError> {
+        match &self.offline {
+            Some(reason) => Err(StorageError::Offline {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the partition offline after an I/O error and returns the error to report.
+    pub(crate) fn fail(&mut self, context: &str, error: impl std::fmt::Display) -> StorageError {
+        let reason = format!("{context} in {}: {error}", self.dir.display());
+        tracing::error!(%reason, "partition log goes offline");
+        self.offline = Some(reason.clone());
+        StorageError::Offline { reason }
+    }
+
+    /// Appends batches as the leader: each batch gets the next offsets and
+    /// `leader_epoch`, rewritten in place in the mapping after the copy.
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        self.check_online()?;
+        let shape = check_record_set(records, None)?;
+        let base_offset = self.log_end_offset();
+        self.append_checked(records, &shape, Some((base_offset, leader_epoch)), now_ms)?;
+        if leader_epoch >= 0
+            && self
+                .latest_epoch()
+                .is_none_or(|latest| leader_epoch > latest)
+        {
+            self.assign_epoch_start(leader_epoch, base_offset)?;
+        }
+        self.after_append(now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: self.log_end_offset() - 1,
+            log_start_offset: self.log_start_offset,
+            max_timestamp: shape.max_timestamp,
+        })
+    }
+
+    /// Appends batches fetched from the leader, keeping their offsets and
+    /// epochs. They must continue the log end offset exactly.
+    pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo, StorageError> {
+        self.check_online()?;
+        let base_offset = self.log_end_offset();
+        let shape = check_record_set(records, Some(base_offset))?;
+        let now_ms = wall_clock_ms();
+        self.append_checked(records, &shape, None, now_ms)?;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let header = BatchHeader::new(rest).map_err(corrupt)?;
+            let epoch = header.partition_leader_epoch();
+            if epoch >= 0 && self.latest_epoch().is_none_or(|latest| epoch > latest) {
+                self.assign_epoch_start(epoch, header.base_offset())?;
+            }
+            rest = &rest[header.total_bytes()..];
+        }
+        self.after_append(now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: self.log_end_offset() - 1,
+            log_start_offset: self.log_start_offset,
+            max_timestamp: shape.max_timestamp,
+        })
+    }
+
+    fn append_checked(
+        &mut self,
+        records: &[u8],
+        shape: &RecordSetShape,
+        assign: Option<(i64, i32)>,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let log_end_before = self.log_end_offset();
+        self.maybe_roll(records.len() as u64, shape.offset_count, now_ms)?;
+        let step = self.config.preallocate_step_bytes;
+        let active = self.active_mut();
+        // Reserve every byte on disk before writing any, so a full disk fails
+        // the append cleanly instead of faulting in the middle of it.
+        if let Err(error) = active.reserve(records.len() as u64, shape.batches, step) {
+            return Err(self.fail("allocating space for an append", error));
+        }
+        match self.active_mut().append(records, assign, now_ms) {
+            Ok(next_offset) => {
+                assert_eq!(
+                    next_offset,
+                    log_end_before + shape.offset_count,
+                    "offsets must stay dense"
+                );
+                Ok(())
+            }
+            Err(error) => Err(self.fail("appending", error)),
+        }
+    }
+
+    fn after_append(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.unflushed_since_ms.get_or_insert(now_ms);
+        if self.config.flush_policy == FlushPolicy::EveryBatch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn maybe_roll(
+        &mut self,
+        bytes: u64,
+        offset_count: i64,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let too_big = active.size_bytes() + bytes > self.config.segment_bytes_max;
+        let too_old = active
+            .rolling_base_ms
+            .is_some_and(|base| now_ms.saturating_sub(base) > self.config.segment_ms_max as i64);
+        let offsets_overflow =
+            log_end_offset + offset_count - 1 - active.base_offset() > RELATIVE_OFFSET_MAX;
+        if too_big || too_old || active.index_is_full() || offsets_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches from one segment, starting with the batch that
+    /// contains `offset`, stopping before any batch that reaches `max_offset`.
+    /// At most `max_bytes`, except that with `min_one_batch` a larger first
+    /// batch is returned whole.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, StorageError> {
+        self.check_online()?;
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            });
+        }
+        let mut records = Bytes::new();
+        if offset < log_end_offset && offset < max_offset {
+            let start = self
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map_or(offset, |(&base, _)| base);
+            for segment in self.segments.range(start..).map(|(_, s)| s) {
+                if segment.next_offset() <= offset {
+                    continue;
+                }
+                records = segment
+                    .read(offset, max_bytes, max_offset, min_one_batch)
+                    .map_err(|error| {
+                        StorageError::io(format!("read {}", segment.log_path().display()), error)
+                    })?;
+                break;
+            }
+        }
+        Ok(ReadInfo {
+            records,
+            log_start_offset: self.log_start_offset,
+            log_end_offset,
+        })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// ListOffsets by timestamp: the first batch whose largest timestamp is
+    /// `>= timestamp_ms`, as `(base offset of that batch, its max timestamp)`.
+    /// Batch granularity: the records are never decoded, so the offset is the
+    /// batch's base offset (at or before the first matching record).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Option<(i64, i64)> {
+        for segment in self.segments.values() {
+            if segment.next_offset() <= self.log_start_offset
+                || segment.max_timestamp() < timestamp_ms
+            {
+                continue;
+            }
+            match segment.find_timestamp(timestamp_ms) {
+                Ok(Some((offset, timestamp))) => {
+                    return Some((offset.max(self.log_start_offset), timestamp))
+                }
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(dir = %self.dir.display(), %error, "timestamp lookup failed");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: `(largest timestamp, base offset of the first
+    /// batch that has it)`, or `None` if no batch carries a timestamp.
+    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for segment in self.segments.values() {
+            if segment.next_offset() <= self.log_start_offset || segment.max_timestamp() < 0 {
+                continue;
+            }
+            if best.is_none_or(|(timestamp, _)| segment.max_timestamp() > timestamp) {
+                best = Some((segment.max_timestamp(), segment.offset_of_max_timestamp()));
+            }
+        }
+        best
+    }
+
+    /// fsyncs everything appended; afterwards the recovery point is the log end offset.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_online()?;
+        let log_end_offset = self.log_end_offset();
+        let mut failure = None;
+        for segment in self.segments.values_mut() {
+            if let Err(error) = segment.flush() {
+                failure = Some(error);
+                break;
+            }
+        }
+        if let Some(error) = failure {
+            return Err(self.fail("fsync", error));
+        }
+        if self.dir_dirty {
+            if let Err(error) = self.files.sync_dir(&self.dir) {
+                return Err(self.fail("fsync of the directory", error));
+            }
+            self.dir_dirty = false;
+        }
+        self.recovery_point = log_end_offset;
+        self.unflushed_since_ms = None;
+        self.retry_trims()?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Flushes if the flush policy is `IntervalMs` and the oldest unflushed
+    /// append is at least that old. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool, StorageError> {
+        if self.offline.is_some() {
+            return Ok(false);
+        }
+        let FlushPolicy::IntervalMs(interval_ms) = self.config.flush_policy else {
+            return Ok(false);
+        };
+        match self.unflushed_since_ms {
+            Some(since) if now_ms.saturating_sub(since) >= interval_ms as i64 => {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Retries trims that a reader's live mapping deferred.
+    pub(crate) fn retry_trims(&mut self) -> Result<(), StorageError> {
+        let mut failure = None;
+        for segment in self.segments.values_mut() {
+            if segment.trim_pending() && !segment.is_active() {
+                if let Err(error) = segment.trim() {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(error) => Err(self.fail("trimming a segment", error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything below this offset is known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Drops everything at or after `offset` (a follower whose log diverged).
+    /// Kafka semantics: the batch containing `offset` goes too, so the log end
+    /// offset becomes that batch's base offset. An offset below the log start
+    /// empties the log and restarts it at `offset`. The cut is fsynced.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_online()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(0);
+        let result = self.truncate_inner(offset);
+        if let Err(error) = result {
+            return Err(self.fail("truncating", error));
+        }
+        let log_end_offset = self.log_end_offset();
+        assert!(
+            log_end_offset <= offset,
+            "truncation must not keep offsets past the target"
+        );
+        self.recovery_point = self.recovery_point.min(log_end_offset);
+        if let Err(error) = self.epochs.truncate_from_end(&self.files, log_end_offset) {
+            return Err(self.fail("truncating the leader epoch cache", error));
+        }
+        if self.log_start_offset > log_end_offset {
+            self.log_start_offset = log_end_offset;
+        }
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn truncate_inner(&mut self, offset: i64) -> io::Result<()> {
+        let first_base = *self.segments.keys().next().expect("at least one segment");
+        // Segments that start at or after the target go entirely; below the log
+        // start (or the first segment) the log restarts empty at the target.
+        let doomed_from = if offset < self.log_start_offset || offset <= first_base {
+            first_base
+        } else {
+            offset
+        };
+        let doomed: Vec<i64> = self
+            .segments
+            .range(doomed_from..)
+            .map(|(&b, _)| b)
+            .collect();
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed segment");
+            segment.delete()?;
+            self.dir_dirty = true;
+        }
+        match self.segments.values_mut().next_back() {
+            None => {
+                let segment = Segment::open(
+                    &self.dir,
+                    offset,
+                    &self.config,
+                    &self.files,
+                    &self.budget,
+                    true,
+                )?;
+                self.segments.insert(offset, segment);
+                self.log_start_offset = offset;
+                self.dir_dirty = true;
+            }
+            Some(segment) => {
+                segment.make_active();
+                segment.truncate_to(offset)?;
+            }
+        }
+        if self.dir_dirty {
+            self.files.sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    /// Does nothing if the active segment is empty. Under the `EveryBatch` and
+    /// `OnRoll` policies the log is then fsynced.
+    pub fn roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        self.check_online()?;
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let log_end_offset = self.log_end_offset();
+        if let Err(error) = self.active_mut().seal() {
+            return Err(self.fail("sealing a segment", error));
+        }
+        let opened = Segment::open(
+            &self.dir,
+            log_end_offset,
+            &self.config,
+            &self.files,
+            &self.budget,
+            true,
+        );
+        match opened {
+            Ok(mut segment) => {
+                assert!(segment.is_empty(), "a new segment must start empty");
+                segment.rolling_base_ms = Some(now_ms);
+                self.segments.insert(log_end_offset, segment);
+                self.dir_dirty = true;
+            }
+            Err(error) => return Err(self.fail("creating a segment", error)),
+        }
+        if !matches!(self.config.flush_policy, FlushPolicy::IntervalMs(_)) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Records that `leader_epoch` starts at `start_offset` in the leader-epoch
+    /// cache (ignored unless newer than the latest epoch), persisted at once.
+    pub fn assign_epoch_start(
+        &mut self,
+        leader_epoch: i32,
+        start_offset: i64,
+    ) -> Result<(), StorageError> {
+        self.check_online()?;
+        match self.epochs.assign(&self.files, leader_epoch, start_offset) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.fail("writing the leader epoch checkpoint", error)),
+        }
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// KIP-101 OffsetForLeaderEpoch: `(epoch, end offset)`, `None` for UNDEFINED.
+    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        self.epochs
+            .end_offset_for(leader_epoch, self.log_end_offset())
+    }
+
+    /// The leader-epoch cache entries `(epoch, start_offset)`.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// Takes the partition offline for a reason other than an I/O error.
+    pub fn mark_offline(&mut self, reason: &str) {
+        self.offline.get_or_insert_with(|| reason.to_string());
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.is_some()
+    }
+
+    /// Why the partition is offline, if it is.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.offline.as_deref()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The topic id from `partition.metadata`, if the directory has one.
+    pub fn topic_id(&self) -> Option<uuid::Uuid> {
+        self.topic_id
+    }
+
+    /// Writes `partition.metadata` with this topic id.
+    pub fn set_topic_id(&mut self, topic_id: uuid::Uuid) -> Result<(), StorageError> {
+        metadata::write_partition_metadata(&self.files, &self.dir, *topic_id.as_bytes())?;
+        self.topic_id = Some(topic_id);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; takes effect at the next append, roll or retention pass.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), StorageError> {
+        config
+            .validate()
+            .map_err(|reason| StorageError::InvalidConfig { reason })?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Total bytes of batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size_bytes).sum()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// Drops every cached mapping of this log (readers keep theirs).
+    pub fn unmap(&self) {
+        for segment in self.segments.values() {
+            segment.unmap();
+        }
+    }
+
+    /// Flushes, trims every file to its data (unless a reader still maps it),
+    /// unmaps, and closes the log: later calls answer `Offline`.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        self.check_online()?;
+        self.flush()?;
+        let mut failure = None;
+        for segment in self.segments.values_mut() {
+            if let Err(error) = segment.trim() {
+                failure = Some(error);
+                break;
+            }
+        }
+        if let Some(error) = failure {
+            return Err(self.fail("trimming at close", error));
+        }
+        self.unmap();
+        self.offline = Some("the log is closed".to_string());
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset)
+            .field("log_end_offset", &self.log_end_offset())
+            .field("recovery_point", &self.recovery_point)
+            .field("segments", &self.segments.len())
+            .field("offline", &self.offline)
+            .finish()
+    }
+}

@@ -1,0 +1,41 @@
+//! The storage engine: each partition is a log of segments on disk.
+//!
+//! Read from logical to physical:
+//! - [`manager`]: all partition logs under one data directory, checkpoints, the
+//!   clean-shutdown marker, and the shared [`MappingBudget`].
+//! - [`log`]: one partition's log ([`PartitionLog`]): append, read, roll,
+//!   truncate, flush, leader-epoch cache; [`retention`] and [`recovery`] beside it.
+//! - [`segment`]: one `.log` file with its `.index` and `.timeindex`.
+//! - [`index`]: the sparse offset index and the time index.
+//! - [`mapping`]: memory maps, their budget, and the `Bytes` owners handed to readers.
+//!   The only module with `unsafe`.
+//! - [`file`]: the file layer every allocation, fsync and resize goes through,
+//!   with fault injection for tests.
+//! - [`checkpoint`], [`epoch`], [`metadata`]: small files beside the logs.
+//!
+//! `docs/storage.md` describes the layout on disk and what each flush policy promises.
+
+pub mod checkpoint;
+pub mod config;
+pub mod epoch;
+pub mod error;
+pub mod file;
+pub mod index;
+pub mod log;
+pub mod manager;
+pub mod mapping;
+pub mod metadata;
+pub mod recovery;
+pub mod retention;
+pub mod segment;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{FlushPolicy, LogConfig};
+pub use error::StorageError;
+pub use file::{FaultInjector, FileLayer};
+pub use log::{AppendInfo, PartitionLog, ReadInfo};
+pub use manager::{LogManager, TopicPartition};
+pub use mapping::MappingBudget;
+pub use recovery::RecoveryReport;

@@ -1,0 +1,751 @@
+//! One segment: a `.log` file of record batches, as on the wire, with its
+//! `.index` and `.timeindex`, all named by the segment's base offset.
+//!
+//! The active segment's file is allocated ahead of the data in steps of
+//! `preallocate_step_bytes` (`fallocate`, so a full disk is an append error,
+//! never a SIGBUS) and written through a shared writable mapping; the bytes
+//! past the data are zero, and a zero `batch_length` is the normal end of the
+//! data. A sealed segment is trimmed to its data and read through a
+//! read-only mapping of exactly the data, created on demand and evictable.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::batch::{
+    assign_offset_and_epoch, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES,
+};
+
+use crate::storage::config::LogConfig;
+use crate::storage::file::FileLayer;
+use crate::storage::index::{OffsetIndex, TimeIndex};
+use crate::storage::mapping::{bytes_of, Map, MappingBudget, Slot};
+
+pub const LOG_FILE_SUFFIX: &str = "log";
+pub const INDEX_FILE_SUFFIX: &str = "index";
+pub const TIME_INDEX_FILE_SUFFIX: &str = "timeindex";
+/// The smallest `batch_length` a v2 batch can have.
+const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+/// Offsets within a segment are stored relative to its base as u32; Kafka
+/// keeps them within `i32::MAX`, and so do we.
+pub const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+/// Positions within a segment are u32 in the offset index; Kafka caps a
+/// segment at `i32::MAX` bytes.
+pub const SEGMENT_POSITION_MAX: u64 = i32::MAX as u64;
+
+/// `<base offset, 20 digits>.<suffix>`, so segment files sort by name.
+pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+fn invalid_data(reason: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, reason)
+}
+
+/// What one step of a walk over a segment found at a position.
+enum Step {
+    Batch {
+        total: usize,
+        base_offset: i64,
+        next_offset: i64,
+        max_timestamp: i64,
+    },
+    /// Zeros (preallocated space) or nothing: the normal end of the data.
+    End,
+    Invalid(String),
+}
+
+/// Inspects the batch that should start at `bytes[0]`, with `bytes` running to
+/// the end of the file. Every field read from disk is checked; nothing panics.
+fn inspect(bytes: &[u8], segment_base: i64, expected_offset: i64, validate_crc: bool) -> Step {
+    let overhead = &bytes[..bytes.len().min(LOG_OVERHEAD_BYTES)];
+    if overhead.iter().all(|&b| b == 0) {
+        return Step::End;
+    }
+    let header = match BatchHeader::new(bytes) {
+        Ok(header) => header,
+        Err(error) => return Step::Invalid(format!("torn batch header: {error}")),
+    };
+    let batch_length = header.batch_length();
+    if batch_length < BATCH_LENGTH_MIN {
+        return Step::Invalid(format!("impossible batch length {batch_length}"));
+    }
+    let total = header.total_bytes();
+    if total > bytes.len() {
+        return Step::Invalid(format!(
+            "torn batch: {total} bytes announced, {} present",
+            bytes.len()
+        ));
+    }
+    if validate_crc {
+        if let Err(error) = header.validate() {
+            return Step::Invalid(error.to_string());
+        }
+    } else if header.magic() != protocol::batch::MAGIC_V2 || header.last_offset_delta() < 0 {
+        return Step::Invalid("bad magic or offset delta".to_string());
+    }
+    let base_offset = header.base_offset();
+    if base_offset != expected_offset {
+        return Step::Invalid(format!(
+            "batch at offset {base_offset} does not continue offset {expected_offset}"
+        ));
+    }
+    let next_offset = base_offset
+        .checked_add(i64::from(header.last_offset_delta()))
+        .and_then(|last| last.checked_add(1));
+    match next_offset {
+        Some(next_offset) if next_offset - 1 - segment_base <= RELATIVE_OFFSET_MAX => Step::Batch {
+            total,
+            base_offset,
+            next_offset,
+            max_timestamp: header.max_timestamp(),
+        },
+        _ => Step::Invalid(format!(
+            "offsets of batch {base_offset} overflow the segment"
+        )),
+    }
+}
+
+/// How a recovery scan of one segment ended.
+#[derive(Debug, Default)]
+pub(crate) struct ScanOutcome {
+    pub(crate) bytes_scanned: u64,
+    pub(crate) bytes_truncated: u64,
+    pub(crate) invalid: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    files: FileLayer,
+    /// Bytes of whole batches at the start of the file.
+    data_len: u64,
+    /// Length of the `.log` file, all of it allocated.
+    capacity: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    /// Base offset of the first batch with `max_timestamp`, or -1.
+    offset_of_max_timestamp: i64,
+    bytes_since_index: u64,
+    index_interval_bytes: u64,
+    /// When the segment's age is counted from (first append in this process).
+    pub(crate) rolling_base_ms: Option<i64>,
+    log_slot: Slot,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    active: bool,
+    /// A trim was refused because a reader still maps the file; retried later.
+    trim_pending: bool,
+    /// Written since the last fsync.
+    dirty: bool,
+}
+
+impl Segment {
+    /// Opens the segment with this base offset in `dir`, creating empty files
+    /// if absent. Locates the end of the data by walking the batch headers
+    /// from the last offset-index entry (no CRC checks; see [`Segment::recover`]).
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        files: &FileLayer,
+        budget: &MappingBudget,
+        active: bool,
+    ) -> io::Result<Segment> {
+        assert!(base_offset >= 0, "segment base offset must not be negative");
+        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
+        let file = files.open_rw(&log_path, true)?;
+        let capacity = file.metadata()?.len();
+        drop(file);
+        let offset_index = OffsetIndex::open(
+            files,
+            budget,
+            &dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX)),
+            config.segment_index_bytes_max,
+        )?;
+        let time_index = TimeIndex::open(
+            files,
+            budget,
+            &dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)),
+            config.segment_index_bytes_max,
+        )?;
+        let mut segment = Segment {
+            base_offset,
+            log_path,
+            files: files.clone(),
+            data_len: 0,
+            capacity,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            bytes_since_index: 0,
+            index_interval_bytes: config.index_interval_bytes,
+            rolling_base_ms: None,
+            log_slot: Slot::new(budget),
+            offset_index,
+            time_index,
+            active,
+            trim_pending: false,
+            dirty: false,
+        };
+        segment.locate_end()?;
+        Ok(segment)
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.data_len
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.data_len == 0
+    }
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
+    pub(crate) fn trim_pending(&self) -> bool {
+        self.trim_pending
+    }
+    pub(crate) fn index_is_full(&self) -> bool {
+        self.offset_index.file.is_full() || self.time_index.file.is_full()
+    }
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Milliseconds since the epoch of the `.log` file's last modification.
+    pub(crate) fn last_modified_ms(&self) -> i64 {
+        std::fs::metadata(&self.log_path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// The mapping to read the data through: the writable mapping of an active
+    /// segment, or a read-only mapping of exactly the data of a sealed one.
+    fn map_for_read(&self) -> io::Result<Option<Arc<Map>>> {
+        if self.data_len == 0 {
+            return Ok(None);
+        }
+        let data_len = self.data_len;
+        let (len, writable) = if self.active {
+            (self.capacity, true)
+        } else {
+            (self.data_len, false)
+        };
+        let map = self.log_slot.get_or_map(
+            |map| map.len() as u64 >= data_len,
+            || Map::open(&self.files, &self.log_path, len, writable),
+        )?;
+        Ok(Some(map))
+    }
+
+    fn map_for_write(&self, end: u64) -> io::Result<Arc<Map>> {
+        assert!(self.active, "only the active segment is written");
+        assert!(end <= self.capacity, "write past the allocated space");
+        let capacity = self.capacity;
+        self.log_slot.get_or_map(
+            |map| map.writable() && map.len() as u64 >= end,
+            || Map::open(&self.files, &self.log_path, capacity, true),
+        )
+    }
+
+    /// Walks batches from `position` (expected to hold `offset`) to the end of
+    /// the file, updating the data end, next offset and largest timestamp, and
+    /// (if `index`) the indexes. Stops at the normal end or the first invalid batch.
+    fn walk(
+        &mut self,
+        mut position: u64,
+        mut offset: i64,
+        validate_crc: bool,
+        index: bool,
+    ) -> io::Result<ScanOutcome> {
+        let mut outcome = ScanOutcome::default();
+        let file_len = self.capacity.min(SEGMENT_POSITION_MAX);
+        self.data_len = position;
+        self.next_offset = offset;
+        if position >= file_len {
+            return Ok(outcome);
+        }
+        // Map the whole file: the end of the data is not known yet.
+        let map = self.map_whole_file()?;
+        let start = position;
+        while position < file_len {
+            let rest = map.slice(position as usize, file_len as usize);
+            match inspect(rest, self.base_offset, offset, validate_crc) {
+                Step::End => break,
+                Step::Invalid(reason) => {
+                    outcome.invalid = Some(reason);
+                    break;
+                }
+                Step::Batch {
+                    total,
+                    base_offset,
+                    next_offset,
+                    max_timestamp,
+                } => {
+                    if index {
+                        self.offset_index.file.reserve(1)?;
+                        self.time_index.file.reserve(1)?;
+                        self.index_batch(position, base_offset, total as u64, max_timestamp)?;
+                    } else {
+                        self.note_timestamp(base_offset, max_timestamp);
+                        self.bytes_since_index += total as u64;
+                    }
+                    position += total as u64;
+                    offset = next_offset;
+                    self.data_len = position;
+                    self.next_offset = offset;
+                }
+            }
+        }
+        outcome.bytes_scanned = position - start;
+        if outcome.invalid.is_some() {
+            outcome.bytes_truncated = self.capacity - position;
+        }
+        Ok(outcome)
+    }
+
+    /// A mapping of the whole file (whose data end may not be known yet).
+    fn map_whole_file(&self) -> io::Result<Arc<Map>> {
+        let capacity = self.capacity;
+        let writable = self.active;
+        self.log_slot.get_or_map(
+            |map| map.len() as u64 >= capacity && (map.writable() || !writable),
+            || Map::open(&self.files, &self.log_path, capacity, writable),
+        )
+    }
+
+    fn note_timestamp(&mut self, base_offset: i64, max_timestamp: i64) {
+        if max_timestamp > self.max_timestamp {
+            self.max_timestamp = max_timestamp;
+            self.offset_of_max_timestamp = base_offset;
+        }
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        let relative = offset - self.base_offset;
+        assert!(
+            (0..=RELATIVE_OFFSET_MAX).contains(&relative),
+            "offset {offset} outside segment {}",
+            self.base_offset
+        );
+        relative as u32
+    }
+
+    /// Index bookkeeping for one batch at `position`; the caller reserved room.
+    fn index_batch(
+        &mut self,
+        position: u64,
+        base_offset: i64,
+        total: u64,
+        max_timestamp: i64,
+    ) -> io::Result<()> {
+        self.note_timestamp(base_offset, max_timestamp);
+        if position > 0 && self.bytes_since_index > self.index_interval_bytes {
+            let relative = self.relative(base_offset);
+            self.offset_index.append(relative, position as u32)?;
+            if self.offset_of_max_timestamp >= 0 {
+                let of_max = self.relative(self.offset_of_max_timestamp);
+                self.time_index.maybe_append(self.max_timestamp, of_max)?;
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += total;
+        Ok(())
+    }
+
+    /// Finds the end of the data from the last offset-index entry, trusting the
+    /// batches (used for flushed segments and after a clean shutdown). Falls
+    /// back to rebuilding the indexes if the last entry does not check out.
+    fn locate_end(&mut self) -> io::Result<()> {
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.bytes_since_index = 0;
+        let start = match self.offset_index.last()? {
+            None => Some((0, self.base_offset)),
+            Some((relative, position)) => {
+                let offset = self.base_offset + i64::from(relative);
+                self.header_base_offset_at(u64::from(position))?
+                    .filter(|&at| at == offset)
+                    .map(|_| (u64::from(position), offset))
+            }
+        };
+        let Some((position, offset)) = start else {
+            tracing::warn!(segment = %self.log_path.display(), "offset index does not match the log; rebuilding it");
+            return self.rebuild_indexes(false).map(|_| ());
+        };
+        if let Some((timestamp, relative)) = self.time_index.last()? {
+            self.note_timestamp(self.base_offset + i64::from(relative), timestamp);
+        }
+        let outcome = self.walk(position, offset, false, false)?;
+        if let Some(reason) = outcome.invalid {
+            tracing::warn!(segment = %self.log_path.display(), %reason, data_len = self.data_len,
+                "segment data ends at an unreadable batch");
+        }
+        Ok(())
+    }
+
+    /// The base offset stored in the batch header at `position`, if one fits.
+    fn header_base_offset_at(&self, position: u64) -> io::Result<Option<i64>> {
+        if position + BATCH_HEADER_BYTES as u64 > self.capacity || position == 0 {
+            return Ok(None);
+        }
+        let map = self.map_whole_file()?;
+        let header = map.slice(position as usize, position as usize + BATCH_HEADER_BYTES);
+        Ok(BatchHeader::new(header).ok().map(|h| h.base_offset()))
+    }
+
+    fn rebuild_indexes(&mut self, validate_crc: bool) -> io::Result<ScanOutcome> {
+        self.offset_index.file.reset()?;
+        self.time_index.file.reset()?;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.bytes_since_index = 0;
+        self.dirty = true;
+        self.walk(0, self.base_offset, validate_crc, true)
+    }
+
+    /// Validates every batch (lengths, magic, CRC, continuing offsets), cuts
+    /// the file at the first invalid one and rebuilds both indexes.
+    pub(crate) fn recover(&mut self) -> io::Result<ScanOutcome> {
+        let outcome = self.rebuild_indexes(true)?;
+        if outcome.invalid.is_some() {
+            self.cut_file(self.data_len)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the file exactly `len` bytes without shrinking any live mapping:
+    /// shrinks it in place if nothing maps it, else replaces it with a copy of
+    /// its prefix (readers keep the old inode and its unchanged bytes).
+    fn cut_file(&mut self, len: u64) -> io::Result<()> {
+        self.log_slot.clear();
+        if !self.files.set_len_if_unmapped(&self.log_path, len)? {
+            self.files.replace_with_prefix(&self.log_path, len)?;
+        }
+        self.capacity = len;
+        self.files.sync_file(&self.log_path)?;
+        Ok(())
+    }
+
+    /// Position of the batch containing `offset`, or `None` past the data.
+    /// Uses the offset index, then scans batch headers; a bad index entry
+    /// falls back to a scan from the start.
+    pub(crate) fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {
+        if offset < self.base_offset || offset >= self.next_offset {
+            return Ok(None);
+        }
+        let Some(map) = self.map_for_read()? else {
+            return Ok(None);
+        };
+        let relative = (offset - self.base_offset).min(i64::from(u32::MAX)) as u32;
+        let hint = self
+            .offset_index
+            .lookup(relative)?
+            .filter(|&(_, position)| u64::from(position) < self.data_len)
+            .map(|(relative, position)| {
+                (u64::from(position), self.base_offset + i64::from(relative))
+            });
+        let starts = [hint, Some((0, self.base_offset))];
+        for (mut position, expected) in starts.into_iter().flatten() {
+            let mut expected = expected;
+            let mut consistent = true;
+            while position < self.data_len {
+                let rest = map.slice(position as usize, self.data_len as usize);
+                match inspect(rest, self.base_offset, expected, false) {
+                    Step::Batch {
+                        total, next_offset, ..
+                    } => {
+                        if next_offset > offset {
+                            return Ok(Some(position));
+                        }
+                        position += total as u64;
+                        expected = next_offset;
+                    }
+                    _ => {
+                        consistent = false;
+                        break;
+                    }
+                }
+            }
+            if consistent {
+                return Ok(None);
+            }
+        }
+        Err(invalid_data(format!(
+            "{}: no readable batch holds offset {offset}",
+            self.log_path.display()
+        )))
+    }
+
+    /// Whole batches starting with the one containing `offset`, up to
+    /// `max_bytes` (but at least one batch if `min_one_batch`), excluding any
+    /// batch whose last offset reaches `max_offset`.
+    pub(crate) fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> io::Result<Bytes> {
+        let Some(start) = self.position_of(offset)? else {
+            return Ok(Bytes::new());
+        };
+        let Some(map) = self.map_for_read()? else {
+            return Ok(Bytes::new());
+        };
+        let mut end = start;
+        while end < self.data_len {
+            let (total, next_offset) = self.batch_at(&map, end)?;
+            if next_offset > max_offset {
+                break;
+            }
+            let taken = (end - start) as usize;
+            if taken + total as usize > max_bytes && !(taken == 0 && min_one_batch) {
+                break;
+            }
+            end += total;
+        }
+        Ok(bytes_of(&map, start as usize, end as usize))
+    }
+
+    /// `(total_bytes, next_offset)` of the batch at `position` within the data,
+    /// checked so that damaged bytes give an error, never a panic or a loop.
+    fn batch_at(&self, map: &Map, position: u64) -> io::Result<(u64, i64)> {
+        let rest = map.slice(position as usize, self.data_len as usize);
+        let broken = |reason: String| {
+            invalid_data(format!(
+                "{}: batch at position {position}: {reason}",
+                self.log_path.display()
+            ))
+        };
+        let header = BatchHeader::new(rest).map_err(|error| broken(error.to_string()))?;
+        let total = header.total_bytes();
+        if header.batch_length() < BATCH_LENGTH_MIN || total > rest.len() {
+            return Err(broken(format!("impossible length {total}")));
+        }
+        let next_offset = header
+            .base_offset()
+            .checked_add(i64::from(header.last_offset_delta()))
+            .and_then(|last| last.checked_add(1))
+            .ok_or_else(|| broken("offset overflow".to_string()))?;
+        Ok((total as u64, next_offset))
+    }
+
+    /// The first batch whose largest timestamp is `>= timestamp`, as
+    /// `(base_offset, max_timestamp)`.
+    pub(crate) fn find_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let start_offset = match self.time_index.lookup_below(timestamp)? {
+            Some((_, relative)) => self.base_offset + i64::from(relative),
+            None => self.base_offset,
+        };
+        let Some(mut position) = self
+            .position_of(start_offset)?
+            .or(self.position_of(self.base_offset)?)
+        else {
+            return Ok(None);
+        };
+        let Some(map) = self.map_for_read()? else {
+            return Ok(None);
+        };
+        while position < self.data_len {
+            let (total, _) = self.batch_at(&map, position)?;
+            let header = BatchHeader::new(map.slice(position as usize, self.data_len as usize))
+                .map_err(|error| invalid_data(error.to_string()))?;
+            if header.max_timestamp() >= timestamp {
+                return Ok(Some((header.base_offset(), header.max_timestamp())));
+            }
+            position += total;
+        }
+        Ok(None)
+    }
+
+    /// Reserves disk space for `bytes` more log bytes and `batches` more
+    /// index entries, growing the file in `step` increments.
+    pub(crate) fn reserve(&mut self, bytes: u64, batches: usize, step: u64) -> io::Result<()> {
+        assert!(self.active, "only the active segment grows");
+        let end = self.data_len + bytes;
+        if end > self.capacity {
+            let step = step.max(1);
+            let new_capacity = end.div_ceil(step).saturating_mul(step);
+            self.files
+                .allocate(&self.log_path, self.capacity, new_capacity - self.capacity)?;
+            self.capacity = new_capacity;
+        }
+        // At most one index entry per batch, and one per index interval.
+        let entries = match bytes.checked_div(self.index_interval_bytes) {
+            Some(intervals) => batches.min(intervals as usize + 1),
+            None => batches,
+        };
+        self.offset_index.file.reserve(entries)?;
+        self.time_index.file.reserve(entries)?;
+        Ok(())
+    }
+
+    /// Copies `records` (whole batches whose headers the caller checked) to the
+    /// end of the data, then either rewrites each batch's base offset and leader
+    /// epoch (`assign = Some((first_offset, epoch))`) or keeps them, and indexes.
+    /// Returns the next offset after the records.
+    pub(crate) fn append(
+        &mut self,
+        records: &[u8],
+        assign: Option<(i64, i32)>,
+        now_ms: i64,
+    ) -> io::Result<i64> {
+        let start = self.data_len;
+        let end = start + records.len() as u64;
+        assert!(end <= SEGMENT_POSITION_MAX, "segment position overflow");
+        let map = self.map_for_write(end)?;
+        let target = map.slice_mut(start as usize, end as usize);
+        target.copy_from_slice(records);
+        let mut position = 0usize;
+        let mut offset = match assign {
+            Some((first_offset, _)) => first_offset,
+            None => self.next_offset,
+        };
+        while position < target.len() {
+            let batch = &mut target[position..];
+            let header = BatchHeader::new(batch).expect("caller checked the batch headers");
+            let total = header.total_bytes();
+            let delta = i64::from(header.last_offset_delta());
+            let max_timestamp = header.max_timestamp();
+            let base_offset = match assign {
+                Some((_, epoch)) => {
+                    assign_offset_and_epoch(&mut batch[..total], offset, epoch);
+                    offset
+                }
+                None => header.base_offset(),
+            };
+            assert_eq!(base_offset, offset, "offsets must be dense and increasing");
+            self.index_batch(
+                start + position as u64,
+                base_offset,
+                total as u64,
+                max_timestamp,
+            )?;
+            offset = base_offset + delta + 1;
+            position += total;
+        }
+        self.data_len = end;
+        self.next_offset = offset;
+        self.dirty = true;
+        self.rolling_base_ms.get_or_insert(now_ms);
+        Ok(offset)
+    }
+
+    /// Drops the batch containing `offset` and everything after it. Returns
+    /// the new next offset (the dropped batch's base offset).
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> io::Result<i64> {
+        let Some(position) = self.position_of(offset)? else {
+            return Ok(self.next_offset);
+        };
+        self.offset_index.truncate_to_position(position as u32)?;
+        let map = self.map_for_read()?.expect("a position implies data");
+        let cut_offset = BatchHeader::new(map.slice(position as usize, self.data_len as usize))
+            .map_err(|error| invalid_data(error.to_string()))?
+            .base_offset();
+        drop(map);
+        self.time_index
+            .truncate_to_offset(self.relative(cut_offset))?;
+        self.active = true;
+        self.cut_file(position)?;
+        self.offset_index.file.sync()?;
+        self.time_index.file.sync()?;
+        self.trim_pending = false;
+        self.locate_end()?;
+        assert_eq!(self.data_len, position, "truncation must end at the cut");
+        assert_eq!(
+            self.next_offset, cut_offset,
+            "truncation must end at the cut batch"
+        );
+        Ok(cut_offset)
+    }
+
+    /// Makes a sealed segment the active one again (the segments after it are gone).
+    pub(crate) fn make_active(&mut self) {
+        if !self.active {
+            self.log_slot.clear();
+            self.active = true;
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Turns the active segment into a sealed one: records the final largest
+    /// timestamp in the time index and trims the files to their data.
+    pub(crate) fn seal(&mut self) -> io::Result<()> {
+        if self.offset_of_max_timestamp >= 0 {
+            self.time_index.file.reserve(1)?;
+            let relative = self.relative(self.offset_of_max_timestamp);
+            self.time_index.maybe_append(self.max_timestamp, relative)?;
+        }
+        self.active = false;
+        self.dirty = true;
+        self.trim()
+    }
+
+    /// Shrinks the files to their contents unless a live mapping (a reader's
+    /// `Bytes`) still covers them; then the trim stays pending.
+    pub(crate) fn trim(&mut self) -> io::Result<()> {
+        self.log_slot.clear();
+        let log_trimmed = if self.capacity == self.data_len {
+            true
+        } else if self
+            .files
+            .set_len_if_unmapped(&self.log_path, self.data_len)?
+        {
+            self.capacity = self.data_len;
+            true
+        } else {
+            false
+        };
+        let index_trimmed = self.offset_index.file.trim()?;
+        let time_trimmed = self.time_index.file.trim()?;
+        self.trim_pending = !(log_trimmed && index_trimmed && time_trimmed);
+        Ok(())
+    }
+
+    /// fsyncs the three files if anything was written since the last fsync.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.files.sync_file(&self.log_path)?;
+        self.offset_index.file.sync()?;
+        self.time_index.file.sync()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Drops the cached mappings (they are re-created on demand).
+    pub(crate) fn unmap(&self) {
+        self.log_slot.clear();
+        self.offset_index.file.unmap();
+        self.time_index.file.unmap();
+    }
+
+    /// Removes the files. Readers' `Bytes` keep the unlinked inode alive.
+    pub(crate) fn delete(self) -> io::Result<()> {
+        self.log_slot.clear();
+        self.files.remove_file(&self.log_path)?;
+        self.offset_index.file.delete()?;
+        self.time_index.file.delete()?;
+        Ok(())
+    }
+}
