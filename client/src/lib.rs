@@ -1,0 +1,1 @@
+//! Rust client for the broker: producer, consumer and admin (in progress).

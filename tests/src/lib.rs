@@ -1,0 +1,330 @@
+//! Integration-test harness: starts real `broker` processes on free ports with
+//! their own data directories, and gives tests small helpers around them.
+//!
+//! The broker binary is found next to the test executable's target directory
+//! (`target/<profile>/broker`), or at `$BROKER_BIN`; `cargo nextest run
+//! --workspace` and `cargo test --workspace` build it before running tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How long a broker may take to start listening.
+pub const BROKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a log line may take to reach the harness after the event it reports.
+pub const OUTPUT_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a broker may take to exit after SIGTERM.
+pub const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn broker_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BROKER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-exe> -> target/<profile>/broker
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    profile_dir.join("broker")
+}
+
+/// A running broker process. Killed (SIGKILL) on drop if still running.
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    log: SharedLog,
+}
+
+impl BrokerProcess {
+    /// Starts a broker on a free port with the given data dir and extra
+    /// arguments (e.g. `["--set", "auto.create.topics.enable=false"]`).
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<BrokerProcess> {
+        let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let (child, addr, log) = spawn(data_dir, "127.0.0.1:0", &args)?;
+        Ok(BrokerProcess {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            args,
+            log,
+        })
+    }
+
+    /// Everything the broker has printed so far.
+    pub fn output(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the broker has printed a line containing `needle`.
+    pub fn wait_for_output(&self, needle: &str) -> bool {
+        wait_until(OUTPUT_WAIT_TIMEOUT, || self.output().contains(needle))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> anyhow::Result<i32> {
+        let mut child = self.child.take().context("broker already stopped")?;
+        // SAFETY: kill(2) on the pid of a child we own has no memory effects.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + BROKER_STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("broker did not exit within {BROKER_STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: an unclean stop, as a crash or power cut would leave it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        let mut child = self.child.take().context("broker already stopped")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the broker again on the same port and data dir.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "stop the broker before restarting it");
+        let deadline = Instant::now() + BROKER_START_TIMEOUT;
+        // The old socket may linger briefly; retry the bind until the deadline.
+        loop {
+            match spawn(&self.data_dir, &self.addr, &self.args) {
+                Ok((child, _addr, log)) => {
+                    self.child = Some(child);
+                    self.log = log;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("harness: restart attempt failed: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+type SharedLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts the binary and waits for its `listening on HOST:PORT` line.
+fn spawn(
+    data_dir: &Path,
+    listen: &str,
+    args: &[String],
+) -> anyhow::Result<(Child, String, SharedLog)> {
+    let binary = broker_binary();
+    if !binary.exists() {
+        bail!(
+                "broker binary not found at {} (build it with `cargo build -p broker` or set BROKER_BIN)",
+                binary.display()
+            );
+    }
+    let mut child = Command::new(&binary)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(listen)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("BROKER_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if std::env::var_os("BROKER_ECHO").is_some() {
+                    eprintln!("[broker] {line}");
+                }
+                log.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    let addr = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(remaining) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    break rest.split_whitespace().next().unwrap_or("").to_string();
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let lines = log.lock().unwrap().join("\n");
+                bail!("broker did not report its address within {BROKER_START_TIMEOUT:?}; output:\n{lines}");
+            }
+        }
+    };
+    Ok((child, addr, log))
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A bare Kafka connection speaking our `protocol` crate over a blocking
+/// socket: for tests that need exact control over the bytes sent.
+pub struct RawConnection {
+    stream: std::net::TcpStream,
+    correlation_id: i32,
+}
+
+/// How long a raw test connection waits for a response.
+pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl RawConnection {
+    pub fn connect(addr: &str) -> anyhow::Result<RawConnection> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(RAW_READ_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(RawConnection {
+            stream,
+            correlation_id: 0,
+        })
+    }
+
+    /// Sends a typed request and decodes the typed response.
+    pub fn call<Req: protocol::Encodable, Resp: protocol::Decodable>(
+        &mut self,
+        api: protocol::messages::ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> anyhow::Result<Resp> {
+        self.correlation_id += 1;
+        let frame = protocol::header::encode_request(
+            api,
+            version,
+            self.correlation_id,
+            Some("raw-test"),
+            request,
+        )?;
+        self.send_raw(&frame)?;
+        let body = self
+            .read_frame()?
+            .context("connection closed before the response")?;
+        let (correlation_id, response) = protocol::header::decode_response(api, version, body)?;
+        anyhow::ensure!(
+            correlation_id == self.correlation_id,
+            "correlation id {correlation_id} does not match {}",
+            self.correlation_id
+        );
+        Ok(response)
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Reads one response frame (without its size prefix); `None` if the broker closed the connection.
+    pub fn read_frame(&mut self) -> anyhow::Result<Option<bytes::Bytes>> {
+        use std::io::Read;
+        let mut size = [0u8; 4];
+        match self.stream.read_exact(&mut size) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    || e.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let size = u32::from_be_bytes(size) as usize;
+        let mut body = vec![0u8; size];
+        self.stream.read_exact(&mut body)?;
+        Ok(Some(bytes::Bytes::from(body)))
+    }
+
+    /// True once the broker has closed the connection (reads see EOF).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        matches!(self.read_frame(), Ok(None))
+    }
+}
+
+/// Fetches partition `partition` of `topic` from `offset` (no waiting) and
+/// returns the raw record set the broker sent.
+pub fn fetch_partition(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> anyhow::Result<bytes::Bytes> {
+    use protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(50 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(protocol::StrBytes::from_string(
+                topic.to_string(),
+            )))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_partition_max_bytes(50 << 20)])]);
+    let response: FetchResponse = conn.call(ApiKey::Fetch, 12, &request)?;
+    let data = &response.responses[0].partitions[0];
+    anyhow::ensure!(data.error_code == 0, "fetch error {}", data.error_code);
+    Ok(data.records.clone().unwrap_or_default())
+}
