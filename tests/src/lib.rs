@@ -5,6 +5,7 @@
 //! (`target/<profile>/broker`), or at `$BROKER_BIN`; `cargo nextest run
 //! --workspace` and `cargo test --workspace` build it before running tests.
 
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -327,4 +328,68 @@ pub fn fetch_partition(
     let data = &response.responses[0].partitions[0];
     anyhow::ensure!(data.error_code == 0, "fetch error {}", data.error_code);
     Ok(data.records.clone().unwrap_or_default())
+}
+
+/// Milliseconds since the Unix epoch, for record timestamps (older ones fall
+/// to the default 7-day retention).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// An uncompressed batch of `values`, keyed `k0`, `k1`, ..., timestamped now.
+pub fn batch_of(values: &[&str]) -> bytes::Bytes {
+    let now = now_ms();
+    let mut builder = protocol::batch::BatchBuilder::new();
+    for (i, v) in values.iter().enumerate() {
+        builder.push(&protocol::batch::Record {
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+            headers: vec![],
+            timestamp: now + i as i64,
+        });
+    }
+    builder.build()
+}
+
+/// Creates `name` with `partitions` partitions through CreateTopics; panics on an error code.
+pub fn create_topic(conn: &mut RawConnection, name: &str, partitions: i32) {
+    use protocol::messages::create_topics_request::CreatableTopic;
+    use protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(protocol::StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(5000);
+    let response: CreateTopicsResponse = conn
+        .call(ApiKey::CreateTopics, 7, &request)
+        .expect("CreateTopics answered");
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+}
+
+/// Produces one record set to `topic`/`partition` (Produce v9); returns the
+/// partition's error code and base offset.
+pub fn produce_to(
+    conn: &mut RawConnection,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+    acks: i16,
+) -> anyhow::Result<(i16, i64)> {
+    use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(protocol::StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let response: ProduceResponse = conn.call(ApiKey::Produce, 9, &request)?;
+    let p = &response.responses[0].partition_responses[0];
+    Ok((p.error_code, p.base_offset))
 }

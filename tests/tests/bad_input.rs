@@ -4,12 +4,9 @@
 //! connections and earlier writes are unaffected.
 
 use bytes::Bytes;
-use protocol::batch::{BatchBuilder, Record};
-use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use protocol::{ErrorCode, StrBytes};
 use tests::{BrokerProcess, RawConnection};
@@ -17,54 +14,12 @@ use tests::{BrokerProcess, RawConnection};
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
 
-/// Record timestamps are now: older ones would fall to the default 7-day retention.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 fn batch(values: &[&str]) -> Bytes {
-    let now = now_ms();
-    let mut builder = BatchBuilder::new();
-    for (i, v) in values.iter().enumerate() {
-        builder.push(&Record {
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: vec![],
-            timestamp: now + i as i64,
-        });
-    }
-    builder.build()
-}
-
-fn create_topic(conn: &mut RawConnection, name: &str, partitions: i32) {
-    use protocol::messages::create_topics_request::CreatableTopic;
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(name.into())))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)])
-        .with_timeout_ms(5000);
-    let response: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).unwrap();
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    tests::batch_of(values)
 }
 
 fn produce(conn: &mut RawConnection, topic: &str, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(records))])]);
-    let response: ProduceResponse = conn
-        .call(ApiKey::Produce, PRODUCE_VERSION, &request)
-        .unwrap();
-    let p = &response.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    tests::produce_to(conn, topic, 0, records, -1).unwrap()
 }
 
 /// Reads partition 0 of `topic` from offset 0 and returns the raw record set.
@@ -96,7 +51,7 @@ fn broker_with_one_good_batch(extra: &[&str]) -> (tempfile::TempDir, BrokerProce
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), extra).unwrap();
     let mut conn = RawConnection::connect(&broker.addr).unwrap();
-    create_topic(&mut conn, "t", 1);
+    tests::create_topic(&mut conn, "t", 1);
     let good = batch(&["a", "b", "c"]);
     assert_eq!(produce(&mut conn, "t", good.clone()), (0, 0));
     (dir, broker, good)

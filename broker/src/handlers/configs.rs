@@ -153,7 +153,11 @@ pub fn describe_configs(
             .with_resource_name(resource.resource_name.clone());
         results.push(match entries {
             Ok(entries) => {
-                let keys = resource.configuration_keys.as_ref();
+                // Null, or an empty list, asks for every config.
+                let keys = resource
+                    .configuration_keys
+                    .as_ref()
+                    .filter(|keys| !keys.is_empty());
                 let configs = entries
                     .into_iter()
                     .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
