@@ -278,7 +278,7 @@ mod tests {
             producer_id,
             producer_epoch: epoch,
             first_sequence: first,
-            last_sequence: first + count - 1,
+            last_sequence: ((i64::from(first) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1)) as i32,
         }
     }
 

@@ -166,6 +166,9 @@ impl TopicRegistry {
         for (name, mut tps) in by_topic {
             tps.sort();
             let configs = stored_configs.get(&name).cloned().unwrap_or_default();
+            // The storage engine opens every log with the defaults; topic overrides are ours.
+            let log_config = log_config_for(&default_log_config, &configs)
+                .map_err(|e| anyhow::anyhow!("topic {name}: {}", e.message))?;
             let mut partitions = Vec::new();
             let mut topic_id = None;
             for (expected, tp) in tps.iter().enumerate() {
@@ -178,7 +181,13 @@ impl TopicRegistry {
                 let log = logs
                     .get(tp)
                     .ok_or_else(|| anyhow::anyhow!("partition {tp:?} vanished while loading"))?;
-                let id = log.lock().expect("fresh lock").topic_id();
+                let id = {
+                    let mut log = log.lock().expect("fresh lock");
+                    if !configs.is_empty() {
+                        log.set_config(log_config.clone())?;
+                    }
+                    log.topic_id()
+                };
                 let id = match (topic_id, id) {
                     (None, Some(id)) => id,
                     (Some(known), Some(id)) if known == id => id,

@@ -302,7 +302,7 @@ fn delete_topic_removes_it_and_its_data() {
 
 #[test]
 fn describe_configs_reports_topic_overrides_and_broker_basics() {
-    // A topic's overrides show as topic-sourced; the broker resource lists its settings.
+    // A topic's overrides show as topic-sourced, also after a restart; the broker resource lists its settings.
     use protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use protocol::messages::describe_configs_request::DescribeConfigsResource;
     let dir = tempfile::tempdir().unwrap();

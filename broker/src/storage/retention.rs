@@ -49,6 +49,8 @@ impl PartitionLog {
                 self.roll(now_ms)?;
             }
         }
+        // Trims deferred by readers' mappings get another chance here.
+        self.retry_trims()?;
         let mut total_bytes = self.size_bytes();
         let mut doomed = Vec::new();
         let sealed_count = self.segments.len() - 1;

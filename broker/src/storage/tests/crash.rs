@@ -12,6 +12,8 @@ use crate::storage::{LogManager, TopicPartition};
 
 /// Appends per crash scenario.
 const CRASH_APPENDS: u64 = 60;
+/// Room for one crash scenario's files.
+const CRASH_SCRATCH_BYTES: u64 = 64 << 20;
 /// Seeds tried per crash mode.
 const CRASH_SEEDS: u64 = 12;
 
@@ -33,7 +35,7 @@ fn tp() -> TopicPartition {
 /// Runs random appends and flushes, loses power, recovers; returns
 /// (batches appended, batches flushed, batches recovered).
 fn power_loss_scenario(mode: CrashMode, seed: u64) -> (usize, usize, usize) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = ScratchDir::new(CRASH_SCRATCH_BYTES);
     let faults = FaultInjector::new();
     let files = FileLayer::with_faults(Arc::clone(&faults));
     let config = LogConfig {

@@ -3,8 +3,7 @@
 //! writer). Both must be ordinary, survivable events.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
@@ -182,37 +181,6 @@ fn full_disk_from_fault_injection_takes_the_partition_offline_without_losing_dat
     check_full_disk_behaviour(dir.path(), FileLayer::with_faults(faults), move || {
         injected.unlimit_allocation();
     });
-}
-
-/// A small tmpfs mounted for one test, unmounted on drop.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(bytes: u64) -> Result<Tmpfs, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let path = dir.path().to_path_buf();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(&path)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "mount failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs { _dir: dir, path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[test]

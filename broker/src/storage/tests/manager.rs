@@ -8,6 +8,8 @@ use crate::storage::{LogManager, TopicPartition};
 
 /// Partitions in the many-partitions test.
 const MANY_PARTITIONS: i32 = 3000;
+/// Room for the many-partitions test's files.
+const MANY_PARTITIONS_SCRATCH_BYTES: u64 = 1 << 30;
 /// The mapping budget in the many-partitions test.
 const MANY_PARTITIONS_MAPPINGS_MAX: usize = 256;
 
@@ -24,7 +26,7 @@ fn tiny_config() -> LogConfig {
 #[test]
 fn three_thousand_partitions_stay_within_the_mapping_budget() {
     // Proves live cached mappings never exceed mappings_max while every one of 3000 partitions stays readable.
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = ScratchDir::new(MANY_PARTITIONS_SCRATCH_BYTES);
     let manager =
         LogManager::open(dir.path(), tiny_config(), MANY_PARTITIONS_MAPPINGS_MAX).expect("open");
     let budget = manager.mapping_budget().clone();

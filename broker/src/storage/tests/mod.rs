@@ -7,6 +7,9 @@ mod log_basics;
 mod manager;
 mod model;
 
+use std::path::PathBuf;
+use std::process::Command;
+
 use bytes::Bytes;
 use protocol::batch::{assign_offset_and_epoch, BatchBuilder, BatchHeader, Record};
 
@@ -96,4 +99,62 @@ pub(super) fn read_all(log: &PartitionLog) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+pub(super) struct Tmpfs {
+    _dir: tempfile::TempDir,
+    pub(super) path: PathBuf,
+}
+
+impl Tmpfs {
+    pub(super) fn mount(bytes: u64) -> Result<Tmpfs, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().to_path_buf();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs { _dir: dir, path })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// A scratch directory on a tmpfs of `bytes` if one can be mounted (fsync is
+/// free there, which keeps fsync-heavy tests fast on a busy disk), else a
+/// plain temporary directory.
+pub(super) enum ScratchDir {
+    Tmpfs(Tmpfs),
+    Disk(tempfile::TempDir),
+}
+
+impl ScratchDir {
+    pub(super) fn new(bytes: u64) -> ScratchDir {
+        match Tmpfs::mount(bytes) {
+            Ok(tmpfs) => ScratchDir::Tmpfs(tmpfs),
+            Err(reason) => {
+                println!("using a disk directory: {reason}");
+                ScratchDir::Disk(tempfile::tempdir().expect("tempdir"))
+            }
+        }
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        match self {
+            ScratchDir::Tmpfs(tmpfs) => &tmpfs.path,
+            ScratchDir::Disk(dir) => dir.path(),
+        }
+    }
 }
