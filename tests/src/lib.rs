@@ -5,6 +5,7 @@
 //! (`target/<profile>/broker`), or at `$BROKER_BIN`; `cargo nextest run
 //! --workspace` and `cargo test --workspace` build it before running tests.
 
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -392,4 +393,103 @@ pub fn produce_to(
     let response: ProduceResponse = conn.call(ApiKey::Produce, 9, &request)?;
     let p = &response.responses[0].partition_responses[0];
     Ok((p.error_code, p.base_offset))
+}
+
+/// How long a group may take to settle after a membership change (join, leave,
+/// a session timeout): the session timeouts the group tests use plus a rebalance.
+pub const GROUP_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// FindCoordinator v4 for `group`, retried while the coordinator loads; the
+/// first lookup creates `__consumer_offsets`.
+pub fn wait_for_group_coordinator(conn: &mut RawConnection, group: &str) -> anyhow::Result<i32> {
+    use protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(vec![protocol::StrBytes::from_string(group.into())]);
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    loop {
+        let response: FindCoordinatorResponse = conn.call(ApiKey::FindCoordinator, 4, &request)?;
+        let coordinator = &response.coordinators[0];
+        if coordinator.error_code == 0 {
+            return Ok(coordinator.node_id.0);
+        }
+        // COORDINATOR_LOAD_IN_PROGRESS (14) while the offsets partition loads.
+        anyhow::ensure!(
+            coordinator.error_code == 14 && Instant::now() < deadline,
+            "FindCoordinator answered error {}",
+            coordinator.error_code
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// DescribeGroups v5 of one group.
+pub fn describe_group(
+    conn: &mut RawConnection,
+    group: &str,
+) -> anyhow::Result<protocol::messages::describe_groups_response::DescribedGroup> {
+    use protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+    let request = DescribeGroupsRequest::default()
+        .with_groups(vec![GroupId(protocol::StrBytes::from_string(group.into()))]);
+    let response: DescribeGroupsResponse = conn.call(ApiKey::DescribeGroups, 5, &request)?;
+    response
+        .groups
+        .into_iter()
+        .next()
+        .context("one group described")
+}
+
+/// The committed offsets of `group` for `partitions` of `topic` (OffsetFetch v8), -1 where none.
+pub fn committed_offsets(
+    conn: &mut RawConnection,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<Vec<i64>> {
+    use protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    use protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(protocol::StrBytes::from_string(group.into())))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(TopicName(protocol::StrBytes::from_string(topic.into())))
+                .with_partition_indexes(partitions.to_vec())]))]);
+    let response: OffsetFetchResponse = conn.call(ApiKey::OffsetFetch, 8, &request)?;
+    let group = &response.groups[0];
+    anyhow::ensure!(
+        group.error_code == 0,
+        "OffsetFetch error {}",
+        group.error_code
+    );
+    Ok(group.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect())
+}
+
+/// The partitions a consumer-protocol assignment gives, as `(topic, partition)`
+/// pairs: `version: i16`, then `[topic: string, partitions: [i32]]`.
+pub fn consumer_assignment(assignment: &[u8]) -> anyhow::Result<Vec<(String, i32)>> {
+    let mut rest = assignment;
+    let mut take = |n: usize| -> anyhow::Result<&[u8]> {
+        anyhow::ensure!(rest.len() >= n, "assignment truncated");
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let _version = take(2)?;
+    let topics = i32::from_be_bytes(take(4)?.try_into()?);
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let length = i16::from_be_bytes(take(2)?.try_into()?);
+        let topic = String::from_utf8(take(length.max(0) as usize)?.to_vec())?;
+        let count = i32::from_be_bytes(take(4)?.try_into()?);
+        for _ in 0..count.max(0) {
+            out.push((topic.clone(), i32::from_be_bytes(take(4)?.try_into()?)));
+        }
+    }
+    Ok(out)
 }

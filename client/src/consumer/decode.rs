@@ -1,0 +1,601 @@
+//! Decoding a fetched record set (record batches v2, back to back) into
+//! [`ConsumerRecord`]s.
+//!
+//! - Keys, values and header values are `Bytes` slices of the record set (or,
+//!   for lz4 and zstd batches, of the decompressed records section): no
+//!   per-record copy, and no allocation for records without headers.
+//! - Control batches (transaction markers) are skipped, as are records below
+//!   the fetch offset: the broker answers from the start of the batch that
+//!   holds the fetch offset, which may begin earlier.
+//! - Compacted batches may hold fewer records than `last_offset_delta + 1`
+//!   and have gaps between offsets; the next fetch offset is always one past
+//!   the last offset of the last whole batch, not one past the last record.
+//! - gzip and snappy batches are not decoded (the client has no codec for
+//!   them); they end the record set with [`RecordError::UnsupportedCompression`],
+//!   naming the codec, instead of being dropped.
+//! - A trailing partial batch (cut by the fetch byte limit) is ignored; the
+//!   next fetch starts at it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::batch::{BatchHeader, Compression as BatchCompression, BATCH_HEADER_BYTES};
+use thiserror::Error;
+
+use crate::compression::{decompress, Compression};
+use crate::consumer::record::{ConsumerRecord, Header, TimestampType};
+
+/// Why a batch of a fetched record set could not be turned into records.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// The batch is compressed with a codec this client cannot decompress.
+    #[error("batch at offsets {base_offset}..={last_offset} is compressed with {codec}, which this client does not decode (lz4 and zstd only)")]
+    UnsupportedCompression {
+        codec: String,
+        base_offset: i64,
+        last_offset: i64,
+    },
+    /// The batch header or CRC is invalid.
+    #[error("corrupt batch at offset {base_offset}: {reason}")]
+    CorruptBatch { base_offset: i64, reason: String },
+    /// The compressed records section does not decompress.
+    #[error("cannot decompress the {codec} batch at offset {base_offset}: {reason}")]
+    Decompression {
+        codec: &'static str,
+        base_offset: i64,
+        reason: String,
+    },
+    /// A record inside an otherwise valid batch does not parse.
+    #[error("malformed record in the batch at offset {base_offset}: {reason}")]
+    MalformedRecord {
+        base_offset: i64,
+        reason: &'static str,
+    },
+}
+
+impl RecordError {
+    /// The offset one past the batch that failed: where to `seek` to skip it.
+    pub fn next_offset(&self) -> Option<i64> {
+        match self {
+            RecordError::UnsupportedCompression { last_offset, .. } => Some(last_offset + 1),
+            _ => None,
+        }
+    }
+}
+
+/// What decoding one partition's record set produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOutcome {
+    /// Where the next fetch of this partition starts: one past the last whole
+    /// batch decoded, or the fetch offset when there was none. When `error`
+    /// is set, the start of the failed batch (never below the fetch offset).
+    pub next_offset: i64,
+    /// The batch that stopped decoding; the records before it were decoded.
+    pub error: Option<(i64, RecordError)>,
+}
+
+/// Decodes every whole batch of `record_set`, appending the records at or
+/// above `fetch_offset` to `out`.
+pub fn decode_record_set(
+    topic: &Arc<str>,
+    partition: i32,
+    fetch_offset: i64,
+    record_set: &Bytes,
+    check_crcs: bool,
+    out: &mut Vec<ConsumerRecord>,
+) -> DecodeOutcome {
+    let mut next_offset = fetch_offset;
+    for batch in protocol::batch::batches(record_set) {
+        let header = match BatchHeader::new(&batch) {
+            Ok(header) => header,
+            Err(_) => break,
+        };
+        let base_offset = header.base_offset();
+        // Saturating: a hostile base offset must not overflow.
+        let last_offset = base_offset.saturating_add(i64::from(header.last_offset_delta()));
+        let fail = |error: RecordError| DecodeOutcome {
+            next_offset,
+            error: Some((base_offset.max(fetch_offset), error)),
+        };
+        let validated = if check_crcs {
+            header.validate()
+        } else {
+            validate_without_crc(&header)
+        };
+        if let Err(e) = validated {
+            return fail(RecordError::CorruptBatch {
+                base_offset,
+                reason: e.to_string(),
+            });
+        }
+        if last_offset < fetch_offset || header.is_control() {
+            next_offset = next_offset.max(last_offset + 1);
+            continue;
+        }
+        let codec = match header.compression() {
+            BatchCompression::None => None,
+            BatchCompression::Lz4 => Some(Compression::Lz4),
+            BatchCompression::Zstd => Some(Compression::Zstd),
+            BatchCompression::Gzip => {
+                return fail(unsupported("gzip", base_offset, last_offset));
+            }
+            BatchCompression::Snappy => {
+                return fail(unsupported("snappy", base_offset, last_offset));
+            }
+            BatchCompression::Unknown(bits) => {
+                return fail(unsupported(
+                    &format!("unknown codec {bits}"),
+                    base_offset,
+                    last_offset,
+                ));
+            }
+        };
+        let section = match codec {
+            None => batch.slice(BATCH_HEADER_BYTES..header.total_bytes()),
+            Some(codec) => {
+                match decompress(codec, &batch[BATCH_HEADER_BYTES..header.total_bytes()]) {
+                    Ok(plain) => Bytes::from(plain),
+                    Err(e) => {
+                        return fail(RecordError::Decompression {
+                            codec: codec.name(),
+                            base_offset,
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+            }
+        };
+        let before = out.len();
+        if let Err(reason) = decode_records(topic, partition, fetch_offset, &header, &section, out)
+        {
+            out.truncate(before);
+            return fail(RecordError::MalformedRecord {
+                base_offset,
+                reason,
+            });
+        }
+        next_offset = next_offset.max(last_offset + 1);
+    }
+    DecodeOutcome {
+        next_offset,
+        error: None,
+    }
+}
+
+fn unsupported(codec: &str, base_offset: i64, last_offset: i64) -> RecordError {
+    RecordError::UnsupportedCompression {
+        codec: codec.to_string(),
+        base_offset,
+        last_offset,
+    }
+}
+
+/// The header checks of `BatchHeader::validate` without the CRC, for
+/// `check_crcs = false`.
+fn validate_without_crc(header: &BatchHeader<'_>) -> Result<(), String> {
+    if header.magic() != protocol::batch::MAGIC_V2 {
+        return Err(format!("magic {} is not supported", header.magic()));
+    }
+    let records_count = header.records_count();
+    let last_offset_delta = header.last_offset_delta();
+    if last_offset_delta < 0 || records_count < 0 || records_count > last_offset_delta + 1 {
+        return Err(format!(
+            "last offset delta {last_offset_delta} does not fit records count {records_count}"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the records section of one batch. Positions index `section`; every
+/// field is a `Bytes` slice of it.
+fn decode_records(
+    topic: &Arc<str>,
+    partition: i32,
+    fetch_offset: i64,
+    header: &BatchHeader<'_>,
+    section: &Bytes,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<(), &'static str> {
+    let base_offset = header.base_offset();
+    let last_offset_delta = header.last_offset_delta();
+    let base_timestamp = header.base_timestamp();
+    let log_append_time = header.is_log_append_time();
+    let max_timestamp = header.max_timestamp();
+    let timestamp_type = if log_append_time {
+        TimestampType::LogAppendTime
+    } else {
+        TimestampType::CreateTime
+    };
+    let leader_epoch = Some(header.partition_leader_epoch()).filter(|e| *e >= 0);
+    let records_count = header.records_count();
+    out.reserve(records_count.max(0) as usize);
+    let buf: &[u8] = section;
+    let mut position = 0usize;
+    let mut previous_delta = -1i32;
+    for _ in 0..records_count {
+        let length = read_varint(buf, &mut position)?;
+        if length < 0 {
+            return Err("negative record length");
+        }
+        let start = position;
+        let end = start
+            .checked_add(length as usize)
+            .filter(|end| *end <= buf.len())
+            .ok_or("record past the end of the batch")?;
+        // Record attributes: unused since magic 2.
+        position += 1;
+        let timestamp_delta = read_varlong(buf, &mut position)?;
+        let offset_delta = read_varint(buf, &mut position)?;
+        if offset_delta <= previous_delta || offset_delta > last_offset_delta {
+            return Err("offset delta out of order or past the last offset delta");
+        }
+        previous_delta = offset_delta;
+        let key = read_nullable(section, &mut position, end)?;
+        let value = read_nullable(section, &mut position, end)?;
+        let header_count = read_varint(buf, &mut position)?;
+        if header_count < 0 {
+            return Err("negative header count");
+        }
+        let mut headers = Vec::new();
+        for _ in 0..header_count {
+            if position >= end {
+                return Err("header past the end of the record");
+            }
+            let name = read_nullable(section, &mut position, end)?.ok_or("null header key")?;
+            let value = read_nullable(section, &mut position, end)?;
+            headers.push(Header {
+                key: String::from_utf8_lossy(&name).into_owned(),
+                value,
+            });
+        }
+        if position != end {
+            return Err("record length does not match its fields");
+        }
+        let offset = base_offset.saturating_add(i64::from(offset_delta));
+        if offset < fetch_offset {
+            continue;
+        }
+        out.push(ConsumerRecord {
+            topic: topic.clone(),
+            partition,
+            offset,
+            timestamp: if log_append_time {
+                max_timestamp
+            } else {
+                base_timestamp.wrapping_add(timestamp_delta)
+            },
+            timestamp_type,
+            key,
+            value,
+            headers,
+            leader_epoch,
+        });
+    }
+    Ok(())
+}
+
+#[inline]
+fn read_varlong(buf: &[u8], position: &mut usize) -> Result<i64, &'static str> {
+    let mut raw: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let byte = *buf.get(*position).ok_or("record truncated")?;
+        *position += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ (raw & 1).wrapping_neg() as i64);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err("varint too long");
+        }
+    }
+}
+
+#[inline]
+fn read_varint(buf: &[u8], position: &mut usize) -> Result<i32, &'static str> {
+    i32::try_from(read_varlong(buf, position)?).map_err(|_| "varint out of range")
+}
+
+#[inline]
+fn read_nullable(
+    section: &Bytes,
+    position: &mut usize,
+    end: usize,
+) -> Result<Option<Bytes>, &'static str> {
+    let length = read_varint(section, position)?;
+    if length < 0 {
+        return Ok(None);
+    }
+    let start = *position;
+    let stop = start
+        .checked_add(length as usize)
+        .filter(|stop| *stop <= end)
+        .ok_or("field past the end of the record")?;
+    *position = stop;
+    Ok(Some(section.slice(start..stop)))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use bytes::{BufMut, BytesMut};
+
+    /// One record for [`encode_batch`]: offset delta, key, value, headers.
+    pub(crate) struct TestRecord {
+        pub offset_delta: i32,
+        pub key: Option<&'static [u8]>,
+        pub value: Option<Vec<u8>>,
+        pub headers: Vec<(&'static str, Option<&'static [u8]>)>,
+    }
+
+    pub(crate) fn record(offset_delta: i32, value: &str) -> TestRecord {
+        TestRecord {
+            offset_delta,
+            key: Some(b"k"),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        }
+    }
+
+    fn put_varlong(buf: &mut BytesMut, value: i64) {
+        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+        while raw >= 0x80 {
+            buf.put_u8((raw as u8 & 0x7f) | 0x80);
+            raw >>= 7;
+        }
+        buf.put_u8(raw as u8);
+    }
+
+    fn put_bytes(buf: &mut BytesMut, value: Option<&[u8]>) {
+        match value {
+            None => put_varlong(buf, -1),
+            Some(v) => {
+                put_varlong(buf, v.len() as i64);
+                buf.extend_from_slice(v);
+            }
+        }
+    }
+
+    /// A batch as a (possibly compacted, compressed or control) log would
+    /// hold it: any offset deltas, `last_offset_delta` given separately.
+    pub(crate) fn encode_batch(
+        base_offset: i64,
+        last_offset_delta: i32,
+        records: &[TestRecord],
+        codec_bits: i16,
+        control: bool,
+    ) -> Bytes {
+        let mut section = BytesMut::new();
+        for r in records {
+            let mut body = BytesMut::new();
+            body.put_i8(0);
+            put_varlong(&mut body, i64::from(r.offset_delta)); // timestamp delta = offset delta
+            put_varlong(&mut body, i64::from(r.offset_delta));
+            put_bytes(&mut body, r.key);
+            put_bytes(&mut body, r.value.as_deref());
+            put_varlong(&mut body, r.headers.len() as i64);
+            for (name, value) in &r.headers {
+                put_bytes(&mut body, Some(name.as_bytes()));
+                put_bytes(&mut body, *value);
+            }
+            put_varlong(&mut section, body.len() as i64);
+            section.extend_from_slice(&body);
+        }
+        let payload = match codec_bits {
+            3 => crate::compression::compress(Compression::Lz4, &section).unwrap(),
+            4 => crate::compression::compress(Compression::Zstd, &section).unwrap(),
+            _ => section.to_vec(),
+        };
+        let mut out = BytesMut::new();
+        out.put_i64(base_offset);
+        out.put_i32((BATCH_HEADER_BYTES - 12 + payload.len()) as i32);
+        out.put_i32(5); // partition leader epoch
+        out.put_i8(2);
+        out.put_u32(0);
+        out.put_i16(codec_bits | if control { 0x20 } else { 0 });
+        out.put_i32(last_offset_delta);
+        out.put_i64(1_000); // base timestamp
+        out.put_i64(1_000 + i64::from(last_offset_delta));
+        out.put_i64(-1);
+        out.put_i16(-1);
+        out.put_i32(-1);
+        out.put_i32(records.len() as i32);
+        out.extend_from_slice(&payload);
+        let crc = crc32c::crc32c(&out[21..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out.freeze()
+    }
+
+    fn decode(fetch_offset: i64, set: &[Bytes]) -> (Vec<ConsumerRecord>, DecodeOutcome) {
+        let topic: Arc<str> = Arc::from("t");
+        let joined = Bytes::from(set.concat());
+        let mut out = Vec::new();
+        let outcome = decode_record_set(&topic, 3, fetch_offset, &joined, true, &mut out);
+        (out, outcome)
+    }
+
+    fn offsets(records: &[ConsumerRecord]) -> Vec<i64> {
+        records.iter().map(|r| r.offset).collect()
+    }
+
+    #[test]
+    fn uncompressed_records_keep_their_fields_and_slice_the_fetched_bytes() {
+        // Offsets, timestamps, keys, values, headers and the leader epoch come back as written.
+        let batch = encode_batch(
+            10,
+            1,
+            &[
+                TestRecord {
+                    offset_delta: 0,
+                    key: None,
+                    value: None,
+                    headers: vec![("trace", Some(b"abc")), ("empty", None)],
+                },
+                record(1, "second"),
+            ],
+            0,
+            false,
+        );
+        let (records, outcome) = decode(10, &[batch]);
+        assert_eq!(outcome.next_offset, 12);
+        assert!(outcome.error.is_none());
+        assert_eq!(offsets(&records), [10, 11]);
+        assert_eq!(records[0].key, None);
+        assert_eq!(records[0].value, None);
+        assert_eq!(
+            records[0].headers,
+            [
+                Header {
+                    key: "trace".into(),
+                    value: Some(Bytes::from_static(b"abc"))
+                },
+                Header {
+                    key: "empty".into(),
+                    value: None
+                }
+            ]
+        );
+        assert_eq!(records[1].value.as_deref(), Some(&b"second"[..]));
+        assert_eq!(records[1].timestamp, 1_001);
+        assert_eq!(records[1].timestamp_type, TimestampType::CreateTime);
+        assert_eq!(records[1].leader_epoch, Some(5));
+        assert_eq!(&*records[1].topic, "t");
+        assert_eq!(records[1].partition, 3);
+    }
+
+    #[test]
+    fn lz4_and_zstd_batches_decode_like_uncompressed_ones() {
+        // The codec changes the bytes on the wire, not the records read back.
+        let records = || (0..50).map(|i| record(i, "payload payload payload")).collect::<Vec<_>>();
+        let plain = decode(0, &[encode_batch(0, 49, &records(), 0, false)]).0;
+        for codec in [3, 4] {
+            let (decoded, outcome) = decode(0, &[encode_batch(0, 49, &records(), codec, false)]);
+            assert!(outcome.error.is_none(), "{outcome:?}");
+            assert_eq!(decoded, plain, "codec {codec}");
+        }
+    }
+
+    #[test]
+    fn gzip_and_snappy_batches_are_a_typed_error_naming_the_codec() {
+        // Records before the undecodable batch are kept; the error names the codec and where to skip to.
+        for (bits, name) in [(1, "gzip"), (2, "snappy")] {
+            let first = encode_batch(0, 1, &[record(0, "a"), record(1, "b")], 0, false);
+            let second = encode_batch(2, 2, &[record(0, "c"), record(1, "d"), record(2, "e")], bits, false);
+            let (records, outcome) = decode(0, &[first, second]);
+            assert_eq!(offsets(&records), [0, 1]);
+            assert_eq!(outcome.next_offset, 2);
+            let (at, error) = outcome.error.unwrap();
+            assert_eq!(at, 2);
+            assert_eq!(
+                error,
+                RecordError::UnsupportedCompression {
+                    codec: name.into(),
+                    base_offset: 2,
+                    last_offset: 4
+                }
+            );
+            assert_eq!(error.next_offset(), Some(5));
+            assert!(error.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn control_batches_are_skipped_but_advance_the_next_offset() {
+        // A transaction marker yields no record; the next fetch starts after it.
+        let data = encode_batch(0, 0, &[record(0, "a")], 0, false);
+        let marker = encode_batch(1, 0, &[record(0, "marker")], 0, true);
+        let (records, outcome) = decode(0, &[data, marker]);
+        assert_eq!(offsets(&records), [0]);
+        assert_eq!(outcome.next_offset, 2);
+    }
+
+    #[test]
+    fn compacted_batch_with_gaps_yields_survivors_and_moves_past_its_last_offset_delta() {
+        // records_count < last_offset_delta + 1: offsets 100, 103, 104 survive of 100..=109.
+        let batch = encode_batch(100, 9, &[record(0, "a"), record(3, "b"), record(4, "c")], 0, false);
+        let (records, outcome) = decode(100, &[batch]);
+        assert_eq!(offsets(&records), [100, 103, 104]);
+        assert_eq!(outcome.next_offset, 110);
+    }
+
+    #[test]
+    fn records_below_the_fetch_offset_are_skipped() {
+        // The broker answers from the batch holding the fetch offset, which may start earlier.
+        let first = encode_batch(0, 4, &(0..5).map(|i| record(i, "x")).collect::<Vec<_>>(), 0, false);
+        let second = encode_batch(5, 4, &(0..5).map(|i| record(i, "y")).collect::<Vec<_>>(), 0, false);
+        let (records, outcome) = decode(7, &[first.clone(), second.clone()]);
+        assert_eq!(offsets(&records), [7, 8, 9]);
+        assert_eq!(outcome.next_offset, 10);
+        let (records, _) = decode(3, &[first, second]);
+        assert_eq!(offsets(&records), [3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn a_partial_trailing_batch_is_left_for_the_next_fetch() {
+        // The fetch byte limit may cut the last batch; it is neither decoded nor skipped.
+        let first = encode_batch(0, 1, &[record(0, "a"), record(1, "b")], 0, false);
+        let second = encode_batch(2, 1, &[record(0, "c"), record(1, "d")], 0, false);
+        let cut = second.slice(..second.len() - 3);
+        let (records, outcome) = decode(0, &[first, cut]);
+        assert_eq!(offsets(&records), [0, 1]);
+        assert_eq!(outcome.next_offset, 2);
+        assert!(outcome.error.is_none());
+    }
+
+    #[test]
+    fn corrupt_batches_are_rejected_not_skipped() {
+        // A flipped bit fails the CRC; the error says where, and nothing of that batch is returned.
+        let good = encode_batch(0, 0, &[record(0, "a")], 0, false);
+        let mut bad = encode_batch(1, 0, &[record(0, "b")], 0, false).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let (records, outcome) = decode(0, &[good, Bytes::from(bad)]);
+        assert_eq!(offsets(&records), [0]);
+        assert_eq!(outcome.next_offset, 1);
+        assert!(matches!(
+            outcome.error,
+            Some((1, RecordError::CorruptBatch { base_offset: 1, .. }))
+        ));
+    }
+
+    #[test]
+    fn records_that_lie_about_their_length_are_malformed() {
+        // A record whose fields overrun its declared length is an error, never a panic.
+        let batch = encode_batch(0, 0, &[record(0, "abc")], 0, false);
+        let mut raw = batch.to_vec();
+        // The record length varint is the first byte of the records section.
+        raw[BATCH_HEADER_BYTES] = 2;
+        let crc = crc32c::crc32c(&raw[21..]);
+        raw[17..21].copy_from_slice(&crc.to_be_bytes());
+        let (records, outcome) = decode(0, &[Bytes::from(raw)]);
+        assert!(records.is_empty());
+        assert!(matches!(
+            outcome.error,
+            Some((0, RecordError::MalformedRecord { .. }))
+        ));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder() {
+        // Bytes from the network never cause a panic, whatever they are.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let valid = encode_batch(0, 2, &[record(0, "a"), record(1, "b"), record(2, "c")], 0, false);
+        for round in 0..2_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut raw = valid.to_vec();
+            let at = (seed as usize) % raw.len();
+            raw[at] = (seed >> 32) as u8;
+            if round % 2 == 0 {
+                // Fix the CRC so the mutation reaches the record parser.
+                let crc = crc32c::crc32c(&raw[21..]);
+                raw[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
+            let topic: Arc<str> = Arc::from("t");
+            let mut out = Vec::new();
+            let _ = decode_record_set(&topic, 0, 0, &Bytes::from(raw), round % 3 != 0, &mut out);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The consumer's errors, one enum per operation a caller matches on:
+//! [`ConsumerConnectError`] from `Consumer::connect`, [`SubscribeError`]
+//! from `subscribe` and `assign`, [`PollError`] from `poll`, [`CommitError`]
+//! from the commit calls, [`OffsetFetchError`] from `committed`. A
+//! [`GroupError`] is a group failure no retry can fix; it ends up inside
+//! the others.
+
+use std::time::Duration;
+
+use protocol::ErrorCode;
+use thiserror::Error;
+
+use crate::cluster::ClusterError;
+use crate::connection::ConnectionError;
+use crate::consumer::codec::CodecError;
+use crate::consumer::decode::RecordError;
+use crate::error::ConfigError;
+
+/// Why `Consumer::connect` failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConsumerConnectError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot reach the cluster: {0}")]
+    Cluster(#[from] ClusterError),
+}
+
+/// Why `subscribe` or `assign` refused.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    #[error("subscribe needs a group: set group_id")]
+    NoGroupId,
+    #[error("topic names must not be empty")]
+    EmptyTopicName,
+    #[error("the consumer is closed")]
+    Closed,
+}
+
+/// A group failure that retrying cannot fix: the consumer cannot stay in
+/// its group as configured.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum GroupError {
+    /// The coordinator refused for good, e.g. `INCONSISTENT_GROUP_PROTOCOL`
+    /// (no assignor in common with the other members), `INVALID_SESSION_TIMEOUT`,
+    /// `GROUP_MAX_SIZE_REACHED`, `FENCED_INSTANCE_ID` (another process took
+    /// this `group_instance_id`), `GROUP_AUTHORIZATION_FAILED`.
+    #[error("group {group}: {api} failed with {code}")]
+    Rejected {
+        group: String,
+        api: &'static str,
+        code: ErrorCode,
+    },
+    /// The coordinator does not speak a version of an API we need.
+    #[error("group {group}: {error}")]
+    Unsupported {
+        group: String,
+        error: ConnectionError,
+    },
+    /// The leader's assignment (or a member's subscription) does not decode.
+    #[error("group {group}: bad consumer-protocol data from the group: {error}")]
+    Codec { group: String, error: CodecError },
+    /// The group chose a protocol we did not offer.
+    #[error("group {group}: the coordinator selected protocol {protocol:?}, which this member did not offer")]
+    UnknownProtocol { group: String, protocol: String },
+}
+
+/// Why `poll` failed. The consumer stays usable: the next `poll` goes on
+/// (and, for a record or offset error, fails again until the application
+/// `seek`s past it).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum PollError {
+    #[error("poll needs a subscription or an assignment")]
+    NotSubscribed,
+    /// `auto_offset_reset` is `None` and the partition has no committed offset.
+    #[error("{topic}-{partition} has no committed offset and auto_offset_reset is none")]
+    NoOffset { topic: String, partition: i32 },
+    /// `auto_offset_reset` is `None` and the position is outside the log.
+    #[error("offset {offset} of {topic}-{partition} is out of range and auto_offset_reset is none")]
+    OffsetOutOfRange {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// A batch at `offset` cannot be turned into records (a codec we lack, a
+    /// corrupt batch). Records before it were delivered; `seek` past it to
+    /// go on (for a codec error, to `error.next_offset()`).
+    #[error("{topic}-{partition} at offset {offset}: {error}")]
+    Record {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        error: RecordError,
+    },
+    /// A fetch error that retrying does not fix (e.g. `TOPIC_AUTHORIZATION_FAILED`).
+    #[error("fetching {topic}-{partition} failed with {code}")]
+    Fetch {
+        topic: String,
+        partition: i32,
+        code: ErrorCode,
+    },
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error("the consumer is closed")]
+    Closed,
+}
+
+/// Why a commit failed. Nothing is committed for the partitions in question;
+/// their records will be delivered again after a restart or a rebalance.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum CommitError {
+    #[error("committing needs a group: set group_id")]
+    NoGroupId,
+    /// The group rebalanced (or is rebalancing) since the partitions were
+    /// assigned (`REBALANCE_IN_PROGRESS`, `ILLEGAL_GENERATION`,
+    /// `UNKNOWN_MEMBER_ID`): the partitions may belong to another member now.
+    #[error("group {group}: commit refused with {code}: the group rebalanced, so the partitions may have moved to another member")]
+    Rebalanced { group: String, code: ErrorCode },
+    /// The coordinator refused one partition's offset (e.g.
+    /// `OFFSET_METADATA_TOO_LARGE`, `UNKNOWN_TOPIC_OR_PARTITION`).
+    #[error("commit of {topic}-{partition} refused with {code}")]
+    Partition {
+        topic: String,
+        partition: i32,
+        code: ErrorCode,
+    },
+    /// Retriable errors (coordinator moving or loading, connection trouble)
+    /// lasted past the deadline (`default_api_timeout`).
+    #[error("commit not confirmed within {waited:?}; last error: {last_error}")]
+    Timeout { waited: Duration, last_error: String },
+    /// An async commit's single attempt failed with a retriable error.
+    #[error("async commit failed (not retried): {reason}")]
+    Failed { reason: String },
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error("the consumer is closed")]
+    Closed,
+}
+
+/// Why `committed` could not read the committed offsets.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum OffsetFetchError {
+    #[error("committed offsets need a group: set group_id")]
+    NoGroupId,
+    #[error("reading the committed offset of {topic}-{partition} failed with {code}")]
+    Partition {
+        topic: String,
+        partition: i32,
+        code: ErrorCode,
+    },
+    #[error("committed offsets not read within {waited:?}; last error: {last_error}")]
+    Timeout { waited: Duration, last_error: String },
+    #[error(transparent)]
+    Group(#[from] GroupError),
+}

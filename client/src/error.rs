@@ -1,0 +1,147 @@
+//! The errors of the producer API, one enum per operation a caller matches on:
+//! [`ConnectError`] from `Producer::connect`, [`SendError`] when `send` does
+//! not accept a record, [`ProduceError`] when an accepted record is not
+//! delivered. Every `ProduceError` says how often its batch was sent, so a
+//! caller can tell a first-try rejection from retries that ran out.
+
+use std::time::Duration;
+
+use protocol::ErrorCode;
+use thiserror::Error;
+
+use crate::cluster::ClusterError;
+use crate::connection::ConnectionError;
+
+/// A setting, or a combination of settings, that cannot work.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// Why `Producer::connect` failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot reach the cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("InitProducerId failed with {code}")]
+    InitProducerId { code: ErrorCode },
+}
+
+/// Why `send` did not accept a record. Nothing was queued: the record is not
+/// in flight and will not be delivered.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error(
+        "buffer memory full: {needed_bytes} bytes needed, {buffer_memory_bytes} bytes all taken by undelivered records; waited {waited:?} (max_block)"
+    )]
+    BufferExhausted {
+        needed_bytes: usize,
+        buffer_memory_bytes: usize,
+        waited: Duration,
+    },
+    #[error("record of about {size_bytes} bytes exceeds {setting} ({limit_bytes} bytes)")]
+    RecordTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+        setting: &'static str,
+    },
+    #[error("no metadata for topic {topic} after {waited:?} (max_block): {reason}")]
+    MetadataUnavailable {
+        topic: String,
+        waited: Duration,
+        reason: String,
+    },
+    #[error("topic {topic} has {partition_count} partitions; there is no partition {partition}")]
+    UnknownPartition {
+        topic: String,
+        partition: i32,
+        partition_count: i32,
+    },
+    #[error("the producer is closed")]
+    Closed,
+}
+
+/// Why a record that `send` accepted was not delivered.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ProduceError {
+    /// The broker answered with an error that retrying cannot fix (or that
+    /// this producer does not retry).
+    #[error("{topic}-{partition}: broker rejected the batch with {code}{} after {attempts} attempt(s)", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Rejected {
+        topic: String,
+        partition: i32,
+        code: ErrorCode,
+        message: Option<String>,
+        attempts: u32,
+    },
+    /// Retriable errors kept coming until `retries` was used up.
+    #[error("{topic}-{partition}: gave up after {attempts} attempt(s) (retries exhausted); last error: {last_error}")]
+    RetriesExhausted {
+        topic: String,
+        partition: i32,
+        attempts: u32,
+        last_error: String,
+    },
+    /// `delivery_timeout` passed before the batch was acknowledged. If it had
+    /// been sent, it may or may not have been written.
+    #[error("{topic}-{partition}: not delivered within {delivery_timeout:?} after {attempts} attempt(s){}", last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    DeliveryTimeout {
+        topic: String,
+        partition: i32,
+        delivery_timeout: Duration,
+        attempts: u32,
+        last_error: Option<String>,
+    },
+    /// A request could not be built or sent at all (a bug or a version
+    /// mismatch rather than a network problem).
+    #[error("{topic}-{partition}: cannot send the batch after {attempts} attempt(s): {error}")]
+    Connection {
+        topic: String,
+        partition: i32,
+        attempts: u32,
+        error: ConnectionError,
+    },
+    /// The records could not be compressed.
+    #[error("{topic}-{partition}: cannot compress the batch: {reason}")]
+    Compression {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
+    /// The producer's background task ended without reporting on this
+    /// record; this is a bug, reported rather than hidden.
+    #[error("the producer's sender task stopped before reporting on this record")]
+    SenderStopped,
+}
+
+impl ProduceError {
+    /// How many times the batch was sent (0 if it never left the client).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            ProduceError::Rejected { attempts, .. }
+            | ProduceError::RetriesExhausted { attempts, .. }
+            | ProduceError::DeliveryTimeout { attempts, .. }
+            | ProduceError::Connection { attempts, .. } => *attempts,
+            ProduceError::Compression { .. } | ProduceError::SenderStopped => 0,
+        }
+    }
+
+    /// Whether the batch was sent more than once before this error.
+    pub fn retried(&self) -> bool {
+        self.attempts() > 1
+    }
+
+    /// The Kafka error code, when the broker gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ProduceError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The record accumulator: per partition, a queue of batches waiting to be
+//! sent, fed by `send` and drained by the sender task.
+//!
+//! A partition's queue holds, front to back: batches waiting for a retry (in
+//! sequence order), closed batches, and at most one open batch at the back
+//! that new records join until it reaches `batch_size`. A batch becomes
+//! sendable when it is closed, when `linger` has passed since it was opened,
+//! or while a flush or close is in progress.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::batch::Record;
+
+use crate::producer::batch::{Delivery, ProducerBatch};
+use crate::producer::partitioner::next_sticky_partition;
+
+/// The batches of one partition plus its sequence bookkeeping.
+pub(crate) struct PartitionQueue {
+    pub batches: VecDeque<ProducerBatch>,
+    /// Batches of this partition handed to a connection and not yet answered.
+    pub in_flight: usize,
+    /// Of those, batches sent for the second time or later.
+    pub retries_in_flight: usize,
+    /// The sequence position the next new batch gets (idempotent producer):
+    /// records sequenced so far in this epoch. Positions never wrap; the
+    /// sequence on the wire is the position modulo 2^31.
+    pub next_position: i64,
+    /// Positions below this are acknowledged as written.
+    pub acked_positions: i64,
+}
+
+impl PartitionQueue {
+    fn new() -> Self {
+        PartitionQueue {
+            batches: VecDeque::new(),
+            in_flight: 0,
+            retries_in_flight: 0,
+            next_position: 0,
+            acked_positions: 0,
+        }
+    }
+
+    fn open_batch(&self) -> Option<&ProducerBatch> {
+        self.batches.back().filter(|b| !b.closed)
+    }
+
+    /// Puts a batch that is to be retried back in its place: before every
+    /// batch with a higher sequence or none, so retries go out in order.
+    pub fn reinsert_for_retry(&mut self, batch: ProducerBatch) {
+        assert!(batch.closed, "only closed batches are retried");
+        let position = if batch.has_sequence() {
+            self.batches
+                .iter()
+                .position(|b| !b.has_sequence() || b.sequence_position > batch.sequence_position)
+                .unwrap_or(self.batches.len())
+        } else {
+            0
+        };
+        self.batches.insert(position, batch);
+    }
+}
+
+pub(crate) struct TopicQueues {
+    pub partitions: Vec<PartitionQueue>,
+    /// The partition keyless records stick to, and the batch they opened there.
+    sticky: Option<(i32, u64)>,
+}
+
+/// What an append did, so `send` knows whether to wake the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Appended {
+    pub partition: i32,
+    pub batch_id: u64,
+    /// A batch was opened or closed: the sender has a new deadline or a full batch.
+    pub wake_sender: bool,
+}
+
+pub(crate) struct Accumulator {
+    pub topics: HashMap<Arc<str>, TopicQueues>,
+    batch_size: usize,
+    next_batch_id: u64,
+    /// Ids of batches created and not yet reported on.
+    incomplete: BTreeSet<u64>,
+    /// While positive, every batch is sendable regardless of linger.
+    pub flushes_in_progress: usize,
+    /// Set when the producer is dropped: send everything, accept nothing.
+    pub closing: bool,
+}
+
+impl Accumulator {
+    pub fn new(batch_size: usize) -> Self {
+        Accumulator {
+            topics: HashMap::new(),
+            batch_size,
+            next_batch_id: 1,
+            incomplete: BTreeSet::new(),
+            flushes_in_progress: 0,
+            closing: false,
+        }
+    }
+
+    fn topic_mut(&mut self, topic: &str, partition_count: i32) -> (Arc<str>, &mut TopicQueues) {
+        let key: Arc<str> = match self.topics.get_key_value(topic) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(topic),
+        };
+        let queues = self
+            .topics
+            .entry(key.clone())
+            .or_insert_with(|| TopicQueues {
+                partitions: Vec::new(),
+                sticky: None,
+            });
+        // Partitions are only ever added to a topic, never removed.
+        while queues.partitions.len() < partition_count as usize {
+            queues.partitions.push(PartitionQueue::new());
+        }
+        (key, queues)
+    }
+
+    /// The partition for a record without key or explicit partition: the
+    /// sticky one while the batch it opened is open and has room, else a new
+    /// one (KIP-480).
+    pub fn sticky_partition(
+        &mut self,
+        topic: &str,
+        partition_count: i32,
+        record_bytes: usize,
+    ) -> i32 {
+        let batch_size = self.batch_size;
+        let (_, queues) = self.topic_mut(topic, partition_count);
+        match queues.sticky {
+            Some((partition, batch_id)) if partition < partition_count => {
+                let still_open = queues.partitions[partition as usize]
+                    .open_batch()
+                    .is_some_and(|b| b.id == batch_id && b.has_room(record_bytes, batch_size));
+                if still_open {
+                    partition
+                } else {
+                    next_sticky_partition(Some(partition), partition_count)
+                }
+            }
+            _ => next_sticky_partition(None, partition_count),
+        }
+    }
+
+    /// Adds a record to `partition`'s open batch, opening one if needed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &mut self,
+        topic: &str,
+        partition_count: i32,
+        partition: i32,
+        keyless: bool,
+        record: &Record,
+        record_bytes: usize,
+        delivery: Delivery,
+        now: Instant,
+    ) -> Appended {
+        assert!(
+            (0..partition_count).contains(&partition),
+            "partition checked by the caller"
+        );
+        let batch_size = self.batch_size;
+        let next_id = self.next_batch_id;
+        let (key, queues) = self.topic_mut(topic, partition_count);
+        let queue = &mut queues.partitions[partition as usize];
+        let mut wake_sender = false;
+        let fits = queue
+            .open_batch()
+            .is_some_and(|b| b.has_room(record_bytes, batch_size));
+        let mut created = None;
+        if !fits {
+            if let Some(open) = queue.batches.back_mut().filter(|b| !b.closed) {
+                open.closed = true;
+            }
+            queue
+                .batches
+                .push_back(ProducerBatch::new(next_id, key, partition, now));
+            created = Some(next_id);
+            wake_sender = true;
+        }
+        let batch = queue.batches.back_mut().expect("an open batch exists now");
+        batch.append(record, record_bytes, delivery);
+        if batch.size_bytes() >= batch_size {
+            batch.closed = true;
+            wake_sender = true;
+        }
+        let batch_id = batch.id;
+        if keyless {
+            queues.sticky = Some((partition, batch_id));
+        }
+        if let Some(id) = created {
+            self.next_batch_id += 1;
+            self.incomplete.insert(id);
+        }
+        Appended {
+            partition,
+            batch_id,
+            wake_sender,
+        }
+    }
+
+    /// The id of the newest batch so far (0 if none): a flush waits for
+    /// every batch up to it.
+    pub fn newest_batch_id(&self) -> u64 {
+        self.next_batch_id - 1
+    }
+
+    /// Whether every batch with an id up to `batch_id` has been reported on.
+    pub fn complete_up_to(&self, batch_id: u64) -> bool {
+        self.incomplete
+            .first()
+            .is_none_or(|first| *first > batch_id)
+    }
+
+    /// Marks a batch as reported on.
+    pub fn mark_complete(&mut self, batch_id: u64) {
+        let removed = self.incomplete.remove(&batch_id);
+        assert!(removed, "batch {batch_id} completed twice");
+    }
+
+    /// Whether nothing is queued anywhere (in-flight batches are not counted).
+    pub fn is_empty(&self) -> bool {
+        self.topics
+            .values()
+            .all(|t| t.partitions.iter().all(|p| p.batches.is_empty()))
+    }
+
+    /// Whether `batch` (the front of its queue) may be sent at `now`, and if
+    /// not yet, when it will be.
+    pub fn sendable_at(&self, batch: &ProducerBatch, linger: Duration) -> Instant {
+        let ready_at =
+            if batch.closed || batch.is_sealed() || self.flushes_in_progress > 0 || self.closing {
+                batch.created_at
+            } else {
+                batch.created_at + linger
+            };
+        match batch.retry_at {
+            Some(retry_at) => retry_at.max(ready_at),
+            None => ready_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::sync::oneshot;
+
+    fn record(value_bytes: usize) -> Record {
+        Record {
+            key: None,
+            value: Some(Bytes::from(vec![1u8; value_bytes])),
+            headers: vec![],
+            timestamp: 1,
+        }
+    }
+
+    fn delivery() -> Delivery {
+        let (sender, receiver) = oneshot::channel();
+        std::mem::forget(receiver);
+        Delivery {
+            sender,
+            timestamp: 1,
+        }
+    }
+
+    fn append(acc: &mut Accumulator, partition: i32, bytes: usize, keyless: bool) -> Appended {
+        acc.append(
+            "t",
+            4,
+            partition,
+            keyless,
+            &record(bytes),
+            bytes + 36,
+            delivery(),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn records_fill_one_batch_until_batch_size_then_open_another() {
+        // Batching by size: 1 KiB batch, 300-byte records -> three per batch, the fourth opens a new one.
+        let mut acc = Accumulator::new(1024);
+        let ids: Vec<u64> = (0..7)
+            .map(|_| append(&mut acc, 0, 300, false).batch_id)
+            .collect();
+        assert_eq!(ids, [1, 1, 1, 2, 2, 2, 3]);
+        let queue = &acc.topics["t"].partitions[0];
+        assert_eq!(queue.batches.len(), 3);
+        assert!(queue.batches[0].closed && queue.batches[1].closed && !queue.batches[2].closed);
+        assert_eq!(queue.batches[0].record_count(), 3);
+    }
+
+    #[test]
+    fn open_batch_becomes_sendable_only_after_linger() {
+        // Linger: an open batch waits `linger` from its creation; a closed one is sendable at once.
+        let mut acc = Accumulator::new(1 << 20);
+        append(&mut acc, 1, 10, false);
+        let linger = Duration::from_millis(50);
+        let batch = &acc.topics["t"].partitions[1].batches[0];
+        assert_eq!(acc.sendable_at(batch, linger), batch.created_at + linger);
+        acc.flushes_in_progress = 1;
+        let batch = &acc.topics["t"].partitions[1].batches[0];
+        assert_eq!(
+            acc.sendable_at(batch, linger),
+            batch.created_at,
+            "a flush overrides linger"
+        );
+        acc.flushes_in_progress = 0;
+        acc.topics.get_mut("t").unwrap().partitions[1].batches[0].closed = true;
+        let batch = &acc.topics["t"].partitions[1].batches[0];
+        assert_eq!(acc.sendable_at(batch, linger), batch.created_at);
+    }
+
+    #[test]
+    fn retry_backoff_delays_a_batch_past_its_linger() {
+        // A batch waiting for a retry is not sendable before retry_at.
+        let mut acc = Accumulator::new(1 << 20);
+        append(&mut acc, 0, 10, false);
+        let later = Instant::now() + Duration::from_secs(5);
+        let batch = &mut acc.topics.get_mut("t").unwrap().partitions[0].batches[0];
+        batch.closed = true;
+        batch.retry_at = Some(later);
+        let batch = &acc.topics["t"].partitions[0].batches[0];
+        assert_eq!(acc.sendable_at(batch, Duration::ZERO), later);
+    }
+
+    #[test]
+    fn keyless_records_stick_to_a_partition_until_its_batch_closes() {
+        // KIP-480: the sticky partition holds while its batch is open, then moves elsewhere.
+        let mut acc = Accumulator::new(1024);
+        let first = acc.sticky_partition("t", 4, 336);
+        let a = append(&mut acc, first, 300, true);
+        for _ in 0..2 {
+            let p = acc.sticky_partition("t", 4, 336);
+            assert_eq!(p, first);
+            append(&mut acc, p, 300, true);
+        }
+        // The batch is now full for another 300-byte record.
+        let moved = acc.sticky_partition("t", 4, 336);
+        assert_ne!(
+            moved, first,
+            "a full sticky batch moves keyless records to another partition"
+        );
+        let b = append(&mut acc, moved, 300, true);
+        assert_ne!(a.batch_id, b.batch_id);
+        assert_eq!(acc.sticky_partition("t", 4, 336), moved);
+    }
+
+    #[test]
+    fn flush_target_is_complete_once_every_older_batch_is() {
+        // complete_up_to(n) holds exactly when no batch with id <= n is outstanding.
+        let mut acc = Accumulator::new(100);
+        append(&mut acc, 0, 200, false);
+        append(&mut acc, 1, 200, false);
+        let target = acc.newest_batch_id();
+        append(&mut acc, 2, 200, false);
+        assert!(!acc.complete_up_to(target));
+        acc.mark_complete(2);
+        assert!(!acc.complete_up_to(target));
+        acc.mark_complete(1);
+        assert!(
+            acc.complete_up_to(target),
+            "batch 3 is newer than the flush"
+        );
+        assert!(!acc.complete_up_to(3));
+    }
+
+    #[test]
+    fn retries_go_back_in_sequence_order_ahead_of_new_batches() {
+        // A retried batch lands before higher sequences and unsequenced batches.
+        let mut queue = PartitionQueue::new();
+        let now = Instant::now();
+        let identity = crate::producer::ProducerIdentity {
+            producer_id: 1,
+            producer_epoch: 0,
+        };
+        let batch = |id: u64, position: i64| {
+            let mut b = ProducerBatch::new(id, Arc::from("t"), 0, now);
+            b.closed = true;
+            if position >= 0 {
+                b.assign_sequence(identity, position);
+            }
+            b
+        };
+        queue.batches.push_back(batch(5, 20));
+        queue.batches.push_back(batch(6, -1));
+        queue.reinsert_for_retry(batch(4, 10));
+        queue.reinsert_for_retry(batch(7, 30));
+        let order: Vec<u64> = queue.batches.iter().map(|b| b.id).collect();
+        assert_eq!(order, [4, 5, 7, 6]);
+    }
+}

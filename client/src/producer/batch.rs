@@ -1,0 +1,407 @@
+//! A producer batch: records for one partition, from the first append to the
+//! delivery report.
+//!
+//! While open, records go into a `protocol::batch::BatchBuilder`. When the
+//! batch is first drained it is *sealed*: built, and its records section
+//! compressed once. Every send (the first and each retry) then writes the
+//! 61-byte header with the batch's producer id, epoch and base sequence and
+//! a fresh CRC in front of that same compressed section, so a retry is
+//! byte-identical unless an epoch bump gave it a new sequence.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use protocol::batch::{BatchBuilder, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use tokio::sync::oneshot;
+
+use crate::compression::{compress, Compression, CompressionError};
+use crate::error::ProduceError;
+use crate::producer::idempotence::ProducerIdentity;
+use crate::producer::record::RecordMetadata;
+
+// Header field positions, as laid out in `protocol::batch`.
+const OFFSET_BATCH_LENGTH: usize = 8;
+const OFFSET_CRC: usize = 17;
+const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_PRODUCER_ID: usize = 43;
+const OFFSET_PRODUCER_EPOCH: usize = 51;
+const OFFSET_BASE_SEQUENCE: usize = 53;
+
+/// "No producer id / epoch / sequence" on the wire.
+pub const NO_PRODUCER_ID: i64 = -1;
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+pub const NO_SEQUENCE: i32 = -1;
+
+/// The sequence on the wire for a sequence position: Kafka sequences wrap
+/// from `i32::MAX` to 0, so this is the position modulo 2^31.
+pub fn wire_sequence(position: i64) -> i32 {
+    assert!(position >= 0, "sequence positions are non-negative");
+    (position & i64::from(i32::MAX)) as i32
+}
+
+/// Where one record's report goes.
+pub(crate) struct Delivery {
+    pub sender: oneshot::Sender<Result<RecordMetadata, ProduceError>>,
+    pub timestamp: i64,
+}
+
+struct Sealed {
+    header: [u8; BATCH_HEADER_BYTES],
+    /// The records section, compressed.
+    payload: Bytes,
+    compression: Compression,
+}
+
+pub(crate) struct ProducerBatch {
+    pub id: u64,
+    pub topic: Arc<str>,
+    pub partition: i32,
+    builder: Option<BatchBuilder>,
+    sealed: Option<Sealed>,
+    pub deliveries: Vec<Delivery>,
+    /// Bytes of `buffer_memory` this batch holds until it completes.
+    pub memory_bytes: usize,
+    pub created_at: Instant,
+    /// No more records may join (full, or drained at least once).
+    pub closed: bool,
+    /// How many times the batch was handed to a connection.
+    pub attempts: u32,
+    /// Not to be sent again before this (retry backoff).
+    pub retry_at: Option<Instant>,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// Assigned when the batch is first drained by an idempotent producer; a
+    /// retry keeps it (unless an epoch bump re-numbers the partition).
+    pub base_sequence: i32,
+    /// The same as a position that never wraps (see `wire_sequence`); -1 without.
+    pub sequence_position: i64,
+    pub last_error: Option<String>,
+}
+
+impl ProducerBatch {
+    pub fn new(id: u64, topic: Arc<str>, partition: i32, now: Instant) -> Self {
+        ProducerBatch {
+            id,
+            topic,
+            partition,
+            builder: Some(BatchBuilder::new()),
+            sealed: None,
+            deliveries: Vec::new(),
+            memory_bytes: 0,
+            created_at: now,
+            closed: false,
+            attempts: 0,
+            retry_at: None,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            sequence_position: -1,
+            last_error: None,
+        }
+    }
+
+    pub fn record_count(&self) -> i32 {
+        self.deliveries.len() as i32
+    }
+
+    /// Uncompressed size while open; the encoded size once sealed.
+    pub fn size_bytes(&self) -> usize {
+        match (&self.builder, &self.sealed) {
+            (Some(builder), _) => builder.size_bytes(),
+            (None, Some(sealed)) => BATCH_HEADER_BYTES + sealed.payload.len(),
+            (None, None) => BATCH_HEADER_BYTES,
+        }
+    }
+
+    /// Whether a record of `record_bytes` may join: the batch is open and
+    /// either empty or still within `batch_size` with it.
+    pub fn has_room(&self, record_bytes: usize, batch_size: usize) -> bool {
+        !self.closed
+            && self.builder.is_some()
+            && (self.deliveries.is_empty() || self.size_bytes() + record_bytes <= batch_size)
+    }
+
+    pub fn append(&mut self, record: &Record, memory_bytes: usize, delivery: Delivery) {
+        assert!(!self.closed, "append to a closed batch");
+        let builder = self.builder.as_mut().expect("an open batch has a builder");
+        builder.push(record);
+        self.memory_bytes += memory_bytes;
+        self.deliveries.push(delivery);
+        assert_eq!(
+            builder.len(),
+            self.deliveries.len(),
+            "one delivery per record"
+        );
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// Whether the batch carries a sequence number (it was drained by an
+    /// idempotent producer and must keep its place in the partition's order).
+    pub fn has_sequence(&self) -> bool {
+        self.base_sequence != NO_SEQUENCE
+    }
+
+    /// Gives the batch its producer id, epoch and first sequence.
+    pub fn assign_sequence(&mut self, identity: ProducerIdentity, position: i64) {
+        self.producer_id = identity.producer_id;
+        self.producer_epoch = identity.producer_epoch;
+        self.sequence_position = position;
+        self.base_sequence = wire_sequence(position);
+    }
+
+    /// The sequence position just past this batch's last record.
+    pub fn sequence_end(&self) -> i64 {
+        assert!(self.has_sequence(), "only sequenced batches have an end");
+        self.sequence_position + i64::from(self.record_count())
+    }
+
+    /// The deadline of the delivery timeout.
+    pub fn deadline(&self, delivery_timeout: Duration) -> Instant {
+        self.created_at + delivery_timeout
+    }
+
+    /// Closes the batch and compresses its records, once.
+    pub fn seal(&mut self, compression: Compression) -> Result<(), CompressionError> {
+        self.closed = true;
+        if self.sealed.is_some() {
+            return Ok(());
+        }
+        let builder = self
+            .builder
+            .take()
+            .expect("an unsealed batch has a builder");
+        let built = builder.build();
+        let mut header = [0u8; BATCH_HEADER_BYTES];
+        header.copy_from_slice(&built[..BATCH_HEADER_BYTES]);
+        let records = built.slice(BATCH_HEADER_BYTES..);
+        let payload = match compression {
+            Compression::None => records,
+            codec => Bytes::from(compress(codec, &records)?),
+        };
+        self.sealed = Some(Sealed {
+            header,
+            payload,
+            compression,
+        });
+        Ok(())
+    }
+
+    /// The batch as it goes on the wire, with the current producer id, epoch
+    /// and base sequence and a CRC over them.
+    pub fn encode(&self) -> Bytes {
+        let sealed = self.sealed.as_ref().expect("only sealed batches are sent");
+        let mut header = sealed.header;
+        let batch_length = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + sealed.payload.len()) as i32;
+        header[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+            .copy_from_slice(&batch_length.to_be_bytes());
+        let attributes =
+            i16::from_be_bytes([header[OFFSET_ATTRIBUTES], header[OFFSET_ATTRIBUTES + 1]])
+                | sealed.compression.attribute_bits();
+        header[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        header[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8]
+            .copy_from_slice(&self.producer_id.to_be_bytes());
+        header[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
+            .copy_from_slice(&self.producer_epoch.to_be_bytes());
+        header[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
+            .copy_from_slice(&self.base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c(&header[OFFSET_ATTRIBUTES..]),
+            &sealed.payload,
+        );
+        header[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + sealed.payload.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&sealed.payload);
+        out.freeze()
+    }
+
+    /// Reports success to every record: offsets `base_offset + i`, or unknown.
+    pub fn succeed(self, base_offset: Option<i64>, log_append_time: Option<i64>) {
+        for (i, delivery) in self.deliveries.into_iter().enumerate() {
+            let _ = delivery.sender.send(Ok(RecordMetadata {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: base_offset.map(|base| base + i as i64),
+                timestamp: log_append_time.unwrap_or(delivery.timestamp),
+            }));
+        }
+    }
+
+    /// Reports `error` to every record.
+    pub fn fail(self, error: ProduceError) {
+        for delivery in self.deliveries {
+            let _ = delivery.sender.send(Err(error.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::batch::{decode_records, BatchHeader};
+
+    fn record(i: usize) -> Record {
+        Record {
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![b'x'; 100 + i])),
+            headers: vec![("h".to_string(), Some(Bytes::from_static(b"v")))],
+            timestamp: 1_700_000_000_000 + i as i64,
+        }
+    }
+
+    fn batch_of(
+        count: usize,
+    ) -> (
+        ProducerBatch,
+        Vec<oneshot::Receiver<Result<RecordMetadata, ProduceError>>>,
+    ) {
+        let mut batch = ProducerBatch::new(1, Arc::from("topic"), 3, Instant::now());
+        let mut receivers = Vec::new();
+        for i in 0..count {
+            let (sender, receiver) = oneshot::channel();
+            batch.append(
+                &record(i),
+                10,
+                Delivery {
+                    sender,
+                    timestamp: 0,
+                },
+            );
+            receivers.push(receiver);
+        }
+        (batch, receivers)
+    }
+
+    #[test]
+    fn uncompressed_encoding_equals_the_protocol_builders_idempotent_batch() {
+        // Patching producer id, epoch and sequence gives the same bytes as building them in.
+        let (mut batch, _receivers) = batch_of(4);
+        batch.seal(Compression::None).unwrap();
+        batch.producer_id = 77;
+        batch.producer_epoch = 3;
+        batch.base_sequence = 40;
+        let mut expected = BatchBuilder::new().idempotent(77, 3, 40);
+        for i in 0..4 {
+            expected.push(&record(i));
+        }
+        assert_eq!(batch.encode(), expected.build());
+    }
+
+    #[test]
+    fn compressed_batches_validate_and_decompress_to_the_same_records() {
+        // lz4 and zstd batches carry the codec bit, pass CRC validation, and hold the original records section.
+        let (mut plain, _r) = batch_of(20);
+        plain.seal(Compression::None).unwrap();
+        let plain = plain.encode();
+        for codec in [Compression::Lz4, Compression::Zstd] {
+            let (mut batch, _r) = batch_of(20);
+            batch.seal(codec).unwrap();
+            let encoded = batch.encode();
+            let header = BatchHeader::new(&encoded).unwrap();
+            header.validate().unwrap();
+            assert_eq!(header.compression(), codec.to_protocol());
+            assert_eq!(header.records_count(), 20);
+            assert!(
+                encoded.len() < plain.len(),
+                "{codec:?} did not shrink the batch"
+            );
+            let records =
+                crate::compression::decompress(codec, &encoded[BATCH_HEADER_BYTES..]).unwrap();
+            assert_eq!(&records[..], &plain[BATCH_HEADER_BYTES..]);
+        }
+    }
+
+    #[test]
+    fn re_encoding_with_a_new_sequence_keeps_the_batch_valid() {
+        // A retry after an epoch bump gets a new sequence and a matching CRC.
+        let (mut batch, _r) = batch_of(3);
+        batch.seal(Compression::Zstd).unwrap();
+        batch.producer_id = 5;
+        batch.producer_epoch = 0;
+        batch.base_sequence = 9;
+        let first = batch.encode();
+        batch.producer_epoch = 1;
+        batch.base_sequence = 0;
+        let second = batch.encode();
+        let header = BatchHeader::new(&second).unwrap();
+        header.validate().unwrap();
+        assert_eq!((header.producer_epoch(), header.base_sequence()), (1, 0));
+        assert_ne!(first, second);
+        assert_eq!(first.len(), second.len());
+    }
+
+    #[test]
+    fn decoded_uncompressed_batch_has_every_record_in_order() {
+        // What goes on the wire decodes back to the appended records.
+        let (mut batch, _r) = batch_of(5);
+        batch.seal(Compression::None).unwrap();
+        let decoded = decode_records(&batch.encode()).unwrap();
+        let keys: Vec<_> = decoded.iter().map(|r| r.key.clone().unwrap()).collect();
+        assert_eq!(
+            keys,
+            (0..5)
+                .map(|i| Bytes::from(format!("key-{i}")))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn room_is_bounded_by_batch_size_except_for_the_first_record() {
+        // A record that alone exceeds batch_size still gets a batch; a second one does not join it.
+        let mut batch = ProducerBatch::new(1, Arc::from("t"), 0, Instant::now());
+        assert!(batch.has_room(10_000, 100));
+        let (sender, _receiver) = oneshot::channel();
+        batch.append(
+            &record(0),
+            10,
+            Delivery {
+                sender,
+                timestamp: 0,
+            },
+        );
+        assert!(!batch.has_room(10_000, 100));
+        assert!(batch.has_room(10, 10_000));
+        batch.closed = true;
+        assert!(!batch.has_room(10, 10_000));
+    }
+
+    #[test]
+    fn success_reports_consecutive_offsets_and_failure_reaches_every_record() {
+        // Record i of a batch written at base offset b gets offset b + i; a failure is reported to all.
+        let (batch, receivers) = batch_of(3);
+        batch.succeed(Some(100), None);
+        let offsets: Vec<_> = receivers
+            .into_iter()
+            .map(|mut r| r.try_recv().unwrap().unwrap().offset)
+            .collect();
+        assert_eq!(offsets, [Some(100), Some(101), Some(102)]);
+        let (batch, receivers) = batch_of(2);
+        batch.fail(ProduceError::SenderStopped);
+        for mut r in receivers {
+            assert_eq!(r.try_recv().unwrap(), Err(ProduceError::SenderStopped));
+        }
+    }
+
+    #[test]
+    fn sequences_wrap_from_i32_max_to_zero() {
+        // Kafka's sequences wrap at i32::MAX; positions keep counting.
+        assert_eq!(wire_sequence(5), 5);
+        assert_eq!(wire_sequence(i64::from(i32::MAX)), i32::MAX);
+        assert_eq!(wire_sequence(i64::from(i32::MAX) + 1), 0);
+        assert_eq!(wire_sequence(i64::from(i32::MAX) + 4), 3);
+        let mut batch = ProducerBatch::new(1, Arc::from("t"), 0, Instant::now());
+        batch.assign_sequence(
+            ProducerIdentity {
+                producer_id: 9,
+                producer_epoch: 2,
+            },
+            i64::from(i32::MAX) + 1,
+        );
+        assert_eq!((batch.base_sequence, batch.producer_epoch), (0, 2));
+        assert_eq!(batch.sequence_end(), i64::from(i32::MAX) + 1);
+    }
+}

@@ -1,0 +1,361 @@
+//! The producer: [`Producer::send`] puts a record in its partition's batch
+//! and returns a [`DeliveryFuture`]; a background sender task sends batches
+//! to partition leaders and resolves the futures.
+//!
+//! - [`config`]: [`ProducerConfig`] and [`Acks`].
+//! - [`record`]: [`ProducerRecord`], [`RecordMetadata`], [`DeliveryFuture`].
+//! - [`partitioner`]: murmur2 (Java-compatible) and sticky partitioning.
+//! - `accumulator`, `batch`: per-partition batch queues and batch encoding.
+//! - `sender`: requests, responses, retries, ordering.
+//! - [`idempotence`]: producer id, epoch, sequence decisions.
+
+pub mod config;
+pub mod idempotence;
+pub mod partitioner;
+pub mod record;
+
+mod accumulator;
+mod batch;
+mod sender;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::batch::Record;
+use protocol::ErrorCode;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+
+use crate::backoff::Backoff;
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::connection::ConnectionConfig;
+use crate::error::{ConnectError, SendError};
+
+pub use config::{Acks, ProducerConfig};
+pub use idempotence::ProducerIdentity;
+pub use record::{DeliveryFuture, ProducerRecord, RecordMetadata};
+pub use sender::{IN_FLIGHT_BATCHES_PER_PARTITION_IDEMPOTENT, PRODUCE_VERSIONS};
+
+use accumulator::Accumulator;
+use batch::Delivery;
+use sender::{Sender, Shared};
+
+/// A Kafka producer. Cheap to clone; clones share one sender task, buffer and
+/// set of connections. When the last clone is dropped, the sender still sends
+/// everything already accepted (each record's future resolves), then stops.
+#[derive(Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    /// Dropped with the last producer clone, which tells the sender to
+    /// finish what is queued and stop.
+    _alive: watch::Sender<()>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field(
+                "bootstrap_servers",
+                &self.handle.shared.config.bootstrap_servers,
+            )
+            .field("identity", &self.identity())
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Reaches the cluster, sets up idempotence (InitProducerId) when enabled
+    /// and the broker supports it, and starts the sender task.
+    pub async fn connect(config: ProducerConfig) -> Result<Producer, ConnectError> {
+        config.validate()?;
+        let cluster = Arc::new(
+            Cluster::connect(ClusterConfig {
+                bootstrap_servers: config.bootstrap_servers.clone(),
+                connection: ConnectionConfig {
+                    client_id: config.client_id.clone(),
+                    connect_timeout: config.connect_timeout,
+                    request_timeout: config.request_timeout,
+                    frame_bytes_max: protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+                    // The sender keeps at most this many produce requests per
+                    // broker in flight; metadata requests need a little room beside them.
+                    in_flight_requests_max: config.max_in_flight_requests_per_connection + 2,
+                },
+                allow_auto_topic_creation: true,
+            })
+            .await?,
+        );
+        let identity = if config.enable_idempotence {
+            initial_identity(&cluster, &config).await?
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            accumulator: Mutex::new(Accumulator::new(config.batch_size)),
+            memory: Arc::new(Semaphore::new(config.buffer_memory)),
+            wake_sender: Notify::new(),
+            batch_completed: Notify::new(),
+            identity: Mutex::new(identity),
+            cluster,
+            config,
+        });
+        let (alive, producer_gone) = watch::channel(());
+        tokio::spawn(Sender::new(shared.clone(), identity).run(producer_gone));
+        Ok(Producer {
+            handle: Arc::new(Handle {
+                shared,
+                _alive: alive,
+            }),
+        })
+    }
+
+    /// The producer id and epoch in use, or `None` when the producer is not
+    /// idempotent (switched off, or the broker lacks InitProducerId).
+    pub fn identity(&self) -> Option<ProducerIdentity> {
+        *self.handle.shared.identity.lock().expect("identity lock")
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.handle.shared.config
+    }
+
+    /// Queues `record` for sending and returns the future of its delivery
+    /// report. Waits (at most `max_block`) for the topic's metadata and for
+    /// room in `buffer_memory`; a record refused here was not queued.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, SendError> {
+        let shared = &self.handle.shared;
+        let config = &shared.config;
+        let started = Instant::now();
+        let deadline = started + config.max_block;
+        let record_bytes = record.size_bytes_max();
+        for (limit_bytes, setting) in [
+            (config.max_request_size, "max_request_size"),
+            (config.buffer_memory, "buffer_memory"),
+        ] {
+            if record_bytes > limit_bytes {
+                return Err(SendError::RecordTooLarge {
+                    size_bytes: record_bytes,
+                    limit_bytes,
+                    setting,
+                });
+            }
+        }
+        let partition_count = self.partition_count(&record.topic, deadline).await?;
+        if let Some(partition) = record.partition {
+            if !(0..partition_count).contains(&partition) {
+                return Err(SendError::UnknownPartition {
+                    topic: record.topic,
+                    partition,
+                    partition_count,
+                });
+            }
+        }
+        let permits = u32::try_from(record_bytes).expect("bounded by max_request_size");
+        let acquire = shared.memory.clone().acquire_many_owned(permits);
+        match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Ok(Ok(permit)) => permit.forget(),
+            Ok(Err(_)) => return Err(SendError::Closed),
+            Err(_) => {
+                return Err(SendError::BufferExhausted {
+                    needed_bytes: record_bytes,
+                    buffer_memory_bytes: config.buffer_memory,
+                    waited: started.elapsed(),
+                })
+            }
+        }
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (sender, receiver) = oneshot::channel();
+        let ProducerRecord {
+            topic,
+            partition,
+            key,
+            value,
+            headers,
+            ..
+        } = record;
+        let keyless = partition.is_none() && key.is_none();
+        let wire_record = Record {
+            key,
+            value,
+            headers,
+            timestamp,
+        };
+        let appended = {
+            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let partition = match (partition, &wire_record.key) {
+                (Some(partition), _) => partition,
+                (None, Some(key)) => partitioner::partition_for_key(key, partition_count),
+                (None, None) => accumulator.sticky_partition(&topic, partition_count, record_bytes),
+            };
+            accumulator.append(
+                &topic,
+                partition_count,
+                partition,
+                keyless,
+                &wire_record,
+                record_bytes,
+                Delivery { sender, timestamp },
+                Instant::now(),
+            )
+        };
+        if appended.wake_sender {
+            shared.wake_sender.notify_one();
+        }
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Sends every batch now (ignoring `linger`) and waits until every record
+    /// accepted before the call has its delivery report. Failures are
+    /// reported through the records' futures, not here.
+    pub async fn flush(&self) {
+        let shared = &self.handle.shared;
+        let target = {
+            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            accumulator.flushes_in_progress += 1;
+            accumulator.newest_batch_id()
+        };
+        let _flushing = FlushGuard { shared };
+        shared.wake_sender.notify_one();
+        loop {
+            let completed = shared.batch_completed.notified();
+            tokio::pin!(completed);
+            completed.as_mut().enable();
+            if shared
+                .accumulator
+                .lock()
+                .expect("accumulator lock")
+                .complete_up_to(target)
+            {
+                return;
+            }
+            completed.await;
+        }
+    }
+
+    /// Flushes, then lets this handle go; once every clone is gone the
+    /// sender task stops.
+    pub async fn close(self) {
+        self.flush().await;
+    }
+
+    /// The partition count of `topic`, fetching its metadata if needed (and
+    /// creating the topic, where the broker auto-creates topics); waits at
+    /// most `max_block`.
+    pub async fn partitions_for(&self, topic: &str) -> Result<i32, SendError> {
+        let deadline = Instant::now() + self.handle.shared.config.max_block;
+        self.partition_count(topic, deadline).await
+    }
+
+    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32, SendError> {
+        let cluster = &self.handle.shared.cluster;
+        if let Some(count) = cluster.metadata().partition_count(topic) {
+            return Ok(count);
+        }
+        let config = &self.handle.shared.config;
+        let started = Instant::now();
+        let backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
+        let unavailable = |reason: String| SendError::MetadataUnavailable {
+            topic: topic.to_string(),
+            waited: started.elapsed(),
+            reason,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut topics: Vec<String> = cluster.metadata().topics.keys().cloned().collect();
+            if !topics.iter().any(|t| t == topic) {
+                topics.push(topic.to_string());
+            }
+            let reason =
+                match tokio::time::timeout_at(deadline.into(), cluster.refresh_metadata(&topics))
+                    .await
+                {
+                    Err(_) => return Err(unavailable("metadata request timed out".to_string())),
+                    Ok(Err(error)) => error.to_string(),
+                    Ok(Ok(metadata)) => {
+                        if let Some(count) = metadata.partition_count(topic) {
+                            return Ok(count);
+                        }
+                        match metadata.topic(topic) {
+                            Some(t) if !t.error.is_ok() && !t.error.is_retriable() => {
+                                return Err(unavailable(format!("broker answered {}", t.error)));
+                            }
+                            Some(t) if !t.error.is_ok() => format!("broker answered {}", t.error),
+                            Some(_) => "no partitions yet".to_string(),
+                            None => {
+                                format!("broker answered {}", ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+                            }
+                        }
+                    }
+                };
+            let delay = backoff.delay(attempt, &mut rand::thread_rng());
+            if Instant::now() + delay >= deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Err(unavailable(reason));
+            }
+            tracing::debug!(topic, %reason, ?delay, "waiting for topic metadata");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// Ends a flush's override of `linger`, however the flush ends.
+struct FlushGuard<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        let mut accumulator = self.shared.accumulator.lock().expect("accumulator lock");
+        assert!(accumulator.flushes_in_progress > 0, "flush count balanced");
+        accumulator.flushes_in_progress -= 1;
+    }
+}
+
+/// InitProducerId at start-up, retried within `max_block`; `None` (with a
+/// warning) when no broker serves it.
+async fn initial_identity(
+    cluster: &Cluster,
+    config: &ProducerConfig,
+) -> Result<Option<ProducerIdentity>, ConnectError> {
+    if !idempotence::broker_supports_idempotence(cluster).await? {
+        tracing::warn!(
+            "the broker does not serve InitProducerId (api key 22): idempotence is off, so retries may write a batch twice"
+        );
+        return Ok(None);
+    }
+    let deadline = Instant::now() + config.max_block;
+    let backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match idempotence::init_producer_id(cluster, None).await {
+            Ok(identity) => {
+                tracing::debug!(?identity, "idempotent producer");
+                return Ok(Some(identity));
+            }
+            Err(error) if error.is_retriable() && Instant::now() < deadline => {
+                let delay = backoff.delay(attempt, &mut rand::thread_rng());
+                tracing::debug!(%error, ?delay, "InitProducerId failed; retrying");
+                tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+            Err(idempotence::InitProducerIdError::Broker { code }) => {
+                return Err(ConnectError::InitProducerId { code });
+            }
+            Err(idempotence::InitProducerIdError::Cluster(error)) => return Err(error.into()),
+            Err(idempotence::InitProducerIdError::Connection(error)) => {
+                return Err(ConnectError::Cluster(error.into()));
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

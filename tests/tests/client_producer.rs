@@ -1,0 +1,711 @@
+//! Our Rust producer (`client`) against the real broker binary: delivery with
+//! each acks setting, compression read back by librdkafka, murmur2
+//! partitioning compared with librdkafka's, back-pressure, the delivery
+//! timeout, and exactly-once, in-order delivery through a fault-injecting
+//! proxy.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use client::{
+    Acks, Compression, ProduceError, Producer, ProducerConfig, ProducerRecord, SendError,
+};
+use protocol::batch::{batches, decode_records, BatchHeader, DecodedRecord};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tests::proxy::{ChaosSchedule, Proxy};
+use tests::BrokerProcess;
+
+/// Bound on reading back what was produced.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on one delivery report in tests where the broker is healthy.
+const DELIVERY_WAIT: Duration = Duration::from_secs(60);
+
+/// Reads a whole partition straight from the broker (not through any proxy).
+async fn read_partition(addr: &str, topic: &str, partition: i32) -> Vec<DecodedRecord> {
+    let addr = addr.to_string();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut connection = tests::RawConnection::connect(&addr).unwrap();
+        let mut records = Vec::new();
+        let mut offset = 0;
+        loop {
+            let set = tests::fetch_partition(&mut connection, &topic, partition, offset).unwrap();
+            let before = records.len();
+            for batch in batches(&set) {
+                for record in decode_records(&batch).unwrap() {
+                    if record.offset >= offset {
+                        offset = record.offset + 1;
+                        records.push(record);
+                    }
+                }
+            }
+            if records.len() == before {
+                return records;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn value_of(record: &DecodedRecord) -> String {
+    String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap()
+}
+
+fn rdkafka_config(addr: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", addr);
+    config
+}
+
+async fn create_topic(addr: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = rdkafka_config(addr).create().unwrap();
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// Consumes partition 0 of `topic` from the beginning until `expected` values arrived.
+fn consume_values(addr: &str, topic: &str, expected: usize) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = rdkafka_config(addr)
+        // assign() needs a group id even though nothing is committed.
+        .set("group.id", "client-producer-read-back")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + READ_BACK_TIMEOUT;
+    let mut out = Vec::with_capacity(expected);
+    while out.len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {expected}",
+            out.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+            out.push(
+                message
+                    .expect("consumer error")
+                    .payload()
+                    .unwrap_or_default()
+                    .to_vec(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_one_and_all_each_deliver_every_record() {
+    // With acks=0, 1 and all, every record sent is stored once; with 1 and all at the offset its delivery report gave.
+    const COUNT: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--set", "num.partitions=2"]).unwrap();
+    for (acks, topic) in [
+        (Acks::None, "acks-0"),
+        (Acks::Leader, "acks-1"),
+        (Acks::All, "acks-all"),
+    ] {
+        let mut config = ProducerConfig::new(&broker.addr);
+        config.acks = acks;
+        config.enable_idempotence = acks == Acks::All;
+        let producer = Producer::connect(config).await.unwrap();
+        assert_eq!(producer.identity().is_some(), acks == Acks::All);
+        let mut deliveries = Vec::new();
+        for i in 0..COUNT {
+            let record = ProducerRecord::new(topic)
+                .with_key(format!("key-{}", i % 10))
+                .with_value(format!("{i}"));
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        producer.flush().await;
+        let mut reported: HashMap<(i32, i64), String> = HashMap::new();
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let metadata = tokio::time::timeout(DELIVERY_WAIT, delivery)
+                .await
+                .unwrap()
+                .unwrap();
+            match (acks, metadata.offset) {
+                (Acks::None, None) => {}
+                (Acks::None, Some(offset)) => panic!("acks=0 cannot know an offset, got {offset}"),
+                (_, Some(offset)) => {
+                    reported.insert((metadata.partition, offset), i.to_string());
+                }
+                (_, None) => panic!("{acks:?}: record {i} has no offset"),
+            }
+        }
+        // acks=0 has no acknowledgement to wait for: poll the log until all records are there.
+        let deadline = Instant::now() + READ_BACK_TIMEOUT;
+        let stored = loop {
+            let mut stored = Vec::new();
+            for partition in 0..2 {
+                for record in read_partition(&broker.addr, topic, partition).await {
+                    stored.push((partition, record.offset, value_of(&record)));
+                }
+            }
+            if stored.len() >= COUNT || Instant::now() > deadline {
+                break stored;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(stored.len(), COUNT, "{acks:?}: every record stored once");
+        let mut values: Vec<usize> = stored.iter().map(|(_, _, v)| v.parse().unwrap()).collect();
+        values.sort_unstable();
+        assert_eq!(values, (0..COUNT).collect::<Vec<_>>(), "{acks:?}");
+        if acks != Acks::None {
+            for (partition, offset, value) in &stored {
+                assert_eq!(
+                    reported.get(&(*partition, *offset)),
+                    Some(value),
+                    "{acks:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lz4_and_zstd_batches_are_stored_compressed_and_read_back_by_librdkafka() {
+    // Our compressed batches keep their codec bits on the broker and decode in librdkafka to the values we sent.
+    const COUNT: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    for (codec, bits) in [(Compression::Lz4, 3i16), (Compression::Zstd, 4)] {
+        let topic = format!("compressed-{}", codec.name());
+        let mut config = ProducerConfig::new(&broker.addr);
+        config.compression = codec;
+        config.linger = Duration::from_millis(20);
+        let producer = Producer::connect(config).await.unwrap();
+        let value =
+            |i: usize| format!("{} record {i} {}", codec.name(), "compressible ".repeat(20));
+        let mut deliveries = Vec::new();
+        for i in 0..COUNT {
+            deliveries.push(
+                producer
+                    .send(ProducerRecord::new(&topic).with_value(value(i)))
+                    .await
+                    .unwrap(),
+            );
+        }
+        producer.flush().await;
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let metadata = delivery.await.unwrap();
+            assert_eq!(metadata.offset, Some(i as i64));
+        }
+        let addr = broker.addr.clone();
+        let stored_topic = topic.clone();
+        let headers = tokio::task::spawn_blocking(move || {
+            let mut raw = tests::RawConnection::connect(&addr).unwrap();
+            let set = tests::fetch_partition(&mut raw, &stored_topic, 0, 0).unwrap();
+            batches(&set)
+                .map(|b| {
+                    let header = BatchHeader::new(&b).unwrap();
+                    header.validate().unwrap();
+                    (header.attributes() & 0x07, header.records_count())
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert!(
+            headers.len() > 1,
+            "{codec:?}: several batches, got {headers:?}"
+        );
+        assert!(
+            headers.iter().all(|(attributes, _)| *attributes == bits),
+            "{codec:?}: {headers:?}"
+        );
+        let addr = broker.addr.clone();
+        let consumed = tokio::task::spawn_blocking(move || consume_values(&addr, &topic, COUNT))
+            .await
+            .unwrap();
+        for (i, payload) in consumed.iter().enumerate() {
+            assert_eq!(payload, value(i).as_bytes(), "{codec:?} record {i}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_records_land_on_the_partition_librdkafka_murmur2_random_picks() {
+    // The same key goes to the same partition from librdkafka (murmur2_random) and from us, for 500 keys.
+    const PARTITIONS: i32 = 7;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    create_topic(&broker.addr, "murmur", PARTITIONS).await;
+    let keys: Vec<Vec<u8>> = (0..500)
+        .map(|i| match i % 4 {
+            0 => format!("key-{i}").into_bytes(),
+            1 => format!("ключ-{i}-ü").into_bytes(),
+            2 => (0..(i % 23) as u8)
+                .map(|b| b.wrapping_mul(37).wrapping_add(i as u8))
+                .collect(),
+            _ => format!("{i}").into_bytes(),
+        })
+        .filter(|k: &Vec<u8>| !k.is_empty())
+        .collect();
+    let rdkafka: FutureProducer = rdkafka_config(&broker.addr)
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut theirs = Vec::new();
+    for key in &keys {
+        let delivery = rdkafka
+            .send(
+                FutureRecord::to("murmur").key(key).payload("x"),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        theirs.push(delivery.partition);
+    }
+    let producer = Producer::connect(ProducerConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for key in &keys {
+        let record = ProducerRecord::new("murmur")
+            .with_key(key.clone())
+            .with_value("y");
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    let mut ours = Vec::new();
+    for delivery in deliveries {
+        ours.push(delivery.await.unwrap().partition);
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(ours[i], theirs[i], "key {key:?}");
+        assert_eq!(
+            ours[i],
+            client::producer::partitioner::partition_for_key(key, PARTITIONS)
+        );
+    }
+    let used: std::collections::BTreeSet<i32> = ours.iter().copied().collect();
+    assert_eq!(
+        used.len(),
+        PARTITIONS as usize,
+        "keys spread over every partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_waits_for_buffer_memory_and_fails_after_max_block_when_none_frees() {
+    // With responses held back, sends fill buffer_memory, the next one fails after max_block, and a waiting send proceeds once memory frees.
+    const MAX_BLOCK: Duration = Duration::from_secs(2);
+    const STILL_BLOCKED_FOR: Duration = Duration::from_millis(300);
+    let proxy = Proxy::bind().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
+    proxy.forward_to(&broker.addr);
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config.buffer_memory = 16 * 1024;
+    config.batch_size = 4 * 1024;
+    config.max_block = MAX_BLOCK;
+    config.request_timeout = Duration::from_secs(60);
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("pressure").await.unwrap();
+    proxy.pause_responses();
+    let record = || ProducerRecord::new("pressure").with_value(vec![b'v'; 1000]);
+    let mut accepted = Vec::new();
+    let error = loop {
+        assert!(accepted.len() < 100, "buffer_memory never filled");
+        let started = Instant::now();
+        match producer.send(record()).await {
+            Ok(delivery) => accepted.push(delivery),
+            Err(error) => break (error, started.elapsed()),
+        }
+    };
+    let (error, waited) = error;
+    assert!(
+        matches!(
+            error,
+            SendError::BufferExhausted {
+                buffer_memory_bytes: 16384,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        waited >= MAX_BLOCK,
+        "failed after {waited:?}, before max_block"
+    );
+    assert!(
+        (10..=16).contains(&accepted.len()),
+        "{} records fit in 16 KiB",
+        accepted.len()
+    );
+    // A send now has to wait for memory...
+    let waiting = tokio::spawn({
+        let producer = producer.clone();
+        async move { producer.send(record()).await }
+    });
+    let mut waiting = std::pin::pin!(waiting);
+    assert!(
+        tokio::time::timeout(STILL_BLOCKED_FOR, &mut waiting)
+            .await
+            .is_err(),
+        "send returned while buffer memory was full"
+    );
+    // ...and proceeds once responses free it.
+    proxy.resume_responses();
+    let delivery = waiting
+        .await
+        .unwrap()
+        .expect("accepted once memory was freed");
+    for delivery in accepted {
+        delivery.await.unwrap();
+    }
+    delivery.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_timeout_fails_retried_batch_with_a_typed_error_when_the_broker_is_gone() {
+    // After the broker dies, a record is retried until delivery_timeout and then reported as DeliveryTimeout, retried.
+    const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
+    const SLACK: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.delivery_timeout = DELIVERY_TIMEOUT;
+    config.request_timeout = Duration::from_secs(1);
+    config.retry_backoff = Duration::from_millis(50);
+    config.retry_backoff_max = Duration::from_millis(200);
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("doomed").await.unwrap();
+    broker.kill9().unwrap();
+    let started = Instant::now();
+    let delivery = producer
+        .send(ProducerRecord::new("doomed").with_value("v"))
+        .await
+        .unwrap();
+    let error = delivery.await.unwrap_err();
+    let elapsed = started.elapsed();
+    match &error {
+        ProduceError::DeliveryTimeout {
+            topic,
+            delivery_timeout,
+            attempts,
+            last_error,
+            ..
+        } => {
+            assert_eq!(topic, "doomed");
+            assert_eq!(*delivery_timeout, DELIVERY_TIMEOUT);
+            assert!(*attempts >= 2, "{attempts} attempts");
+            assert!(last_error.is_some());
+        }
+        other => panic!("expected DeliveryTimeout, got {other:?}"),
+    }
+    assert!(error.retried());
+    assert!(
+        elapsed >= DELIVERY_TIMEOUT - SLACK && elapsed <= DELIVERY_TIMEOUT + SLACK,
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_timeout_bounds_a_request_that_is_never_answered() {
+    // A batch in flight whose response never comes fails at delivery_timeout, not at the longer request timeout.
+    const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+    const SLACK: Duration = Duration::from_secs(1);
+    let proxy = Proxy::bind().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
+    proxy.forward_to(&broker.addr);
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config.delivery_timeout = DELIVERY_TIMEOUT;
+    config.request_timeout = Duration::from_secs(30);
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("silent").await.unwrap();
+    proxy.pause_responses();
+    let started = Instant::now();
+    let delivery = producer
+        .send(ProducerRecord::new("silent").with_value("v"))
+        .await
+        .unwrap();
+    let error = delivery.await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, ProduceError::DeliveryTimeout { attempts: 1, .. }),
+        "{error:?}"
+    );
+    assert!(!error.retried());
+    assert!(elapsed <= DELIVERY_TIMEOUT + SLACK, "{elapsed:?}");
+    proxy.resume_responses();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linger_holds_a_lone_record_until_it_passes_and_flush_sends_at_once() {
+    // A record alone in its batch waits `linger` before it is sent; flush sends it without waiting.
+    const LINGER: Duration = Duration::from_millis(700);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.linger = LINGER;
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("linger").await.unwrap();
+    let started = Instant::now();
+    let delivery = producer
+        .send(ProducerRecord::new("linger").with_value("waits"))
+        .await
+        .unwrap();
+    delivery.await.unwrap();
+    assert!(
+        started.elapsed() >= LINGER,
+        "sent after {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let delivery = producer
+        .send(ProducerRecord::new("linger").with_value("flushed"))
+        .await
+        .unwrap();
+    producer.flush().await;
+    assert_eq!(delivery.await.unwrap().offset, Some(1));
+    assert!(
+        started.elapsed() < LINGER,
+        "flush took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_accepted_before_the_last_producer_handle_drops_are_still_delivered() {
+    // Dropping the producer does not drop its queue: every accepted record is sent and reported on.
+    const COUNT: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.linger = Duration::from_millis(200);
+    let producer = Producer::connect(config).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..COUNT {
+        let record = ProducerRecord::new("dropped").with_value(format!("{i}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    drop(producer);
+    for delivery in deliveries {
+        tokio::time::timeout(DELIVERY_WAIT, delivery)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let stored = read_partition(&broker.addr, "dropped", 0).await;
+    let values: Vec<String> = stored.iter().map(value_of).collect();
+    assert_eq!(
+        values,
+        (0..COUNT).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_lost_to_the_delivery_timeout_bumps_the_epoch_and_later_records_still_flow() {
+    // A sequenced batch that timed out in flight leaves its sequence unknown; the producer takes a new epoch and keeps delivering in order.
+    const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
+    const LATER: usize = 50;
+    let proxy = Proxy::bind().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
+    proxy.forward_to(&broker.addr);
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config.delivery_timeout = DELIVERY_TIMEOUT;
+    config.request_timeout = Duration::from_secs(30);
+    let producer = Producer::connect(config).await.unwrap();
+    let before = producer.identity().expect("idempotent producer");
+    producer.partitions_for("bump").await.unwrap();
+    proxy.pause_responses();
+    let lost = producer
+        .send(ProducerRecord::new("bump").with_value("unknown"))
+        .await
+        .unwrap();
+    let error = lost.await.unwrap_err();
+    assert!(
+        matches!(error, ProduceError::DeliveryTimeout { .. }),
+        "{error:?}"
+    );
+    proxy.resume_responses();
+    let mut offsets = Vec::new();
+    for i in 0..LATER {
+        let delivery = producer
+            .send(ProducerRecord::new("bump").with_value(format!("{i}")))
+            .await
+            .unwrap();
+        offsets.push(delivery.await.unwrap().offset.unwrap());
+    }
+    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+    let after = producer.identity().unwrap();
+    assert!(
+        after.producer_id != before.producer_id || after.producer_epoch > before.producer_epoch,
+        "no new epoch: {before:?} -> {after:?}"
+    );
+    // The timed-out record's fate was unknown: present at most once, before the later ones.
+    let values: Vec<String> = read_partition(&broker.addr, "bump", 0)
+        .await
+        .iter()
+        .map(value_of)
+        .collect();
+    let later: Vec<String> = (0..LATER).map(|i| i.to_string()).collect();
+    match values.first().map(String::as_str) {
+        Some("unknown") => assert_eq!(values[1..], later[..]),
+        _ => assert_eq!(values, later),
+    }
+}
+
+/// Faults the proxy must have injected before the exactly-once check counts.
+const FAULTS_MIN: usize = 20;
+/// Records sent at least, whatever the fault count.
+const FAULT_TEST_RECORDS_MIN: usize = 5_000;
+/// Records per round; each round is awaited before the next, so many batches
+/// per partition are in flight when faults hit.
+const FAULT_TEST_ROUND_RECORDS: usize = 1_000;
+/// Bound on rounds, in case faults stop being injected.
+const FAULT_TEST_ROUNDS_MAX: usize = 1_000;
+/// The default seed of the random fault schedule (`CHAOS_SEED` overrides it).
+const CHAOS_SEED_DEFAULT: u64 = 0x00c0_ffee;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_record_is_stored_exactly_once_in_send_order_through_20_injected_faults()
+{
+    // Through dropped connections, lost, cut and delayed responses, each partition holds every acknowledged record once, in send order.
+    const TOPIC: &str = "faults";
+    const PARTITIONS: i32 = 3;
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CHAOS_SEED_DEFAULT);
+    eprintln!("chaos seed {seed} (set CHAOS_SEED to replay)");
+    let proxy = Proxy::bind().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &[
+            "--advertised-listener",
+            &proxy.addr(),
+            "--set",
+            &format!("num.partitions={PARTITIONS}"),
+        ],
+    )
+    .unwrap();
+    proxy.forward_to(&broker.addr);
+    let mut config = ProducerConfig::new(&proxy.addr());
+    config.request_timeout = Duration::from_secs(1);
+    config.linger = Duration::from_millis(2);
+    config.batch_size = 512;
+    config.retry_backoff = Duration::from_millis(20);
+    config.retry_backoff_max = Duration::from_millis(200);
+    config.delivery_timeout = Duration::from_secs(120);
+    let producer = Producer::connect(config).await.unwrap();
+    assert!(
+        producer.identity().is_some(),
+        "exactly-once needs the broker's InitProducerId"
+    );
+    assert_eq!(producer.partitions_for(TOPIC).await.unwrap(), PARTITIONS);
+    proxy.start_chaos(ChaosSchedule {
+        seed,
+        fault_probability: 0.1,
+        delay_max: Duration::from_millis(300),
+    });
+    let mut results = Vec::new();
+    let mut next = 0usize;
+    let mut rounds = 0;
+    while (proxy.faults_injected() < FAULTS_MIN || next < FAULT_TEST_RECORDS_MIN)
+        && rounds < FAULT_TEST_ROUNDS_MAX
+    {
+        let mut round = Vec::with_capacity(FAULT_TEST_ROUND_RECORDS);
+        for _ in 0..FAULT_TEST_ROUND_RECORDS {
+            let record = ProducerRecord::new(TOPIC)
+                .with_key(format!("key-{}", next % 17))
+                .with_value(format!("{next}"));
+            round.push((next, producer.send(record).await.expect("send accepted")));
+            next += 1;
+        }
+        for (i, delivery) in round {
+            results.push((i, delivery.await));
+        }
+        rounds += 1;
+    }
+    proxy.stop_chaos();
+    producer.flush().await;
+    let faults = proxy.faults_injected();
+    eprintln!(
+        "{next} records in {rounds} rounds, {faults} faults, {} connections: {:?}",
+        proxy.connections_accepted(),
+        proxy.fault_log()
+    );
+    assert!(faults >= FAULTS_MIN, "only {faults} faults injected");
+
+    let mut expected: HashMap<i32, Vec<usize>> = HashMap::new();
+    let mut reported_offsets: HashMap<(i32, i64), usize> = HashMap::new();
+    let mut failures = Vec::new();
+    for (i, result) in results {
+        match result {
+            Ok(metadata) => {
+                expected.entry(metadata.partition).or_default().push(i);
+                if let Some(offset) = metadata.offset {
+                    reported_offsets.insert((metadata.partition, offset), i);
+                }
+            }
+            Err(error) => failures.push((i, error)),
+        }
+    }
+    // With a 120 s delivery timeout and unlimited retries nothing should fail;
+    // if something did, the report says what.
+    assert!(
+        failures.is_empty(),
+        "{} records failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let mut stored_total = 0;
+    for partition in 0..PARTITIONS {
+        let stored: Vec<(i64, usize)> = read_partition(&broker.addr, TOPIC, partition)
+            .await
+            .iter()
+            .map(|r| (r.offset, value_of(r).parse().unwrap()))
+            .collect();
+        let sent = expected.remove(&partition).unwrap_or_default();
+        let stored_values: Vec<usize> = stored.iter().map(|(_, v)| *v).collect();
+        // Exactly once and in send order: the log is the acknowledged records, in order, nothing else.
+        assert_eq!(
+            stored_values.len(),
+            sent.len(),
+            "partition {partition}: count"
+        );
+        assert_eq!(
+            stored_values, sent,
+            "partition {partition}: content and order"
+        );
+        for (offset, value) in &stored {
+            if let Some(reported) = reported_offsets.get(&(partition, *offset)) {
+                assert_eq!(reported, value, "partition {partition} offset {offset}");
+            }
+        }
+        stored_total += stored.len();
+    }
+    assert_eq!(stored_total, next);
+    eprintln!(
+        "verified {stored_total} records over {PARTITIONS} partitions after {faults} faults; producer now {:?}",
+        producer.identity()
+    );
+}
