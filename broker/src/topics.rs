@@ -133,9 +133,29 @@ pub fn log_config_for(
                 }
             }
             "cleanup.policy" => {
-                if value != "delete" {
-                    return Err(invalid("only 'delete' is supported"));
+                config.cleanup_policy = crate::storage::CleanupPolicy::parse(value)
+                    .ok_or_else(|| invalid("must be delete, compact, or compact,delete"))?;
+            }
+            "min.cleanable.dirty.ratio" => {
+                let ratio: f64 = value.parse().map_err(|_| invalid("not a number"))?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(invalid("must be between 0 and 1"));
                 }
+                config.min_cleanable_dirty_ratio = ratio;
+            }
+            "delete.retention.ms" => {
+                let n = number()?;
+                if n < 0 {
+                    return Err(invalid("must not be negative"));
+                }
+                config.delete_retention_ms = n as u64;
+            }
+            "min.compaction.lag.ms" => {
+                let n = number()?;
+                if n < 0 {
+                    return Err(invalid("must not be negative"));
+                }
+                config.min_compaction_lag_ms = n as u64;
             }
             "message.timestamp.type" => {
                 if value != "CreateTime" {
@@ -475,5 +495,40 @@ mod tests {
             log_config_for(&defaults, &configs).unwrap_err().code,
             ErrorCode::INVALID_CONFIG
         );
+    }
+
+    #[test]
+    fn compaction_configs_map_into_the_log_config() {
+        // cleanup.policy=compact and the cleaner's settings reach the LogConfig; bad values are refused.
+        let defaults = LogConfig::default();
+        let configs: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact,delete"),
+            ("min.cleanable.dirty.ratio", "0.25"),
+            ("delete.retention.ms", "1000"),
+            ("min.compaction.lag.ms", "500"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = log_config_for(&defaults, &configs).unwrap();
+        assert_eq!(
+            config.cleanup_policy,
+            crate::storage::CleanupPolicy::COMPACT_DELETE
+        );
+        assert_eq!(config.min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(config.delete_retention_ms, 1000);
+        assert_eq!(config.min_compaction_lag_ms, 500);
+        for (key, bad) in [
+            ("cleanup.policy", "shred"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("delete.retention.ms", "-1"),
+        ] {
+            let configs = BTreeMap::from([(key.to_string(), bad.to_string())]);
+            assert_eq!(
+                log_config_for(&defaults, &configs).unwrap_err().code,
+                ErrorCode::INVALID_CONFIG,
+                "{key}={bad}"
+            );
+        }
     }
 }

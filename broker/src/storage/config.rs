@@ -1,4 +1,5 @@
-//! Per-partition log configuration: segment sizes, index spacing, retention, flushing.
+//! Per-partition log configuration: segment sizes, index spacing, retention,
+//! flushing, and compaction (`cleanup.policy`).
 
 /// When appended bytes are fsynced. Each policy is a promise about what an
 /// acknowledged append survives; see `docs/storage.md`.
@@ -31,8 +32,72 @@ pub const PREALLOCATE_STEP_BYTES_DEFAULT: u64 = 8 << 20;
 /// Segment positions are stored as u32 in the offset index, and Kafka caps
 /// `segment.bytes` at `i32::MAX`; so do we.
 pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
+/// Kafka's `min.cleanable.dirty.ratio` default.
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
+/// Kafka's `delete.retention.ms` default: 1 day.
+pub const DELETE_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
+/// Kafka's `min.compaction.lag.ms` default.
+pub const MIN_COMPACTION_LAG_MS_DEFAULT: u64 = 0;
 
-#[derive(Clone, Debug)]
+/// Kafka's `cleanup.policy`: `delete` (retention by size and age), `compact`
+/// (keep the latest record per key), or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention by `retention_ms` and `retention_bytes` applies.
+    pub delete: bool,
+    /// The cleaner keeps only the latest record of each key in sealed segments.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+    pub const COMPACT_DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: true,
+    };
+
+    /// Parses Kafka's comma-separated list (`delete`, `compact`, `compact,delete`).
+    /// Returns `None` for an unknown or empty policy.
+    pub fn parse(text: &str) -> Option<CleanupPolicy> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in text.split(',') {
+            match part.trim() {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        (policy.delete || policy.compact).then_some(policy)
+    }
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy::DELETE
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// Roll when the active segment would grow past this (Kafka `segment.bytes`).
     pub segment_bytes_max: u64,
@@ -51,6 +116,18 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     /// How much the active segment's file and mapping grow at a time.
     pub preallocate_step_bytes: u64,
+    /// Whether retention deletes and/or the cleaner compacts (Kafka `cleanup.policy`).
+    /// Without `delete`, `retention_ms` and `retention_bytes` are ignored, as in Kafka.
+    pub cleanup_policy: CleanupPolicy,
+    /// Clean a compacted log once its uncleaned bytes are at least this fraction
+    /// of its cleanable bytes (Kafka `min.cleanable.dirty.ratio`), in `[0, 1]`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// How long a tombstone survives after the cleaner first saw it (Kafka
+    /// `delete.retention.ms`), so consumers reading from the start see the delete.
+    pub delete_retention_ms: u64,
+    /// A segment whose newest record is younger than this is not cleaned
+    /// (Kafka `min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -64,6 +141,10 @@ impl Default for LogConfig {
             retention_ms: Some(RETENTION_MS_DEFAULT),
             flush_policy: FlushPolicy::IntervalMs(FLUSH_INTERVAL_MS_DEFAULT),
             preallocate_step_bytes: PREALLOCATE_STEP_BYTES_DEFAULT,
+            cleanup_policy: CleanupPolicy::DELETE,
+            min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_compaction_lag_ms: MIN_COMPACTION_LAG_MS_DEFAULT,
         }
     }
 }
@@ -85,6 +166,15 @@ impl LogConfig {
         }
         if self.preallocate_step_bytes == 0 {
             return Err("preallocate_step_bytes must be positive".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(format!(
+                "min_cleanable_dirty_ratio {} must be in [0, 1]",
+                self.min_cleanable_dirty_ratio
+            ));
+        }
+        if !(self.cleanup_policy.delete || self.cleanup_policy.compact) {
+            return Err("cleanup_policy must delete, compact, or both".to_string());
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The file layer: every allocation, fsync, resize, rename and removal of a
 //! storage file goes through [`FileLayer`], so tests can inject faults
-//! ([`FaultInjector`]: a full disk, a failing fsync) and simulate a power loss
-//! that keeps only what was fsynced.
+//! ([`FaultInjector`]: a full disk, a failing fsync, a process that dies
+//! before its next rename or removal) and simulate a power loss that keeps
+//! only what was fsynced.
 //!
 //! Files are opened by path for each operation and closed right after; a
 //! mapping outlives its file descriptor, so thousands of partitions do not
@@ -10,8 +11,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,33 +65,20 @@ impl FileLayer {
             faults.check_allocate(len)?;
         }
         let file = self.open_rw(path, false)?;
-        let offset_arg = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-        let len_arg = libc::off_t::try_from(len)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
+        if i64::try_from(offset.saturating_add(len)).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "allocation past the largest file offset",
+            ));
+        }
         loop {
-            // SAFETY: `file` is an open descriptor owned by this function; fallocate
-            // reads no memory of ours.
-            let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset_arg, len_arg) };
-            if rc == 0 {
-                return Ok(());
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EOPNOTSUPP) => {
-                    // A filesystem without fallocate: posix_fallocate emulates the
-                    // reservation by writing to every block.
-                    // SAFETY: as above; posix_fallocate returns the error number.
-                    let rc =
-                        unsafe { libc::posix_fallocate(file.as_raw_fd(), offset_arg, len_arg) };
-                    return if rc == 0 {
-                        Ok(())
-                    } else {
-                        Err(io::Error::from_raw_os_error(rc))
-                    };
+            match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), offset, len) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::OPNOTSUPP) => {
+                    return emulate_allocation(&file, offset, len);
                 }
-                _ => return Err(error),
+                Err(errno) => return Err(errno.into()),
             }
         }
     }
@@ -158,6 +145,9 @@ impl FileLayer {
     }
 
     pub(crate) fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.check_file_op()?;
+        }
         std::fs::rename(from, to)?;
         if let Some(faults) = &self.faults {
             faults.record_rename(from, to);
@@ -165,7 +155,11 @@ impl FileLayer {
         Ok(())
     }
 
+    /// Removes a file; one that does not exist is already removed.
     pub(crate) fn remove_file(&self, path: &Path) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.check_file_op()?;
+        }
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -175,6 +169,13 @@ impl FileLayer {
             faults.record_removed(path);
         }
         Ok(())
+    }
+
+    /// Sets a file's modification time (milliseconds since the epoch).
+    pub(crate) fn set_modified_ms(&self, path: &Path, modified_ms: i64) -> io::Result<()> {
+        let since_epoch = std::time::Duration::from_millis(modified_ms.max(0) as u64);
+        let file = self.open_rw(path, false)?;
+        file.set_modified(std::time::UNIX_EPOCH + since_epoch)
     }
 
     /// Writes a whole small file through a temp file: write, fsync, rename,
@@ -198,6 +199,33 @@ impl FileLayer {
     }
 }
 
+/// What `posix_fallocate` does on a filesystem without `fallocate`: allocate
+/// every block of the range by writing one byte into it. A byte is written
+/// only where the file reads zero (or ends), so no data ever changes.
+fn emulate_allocation(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let metadata = file.metadata()?;
+    let block = metadata.blksize().max(512);
+    let size = metadata.len();
+    let end = offset + len;
+    let mut position = offset;
+    // Bounded by the range: one step per block, then the last byte.
+    while position < end {
+        let mut byte = [0u8; 1];
+        if position < size {
+            file.read_exact_at(&mut byte, position)?;
+        }
+        if byte[0] == 0 {
+            file.write_all_at(&byte, position)?;
+        }
+        position = if position == end - 1 {
+            end
+        } else {
+            (position / block + 1).saturating_mul(block).min(end - 1)
+        };
+    }
+    Ok(())
+}
+
 /// How [`FaultInjector::simulate_power_loss`] treats the bytes that were not fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
@@ -217,6 +245,11 @@ pub struct FaultInjector {
     allocation_bytes_left: AtomicU64,
     allocation_limited: AtomicBool,
     sync_fails: AtomicBool,
+    /// Renames and removals that may still succeed while `file_ops_limited`.
+    file_ops_left: AtomicU64,
+    file_ops_limited: AtomicBool,
+    /// Renames and removals attempted so far.
+    file_ops: AtomicU64,
     /// File contents as of their last fsync, by path.
     synced: Mutex<HashMap<PathBuf, Vec<u8>>>,
 }
@@ -239,6 +272,38 @@ impl FaultInjector {
     /// Makes every fsync fail with EIO while `fails` is true.
     pub fn fail_syncs(&self, fails: bool) {
         self.sync_fails.store(fails, Ordering::SeqCst);
+    }
+
+    /// From now on, `ops` more renames and removals succeed; every later one
+    /// fails with EIO, as if the process had died right before it.
+    pub fn fail_file_ops_after(&self, ops: u64) {
+        self.file_ops_left.store(ops, Ordering::SeqCst);
+        self.file_ops_limited.store(true, Ordering::SeqCst);
+    }
+
+    pub fn unlimit_file_ops(&self) {
+        self.file_ops_limited.store(false, Ordering::SeqCst);
+    }
+
+    /// Renames and removals attempted so far (successful or not).
+    pub fn file_ops(&self) -> u64 {
+        self.file_ops.load(Ordering::SeqCst)
+    }
+
+    fn check_file_op(&self) -> io::Result<()> {
+        self.file_ops.fetch_add(1, Ordering::SeqCst);
+        if !self.file_ops_limited.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let update = self
+            .file_ops_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            });
+        match update {
+            Ok(_) => Ok(()),
+            Err(_) => Err(io::Error::from_raw_os_error(libc::EIO)),
+        }
     }
 
     fn check_allocate(&self, len: u64) -> io::Result<()> {

@@ -8,6 +8,10 @@
 //! Any I/O error while changing the log (including a full disk) takes the
 //! partition offline: every later call answers [`StorageError::Offline`], and
 //! the data already appended stays as it was on disk.
+//!
+//! Offsets are dense until the log is compacted (`cleaner.rs`): from then on a
+//! batch may start past the end of the one before it, and the marker file
+//! [`OFFSETS_MAY_SKIP_FILE`] tells recovery to accept that.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,8 +26,14 @@ use crate::storage::error::StorageError;
 use crate::storage::file::FileLayer;
 use crate::storage::mapping::MappingBudget;
 use crate::storage::metadata;
-use crate::storage::recovery::{self, RecoveryReport};
+use crate::storage::recovery::{self, LoadOptions, RecoveryReport};
 use crate::storage::segment::{Segment, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX};
+
+/// Present in a partition directory once offsets may skip between batches
+/// (the cleaner removed batches, or a follower copied a compacted leader).
+/// Written durably before the first gap exists; never removed.
+pub const OFFSETS_MAY_SKIP_FILE: &str = "offsets-may-skip";
+const OFFSETS_MAY_SKIP_CONTENTS: &[u8] = b"version: 0\n";
 
 /// What an append stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +62,8 @@ pub struct OpenOptions {
     pub log_start_offset: Option<i64>,
     /// Whether the clean-shutdown marker was present: then nothing is scanned.
     pub clean_shutdown: bool,
+    /// From `cleaner-offset-checkpoint`: the cleaner has cleaned everything below.
+    pub cleaner_offset: Option<i64>,
 }
 
 /// Shape of a record set, from its batch headers alone.
@@ -59,6 +71,12 @@ struct RecordSetShape {
     batches: usize,
     offset_count: i64,
     max_timestamp: i64,
+    /// With expected offsets (follower appends): the offset after the last
+    /// batch, and the first batch's base offset.
+    end_offset: Option<i64>,
+    first_offset: Option<i64>,
+    /// Some batch starts past the end of the one before it.
+    skips_offsets: bool,
 }
 
 pub struct PartitionLog {
@@ -77,6 +95,17 @@ pub struct PartitionLog {
     unflushed_since_ms: Option<i64>,
     /// Files were created or removed since the directory was last fsynced.
     pub(crate) dir_dirty: bool,
+    /// Offsets may skip between batches (see [`OFFSETS_MAY_SKIP_FILE`]).
+    pub(crate) offsets_may_skip: bool,
+    /// Everything below this offset was cleaned; `None` if never cleaned.
+    pub(crate) cleaner_offset: Option<i64>,
+    /// Bumped whenever data is removed or segments are replaced (truncation,
+    /// retention, a cleaner swap), so the cleaner can tell that the segments it
+    /// read without the lock are still the log's.
+    pub(crate) generation: u64,
+    /// The earliest delete horizon of a tombstone the last cleaning kept: a
+    /// clean is due then even if little is dirty. In memory only.
+    pub(crate) tombstones_due_ms: Option<i64>,
 }
 
 fn corrupt(error: BatchError) -> StorageError {
@@ -91,10 +120,12 @@ fn wall_clock_ms() -> i64 {
 
 /// Checks the batch headers of a record set (not the CRCs: the caller
 /// validated the batches) so that storing it cannot misbehave. With
-/// `expected_offset`, each batch must continue the offsets (follower appends).
+/// `expected_offset`, each batch must continue the offsets (follower appends),
+/// or, with `gaps_allowed`, start at or past where the previous one ended.
 fn check_record_set(
     records: &[u8],
     expected_offset: Option<i64>,
+    gaps_allowed: bool,
 ) -> Result<RecordSetShape, StorageError> {
     if records.is_empty() {
         return Err(corrupt(BatchError::Truncated {
@@ -112,6 +143,9 @@ fn check_record_set(
         batches: 0,
         offset_count: 0,
         max_timestamp: -1,
+        end_offset: None,
+        first_offset: None,
+        skips_offsets: false,
     };
     let mut next = expected_offset;
     let mut rest = records;
@@ -144,16 +178,31 @@ fn check_record_set(
             }));
         }
         if let Some(expected) = next {
-            if header.base_offset() != expected {
+            let base_offset = header.base_offset();
+            let continues = base_offset == expected || (gaps_allowed && base_offset > expected);
+            let first_offset = *shape.first_offset.get_or_insert(base_offset);
+            let end_offset = base_offset.checked_add(i64::from(delta) + 1);
+            // One record set goes into one segment, so its offsets must fit one.
+            let fits = end_offset.is_some_and(|end| end - 1 - first_offset <= RELATIVE_OFFSET_MAX);
+            if !continues || !fits {
                 return Err(StorageError::NonContiguousOffsets {
-                    base_offset: header.base_offset(),
+                    base_offset,
                     log_end_offset: expected,
                 });
             }
-            next = Some(expected + i64::from(delta) + 1);
+            shape.skips_offsets |= base_offset != expected;
+            next = end_offset;
+            shape.end_offset = end_offset;
         }
         shape.batches += 1;
         shape.offset_count += i64::from(delta) + 1;
+        if shape.offset_count - 1 > RELATIVE_OFFSET_MAX {
+            // One record set goes into one segment, so its offsets must fit one.
+            return Err(corrupt(BatchError::BadOffsetDelta {
+                last_offset_delta: delta,
+                records_count: header.records_count(),
+            }));
+        }
         shape.max_timestamp = shape.max_timestamp.max(header.max_timestamp());
         rest = &rest[total..];
     }
@@ -178,16 +227,15 @@ impl PartitionLog {
         };
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", e))?;
         let recovery_point = options.recovery_point.unwrap_or(0);
-        let (mut segments, report) = recovery::load_segments(
-            dir,
-            &config,
-            &files,
-            &budget,
+        let offsets_may_skip = dir.join(OFFSETS_MAY_SKIP_FILE).exists();
+        let load = LoadOptions {
             recovery_point,
-            options.clean_shutdown,
-            options.log_start_offset.unwrap_or(0),
-        )
-        .map_err(|e| io_error("load", e))?;
+            clean_shutdown: options.clean_shutdown,
+            empty_base_offset: options.log_start_offset.unwrap_or(0),
+            offsets_may_skip,
+        };
+        let (mut segments, report) = recovery::load_segments(dir, &config, &files, &budget, &load)
+            .map_err(|e| io_error("load", e))?;
         let last_base = *segments.keys().next_back().expect("at least one segment");
         for (&base, segment) in segments.iter_mut() {
             if base == last_base {
@@ -224,6 +272,12 @@ impl PartitionLog {
             offline: None,
             unflushed_since_ms: None,
             dir_dirty: true,
+            offsets_may_skip,
+            cleaner_offset: options
+                .cleaner_offset
+                .filter(|&offset| offset >= 0 && offset <= log_end_offset),
+            generation: 0,
+            tombstones_due_ms: None,
         };
         if options.clean_shutdown {
             log.dir_dirty = false;
@@ -298,7 +352,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
         self.check_online()?;
-        let shape = check_record_set(records, None)?;
+        let shape = check_record_set(records, None, false)?;
         let base_offset = self.log_end_offset();
         self.append_checked(records, &shape, Some((base_offset, leader_epoch)), now_ms)?;
         if leader_epoch >= 0
@@ -318,11 +372,18 @@ impl PartitionLog {
     }
 
     /// Appends batches fetched from the leader, keeping their offsets and
-    /// epochs. They must continue the log end offset exactly.
+    /// epochs. They must continue the log end offset exactly, except in a
+    /// compacted log, where the leader's cleaner may have left gaps: there
+    /// each batch must start at or past the end of the one before.
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo, StorageError> {
         self.check_online()?;
         let base_offset = self.log_end_offset();
-        let shape = check_record_set(records, Some(base_offset))?;
+        let gaps_allowed = self.offsets_may_skip || self.config.cleanup_policy.compact;
+        let shape = check_record_set(records, Some(base_offset), gaps_allowed)?;
+        if shape.skips_offsets {
+            self.allow_offset_gaps()?;
+        }
+        let base_offset = shape.first_offset.unwrap_or(base_offset);
         let now_ms = wall_clock_ms();
         self.append_checked(records, &shape, None, now_ms)?;
         let mut rest = records;
@@ -350,8 +411,13 @@ impl PartitionLog {
         assign: Option<(i64, i32)>,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        let log_end_before = self.log_end_offset();
-        self.maybe_roll(records.len() as u64, shape.offset_count, now_ms)?;
+        let end_offset = match (assign, shape.end_offset) {
+            (Some((first_offset, _)), _) => first_offset + shape.offset_count,
+            (None, Some(end_offset)) => end_offset,
+            (None, None) => self.log_end_offset() + shape.offset_count,
+        };
+        let first_offset = assign.map_or(shape.first_offset, |(first, _)| Some(first));
+        self.maybe_roll(records.len() as u64, first_offset, end_offset, now_ms)?;
         let step = self.config.preallocate_step_bytes;
         let active = self.active_mut();
         // Reserve every byte on disk before writing any, so a full disk fails
@@ -362,9 +428,8 @@ impl PartitionLog {
         match self.active_mut().append(records, assign, now_ms) {
             Ok(next_offset) => {
                 assert_eq!(
-                    next_offset,
-                    log_end_before + shape.offset_count,
-                    "offsets must stay dense"
+                    next_offset, end_offset,
+                    "the log must end where the record set ends"
                 );
                 Ok(())
             }
@@ -380,31 +445,40 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Rolls before an append of `bytes` whose offsets are `[first_offset,
+    /// end_offset)` (`first_offset` is known only for follower appends, whose
+    /// first batch may follow a gap), if the active segment cannot take it.
     fn maybe_roll(
         &mut self,
         bytes: u64,
-        offset_count: i64,
+        first_offset: Option<i64>,
+        end_offset: i64,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        let log_end_offset = self.log_end_offset();
         let active = self.active();
-        if active.is_empty() {
+        let offsets_overflow = end_offset - 1 - active.base_offset() > RELATIVE_OFFSET_MAX;
+        if active.is_empty() && !offsets_overflow {
             return Ok(());
         }
         let too_big = active.size_bytes() + bytes > self.config.segment_bytes_max;
         let too_old = active
             .rolling_base_ms
             .is_some_and(|base| now_ms.saturating_sub(base) > self.config.segment_ms_max as i64);
-        let offsets_overflow =
-            log_end_offset + offset_count - 1 - active.base_offset() > RELATIVE_OFFSET_MAX;
-        if too_big || too_old || active.index_is_full() || offsets_overflow {
+        if offsets_overflow {
+            // The offsets do not fit this segment's relative range: start the
+            // next segment at the append's first offset (past the log end
+            // after a follower's gap, else at it).
+            let base = first_offset.unwrap_or(self.log_end_offset());
+            self.roll_at(base, now_ms)?;
+        } else if too_big || too_old || active.index_is_full() {
             self.roll(now_ms)?;
         }
         Ok(())
     }
 
     /// Reads whole batches from one segment, starting with the batch that
-    /// contains `offset`, stopping before any batch that reaches `max_offset`.
+    /// contains `offset` (or, if the cleaner removed it, the next batch after
+    /// it), stopping before any batch that reaches `max_offset`.
     /// At most `max_bytes`, except that with `min_one_batch` a larger first
     /// batch is returned whole.
     pub fn read(
@@ -431,7 +505,9 @@ impl PartitionLog {
                 .next_back()
                 .map_or(offset, |(&base, _)| base);
             for segment in self.segments.range(start..).map(|(_, s)| s) {
-                if segment.next_offset() <= offset {
+                // With gaps, `offset` may lie after a segment's data or before
+                // the next one's: the read starts at the next batch.
+                if segment.next_offset() <= offset || segment.is_empty() {
                     continue;
                 }
                 records = segment
@@ -583,7 +659,9 @@ impl PartitionLog {
             log_end_offset <= offset,
             "truncation must not keep offsets past the target"
         );
+        self.generation += 1;
         self.recovery_point = self.recovery_point.min(log_end_offset);
+        self.cleaner_offset = self.cleaner_offset.map(|c| c.min(log_end_offset));
         if let Err(error) = self.epochs.truncate_from_end(&self.files, log_end_offset) {
             return Err(self.fail("truncating the leader epoch cache", error));
         }
@@ -622,6 +700,7 @@ impl PartitionLog {
                     &self.files,
                     &self.budget,
                     true,
+                    self.offsets_may_skip,
                 )?;
                 self.segments.insert(offset, segment);
                 self.log_start_offset = offset;
@@ -647,23 +726,49 @@ impl PartitionLog {
         if self.active().is_empty() {
             return Ok(());
         }
+        self.roll_at(self.log_end_offset(), now_ms)
+    }
+
+    /// Seals the active segment (or, if it is empty, replaces it) and starts a
+    /// new one at `base_offset`, which is past the log end only in a log whose
+    /// offsets may skip.
+    fn roll_at(&mut self, base_offset: i64, now_ms: i64) -> Result<(), StorageError> {
         let log_end_offset = self.log_end_offset();
-        if let Err(error) = self.active_mut().seal() {
-            return Err(self.fail("sealing a segment", error));
+        assert!(
+            base_offset == log_end_offset
+                || (self.offsets_may_skip && base_offset > log_end_offset),
+            "a new segment at {base_offset} must start at the log end {log_end_offset}"
+        );
+        let replaced_empty = self.active().is_empty();
+        if replaced_empty && base_offset == self.active().base_offset() {
+            return Ok(());
+        }
+        if !replaced_empty {
+            if let Err(error) = self.active_mut().seal() {
+                return Err(self.fail("sealing a segment", error));
+            }
         }
         let opened = Segment::open(
             &self.dir,
-            log_end_offset,
+            base_offset,
             &self.config,
             &self.files,
             &self.budget,
             true,
+            self.offsets_may_skip,
         );
         match opened {
             Ok(mut segment) => {
                 assert!(segment.is_empty(), "a new segment must start empty");
                 segment.rolling_base_ms = Some(now_ms);
-                self.segments.insert(log_end_offset, segment);
+                if replaced_empty {
+                    let empty_base = self.active().base_offset();
+                    let empty = self.segments.remove(&empty_base).expect("active segment");
+                    if let Err(error) = empty.delete() {
+                        return Err(self.fail("removing an empty segment", error));
+                    }
+                }
+                self.segments.insert(base_offset, segment);
                 self.dir_dirty = true;
             }
             Err(error) => return Err(self.fail("creating a segment", error)),
@@ -710,6 +815,36 @@ impl PartitionLog {
 
     pub fn is_offline(&self) -> bool {
         self.offline.is_some()
+    }
+
+    /// Whether offsets may skip between batches (the log was compacted).
+    pub fn offsets_may_skip(&self) -> bool {
+        self.offsets_may_skip
+    }
+
+    /// Marks the log as one whose offsets may skip, durably, before any gap
+    /// exists: the marker file is written and the directory fsynced.
+    pub(crate) fn allow_offset_gaps(&mut self) -> Result<(), StorageError> {
+        if self.offsets_may_skip {
+            return Ok(());
+        }
+        let path = self.dir.join(OFFSETS_MAY_SKIP_FILE);
+        if let Err(error) = self
+            .files
+            .write_atomically(&path, OFFSETS_MAY_SKIP_CONTENTS)
+        {
+            return Err(self.fail("writing the offsets-may-skip marker", error));
+        }
+        self.offsets_may_skip = true;
+        for segment in self.segments.values_mut() {
+            segment.allow_offset_gaps();
+        }
+        Ok(())
+    }
+
+    /// Everything below this offset has been cleaned (`None`: never cleaned).
+    pub fn cleaner_offset(&self) -> Option<i64> {
+        self.cleaner_offset
     }
 
     /// Why the partition is offline, if it is.

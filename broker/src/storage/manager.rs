@@ -1,10 +1,12 @@
 //! All partition logs under one data directory: opening (and recovering)
 //! them, creating and deleting partitions, the periodic flush and retention
-//! passes, the checkpoint files, and the clean-shutdown marker.
+//! passes (flush, retention, cleaning), the checkpoint files, and the
+//! clean-shutdown marker.
 //!
 //! ```text
 //! <data_dir>/recovery-point-offset-checkpoint  per partition: all below is flushed
 //! <data_dir>/log-start-offset-checkpoint       per partition: the log start offset
+//! <data_dir>/cleaner-offset-checkpoint         per compacted partition: all below is cleaned
 //! <data_dir>/.kafka_cleanshutdown              present only after a clean shutdown
 //! <data_dir>/<topic>-<partition>/              one PartitionLog
 //! ```
@@ -12,12 +14,13 @@
 //! The manager is internally synchronised and shareable in an `Arc`; each
 //! log is behind its own `std::sync::Mutex`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::storage::checkpoint;
+use crate::storage::cleaner::{self, CleanOutcome, CleanStats, CleanerConfig, CleanerError};
 use crate::storage::config::LogConfig;
 use crate::storage::error::StorageError;
 use crate::storage::file::FileLayer;
@@ -28,6 +31,7 @@ use crate::storage::recovery::RecoveryReport;
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const RECOVERY_POINT_CHECKPOINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
+pub const CLEANER_OFFSET_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// A partition directory being deleted is first renamed to end with this.
 const DELETED_DIR_SUFFIX: &str = "-delete";
 
@@ -70,6 +74,15 @@ impl fmt::Display for TopicPartition {
 
 type SharedLog = Arc<Mutex<PartitionLog>>;
 
+/// What one [`LogManager::clean_pass`] did, per partition.
+#[derive(Debug, Default)]
+pub struct CleanPassReport {
+    pub cleaned: Vec<(TopicPartition, CleanStats)>,
+    /// The log changed during its cleaning; the next pass retries.
+    pub abandoned: Vec<TopicPartition>,
+    pub failed: Vec<(TopicPartition, String)>,
+}
+
 pub struct LogManager {
     data_dir: PathBuf,
     default_config: LogConfig,
@@ -79,6 +92,13 @@ pub struct LogManager {
     recovery_report: RecoveryReport,
     /// Serialises checkpoint writes.
     checkpoint_lock: Mutex<()>,
+    cleaner_config: Mutex<CleanerConfig>,
+    /// Serialises cleaning passes: one cleaner, one partition at a time.
+    cleaner_lock: Mutex<()>,
+    /// Partitions whose data the cleaner found corrupt: skipped until restart.
+    uncleanable: Mutex<BTreeSet<TopicPartition>>,
+    /// The cleaner offsets last written to `cleaner-offset-checkpoint`.
+    cleaner_offsets_written: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
 fn lock_log(log: &SharedLog) -> MutexGuard<'_, PartitionLog> {
@@ -124,6 +144,8 @@ impl LogManager {
         };
         let recovery_points = read_checkpoint(RECOVERY_POINT_CHECKPOINT_FILE);
         let log_start_offsets = read_checkpoint(LOG_START_OFFSET_CHECKPOINT_FILE);
+        // Without it every compacted log is cleaned again from its start.
+        let cleaner_offsets = read_checkpoint(CLEANER_OFFSET_CHECKPOINT_FILE);
         let budget = MappingBudget::new(mappings_max);
         let mut report = RecoveryReport {
             clean_shutdown,
@@ -155,6 +177,7 @@ impl LogManager {
                 recovery_point: recovery_points.get(&tp).copied(),
                 log_start_offset: log_start_offsets.get(&tp).copied(),
                 clean_shutdown,
+                cleaner_offset: cleaner_offsets.get(&tp).copied(),
             };
             let (log, log_report) = PartitionLog::open(
                 &path,
@@ -174,6 +197,10 @@ impl LogManager {
             logs: RwLock::new(logs),
             recovery_report: report,
             checkpoint_lock: Mutex::new(()),
+            cleaner_config: Mutex::new(CleanerConfig::default()),
+            cleaner_lock: Mutex::new(()),
+            uncleanable: Mutex::new(BTreeSet::new()),
+            cleaner_offsets_written: Mutex::new(cleaner_offsets),
         };
         manager.write_checkpoints()?;
         if clean_shutdown {
@@ -263,6 +290,7 @@ impl LogManager {
                     recovery_point: Some(0),
                     log_start_offset: Some(0),
                     clean_shutdown: !dir.exists(),
+                    cleaner_offset: None,
                 };
                 let (log, _) = PartitionLog::open(
                     &dir,
@@ -324,6 +352,10 @@ impl LogManager {
         std::fs::rename(&dir, &doomed).map_err(io)?;
         self.files.sync_dir(&self.data_dir).map_err(io)?;
         std::fs::remove_dir_all(&doomed).map_err(io)?;
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tp);
         self.write_checkpoints()
     }
 
@@ -359,7 +391,77 @@ impl LogManager {
         }
     }
 
-    /// Writes the recovery points (flushed offsets only) and log start offsets.
+    /// The cleaner's settings (the key map's memory).
+    pub fn cleaner_config(&self) -> CleanerConfig {
+        self.cleaner_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_cleaner_config(&self, config: CleanerConfig) {
+        *self
+            .cleaner_config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// Cleans every compacted partition that is dirty enough, one at a time,
+    /// then writes `cleaner-offset-checkpoint`. See [`LogManager::clean_pass_below`].
+    pub fn clean_pass(&self, now_ms: i64) -> CleanPassReport {
+        self.clean_pass_below(now_ms, &|_| i64::MAX)
+    }
+
+    /// Like [`LogManager::clean_pass`], never cleaning a segment that holds
+    /// offsets at or past `upper_bound(partition)`: pass the high watermark
+    /// once followers exist, so that a record a new leader may not have never
+    /// hides an older one. Each log's lock is held only to plan and to swap;
+    /// the rewrite runs without it. Blocking: run it on a blocking thread.
+    /// A partition with corrupt data is reported once and then skipped.
+    pub fn clean_pass_below(
+        &self,
+        now_ms: i64,
+        upper_bound: &dyn Fn(&TopicPartition) -> i64,
+    ) -> CleanPassReport {
+        let _one_cleaner = self.cleaner_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let config = self.cleaner_config();
+        let mut report = CleanPassReport::default();
+        for (tp, log) in self.all_logs() {
+            let skipped = self
+                .uncleanable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&tp);
+            if skipped {
+                continue;
+            }
+            match cleaner::clean_log(&*log, now_ms, upper_bound(&tp), &config) {
+                Ok(CleanOutcome::NotDue) => {}
+                Ok(CleanOutcome::Cleaned(stats)) => report.cleaned.push((tp, stats)),
+                Ok(CleanOutcome::Abandoned) => report.abandoned.push(tp),
+                Err(error) => {
+                    if matches!(error, CleanerError::CorruptBatch { .. }) {
+                        tracing::error!(partition = %tp, %error,
+                            "the cleaner skips this partition until restart");
+                        self.uncleanable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(tp.clone());
+                    } else {
+                        tracing::warn!(partition = %tp, %error, "cleaning failed");
+                    }
+                    report.failed.push((tp, error.to_string()));
+                }
+            }
+        }
+        if let Err(error) = self.write_checkpoints() {
+            tracing::warn!(%error, "writing checkpoints after cleaning failed");
+        }
+        report
+    }
+
+    /// Writes the recovery points (flushed offsets only) and log start
+    /// offsets, and the cleaner offsets if they changed.
     pub fn write_checkpoints(&self) -> Result<(), StorageError> {
         let _serial = self
             .checkpoint_lock
@@ -367,11 +469,28 @@ impl LogManager {
             .unwrap_or_else(|p| p.into_inner());
         let mut recovery_points = BTreeMap::new();
         let mut log_start_offsets = BTreeMap::new();
+        let mut cleaner_offsets = BTreeMap::new();
         for (tp, log) in self.all_logs() {
             let guard = lock_log(&log);
             recovery_points.insert(tp.clone(), guard.recovery_point());
+            if let Some(offset) = guard.cleaner_offset() {
+                cleaner_offsets.insert(tp.clone(), offset);
+            }
             log_start_offsets.insert(tp, guard.log_start_offset());
         }
+        let mut written = self
+            .cleaner_offsets_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *written != cleaner_offsets {
+            checkpoint::write_offsets(
+                &self.files,
+                &self.data_dir.join(CLEANER_OFFSET_CHECKPOINT_FILE),
+                &cleaner_offsets,
+            )?;
+            *written = cleaner_offsets;
+        }
+        drop(written);
         checkpoint::write_offsets(
             &self.files,
             &self.data_dir.join(RECOVERY_POINT_CHECKPOINT_FILE),

@@ -1,6 +1,5 @@
 //! Memory maps, the budget that bounds how many are live, and the `Bytes`
-//! owners handed to readers. This is the only module with `unsafe` code
-//! (besides the `fallocate` call in `file.rs`).
+//! owners handed to readers. This is the only module with `unsafe` code.
 //!
 //! A [`Map`] is one `mmap` of a file. It is always held in an `Arc`: a segment
 //! caches one in a [`Slot`], and every `Bytes` handed to a reader holds another

@@ -8,6 +8,11 @@
 //! segment is cut at the first invalid batch, its indexes are rebuilt, and any
 //! later segment that no longer continues the offsets is deleted. A zero
 //! `batch_length` (preallocated space) is the normal end of the data.
+//!
+//! Before anything is loaded, a cleaner swap that a crash interrupted is
+//! finished or discarded (`swap.rs`), and the indexes of a segment it swapped
+//! in are rebuilt. In a compacted log (`offsets_may_skip`) offsets must
+//! increase but may skip: the cleaner removed the batches in between.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +24,7 @@ use crate::storage::mapping::MappingBudget;
 use crate::storage::segment::{
     Segment, INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
+use crate::storage::swap;
 
 /// What opening logs found and fixed. Summed over partitions by the `LogManager`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,6 +39,8 @@ pub struct RecoveryReport {
     pub bytes_truncated: u64,
     /// Whole segments deleted because they no longer continued the log.
     pub segments_deleted: u64,
+    /// Cleaner swaps that a crash interrupted after their commit, finished on load.
+    pub swaps_completed: u64,
 }
 
 impl RecoveryReport {
@@ -41,6 +49,7 @@ impl RecoveryReport {
         self.bytes_scanned += other.bytes_scanned;
         self.bytes_truncated += other.bytes_truncated;
         self.segments_deleted += other.segments_deleted;
+        self.swaps_completed += other.swaps_completed;
     }
 }
 
@@ -54,21 +63,39 @@ fn parse_base_offset(stem: &str) -> Option<i64> {
     stem.parse::<i64>().ok()
 }
 
-/// Opens every segment in `dir`; recovers those past `recovery_point` unless
-/// `clean_shutdown`. Creates an empty segment at `empty_base_offset` if there is none.
+/// Where and how [`load_segments`] loads a log.
+pub(crate) struct LoadOptions {
+    /// Segments holding or past this offset are scanned after an unclean stop.
+    pub(crate) recovery_point: i64,
+    /// Nothing is scanned (except segments a finished swap brought in).
+    pub(crate) clean_shutdown: bool,
+    /// The base offset of the empty segment created in an empty directory.
+    pub(crate) empty_base_offset: i64,
+    /// The log was compacted: offsets may skip between batches and segments.
+    pub(crate) offsets_may_skip: bool,
+}
+
+/// Opens every segment in `dir`; recovers those past the recovery point
+/// unless after a clean shutdown. Creates an empty segment if there is none.
 pub(crate) fn load_segments(
     dir: &Path,
     config: &LogConfig,
     files: &FileLayer,
     budget: &MappingBudget,
-    recovery_point: i64,
-    clean_shutdown: bool,
-    empty_base_offset: i64,
+    options: &LoadOptions,
 ) -> io::Result<(BTreeMap<i64, Segment>, RecoveryReport)> {
+    let LoadOptions {
+        recovery_point,
+        clean_shutdown,
+        empty_base_offset,
+        offsets_may_skip,
+    } = *options;
     let mut report = RecoveryReport {
         clean_shutdown,
         ..RecoveryReport::default()
     };
+    let swapped_in = swap::resolve_interrupted(dir, files)?;
+    report.swaps_completed = swapped_in.len() as u64;
     let mut bases = Vec::new();
     let mut orphans = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -105,8 +132,22 @@ pub(crate) fn load_segments(
     let last_base = *bases.last().expect("at least one segment");
     let mut segments = BTreeMap::new();
     for &base in &bases {
-        let segment = Segment::open(dir, base, config, files, budget, base == last_base)?;
+        let segment = Segment::open(
+            dir,
+            base,
+            config,
+            files,
+            budget,
+            base == last_base,
+            offsets_may_skip,
+        )?;
         segments.insert(base, segment);
+    }
+    for base in swapped_in {
+        if let Some(segment) = segments.get_mut(&base) {
+            // Its old indexes were removed; rebuild them (and re-validate the data).
+            segment.recover()?;
+        }
     }
     if !clean_shutdown {
         for segment in segments.values_mut() {
@@ -136,7 +177,12 @@ pub(crate) fn load_segments(
     let mut broken_at = None;
     for segment in segments.values() {
         if let Some(expected) = expected {
-            if segment.base_offset() != expected {
+            let continues = if offsets_may_skip {
+                segment.base_offset() >= expected
+            } else {
+                segment.base_offset() == expected
+            };
+            if !continues {
                 broken_at = Some(segment.base_offset());
                 break;
             }

@@ -7,13 +7,18 @@
 //! never deleted while it holds data that is not expired; if it is entirely
 //! expired by time, it is rolled first and then deleted like any other, so the
 //! log becomes empty with its start offset at its end offset (as Kafka).
+//!
+//! Retention by size and age applies only if the cleanup policy includes
+//! `delete`: a `compact`-only log keeps every segment (as Kafka), and only the
+//! cleaner and DeleteRecords remove data from it.
 
 use crate::storage::error::StorageError;
 use crate::storage::log::PartitionLog;
 use crate::storage::segment::Segment;
 
 impl PartitionLog {
-    /// Applies `retention_ms` and `retention_bytes`; returns how many segments it deleted.
+    /// Applies `retention_ms` and `retention_bytes` (if the cleanup policy
+    /// includes `delete`); returns how many segments it deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         self.apply_retention_below(now_ms, i64::MAX)
     }
@@ -38,8 +43,11 @@ impl PartitionLog {
             };
             now_ms.saturating_sub(age_from) > retention_ms as i64
         };
+        let policy_deletes = self.config.cleanup_policy.delete;
+        let retention_ms = self.config.retention_ms.filter(|_| policy_deletes);
+        let retention_bytes = self.config.retention_bytes.filter(|_| policy_deletes);
         // Roll an active segment that is expired as a whole, so it can go too.
-        if let Some(retention_ms) = self.config.retention_ms {
+        if let Some(retention_ms) = retention_ms {
             let active = self.segments.values().next_back().expect("active segment");
             let all_expired = self
                 .segments
@@ -58,11 +66,8 @@ impl PartitionLog {
             if segment.next_offset() > upper_bound_offset {
                 break;
             }
-            let by_time = self
-                .config
-                .retention_ms
-                .is_some_and(|retention_ms| expired(segment, retention_ms));
-            let by_size = self.config.retention_bytes.is_some_and(|retention_bytes| {
+            let by_time = retention_ms.is_some_and(|retention_ms| expired(segment, retention_ms));
+            let by_size = retention_bytes.is_some_and(|retention_bytes| {
                 total_bytes - segment.size_bytes() >= retention_bytes
             });
             if !(by_time || by_size) {
@@ -109,6 +114,8 @@ impl PartitionLog {
             "log start offset past the log end"
         );
         self.log_start_offset = self.log_start_offset.max(new_start);
+        // The cleaner must not swap in copies of segments read before this.
+        self.generation += 1;
         let active_base = *self.segments.keys().next_back().expect("active segment");
         let doomed: Vec<i64> = self
             .segments

@@ -7,6 +7,12 @@
 //! past the data are zero, and a zero `batch_length` is the normal end of the
 //! data. A sealed segment is trimmed to its data and read through a
 //! read-only mapping of exactly the data, created on demand and evictable.
+//!
+//! Batches follow each other with increasing offsets. In a log that was
+//! compacted (`offsets_may_skip`), a batch may start past the end of the one
+//! before it: the cleaner dropped the batches in between. Otherwise each batch
+//! must continue the previous one exactly, and recovery cuts the file where one
+//! does not.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -39,6 +45,37 @@ pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
 }
 
+/// The three files of one segment. With a `temporary_suffix` they are a copy
+/// being prepared under another name, e.g. `00000000000000000000.log.cleaned`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentPaths {
+    pub(crate) log: PathBuf,
+    pub(crate) index: PathBuf,
+    pub(crate) time_index: PathBuf,
+}
+
+impl SegmentPaths {
+    pub(crate) fn new(dir: &Path, base_offset: i64, temporary_suffix: Option<&str>) -> Self {
+        let path = |suffix: &str| {
+            let name = segment_file_name(base_offset, suffix);
+            match temporary_suffix {
+                None => dir.join(name),
+                Some(extra) => dir.join(format!("{name}.{extra}")),
+            }
+        };
+        SegmentPaths {
+            log: path(LOG_FILE_SUFFIX),
+            index: path(INDEX_FILE_SUFFIX),
+            time_index: path(TIME_INDEX_FILE_SUFFIX),
+        }
+    }
+
+    /// The index files first and the log last: the order of a swap's renames.
+    pub(crate) fn all(&self) -> [&Path; 3] {
+        [&self.index, &self.time_index, &self.log]
+    }
+}
+
 fn invalid_data(reason: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason)
 }
@@ -58,7 +95,14 @@ enum Step {
 
 /// Inspects the batch that should start at `bytes[0]`, with `bytes` running to
 /// the end of the file. Every field read from disk is checked; nothing panics.
-fn inspect(bytes: &[u8], segment_base: i64, expected_offset: i64, validate_crc: bool) -> Step {
+/// The batch must start at `expected_offset`, or (unless `dense`) past it.
+fn inspect(
+    bytes: &[u8],
+    segment_base: i64,
+    expected_offset: i64,
+    validate_crc: bool,
+    dense: bool,
+) -> Step {
     let overhead = &bytes[..bytes.len().min(LOG_OVERHEAD_BYTES)];
     if overhead.iter().all(|&b| b == 0) {
         return Step::End;
@@ -86,7 +130,7 @@ fn inspect(bytes: &[u8], segment_base: i64, expected_offset: i64, validate_crc: 
         return Step::Invalid("bad magic or offset delta".to_string());
     }
     let base_offset = header.base_offset();
-    if base_offset != expected_offset {
+    if base_offset < expected_offset || (dense && base_offset != expected_offset) {
         return Step::Invalid(format!(
             "batch at offset {base_offset} does not continue offset {expected_offset}"
         ));
@@ -118,7 +162,7 @@ pub(crate) struct ScanOutcome {
 #[derive(Debug)]
 pub(crate) struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
+    paths: SegmentPaths,
     files: FileLayer,
     /// Bytes of whole batches at the start of the file.
     data_len: u64,
@@ -140,6 +184,8 @@ pub(crate) struct Segment {
     trim_pending: bool,
     /// Written since the last fsync.
     dirty: bool,
+    /// Batches may start past the end of the previous one (a compacted log).
+    offsets_may_skip: bool,
 }
 
 impl Segment {
@@ -153,27 +199,64 @@ impl Segment {
         files: &FileLayer,
         budget: &MappingBudget,
         active: bool,
+        offsets_may_skip: bool,
     ) -> io::Result<Segment> {
-        assert!(base_offset >= 0, "segment base offset must not be negative");
-        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
-        let file = files.open_rw(&log_path, true)?;
-        let capacity = file.metadata()?.len();
-        drop(file);
-        let offset_index = OffsetIndex::open(
+        let paths = SegmentPaths::new(dir, base_offset, None);
+        Self::open_at(
+            paths,
+            base_offset,
+            config,
             files,
             budget,
-            &dir.join(segment_file_name(base_offset, INDEX_FILE_SUFFIX)),
-            config.segment_index_bytes_max,
-        )?;
+            active,
+            offsets_may_skip,
+        )
+    }
+
+    /// Creates an empty, writable segment under temporary names (`temporary_suffix`),
+    /// replacing any stale files of those names. The cleaner writes a compacted
+    /// copy into it and then swaps it in (see `swap.rs`).
+    pub(crate) fn create_temporary(
+        dir: &Path,
+        base_offset: i64,
+        temporary_suffix: &str,
+        config: &LogConfig,
+        files: &FileLayer,
+        budget: &MappingBudget,
+    ) -> io::Result<Segment> {
+        let paths = SegmentPaths::new(dir, base_offset, Some(temporary_suffix));
+        for path in paths.all() {
+            files.remove_file(path)?;
+        }
+        let segment = Self::open_at(paths, base_offset, config, files, budget, true, true)?;
+        assert!(segment.is_empty(), "a temporary segment must start empty");
+        Ok(segment)
+    }
+
+    fn open_at(
+        paths: SegmentPaths,
+        base_offset: i64,
+        config: &LogConfig,
+        files: &FileLayer,
+        budget: &MappingBudget,
+        active: bool,
+        offsets_may_skip: bool,
+    ) -> io::Result<Segment> {
+        assert!(base_offset >= 0, "segment base offset must not be negative");
+        let file = files.open_rw(&paths.log, true)?;
+        let capacity = file.metadata()?.len();
+        drop(file);
+        let offset_index =
+            OffsetIndex::open(files, budget, &paths.index, config.segment_index_bytes_max)?;
         let time_index = TimeIndex::open(
             files,
             budget,
-            &dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)),
+            &paths.time_index,
             config.segment_index_bytes_max,
         )?;
         let mut segment = Segment {
             base_offset,
-            log_path,
+            paths,
             files: files.clone(),
             data_len: 0,
             capacity,
@@ -189,6 +272,7 @@ impl Segment {
             active,
             trim_pending: false,
             dirty: false,
+            offsets_may_skip,
         };
         segment.locate_end()?;
         Ok(segment)
@@ -219,12 +303,26 @@ impl Segment {
         self.offset_index.file.is_full() || self.time_index.file.is_full()
     }
     pub(crate) fn log_path(&self) -> &Path {
-        &self.log_path
+        &self.paths.log
+    }
+
+    /// From now on batches may start past the end of the previous one.
+    pub(crate) fn allow_offset_gaps(&mut self) {
+        self.offsets_may_skip = true;
+    }
+
+    /// Every batch of the segment, as one zero-copy slice of its mapping. The
+    /// slice stays readable whatever happens to the segment afterwards.
+    pub(crate) fn data(&self) -> io::Result<Bytes> {
+        match self.map_for_read()? {
+            Some(map) => Ok(bytes_of(&map, 0, self.data_len as usize)),
+            None => Ok(Bytes::new()),
+        }
     }
 
     /// Milliseconds since the epoch of the `.log` file's last modification.
     pub(crate) fn last_modified_ms(&self) -> i64 {
-        std::fs::metadata(&self.log_path)
+        std::fs::metadata(&self.paths.log)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -245,7 +343,7 @@ impl Segment {
         };
         let map = self.log_slot.get_or_map(
             |map| map.len() as u64 >= data_len,
-            || Map::open(&self.files, &self.log_path, len, writable),
+            || Map::open(&self.files, &self.paths.log, len, writable),
         )?;
         Ok(Some(map))
     }
@@ -256,7 +354,7 @@ impl Segment {
         let capacity = self.capacity;
         self.log_slot.get_or_map(
             |map| map.writable() && map.len() as u64 >= end,
-            || Map::open(&self.files, &self.log_path, capacity, true),
+            || Map::open(&self.files, &self.paths.log, capacity, true),
         )
     }
 
@@ -282,7 +380,13 @@ impl Segment {
         let start = position;
         while position < file_len {
             let rest = map.slice(position as usize, file_len as usize);
-            match inspect(rest, self.base_offset, offset, validate_crc) {
+            match inspect(
+                rest,
+                self.base_offset,
+                offset,
+                validate_crc,
+                !self.offsets_may_skip,
+            ) {
                 Step::End => break,
                 Step::Invalid(reason) => {
                     outcome.invalid = Some(reason);
@@ -322,7 +426,7 @@ impl Segment {
         let writable = self.active;
         self.log_slot.get_or_map(
             |map| map.len() as u64 >= capacity && (map.writable() || !writable),
-            || Map::open(&self.files, &self.log_path, capacity, writable),
+            || Map::open(&self.files, &self.paths.log, capacity, writable),
         )
     }
 
@@ -382,7 +486,7 @@ impl Segment {
             }
         };
         let Some((position, offset)) = start else {
-            tracing::warn!(segment = %self.log_path.display(), "offset index does not match the log; rebuilding it");
+            tracing::warn!(segment = %self.paths.log.display(), "offset index does not match the log; rebuilding it");
             return self.rebuild_indexes(false).map(|_| ());
         };
         if let Some((timestamp, relative)) = self.time_index.last()? {
@@ -390,7 +494,7 @@ impl Segment {
         }
         let outcome = self.walk(position, offset, false, false)?;
         if let Some(reason) = outcome.invalid {
-            tracing::warn!(segment = %self.log_path.display(), %reason, data_len = self.data_len,
+            tracing::warn!(segment = %self.paths.log.display(), %reason, data_len = self.data_len,
                 "segment data ends at an unreadable batch");
         }
         Ok(())
@@ -431,21 +535,23 @@ impl Segment {
     /// its prefix (readers keep the old inode and its unchanged bytes).
     fn cut_file(&mut self, len: u64) -> io::Result<()> {
         self.log_slot.clear();
-        if !self.files.set_len_if_unmapped(&self.log_path, len)? {
-            self.files.replace_with_prefix(&self.log_path, len)?;
+        if !self.files.set_len_if_unmapped(&self.paths.log, len)? {
+            self.files.replace_with_prefix(&self.paths.log, len)?;
         }
         self.capacity = len;
-        self.files.sync_file(&self.log_path)?;
+        self.files.sync_file(&self.paths.log)?;
         Ok(())
     }
 
-    /// Position of the batch containing `offset`, or `None` past the data.
-    /// Uses the offset index, then scans batch headers; a bad index entry
-    /// falls back to a scan from the start.
+    /// Position of the batch containing `offset` (or, if `offset` lies in a
+    /// gap the cleaner left or before the segment, of the first batch after
+    /// it), or `None` past the data. Uses the offset index, then scans batch
+    /// headers; a bad index entry falls back to a scan from the start.
     pub(crate) fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {
-        if offset < self.base_offset || offset >= self.next_offset {
+        if offset >= self.next_offset {
             return Ok(None);
         }
+        let offset = offset.max(self.base_offset);
         let Some(map) = self.map_for_read()? else {
             return Ok(None);
         };
@@ -463,7 +569,13 @@ impl Segment {
             let mut consistent = true;
             while position < self.data_len {
                 let rest = map.slice(position as usize, self.data_len as usize);
-                match inspect(rest, self.base_offset, expected, false) {
+                match inspect(
+                    rest,
+                    self.base_offset,
+                    expected,
+                    false,
+                    !self.offsets_may_skip,
+                ) {
                     Step::Batch {
                         total, next_offset, ..
                     } => {
@@ -485,7 +597,7 @@ impl Segment {
         }
         Err(invalid_data(format!(
             "{}: no readable batch holds offset {offset}",
-            self.log_path.display()
+            self.paths.log.display()
         )))
     }
 
@@ -527,7 +639,7 @@ impl Segment {
         let broken = |reason: String| {
             invalid_data(format!(
                 "{}: batch at position {position}: {reason}",
-                self.log_path.display()
+                self.paths.log.display()
             ))
         };
         let header = BatchHeader::new(rest).map_err(|error| broken(error.to_string()))?;
@@ -583,7 +695,7 @@ impl Segment {
             let step = step.max(1);
             let new_capacity = end.div_ceil(step).saturating_mul(step);
             self.files
-                .allocate(&self.log_path, self.capacity, new_capacity - self.capacity)?;
+                .allocate(&self.paths.log, self.capacity, new_capacity - self.capacity)?;
             self.capacity = new_capacity;
         }
         // At most one index entry per batch, and one per index interval.
@@ -630,7 +742,11 @@ impl Segment {
                 }
                 None => header.base_offset(),
             };
-            assert_eq!(base_offset, offset, "offsets must be dense and increasing");
+            if assign.is_some() || !self.offsets_may_skip {
+                assert_eq!(base_offset, offset, "offsets must be dense and increasing");
+            } else {
+                assert!(base_offset >= offset, "offsets must increase");
+            }
             self.index_batch(
                 start + position as u64,
                 base_offset,
@@ -647,8 +763,9 @@ impl Segment {
         Ok(offset)
     }
 
-    /// Drops the batch containing `offset` and everything after it. Returns
-    /// the new next offset (the dropped batch's base offset).
+    /// Drops the batch containing `offset` (or, in a gap, the first batch
+    /// after it) and everything after it. Returns the new next offset: the
+    /// dropped batch's base offset, or less if a gap came before it.
     pub(crate) fn truncate_to(&mut self, offset: i64) -> io::Result<i64> {
         let Some(position) = self.position_of(offset)? else {
             return Ok(self.next_offset);
@@ -668,11 +785,19 @@ impl Segment {
         self.trim_pending = false;
         self.locate_end()?;
         assert_eq!(self.data_len, position, "truncation must end at the cut");
-        assert_eq!(
-            self.next_offset, cut_offset,
-            "truncation must end at the cut batch"
-        );
-        Ok(cut_offset)
+        if self.offsets_may_skip {
+            // The cut batch may follow a gap: the data then ends before its base.
+            assert!(
+                self.next_offset <= cut_offset,
+                "truncation must not keep the cut batch"
+            );
+        } else {
+            assert_eq!(
+                self.next_offset, cut_offset,
+                "truncation must end at the cut batch"
+            );
+        }
+        Ok(self.next_offset)
     }
 
     /// Makes a sealed segment the active one again (the segments after it are gone).
@@ -708,7 +833,7 @@ impl Segment {
             true
         } else if self
             .files
-            .set_len_if_unmapped(&self.log_path, self.data_len)?
+            .set_len_if_unmapped(&self.paths.log, self.data_len)?
         {
             self.capacity = self.data_len;
             true
@@ -726,7 +851,7 @@ impl Segment {
         if !self.dirty {
             return Ok(());
         }
-        self.files.sync_file(&self.log_path)?;
+        self.files.sync_file(&self.paths.log)?;
         self.offset_index.file.sync()?;
         self.time_index.file.sync()?;
         self.dirty = false;
@@ -743,7 +868,7 @@ impl Segment {
     /// Removes the files. Readers' `Bytes` keep the unlinked inode alive.
     pub(crate) fn delete(self) -> io::Result<()> {
         self.log_slot.clear();
-        self.files.remove_file(&self.log_path)?;
+        self.files.remove_file(&self.paths.log)?;
         self.offset_index.file.delete()?;
         self.time_index.file.delete()?;
         Ok(())

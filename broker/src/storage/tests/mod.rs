@@ -1,6 +1,10 @@
 //! Tests of the storage engine through its public API: log behaviour, the two
-//! mmap hazards, crash recovery, a model-based property test, and the manager.
+//! mmap hazards, crash recovery, a model-based property test, the manager, and
+//! compaction (scenarios, crashes during a swap, and a property test).
 
+mod compaction;
+mod compaction_crash;
+mod compaction_model;
 mod crash;
 mod hazards;
 mod log_basics;
@@ -50,6 +54,7 @@ pub(super) fn small_config() -> LogConfig {
         retention_ms: None,
         flush_policy: FlushPolicy::IntervalMs(1000),
         preallocate_step_bytes: 4096,
+        ..LogConfig::default()
     }
 }
 
