@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::group::GroupConfig;
 use crate::storage::{FlushPolicy, LogConfig};
 
 /// Kafka's default `message.max.bytes`: the largest record batch a partition accepts.
@@ -23,6 +24,9 @@ pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;
 /// Bound on partitions in one CreateTopics/CreatePartitions request.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// How often the log cleaner runs (`log.cleaner.interval.ms`); Kafka's
+/// cleaner backs off this long (`log.cleaner.backoff.ms`) when idle.
+pub const CLEANER_INTERVAL_MS_DEFAULT: u64 = 15_000;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -44,6 +48,10 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     pub flush_check_interval_ms: u64,
     pub retention_check_interval_ms: u64,
+    /// How often the log cleaner looks for compacted logs to clean.
+    pub cleaner_interval_ms: u64,
+    /// The group coordinator and `__consumer_offsets` (see `docs/groups.md`).
+    pub groups: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -65,6 +73,8 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             flush_check_interval_ms: 50,
             retention_check_interval_ms: 30_000,
+            cleaner_interval_ms: CLEANER_INTERVAL_MS_DEFAULT,
+            groups: GroupConfig::default(),
         }
     }
 }
@@ -123,6 +133,26 @@ where
     })
 }
 
+fn parse_in_range<T>(
+    key: &str,
+    value: &str,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let n: T = parse(key, value)?;
+    if !range.contains(&n) {
+        return Err(ConfigError::Value {
+            key: key.into(),
+            value: value.into(),
+            reason: format!("must be in {}..={}", range.start(), range.end()),
+        });
+    }
+    Ok(n)
+}
+
 /// `-1` means "no limit" for Kafka's retention settings.
 fn parse_limit(key: &str, value: &str) -> Result<Option<u64>, ConfigError> {
     let n: i64 = parse(key, value)?;
@@ -177,6 +207,42 @@ impl BrokerConfig {
             "log.flush.policy" => self.log.flush_policy = parse_flush_policy(key, value)?,
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = parse(key, value)?
+            }
+            "log.cleaner.interval.ms" => {
+                self.cleaner_interval_ms = parse_in_range(key, value, 1..=u64::MAX)?
+            }
+            "offsets.topic.num.partitions" => {
+                self.groups.offsets_topic_partitions =
+                    parse_in_range(key, value, 1..=PARTITIONS_PER_TOPIC_MAX)?
+            }
+            "offsets.topic.segment.bytes" => {
+                self.groups.offsets_topic_segment_bytes =
+                    parse_in_range(key, value, 14..=i32::MAX as u64)?
+            }
+            "offsets.retention.minutes" => {
+                let minutes: i64 = parse_in_range(key, value, 1..=i64::MAX / 60_000)?;
+                self.groups.offsets_retention_ms = minutes * 60_000;
+            }
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms =
+                    parse_in_range(key, value, 1..=u64::MAX)?
+            }
+            "offset.metadata.max.bytes" => {
+                // A metadata string is stored with an i16 length.
+                self.groups.offset_metadata_bytes_max =
+                    parse_in_range(key, value, 0..=i16::MAX as usize)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.session_timeout_ms_min = parse_in_range(key, value, 1..=i32::MAX)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.session_timeout_ms_max = parse_in_range(key, value, 1..=i32::MAX)?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.initial_rebalance_delay_ms = parse_in_range(key, value, 0..=i32::MAX)?
+            }
+            "group.max.size" => {
+                self.groups.group_members_max = parse_in_range(key, value, 1..=usize::MAX)?
             }
             _ => return Err(ConfigError::UnknownKey(key.to_string())),
         }
@@ -238,5 +304,27 @@ mod tests {
         ));
         assert!(config.set("num.partitions", "0").is_err());
         assert!(config.set("node.id", "abc").is_err());
+    }
+
+    #[test]
+    fn group_coordinator_keys_use_kafkas_names() {
+        // Kafka's group settings land in the coordinator config; out-of-range values are refused.
+        let mut config = BrokerConfig::default();
+        assert_eq!(config.groups.offsets_topic_partitions, 50);
+        assert_eq!(config.groups.offsets_retention_ms, 7 * 24 * 60 * 60 * 1000);
+        config.set("offsets.topic.num.partitions", "3").unwrap();
+        config.set("offsets.retention.minutes", "2").unwrap();
+        config.set("group.min.session.timeout.ms", "500").unwrap();
+        config
+            .set("group.initial.rebalance.delay.ms", "3000")
+            .unwrap();
+        config.set("group.max.size", "10").unwrap();
+        assert_eq!(config.groups.offsets_topic_partitions, 3);
+        assert_eq!(config.groups.offsets_retention_ms, 120_000);
+        assert_eq!(config.groups.session_timeout_ms_min, 500);
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 3000);
+        assert_eq!(config.groups.group_members_max, 10);
+        assert!(config.set("offsets.topic.num.partitions", "0").is_err());
+        assert!(config.set("offset.metadata.max.bytes", "40000").is_err());
     }
 }

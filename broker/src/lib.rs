@@ -4,7 +4,9 @@
 //! - [`server`]: `listener` accepts and bounds connections, `connection` turns a
 //!   socket into ordered request/response frames, `dispatch` maps an API key to
 //!   a handler.
-//! - [`handlers`]: one file per API family (produce, fetch, metadata, topics, ...).
+//! - [`handlers`]: one file per API family (produce, fetch, metadata, topics, groups, ...).
+//! - [`group`]: the group coordinator: consumer groups and committed offsets in
+//!   `__consumer_offsets` (a state machine per offsets partition, and its runtime).
 //! - [`topics`] and [`partition`]: the topics this broker hosts and each
 //!   partition's serving state (leader epoch, high watermark) over its log.
 //! - [`storage`]: the segment log engine: mmap segments, indexes, recovery,
@@ -14,6 +16,7 @@
 
 pub mod config;
 mod fsutil;
+pub mod group;
 pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
@@ -32,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::storage::LogManager;
 use crate::topics::TopicRegistry;
@@ -43,6 +47,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub topics: TopicRegistry,
     pub producer_ids: ProducerIdAllocator,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     advertised_host: String,
     advertised_port: i32,
     /// Cancelled when shutdown begins; long waits end early on it.
@@ -95,18 +101,21 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         topics = topics.all().len(),
         "listening on {bound}"
     );
+    let groups = GroupCoordinator::new(config.groups.clone(), config.message_bytes_max);
     let broker = Arc::new(Broker {
         config,
         cluster_id,
         logs,
         topics,
         producer_ids,
+        groups,
         advertised_host,
         advertised_port,
         shutdown: CancellationToken::new(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(broker.clone());
+    let group_timers = GroupCoordinator::start(&broker);
     let server = tokio::spawn(server::listener::serve(listener, broker.clone(), stop_rx));
     shutdown.await;
     tracing::info!("shutting down");
@@ -115,6 +124,9 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     server.await.context("server task failed")??;
     background.abort();
     let _ = background.await;
+    // The timer task ends on the shutdown token; abort covers a blocking tick.
+    group_timers.abort();
+    let _ = group_timers.await;
     let shutting_down = broker.clone();
     tokio::task::spawn_blocking(move || {
         for topic in shutting_down.topics.all() {
@@ -131,7 +143,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     Ok(())
 }
 
-/// Periodic work: interval flushes, checkpoints, retention.
+/// Periodic work: interval flushes, checkpoints, retention, log cleaning.
 fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut flush_tick = tokio::time::interval(Duration::from_millis(
@@ -140,8 +152,13 @@ fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
         let mut retention_tick = tokio::time::interval(Duration::from_millis(
             broker.config.retention_check_interval_ms.max(1),
         ));
+        let mut cleaner_tick = tokio::time::interval(Duration::from_millis(
+            broker.config.cleaner_interval_ms.max(1),
+        ));
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        cleaner_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cleaning = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = flush_tick.tick() => {
@@ -157,6 +174,19 @@ fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
                 _ = retention_tick.tick() => {
                     let logs = broker.logs.clone();
                     let _ = tokio::task::spawn_blocking(move || logs.retention_pass(now_ms())).await;
+                }
+                _ = cleaner_tick.tick() => {
+                    // A cleaning can take long: it runs on its own blocking thread,
+                    // not awaited here, so flushes are never delayed; one at a time.
+                    use std::sync::atomic::Ordering;
+                    if !cleaning.swap(true, Ordering::AcqRel) {
+                        let logs = broker.logs.clone();
+                        let cleaning = cleaning.clone();
+                        tokio::task::spawn_blocking(move || {
+                            logs.clean_pass(now_ms());
+                            cleaning.store(false, Ordering::Release);
+                        });
+                    }
                 }
             }
         }

@@ -278,7 +278,8 @@ mod tests {
             producer_id,
             producer_epoch: epoch,
             first_sequence: first,
-            last_sequence: ((i64::from(first) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1)) as i32,
+            last_sequence: ((i64::from(first) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1))
+                as i32,
         }
     }
 

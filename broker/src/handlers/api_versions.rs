@@ -12,8 +12,10 @@ use protocol::header::encode_response;
 use protocol::messages::api_versions_response::ApiVersion;
 use protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
 };
 use protocol::{ErrorCode, Message};
 
@@ -31,13 +33,23 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<FetchRequest>(ApiKey::Fetch),
         range::<ListOffsetsRequest>(ApiKey::ListOffsets),
         range::<MetadataRequest>(ApiKey::Metadata),
+        range::<OffsetCommitRequest>(ApiKey::OffsetCommit),
+        range::<OffsetFetchRequest>(ApiKey::OffsetFetch),
+        range::<FindCoordinatorRequest>(ApiKey::FindCoordinator),
+        range::<JoinGroupRequest>(ApiKey::JoinGroup),
+        range::<HeartbeatRequest>(ApiKey::Heartbeat),
+        range::<LeaveGroupRequest>(ApiKey::LeaveGroup),
+        range::<SyncGroupRequest>(ApiKey::SyncGroup),
+        range::<DescribeGroupsRequest>(ApiKey::DescribeGroups),
+        range::<ListGroupsRequest>(ApiKey::ListGroups),
         range::<ApiVersionsRequest>(ApiKey::ApiVersions),
         range::<CreateTopicsRequest>(ApiKey::CreateTopics),
         range::<DeleteTopicsRequest>(ApiKey::DeleteTopics),
         range::<DescribeConfigsRequest>(ApiKey::DescribeConfigs),
         range::<CreatePartitionsRequest>(ApiKey::CreatePartitions),
-        range::<FindCoordinatorRequest>(ApiKey::FindCoordinator),
         range::<InitProducerIdRequest>(ApiKey::InitProducerId),
+        range::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
+        range::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
     ]
 }
 

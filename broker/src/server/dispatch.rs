@@ -23,7 +23,7 @@ use crate::Broker;
 pub enum Reply {
     /// The encoded response frame, ready to write.
     Now(Bytes),
-    /// A response that must wait (long-poll fetch, `acks=all`).
+    /// A response that must wait (long-poll fetch, `acks=all`, a JoinGroup in a rebalance).
     Later(BoxFuture<'static, Bytes>),
     /// No response at all (`acks=0` produce).
     Nothing,
@@ -107,6 +107,16 @@ pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, Dispatc
         ApiKey::DeleteTopics => handlers::topics::delete_topics(broker, &request, body),
         ApiKey::CreatePartitions => handlers::topics::create_partitions(broker, &request, body),
         ApiKey::FindCoordinator => handlers::coordinator::find_coordinator(broker, &request, body),
+        ApiKey::JoinGroup => handlers::groups::join_group(broker, request, body),
+        ApiKey::SyncGroup => handlers::groups::sync_group(broker, request, body),
+        ApiKey::Heartbeat => handlers::groups::heartbeat(broker, &request, body),
+        ApiKey::LeaveGroup => handlers::groups::leave_group(broker, &request, body),
+        ApiKey::OffsetCommit => handlers::groups::offset_commit(broker, request, body),
+        ApiKey::OffsetFetch => handlers::groups::offset_fetch(broker, &request, body),
+        ApiKey::ListGroups => handlers::groups::list_groups(broker, &request, body),
+        ApiKey::DescribeGroups => handlers::groups::describe_groups(broker, &request, body),
+        ApiKey::DeleteGroups => handlers::groups::delete_groups(broker, request, body),
+        ApiKey::OffsetDelete => handlers::groups::offset_delete(broker, request, body),
         ApiKey::InitProducerId => handlers::producer_id::handle(broker, &request, body),
         ApiKey::DescribeConfigs => handlers::configs::describe_configs(broker, &request, body),
         other => Err(DispatchError::Unsupported {

@@ -1,0 +1,718 @@
+//! The thin runtime around the coordinator state machines: one
+//! [`Coordinator`] per `__consumer_offsets` partition (a "shard"), each
+//! behind its own lock.
+//!
+//! - Creates `__consumer_offsets` on first use (as Kafka does), or loads its
+//!   partitions at startup in the background; a partition still loading
+//!   answers `COORDINATOR_LOAD_IN_PROGRESS`. Loading and unloading are per
+//!   partition ([`GroupCoordinator::become_leader`],
+//!   [`GroupCoordinator::resign`]), ready for leadership moves.
+//! - Feeds each request to its group's shard and performs the commands: a
+//!   reply goes to the request's channel; an append becomes one record batch
+//!   appended to the partition, its outcome fed back before the lock is released,
+//!   so records reach the log in the order the state machine made them.
+//! - A timer task sends `Tick` at the earliest deadline of any shard and runs
+//!   the offset-retention pass every `offsets.retention.check.interval.ms`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use protocol::batch::{batches, decode_records, BatchBuilder, BatchHeader, Record};
+use protocol::ErrorCode;
+use tokio::sync::{oneshot, Notify};
+
+use crate::group::coordinator::{
+    Command, Coordinator, Event, MemberIds, OffsetsRecord, RecordValue,
+};
+use crate::group::error_codes::*;
+use crate::group::load::{LoadError, Loader};
+use crate::group::messages::*;
+use crate::group::records;
+use crate::group::{partition_for, GroupConfig, OFFSETS_TOPIC};
+use crate::partition::{AppendError, Partition, ReadBound};
+use crate::storage::StorageError;
+use crate::topics::TopicRegistry;
+use crate::Broker;
+
+/// Bytes read at a time while loading a partition.
+const LOAD_READ_BYTES: usize = 4 << 20;
+/// How long the timer task sleeps when no deadline is set (it is woken earlier on any change).
+const IDLE_WAKE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How a waiting request is answered.
+pub type Replier = oneshot::Sender<Response>;
+
+/// A response now, or one to wait for (a JoinGroup in a rebalance, a
+/// SyncGroup waiting for the leader).
+pub enum Pending {
+    Ready(Response),
+    Waiting(oneshot::Receiver<Response>),
+}
+
+enum ShardState {
+    Loading,
+    Active(Box<Coordinator<Replier>>),
+    /// Loading failed (logged); the partition's groups are unavailable.
+    Failed,
+    /// Another broker leads this partition (once replication exists).
+    NotLeader,
+}
+
+impl ShardState {
+    /// The error a request gets when the shard cannot serve it.
+    fn unavailable(&self) -> ErrorCode {
+        match self {
+            ShardState::Loading => COORDINATOR_LOAD_IN_PROGRESS,
+            ShardState::Active(_) => ErrorCode::NONE,
+            ShardState::Failed => COORDINATOR_NOT_AVAILABLE,
+            ShardState::NotLeader => NOT_COORDINATOR,
+        }
+    }
+}
+
+struct Shard {
+    index: i32,
+    partition: Arc<Partition>,
+    state: Mutex<ShardState>,
+}
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, ShardState> {
+        self.state
+            .lock()
+            .expect("coordinator shard lock poisoned by an earlier panic")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LoadPartitionError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("batch at offset {offset}: {reason}")]
+    Batch { offset: i64, reason: String },
+    #[error(transparent)]
+    Records(#[from] LoadError),
+}
+
+pub struct GroupCoordinator {
+    config: GroupConfig,
+    /// One per partition of `__consumer_offsets`, once the topic exists.
+    shards: OnceLock<Vec<Arc<Shard>>>,
+    /// Serialises creating the topic.
+    create_lock: Mutex<()>,
+    /// Woken when a shard's earliest deadline moved earlier.
+    deadlines_changed: Notify,
+    /// Largest batch the coordinator appends (the broker's `message.max.bytes`).
+    batch_bytes_max: usize,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig, batch_bytes_max: usize) -> Self {
+        GroupCoordinator {
+            config,
+            shards: OnceLock::new(),
+            create_lock: Mutex::new(()),
+            deadlines_changed: Notify::new(),
+            batch_bytes_max,
+        }
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// Starts the coordinator of a running broker: loads `__consumer_offsets`
+    /// in the background if it exists, and starts the timer task.
+    pub fn start(broker: &Arc<Broker>) -> tokio::task::JoinHandle<()> {
+        let groups = &broker.groups;
+        if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
+            let shards = groups.install_shards(&topic.partitions);
+            if topic.partitions.len() as i32 != groups.config.offsets_topic_partitions {
+                tracing::warn!(
+                    existing = topic.partitions.len(),
+                    configured = groups.config.offsets_topic_partitions,
+                    "{OFFSETS_TOPIC} keeps its existing partition count; offsets.topic.num.partitions applies only when it is created"
+                );
+            }
+            for shard in shards {
+                let broker = broker.clone();
+                tokio::task::spawn_blocking(move || broker.groups.load(&shard));
+            }
+        }
+        tokio::spawn(drive_deadlines(broker.clone()))
+    }
+
+    /// One shard per partition of the offsets topic, each Loading until loaded.
+    fn install_shards(&self, partitions: &[Arc<Partition>]) -> Vec<Arc<Shard>> {
+        let shards: Vec<Arc<Shard>> = partitions
+            .iter()
+            .map(|partition| {
+                Arc::new(Shard {
+                    index: partition.index,
+                    partition: partition.clone(),
+                    state: Mutex::new(ShardState::Loading),
+                })
+            })
+            .collect();
+        assert!(
+            shards.iter().enumerate().all(|(i, s)| s.index == i as i32),
+            "shards are indexed by partition"
+        );
+        let installed = self.shards.set(shards.clone()).is_ok();
+        assert!(installed, "the offsets topic's shards are installed once");
+        shards
+    }
+
+    /// The shards, creating `__consumer_offsets` first if `create` and it does not exist.
+    fn shards(
+        &self,
+        topics: &TopicRegistry,
+        create: bool,
+    ) -> Result<Option<&[Arc<Shard>]>, ErrorCode> {
+        if let Some(shards) = self.shards.get() {
+            return Ok(Some(shards));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let _creating = self.create_lock.lock().expect("create lock");
+        if let Some(shards) = self.shards.get() {
+            return Ok(Some(shards));
+        }
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => self.create_offsets_topic(topics)?,
+        };
+        let shards = self.install_shards(&topic.partitions);
+        // A topic created just now (or by a racing request) holds little or
+        // nothing: load it here, so the first request is served at once.
+        for shard in &shards {
+            self.load(shard);
+        }
+        Ok(self.shards.get().map(Vec::as_slice))
+    }
+
+    /// Creates `__consumer_offsets`. Its records must outlive any time-based
+    /// deletion, so it asks for `cleanup.policy=compact` (the latest record per
+    /// key is all the coordinator needs), and where the storage engine does not
+    /// offer compaction, falls back to `delete` with unlimited retention: the
+    /// log is then kept whole (see docs/groups.md).
+    fn create_offsets_topic(
+        &self,
+        topics: &TopicRegistry,
+    ) -> Result<Arc<crate::topics::Topic>, ErrorCode> {
+        let segment_bytes = self.config.offsets_topic_segment_bytes.to_string();
+        let compacted = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes.clone()),
+        ]);
+        let kept_whole = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("segment.bytes".to_string(), segment_bytes),
+        ]);
+        let partitions = self.config.offsets_topic_partitions;
+        let created = match topics.create(OFFSETS_TOPIC, partitions, compacted, false) {
+            Err(e) if e.code == ErrorCode::INVALID_CONFIG => {
+                tracing::info!(
+                    "the storage engine does not compact; {OFFSETS_TOPIC} keeps its whole log"
+                );
+                topics.create(OFFSETS_TOPIC, partitions, kept_whole, false)
+            }
+            other => other,
+        };
+        match created {
+            Ok(topic) => Ok(topic),
+            Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {
+                topics.get(OFFSETS_TOPIC).ok_or(COORDINATOR_NOT_AVAILABLE)
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, "cannot create {OFFSETS_TOPIC}");
+                Err(COORDINATOR_NOT_AVAILABLE)
+            }
+        }
+    }
+
+    fn shard_for(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+        create: bool,
+    ) -> Result<Option<Arc<Shard>>, ErrorCode> {
+        let Some(shards) = self.shards(topics, create)? else {
+            return Ok(None);
+        };
+        let index = partition_for(group_id, shards.len() as i32);
+        Ok(Some(shards[index as usize].clone()))
+    }
+
+    /// The `__consumer_offsets` partition of `group_id` if this broker can
+    /// coordinate it now (FindCoordinator), creating the topic on first use.
+    pub fn coordinator_status(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+    ) -> Result<i32, ErrorCode> {
+        let shard = self
+            .shard_for(topics, group_id, true)?
+            .expect("created shards exist");
+        let state = shard.lock();
+        match &*state {
+            ShardState::Active(_) => Ok(shard.index),
+            other => Err(other.unavailable()),
+        }
+    }
+
+    /// Loads (or reloads) one partition: the shard answers
+    /// `COORDINATOR_LOAD_IN_PROGRESS` meanwhile. Blocking; called at
+    /// startup and when this broker becomes the partition's leader.
+    fn load(&self, shard: &Shard) {
+        {
+            let mut state = shard.lock();
+            if let ShardState::Active(_) = &*state {
+                return;
+            }
+            *state = ShardState::Loading;
+        }
+        let started = std::time::Instant::now();
+        let now_ms = crate::now_ms();
+        let result = load_partition(&shard.partition, &self.config, now_ms);
+        let mut state = shard.lock();
+        match result {
+            Ok((coordinator, loader_counts)) => {
+                if coordinator.group_count() > 0 || loader_counts > 0 {
+                    tracing::info!(
+                        partition = shard.index,
+                        groups = coordinator.group_count(),
+                        records = loader_counts,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "loaded groups and offsets from {OFFSETS_TOPIC}"
+                    );
+                }
+                *state = ShardState::Active(Box::new(coordinator));
+            }
+            Err(e) => {
+                tracing::error!(partition = shard.index, error = %e, "cannot load {OFFSETS_TOPIC}; its groups are unavailable");
+                *state = ShardState::Failed;
+            }
+        }
+        drop(state);
+        self.deadlines_changed.notify_one();
+    }
+
+    /// This broker became the leader of offsets partition `index`: load its groups.
+    pub fn become_leader(&self, index: i32) {
+        if let Some(shard) = self.shards.get().and_then(|s| s.get(index as usize)) {
+            self.load(shard);
+        }
+    }
+
+    /// This broker is no longer the leader of offsets partition `index`:
+    /// drop its groups, answering waiting requests `NOT_COORDINATOR`.
+    pub fn resign(&self, index: i32) {
+        let Some(shard) = self.shards.get().and_then(|s| s.get(index as usize)) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut *shard.lock(), ShardState::NotLeader);
+        if let ShardState::Active(coordinator) = previous {
+            for command in coordinator.unload() {
+                if let Command::Reply { to, response } = command {
+                    let _ = to.send(response);
+                }
+            }
+        }
+    }
+
+    /// Feeds one event to `group_id`'s shard and performs the commands.
+    fn submit(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+        event: impl FnOnce(Replier) -> Event<Replier>,
+    ) -> Result<Pending, ErrorCode> {
+        let shard = self
+            .shard_for(topics, group_id, true)?
+            .expect("created shards exist");
+        let (reply, mut answer) = oneshot::channel();
+        self.with_active(&shard, |coordinator, now_ms| {
+            coordinator.handle(event(reply), now_ms)
+        })?;
+        match answer.try_recv() {
+            Ok(response) => Ok(Pending::Ready(response)),
+            Err(oneshot::error::TryRecvError::Empty) => Ok(Pending::Waiting(answer)),
+            Err(oneshot::error::TryRecvError::Closed) => {
+                tracing::error!(
+                    group = group_id,
+                    "the coordinator dropped a request without answering it"
+                );
+                Err(ErrorCode::UNKNOWN_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// Runs `step` on the shard's state machine if it is active, performs
+    /// the commands it returns, and wakes the timer task if a deadline moved earlier.
+    fn with_active(
+        &self,
+        shard: &Shard,
+        step: impl FnOnce(&mut Coordinator<Replier>, i64) -> Vec<Command<Replier>>,
+    ) -> Result<(), ErrorCode> {
+        let mut state = shard.lock();
+        let ShardState::Active(coordinator) = &mut *state else {
+            return Err(state.unavailable());
+        };
+        let now_ms = crate::now_ms();
+        let before = coordinator.next_deadline();
+        let commands = step(coordinator, now_ms);
+        self.perform(shard, coordinator, commands, now_ms);
+        let after = coordinator.next_deadline();
+        drop(state);
+        if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
+            self.deadlines_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    fn perform(
+        &self,
+        shard: &Shard,
+        coordinator: &mut Coordinator<Replier>,
+        commands: Vec<Command<Replier>>,
+        now_ms: i64,
+    ) {
+        let mut queue = VecDeque::from(commands);
+        while let Some(command) = queue.pop_front() {
+            match command {
+                Command::Reply { to, response } => {
+                    // A closed channel means the client went away; nothing to do.
+                    let _ = to.send(response);
+                }
+                Command::Append {
+                    write,
+                    records,
+                    timestamp_ms,
+                } => {
+                    let result = self.append(shard, &records, timestamp_ms);
+                    queue.extend(
+                        coordinator.handle(Event::AppendCompleted { write, result }, now_ms),
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            coordinator.writes_in_flight(),
+            0,
+            "appends complete before the shard lock is released"
+        );
+    }
+
+    /// Appends the records as one uncompressed batch to the shard's partition.
+    fn append(
+        &self,
+        shard: &Shard,
+        records: &[OffsetsRecord],
+        timestamp_ms: i64,
+    ) -> Result<(), ErrorCode> {
+        let mut builder = BatchBuilder::new();
+        for record in records {
+            builder.push(&Record {
+                key: Some(records::encode_key(&record.key)),
+                value: record.value.as_ref().map(|value| match value {
+                    RecordValue::OffsetCommit(v) => records::encode_offset_commit_value(v),
+                    RecordValue::GroupMetadata(v) => records::encode_group_metadata_value(v),
+                }),
+                headers: Vec::new(),
+                timestamp: timestamp_ms,
+            });
+        }
+        if builder.size_bytes() > self.batch_bytes_max {
+            tracing::warn!(
+                partition = shard.index,
+                bytes = builder.size_bytes(),
+                max = self.batch_bytes_max,
+                "coordinator batch exceeds message.max.bytes"
+            );
+            return Err(ErrorCode::MESSAGE_TOO_LARGE);
+        }
+        match shard
+            .partition
+            .append_as_leader(&builder.build(), timestamp_ms)
+        {
+            Ok(_) => Ok(()),
+            Err(AppendError::Storage(e)) => {
+                tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+                Err(crate::handlers::storage_error_code(&e))
+            }
+            Err(e) => {
+                tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
+                Err(ErrorCode::UNKNOWN_SERVER_ERROR)
+            }
+        }
+    }
+
+    // ---- requests -------------------------------------------------------------
+
+    pub fn join_group(
+        &self,
+        topics: &TopicRegistry,
+        request: JoinGroup,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::JoinGroup {
+            reply,
+            request,
+        })
+    }
+
+    pub fn sync_group(
+        &self,
+        topics: &TopicRegistry,
+        request: SyncGroup,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::SyncGroup {
+            reply,
+            request,
+        })
+    }
+
+    pub fn heartbeat(
+        &self,
+        topics: &TopicRegistry,
+        request: Heartbeat,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::Heartbeat {
+            reply,
+            request,
+        })
+    }
+
+    pub fn leave_group(
+        &self,
+        topics: &TopicRegistry,
+        request: LeaveGroup,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::LeaveGroup {
+            reply,
+            request,
+        })
+    }
+
+    pub fn offset_commit(
+        &self,
+        topics: &TopicRegistry,
+        request: OffsetCommit,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::OffsetCommit {
+            reply,
+            request,
+        })
+    }
+
+    pub fn delete_group(
+        &self,
+        topics: &TopicRegistry,
+        group_id: String,
+    ) -> Result<Pending, ErrorCode> {
+        let key = group_id.clone();
+        self.submit(topics, &key, |reply| Event::DeleteGroup { reply, group_id })
+    }
+
+    pub fn offset_delete(
+        &self,
+        topics: &TopicRegistry,
+        request: OffsetDelete,
+    ) -> Result<Pending, ErrorCode> {
+        let group_id = request.group_id.clone();
+        self.submit(topics, &group_id, |reply| Event::OffsetDelete {
+            reply,
+            request,
+        })
+    }
+
+    /// Reads from `group_id`'s shard without changing it; `None` for a group
+    /// whose offsets topic does not exist yet (so nothing is known about it).
+    fn read<T>(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+        read: impl FnOnce(&Coordinator<Replier>) -> T,
+    ) -> Result<Option<T>, ErrorCode> {
+        let Some(shard) = self.shard_for(topics, group_id, false)? else {
+            return Ok(None);
+        };
+        let state = shard.lock();
+        match &*state {
+            ShardState::Active(coordinator) => Ok(Some(read(coordinator))),
+            other => Err(other.unavailable()),
+        }
+    }
+
+    pub fn fetch_offsets(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+        wanted: Option<&[(String, Vec<i32>)]>,
+    ) -> Result<FetchedOffsets, ErrorCode> {
+        let empty = Coordinator::<Replier>::new(self.config.clone(), MemberIds::Random);
+        Ok(
+            match self.read(topics, group_id, |c| c.fetch_offsets(group_id, wanted))? {
+                Some(fetched) => fetched,
+                None => empty.fetch_offsets(group_id, wanted),
+            },
+        )
+    }
+
+    pub fn describe_group(
+        &self,
+        topics: &TopicRegistry,
+        group_id: &str,
+    ) -> Result<Option<GroupDescription>, ErrorCode> {
+        Ok(self
+            .read(topics, group_id, |c| c.describe_group(group_id))?
+            .flatten())
+    }
+
+    /// Every group of every loaded partition; the error says some partition
+    /// could not be listed (still loading, failed).
+    pub fn list_groups(&self) -> (ErrorCode, Vec<ListedGroup>) {
+        let mut error = ErrorCode::NONE;
+        let mut groups = Vec::new();
+        for shard in self.shards.get().map(Vec::as_slice).unwrap_or_default() {
+            let state = shard.lock();
+            match &*state {
+                ShardState::Active(coordinator) => groups.extend(coordinator.list_groups()),
+                ShardState::NotLeader => {}
+                other => error = other.unavailable(),
+            }
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        (error, groups)
+    }
+
+    // ---- time -----------------------------------------------------------------
+
+    fn next_deadline(&self) -> Option<i64> {
+        self.shards
+            .get()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|shard| match &*shard.lock() {
+                ShardState::Active(coordinator) => coordinator.next_deadline(),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Fires due deadlines in every shard.
+    fn tick(&self) {
+        for shard in self.shards.get().map(Vec::as_slice).unwrap_or_default() {
+            let _ = self.with_active(shard, |coordinator, now_ms| {
+                coordinator.handle(Event::Tick, now_ms)
+            });
+        }
+    }
+
+    /// The offset-retention pass over every shard.
+    fn expire_offsets(&self) {
+        for shard in self.shards.get().map(Vec::as_slice).unwrap_or_default() {
+            let _ = self.with_active(shard, |coordinator, now_ms| {
+                coordinator.handle(Event::ExpireOffsets, now_ms)
+            });
+        }
+    }
+}
+
+/// Reads a partition from its log start to its end and rebuilds its groups.
+fn load_partition(
+    partition: &Partition,
+    config: &GroupConfig,
+    now_ms: i64,
+) -> Result<(Coordinator<Replier>, usize), LoadPartitionError> {
+    let mut loader = Loader::default();
+    let end = partition.log_end_offset();
+    let mut offset = partition.log_start_offset();
+    while offset < end {
+        let read = partition.read(offset, LOAD_READ_BYTES, ReadBound::LogEnd, true)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let before = offset;
+        for batch in batches(&read.records) {
+            let header = BatchHeader::new(&batch).map_err(|e| LoadPartitionError::Batch {
+                offset,
+                reason: e.to_string(),
+            })?;
+            let last_offset = header.last_offset();
+            if last_offset < offset {
+                continue;
+            }
+            if !header.is_control() {
+                let decoded = decode_records(&batch).map_err(|e| LoadPartitionError::Batch {
+                    offset: header.base_offset(),
+                    reason: e.to_string(),
+                })?;
+                for record in decoded.iter().filter(|r| r.offset >= offset) {
+                    loader.replay(
+                        record.offset,
+                        record.key.as_deref(),
+                        record.value.as_deref(),
+                    )?;
+                }
+            }
+            offset = last_offset + 1;
+        }
+        if offset == before {
+            // The read returned bytes but no whole batch: the log is damaged here.
+            return Err(LoadPartitionError::Batch {
+                offset,
+                reason: "no complete batch where one should start".to_string(),
+            });
+        }
+    }
+    let replayed = loader.replayed;
+    if loader.skipped > 0 {
+        tracing::info!(
+            partition = partition.index,
+            skipped = loader.skipped,
+            "skipped records of unknown types"
+        );
+    }
+    Ok((
+        loader.finish(config.clone(), MemberIds::Random, now_ms)?,
+        replayed,
+    ))
+}
+
+/// The timer task: ticks shards at their deadlines and runs offset expiry.
+async fn drive_deadlines(broker: Arc<Broker>) {
+    let groups = &broker.groups;
+    let mut expiry = tokio::time::interval(Duration::from_millis(
+        groups.config.offsets_retention_check_interval_ms.max(1),
+    ));
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let wait = match groups.next_deadline() {
+            Some(at_ms) => {
+                Duration::from_millis(at_ms.saturating_sub(crate::now_ms()).max(0) as u64)
+            }
+            None => IDLE_WAKE_INTERVAL,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.groups.tick()).await;
+            }
+            _ = groups.deadlines_changed.notified() => {}
+            _ = expiry.tick() => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.groups.expire_offsets()).await;
+            }
+            _ = broker.shutdown.cancelled() => return,
+        }
+    }
+}
