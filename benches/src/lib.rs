@@ -1,1 +1,10 @@
-//! Benchmarks.
+//! Benchmarks: the `loadgen` tool (`src/bin/loadgen.rs`) and the
+//! micro-benchmarks under `benches/`.
+//!
+//! - [`stats`]: latency histograms (hdrhistogram) and per-second buckets.
+//! - [`report`]: the progress line, the summary, `--json` and `--plot` output.
+//! - [`baseline`]: what the machine does with no broker logic, for ratios.
+
+pub mod baseline;
+pub mod report;
+pub mod stats;

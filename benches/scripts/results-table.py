@@ -1,0 +1,55 @@
+"""Builds the results table of docs/benchmarks.md from loadgen's JSON files.
+
+Usage: results-table.py RESULTS_DIR
+Each produce figure is given beside the loopback-into-a-file baseline, each
+consume figure beside the file-over-loopback baseline, as MB/s and a ratio.
+"""
+
+import glob
+import json
+import os
+import platform
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def main(out):
+    base = {row["name"]: row["mb_per_s"] for row in load(os.path.join(out, "baseline.json"))["baseline"]}
+    cpus = os.cpu_count()
+    print(f"Machine: {platform.machine()}, {cpus} cores, {platform.system()} {platform.release()}")
+    print(f"Baselines: raw sequential write {base['raw_sequential_write']:.0f} MB/s, "
+          f"loopback into a file {base['loopback_to_file']:.0f} MB/s, "
+          f"file over loopback {base['file_to_loopback']:.0f} MB/s")
+    print()
+    print("| workload | client | produce msg/s | produce MB/s | vs loopback→file | p50 ms | p99 ms | consume msg/s | consume MB/s | vs file→loopback |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in sorted(glob.glob(os.path.join(out, "produce-*.json"))):
+        name = os.path.basename(path)[len("produce-"):-len(".json")]
+        produce = load(path)
+        settings = produce["settings"]
+        p = produce["results"][0]
+        consume_path = os.path.join(out, f"consume-{name}.json")
+        c = load(consume_path)["results"][0] if os.path.exists(consume_path) else None
+        workload = f"{settings['partitions']} part, {settings['message_size']} B, acks={settings['acks']}"
+        lat = p.get("latency_ms", {})
+        row = [
+            workload,
+            settings["client"],
+            f"{p['messages_per_s']:,.0f}",
+            f"{p['mb_per_s']:.1f}",
+            f"{p['mb_per_s'] / base['loopback_to_file']:.2f}",
+            f"{lat.get('p50', float('nan')):.2f}",
+            f"{lat.get('p99', float('nan')):.2f}",
+            f"{c['messages_per_s']:,.0f}" if c else "-",
+            f"{c['mb_per_s']:.1f}" if c else "-",
+            f"{c['mb_per_s'] / base['file_to_loopback']:.2f}" if c else "-",
+        ]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs the standard workloads of docs/benchmarks.md against a fresh release
+# broker on this machine, with the baselines measured in the same run, and
+# prints the results table (also written to $OUT/results.md).
+#
+#   benches/scripts/standard-workloads.sh [SECONDS_PER_WORKLOAD]
+#
+# Environment: OUT (results dir, default target/bench-results), DATA (broker
+# data dir's parent, default target/bench-data: the disk being measured),
+# CLIENTS (default "ours rdkafka").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-10}
+out=${OUT:-target/bench-results}
+data=${DATA:-target/bench-data}
+clients=${CLIENTS:-"ours rdkafka"}
+mkdir -p "$out" "$data"
+rm -f "$out"/*.json
+
+cargo build --release -p broker -p benches --bins
+broker=target/release/broker
+loadgen=target/release/loadgen
+
+dir=$(mktemp -d "$data/broker.XXXXXX")
+log="$out/broker.log"
+"$broker" --data-dir "$dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
+broker_pid=$!
+trap 'kill $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do
+  addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "broker did not start:"; cat "$log"; exit 1; }
+echo "broker on $addr, data in $dir"
+
+"$loadgen" baseline --dir "$data" --megabytes 1024 --json "$out/baseline.json"
+
+for partitions in 1 8; do
+  for size in 100 1024; do
+    for acks in 1 all; do
+      for client in $clients; do
+        name="p${partitions}-s${size}-acks${acks}-${client}"
+        topic="std-$name"
+        idem=""
+        [ "$acks" = all ] && idem="--idempotence"
+        echo "== $name"
+        "$loadgen" produce --brokers "$addr" --topic "$topic" --partitions "$partitions" \
+          --message-size "$size" --duration "$seconds" --acks "$acks" $idem --client "$client" \
+          --json "$out/produce-$name.json" --plot "$out/produce-$name.svg"
+        consumer=$client
+        [ "$client" = ours ] && consumer=ours
+        "$loadgen" consume --brokers "$addr" --topic "$topic" --partitions "$partitions" \
+          --message-size "$size" --duration "$((seconds * 3))" --client "$consumer" \
+          --json "$out/consume-$name.json" || echo "consume with $consumer failed"
+      done
+    done
+  done
+done
+
+python3 benches/scripts/results-table.py "$out" | tee "$out/results.md"

@@ -1,0 +1,168 @@
+//! What this machine does with no broker logic, measured in the same run as
+//! the broker figures so that each can be given as a ratio:
+//!
+//! - raw sequential write: 1 MiB `write(2)`s into a file;
+//! - loopback to file: bytes pushed through one loopback TCP connection and
+//!   written into a file on the other side (what a produce path cannot beat);
+//! - file to loopback: a file read and sent through one loopback TCP
+//!   connection (what a consume path cannot beat).
+//!
+//! Every side that writes a file fsyncs on the broker's default flush policy
+//! (once a second) and once at the end.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// fsync interval of every baseline that writes a file.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(1000);
+/// Buffer size of the receiving and sending sides.
+const BUFFER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl Rate {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn write_with_flush_policy(
+    file: &mut std::fs::File,
+    chunk: &[u8],
+    total: u64,
+) -> std::io::Result<u64> {
+    let mut written = 0u64;
+    let mut last_sync = Instant::now();
+    while written < total {
+        file.write_all(chunk)?;
+        written += chunk.len() as u64;
+        if last_sync.elapsed() >= FLUSH_INTERVAL {
+            file.sync_data()?;
+            last_sync = Instant::now();
+        }
+    }
+    file.sync_data()?;
+    Ok(written)
+}
+
+/// Raw sequential write bandwidth of the disk holding `dir`.
+pub fn raw_sequential_write(dir: &Path, total: u64) -> std::io::Result<Rate> {
+    let path = dir.join("baseline-raw-write");
+    let mut file = std::fs::File::create(&path)?;
+    let chunk = vec![0x5au8; BUFFER_BYTES];
+    let started = Instant::now();
+    let bytes = write_with_flush_policy(&mut file, &chunk, total)?;
+    let elapsed = started.elapsed();
+    std::fs::remove_file(&path)?;
+    Ok(Rate { bytes, elapsed })
+}
+
+/// Bytes sent in `chunk_bytes` writes over loopback TCP and written to a file by the receiver.
+pub fn loopback_to_file(dir: &Path, chunk_bytes: usize, total: u64) -> std::io::Result<Rate> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let path = dir.join("baseline-loopback-to-file");
+    let receiver = std::thread::spawn(move || -> std::io::Result<(u64, Instant)> {
+        let (mut socket, _) = listener.accept()?;
+        let mut file = std::fs::File::create(&path)?;
+        let mut buf = vec![0u8; BUFFER_BYTES];
+        let mut received = 0u64;
+        let mut last_sync = Instant::now();
+        loop {
+            let n = socket.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])?;
+            received += n as u64;
+            if last_sync.elapsed() >= FLUSH_INTERVAL {
+                file.sync_data()?;
+                last_sync = Instant::now();
+            }
+        }
+        file.sync_data()?;
+        let done = Instant::now();
+        std::fs::remove_file(&path)?;
+        Ok((received, done))
+    });
+    let mut socket = TcpStream::connect(addr)?;
+    socket.set_nodelay(true)?;
+    let chunk = vec![0xa5u8; chunk_bytes.max(1)];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        socket.write_all(&chunk)?;
+        sent += chunk.len() as u64;
+    }
+    drop(socket);
+    let (bytes, done) = receiver.join().expect("receiver thread")?;
+    Ok(Rate {
+        bytes,
+        elapsed: done - started,
+    })
+}
+
+/// A file of `total` bytes read and sent over loopback TCP; the receiver discards it.
+pub fn file_to_loopback(dir: &Path, total: u64) -> std::io::Result<Rate> {
+    let path = dir.join("baseline-file-to-loopback");
+    {
+        let mut file = std::fs::File::create(&path)?;
+        write_with_flush_policy(&mut file, &vec![0x3cu8; BUFFER_BYTES], total)?;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let sender_path = path.clone();
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut socket, _) = listener.accept()?;
+        let mut file = std::fs::File::open(&sender_path)?;
+        let mut buf = vec![0u8; BUFFER_BYTES];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            socket.write_all(&buf[..n])?;
+        }
+    });
+    let mut socket = TcpStream::connect(addr)?;
+    let mut buf = vec![0u8; BUFFER_BYTES];
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    loop {
+        let n = socket.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    let elapsed = started.elapsed();
+    sender.join().expect("sender thread")?;
+    std::fs::remove_file(&path)?;
+    Ok(Rate { bytes, elapsed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baselines_move_every_byte() {
+        // Each baseline accounts for all the bytes it was asked to move.
+        let dir = tempfile::tempdir().unwrap();
+        let total = 4 << 20;
+        assert!(raw_sequential_write(dir.path(), total).unwrap().bytes >= total);
+        assert!(
+            loopback_to_file(dir.path(), 16 * 1024, total)
+                .unwrap()
+                .bytes
+                >= total
+        );
+        assert!(file_to_loopback(dir.path(), total).unwrap().bytes >= total);
+    }
+}

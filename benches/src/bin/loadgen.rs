@@ -1,0 +1,819 @@
+//! `loadgen`: produce, consume and end-to-end load against any Kafka-compatible
+//! broker, with our client (default) or librdkafka (`--client rdkafka`), an
+//! open-loop target rate, hdrhistogram latency percentiles, a live progress
+//! line, `--json` results and an `--plot` SVG. `loadgen baseline` measures
+//! the machine without a broker for comparison.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use benches::baseline;
+use benches::report::{write_json, write_plot, Progress, Summary};
+use benches::stats::{Percentiles, Stats};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, Mutex};
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "Load generator for Kafka-compatible brokers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce messages and report acknowledgement latency.
+    Produce(ProduceArgs),
+    /// Consume messages from the beginning of the topic.
+    Consume(ConsumeArgs),
+    /// Produce and consume at once; latency from the record's send time to its consumption.
+    EndToEnd(EndToEndArgs),
+    /// Measure the machine without a broker: raw disk, loopback into a file, file over loopback.
+    Baseline(BaselineArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ClientKind {
+    /// This project's Rust client.
+    Ours,
+    /// librdkafka through the rdkafka crate.
+    Rdkafka,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum AcksArg {
+    #[value(name = "0")]
+    None,
+    #[value(name = "1")]
+    Leader,
+    #[value(name = "all")]
+    All,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum CompressionArg {
+    None,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Bootstrap brokers, comma-separated.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "loadgen")]
+    topic: String,
+    /// Partitions of the topic (created if missing).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Message value size in bytes (at least 8: the send time is stored in the first 8).
+    #[arg(long, default_value_t = 1024)]
+    message_size: usize,
+    /// Stop after this many messages in total...
+    #[arg(long)]
+    count: Option<u64>,
+    /// ...or after this many seconds (default 10 when --count is not given).
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long, value_enum, default_value = "ours")]
+    client: ClientKind,
+    /// Write the figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw throughput and latency percentiles over time as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ProducerArgs {
+    /// Concurrent producers (each its own client instance).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Target messages/s over all producers (open loop: latency counts from the
+    /// scheduled send time, so a stall is not hidden). Unlimited when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, value_enum, default_value = "1")]
+    acks: AcksArg,
+    #[arg(long, value_enum, default_value = "none")]
+    compression: CompressionArg,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value_t = 65536)]
+    batch_size: usize,
+    /// Idempotence (our client and librdkafka); needs acks=all.
+    #[arg(long)]
+    idempotence: bool,
+}
+
+#[derive(Args, Clone)]
+struct ProduceArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    producer: ProducerArgs,
+}
+
+#[derive(Args, Clone)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Concurrent consumers; partitions are split among them.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+}
+
+#[derive(Args, Clone)]
+struct EndToEndArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    producer: ProducerArgs,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+}
+
+#[derive(Args, Clone)]
+struct BaselineArgs {
+    /// Directory on the disk to measure (the broker's data dir's disk).
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// Bytes moved by each baseline, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    megabytes: u64,
+    /// Write size of the loopback-to-file sender (a produce batch).
+    #[arg(long, default_value_t = 65536)]
+    chunk_bytes: usize,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Bound on deliveries awaiting their acknowledgement inside loadgen.
+const PENDING_DELIVERIES_MAX: usize = 200_000;
+/// How often the progress line is refreshed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// A consumer that sees nothing new for this long stops (consume mode).
+const CONSUME_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DURATION_S: f64 = 10.0;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Produce(args) => runtime.block_on(produce_command(args)),
+        Command::Consume(args) => runtime.block_on(consume_command(args)),
+        Command::EndToEnd(args) => runtime.block_on(end_to_end_command(args)),
+        Command::Baseline(args) => baseline_command(args),
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A payload of `size` bytes whose first 8 hold the send time in ns since the epoch.
+fn payload(size: usize, filler: &Bytes) -> Bytes {
+    let mut value = Vec::with_capacity(size.max(8));
+    value.extend_from_slice(&now_nanos().to_be_bytes());
+    value.extend_from_slice(&filler[..size.saturating_sub(8)]);
+    Bytes::from(value)
+}
+
+/// When the run ends: after a message count or a duration.
+#[derive(Clone, Copy)]
+struct Limit {
+    count: Option<u64>,
+    duration: Option<Duration>,
+}
+
+impl Limit {
+    fn of(common: &Common) -> Limit {
+        match (common.count, common.duration) {
+            (Some(count), duration) => Limit {
+                count: Some(count),
+                duration: duration.map(Duration::from_secs_f64),
+            },
+            (None, duration) => Limit {
+                count: None,
+                duration: Some(Duration::from_secs_f64(
+                    duration.unwrap_or(DEFAULT_DURATION_S),
+                )),
+            },
+        }
+    }
+
+    fn remaining(&self, elapsed: Duration, done: u64, rate: f64) -> Option<Duration> {
+        let by_time = self.duration.map(|d| d.saturating_sub(elapsed));
+        let by_count = self
+            .count
+            .filter(|_| rate > 0.0)
+            .map(|c| Duration::from_secs_f64(c.saturating_sub(done) as f64 / rate));
+        match (by_time, by_count) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn settings(common: &Common, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("brokers", common.brokers.clone()),
+        ("topic", common.topic.clone()),
+        ("partitions", common.partitions.to_string()),
+        ("message_size", common.message_size.to_string()),
+        ("client", format!("{:?}", common.client).to_lowercase()),
+    ];
+    out.extend_from_slice(extra);
+    out
+}
+
+fn producer_settings(p: &ProducerArgs) -> Vec<(&'static str, String)> {
+    vec![
+        ("producers", p.producers.to_string()),
+        ("rate", p.rate.map_or("unlimited".into(), |r| r.to_string())),
+        ("acks", format!("{:?}", p.acks).to_lowercase()),
+        ("compression", format!("{:?}", p.compression).to_lowercase()),
+        ("linger_ms", p.linger_ms.to_string()),
+        ("batch_size", p.batch_size.to_string()),
+        ("idempotence", p.idempotence.to_string()),
+    ]
+}
+
+async fn ensure_topic(common: &Common) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &common.brokers)
+        .create()?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(
+                &common.topic,
+                common.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// Shared state of the running producers: what they recorded, and the clock.
+struct Run {
+    stats: Mutex<Stats>,
+    started: Instant,
+    limit: Limit,
+}
+
+fn spawn_progress(name: &'static str, run: Arc<Run>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let progress = Progress::default();
+        let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+        tick.tick().await;
+        let mut last_messages = 0u64;
+        let mut last_bytes = 0u64;
+        loop {
+            tick.tick().await;
+            let stats = run.stats.lock().await;
+            let rate = (stats.messages - last_messages) as f64 / PROGRESS_INTERVAL.as_secs_f64();
+            let mb = (stats.bytes - last_bytes) as f64 / 1e6 / PROGRESS_INTERVAL.as_secs_f64();
+            last_messages = stats.messages;
+            last_bytes = stats.bytes;
+            let second = run.started.elapsed().as_secs() as usize;
+            let p99 = stats
+                .timeline
+                .get(second.saturating_sub(1))
+                .and_then(|b| Percentiles::of(&b.latency))
+                .map(|p| p.p99);
+            let elapsed = run.started.elapsed();
+            progress.update(
+                name,
+                elapsed,
+                rate,
+                mb,
+                p99,
+                run.limit.remaining(elapsed, stats.messages, rate),
+            );
+        }
+    })
+}
+
+/// A delivery whose acknowledgement is awaited: its scheduled send time and size.
+type Pending = (Instant, u64, futures::future::BoxFuture<'static, bool>);
+
+/// Awaits deliveries as they complete and records their latency.
+async fn complete_deliveries(mut rx: mpsc::Receiver<Pending>, run: Arc<Run>) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut closed = false;
+    loop {
+        tokio::select! {
+            next = rx.recv(), if !closed => match next {
+                Some((scheduled, bytes, future)) => in_flight.push(async move { (scheduled, bytes, future.await) }),
+                None => closed = true,
+            },
+            Some((scheduled, bytes, ok)) = in_flight.next(), if !in_flight.is_empty() => {
+                let now = Instant::now();
+                let mut stats = run.stats.lock().await;
+                if ok {
+                    stats.record(now, bytes, Some(now - scheduled));
+                } else {
+                    stats.errors += 1;
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+enum AnyProducer {
+    Ours(client::Producer),
+    Rdkafka(rdkafka::producer::FutureProducer),
+}
+
+async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyProducer> {
+    Ok(match common.client {
+        ClientKind::Ours => {
+            let mut config = client::ProducerConfig::new(&common.brokers);
+            config.acks = match p.acks {
+                AcksArg::None => client::Acks::None,
+                AcksArg::Leader => client::Acks::Leader,
+                AcksArg::All => client::Acks::All,
+            };
+            config.enable_idempotence = p.idempotence;
+            config.compression = match p.compression {
+                CompressionArg::None => client::Compression::None,
+                CompressionArg::Lz4 => client::Compression::Lz4,
+                CompressionArg::Zstd => client::Compression::Zstd,
+            };
+            config.linger = Duration::from_millis(p.linger_ms);
+            config.batch_size = p.batch_size;
+            config.buffer_memory = config.buffer_memory.max(p.batch_size * 64);
+            AnyProducer::Ours(
+                client::Producer::connect(config)
+                    .await
+                    .context("connecting our producer")?,
+            )
+        }
+        ClientKind::Rdkafka => {
+            let producer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &common.brokers)
+                .set(
+                    "acks",
+                    match p.acks {
+                        AcksArg::None => "0",
+                        AcksArg::Leader => "1",
+                        AcksArg::All => "all",
+                    },
+                )
+                .set("enable.idempotence", p.idempotence.to_string())
+                .set(
+                    "compression.type",
+                    format!("{:?}", p.compression).to_lowercase(),
+                )
+                .set("linger.ms", p.linger_ms.to_string())
+                .set("batch.size", p.batch_size.to_string())
+                .set("queue.buffering.max.messages", "1000000")
+                .create()?;
+            AnyProducer::Rdkafka(producer)
+        }
+    })
+}
+
+/// One producer's loop: sends until the limit, scheduling sends at the target rate if any.
+async fn producer_loop(
+    producer: AnyProducer,
+    common: Common,
+    rate_per_producer: Option<f64>,
+    quota: Option<u64>,
+    run: Arc<Run>,
+    deliveries: mpsc::Sender<Pending>,
+) -> anyhow::Result<()> {
+    let filler = Bytes::from(vec![b'm'; common.message_size]);
+    let interval = rate_per_producer.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut sent = 0u64;
+    loop {
+        if quota.is_some_and(|q| sent >= q)
+            || run
+                .limit
+                .duration
+                .is_some_and(|d| run.started.elapsed() >= d)
+        {
+            break;
+        }
+        let scheduled = match interval {
+            Some(interval) => {
+                let at = run.started + interval.mul_f64(sent as f64);
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => Instant::now(),
+        };
+        let value = payload(common.message_size, &filler);
+        let bytes = value.len() as u64;
+        let future: futures::future::BoxFuture<'static, bool> = match &producer {
+            AnyProducer::Ours(p) => {
+                let delivery = p
+                    .send(client::ProducerRecord::new(common.topic.clone()).with_value(value))
+                    .await;
+                match delivery {
+                    Ok(delivery) => Box::pin(async move { delivery.await.is_ok() }),
+                    Err(e) => {
+                        eprintln!("send failed: {e}");
+                        Box::pin(async { false })
+                    }
+                }
+            }
+            AnyProducer::Rdkafka(p) => loop {
+                match p.send_result(
+                    rdkafka::producer::FutureRecord::<(), [u8]>::to(&common.topic).payload(&value),
+                ) {
+                    Ok(delivery) => {
+                        break Box::pin(async move { matches!(delivery.await, Ok(Ok(_))) })
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => bail!("rdkafka send failed: {e}"),
+                }
+            },
+        };
+        if deliveries.send((scheduled, bytes, future)).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    match producer {
+        AnyProducer::Ours(p) => p.flush().await,
+        AnyProducer::Rdkafka(p) => {
+            use rdkafka::producer::Producer as _;
+            tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60))).await??;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the producers to the limit; returns their stats and elapsed time.
+async fn run_producers(
+    common: &Common,
+    p: &ProducerArgs,
+    name: &'static str,
+) -> anyhow::Result<(Stats, Duration)> {
+    let limit = Limit::of(common);
+    let mut producers = Vec::new();
+    for _ in 0..p.producers.max(1) {
+        producers.push(make_producer(common, p).await?);
+    }
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        stats: Mutex::new(Stats::new(started)),
+        started,
+        limit,
+    });
+    let progress = spawn_progress(name, run.clone());
+    let (tx, rx) = mpsc::channel(PENDING_DELIVERIES_MAX);
+    let completer = tokio::spawn(complete_deliveries(rx, run.clone()));
+    let n = producers.len() as u64;
+    let mut tasks = Vec::new();
+    for (i, producer) in producers.into_iter().enumerate() {
+        let quota = limit.count.map(|c| c / n + u64::from((i as u64) < c % n));
+        let rate = p.rate.map(|r| r / n as f64);
+        tasks.push(tokio::spawn(producer_loop(
+            producer,
+            common.clone(),
+            rate,
+            quota,
+            run.clone(),
+            tx.clone(),
+        )));
+    }
+    drop(tx);
+    for task in tasks {
+        task.await??;
+    }
+    completer.await?;
+    let elapsed = started.elapsed();
+    progress.abort();
+    Progress::default().finish();
+    let stats = std::mem::replace(&mut *run.stats.lock().await, Stats::new(started));
+    Ok((stats, elapsed))
+}
+
+async fn produce_command(args: ProduceArgs) -> anyhow::Result<()> {
+    check_message_size(&args.common)?;
+    ensure_topic(&args.common).await?;
+    let (stats, elapsed) = run_producers(&args.common, &args.producer, "produce").await?;
+    let summary = Summary::of("produce", &stats, elapsed);
+    summary.print();
+    let mut settings = settings(&args.common, &producer_settings(&args.producer));
+    settings.push(("mode", "produce".into()));
+    finish(&args.common, &settings, &[summary], &[("produce", &stats)])
+}
+
+fn check_message_size(common: &Common) -> anyhow::Result<()> {
+    if common.message_size < 8 {
+        bail!("--message-size must be at least 8 (the send time takes 8 bytes)");
+    }
+    Ok(())
+}
+
+fn finish(
+    common: &Common,
+    settings: &[(&str, String)],
+    summaries: &[Summary],
+    series: &[(&str, &Stats)],
+) -> anyhow::Result<()> {
+    if let Some(path) = &common.json {
+        write_json(path, settings, summaries)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &common.plot {
+        let title = settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        write_plot(path, &title, series).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What one consumer thread reads: `from_beginning` or only new records,
+/// until the limit, recording end-to-end latency when `latency` is set.
+fn rdkafka_consume(
+    common: &Common,
+    partitions: Vec<i32>,
+    from_beginning: bool,
+    latency: bool,
+    run: Arc<Run>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Stats> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &common.brokers)
+        .set("group.id", "loadgen")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", "262144")
+        .create()?;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let offset = if from_beginning {
+        rdkafka::Offset::Beginning
+    } else {
+        rdkafka::Offset::End
+    };
+    for p in partitions {
+        assignment.add_partition_offset(&common.topic, p, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut stats = Stats::new(run.started);
+    let mut last_seen = Instant::now();
+    let mut local = (0u64, 0u64);
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if from_beginning && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT {
+            break;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let now = Instant::now();
+                last_seen = now;
+                let value = message.payload().unwrap_or_default();
+                let e2e = if latency && value.len() >= 8 {
+                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                    Some(Duration::from_nanos(now_nanos().saturating_sub(sent)))
+                } else {
+                    None
+                };
+                stats.record(now, value.len() as u64, e2e);
+                local.0 += 1;
+                local.1 += value.len() as u64;
+                // Publish progress in chunks to keep the shared lock off the hot loop.
+                if local.0 >= 10_000 {
+                    let mut shared = run.stats.blocking_lock();
+                    shared.record_many(now, local.0, local.1);
+                    local = (0, 0);
+                }
+            }
+            Some(Err(e)) => {
+                stats.errors += 1;
+                eprintln!("consume error: {e}");
+            }
+            None => {}
+        }
+    }
+    Ok(stats)
+}
+
+fn split_partitions(partitions: i32, consumers: usize) -> Vec<Vec<i32>> {
+    let n = consumers.clamp(1, partitions.max(1) as usize);
+    let mut out = vec![Vec::new(); n];
+    for p in 0..partitions {
+        out[p as usize % n].push(p);
+    }
+    out
+}
+
+/// Running consumer threads: the flag that stops them, their handles, and the shared progress.
+struct Consumers {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<tokio::task::JoinHandle<anyhow::Result<Stats>>>,
+    run: Arc<Run>,
+}
+
+fn start_consumers(
+    common: &Common,
+    consumers: usize,
+    from_beginning: bool,
+    latency: bool,
+) -> anyhow::Result<Consumers> {
+    if common.client == ClientKind::Ours {
+        bail!("our client has no consumer yet; run consumers with --client rdkafka");
+    }
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        stats: Mutex::new(Stats::new(started)),
+        started,
+        limit: Limit::of(common),
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for partitions in split_partitions(common.partitions, consumers) {
+        let common = common.clone();
+        let run = run.clone();
+        let stop = stop.clone();
+        handles.push(tokio::task::spawn_blocking(move || {
+            rdkafka_consume(&common, partitions, from_beginning, latency, run, stop)
+        }));
+    }
+    Ok(Consumers { stop, handles, run })
+}
+
+async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
+    let common = &args.common;
+    let Consumers { stop, handles, run } = start_consumers(common, args.consumers, true, false)?;
+    let progress = spawn_progress("consume", run.clone());
+    // Stop at the count or the duration; an idle consumer stops by itself.
+    let limit = Limit::of(common);
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let messages = run.stats.lock().await.messages;
+        let done = limit.count.is_some_and(|c| messages >= c)
+            || (limit.count.is_none()
+                && limit.duration.is_some_and(|d| run.started.elapsed() >= d))
+            || handles.iter().all(|h| h.is_finished());
+        if done {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = Stats::new(run.started);
+    let mut last = run.started;
+    for handle in handles {
+        let stats = handle.await??;
+        if let Some(second) = stats.timeline.len().checked_sub(1) {
+            last = last.max(run.started + Duration::from_secs(second as u64 + 1));
+        }
+        total.merge(&stats);
+    }
+    progress.abort();
+    Progress::default().finish();
+    // Count time up to the last consumed record, not the idle wait after it.
+    let elapsed = last_record_elapsed(&total).unwrap_or_else(|| run.started.elapsed());
+    let summary = Summary::of("consume", &total, elapsed);
+    summary.print();
+    let mut settings = settings(common, &[("consumers", args.consumers.to_string())]);
+    settings.push(("mode", "consume".into()));
+    finish(common, &settings, &[summary], &[("consume", &total)])
+}
+
+/// The time from the start to the end of the last second that saw records,
+/// refined to the fraction of that second the records needed at the run's pace.
+fn last_record_elapsed(stats: &Stats) -> Option<Duration> {
+    let last = stats.timeline.iter().rposition(|b| b.messages > 0)?;
+    if last == 0 {
+        return Some(Duration::from_secs_f64(1.0));
+    }
+    let full: u64 = stats.timeline[..last].iter().map(|b| b.messages).sum();
+    let pace = full as f64 / last as f64;
+    let fraction = (stats.timeline[last].messages as f64 / pace.max(1.0)).min(1.0);
+    Some(Duration::from_secs_f64(last as f64 + fraction))
+}
+
+async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
+    check_message_size(&args.common)?;
+    ensure_topic(&args.common).await?;
+    let mut consumer_common = args.common.clone();
+    if consumer_common.client == ClientKind::Ours {
+        eprintln!("end-to-end: consumers use librdkafka (our client has no consumer yet)");
+        consumer_common.client = ClientKind::Rdkafka;
+    }
+    let Consumers { stop, handles, run } =
+        start_consumers(&consumer_common, args.consumers, false, true)?;
+    // Let the consumers reach the end of the log before producing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (produced, produce_elapsed) =
+        run_producers(&args.common, &args.producer, "end-to-end").await?;
+    // Wait until every produced message was consumed, or a bound passes.
+    let deadline = Instant::now() + CONSUME_IDLE_TIMEOUT;
+    while run.stats.lock().await.messages < produced.messages && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut consumed = Stats::new(run.started);
+    for handle in handles {
+        consumed.merge(&handle.await??);
+    }
+    let produce_summary = Summary::of("produce", &produced, produce_elapsed);
+    let e2e_summary = Summary::of("end-to-end", &consumed, produce_elapsed);
+    produce_summary.print();
+    e2e_summary.print();
+    if consumed.messages < produced.messages {
+        eprintln!(
+            "warning: consumed {} of {} produced messages",
+            consumed.messages, produced.messages
+        );
+    }
+    let mut settings = settings(&args.common, &producer_settings(&args.producer));
+    settings.push(("consumers", args.consumers.to_string()));
+    settings.push(("mode", "end-to-end".into()));
+    finish(
+        &args.common,
+        &settings,
+        &[produce_summary, e2e_summary],
+        &[("produce", &produced), ("end-to-end", &consumed)],
+    )
+}
+
+fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = tempfile::tempdir_in(&args.dir)?;
+    let total = args.megabytes << 20;
+    println!(
+        "baseline: {} MiB each in {}, fsync every {:?} and at the end",
+        args.megabytes,
+        args.dir.display(),
+        baseline::FLUSH_INTERVAL
+    );
+    let disk = baseline::raw_sequential_write(dir.path(), total)?;
+    println!(
+        "raw sequential write (1 MiB writes):          {:>8.1} MB/s",
+        disk.mb_per_s()
+    );
+    let to_file = baseline::loopback_to_file(dir.path(), args.chunk_bytes, total)?;
+    println!(
+        "loopback TCP into a file ({} B writes): {:>8.1} MB/s",
+        args.chunk_bytes,
+        to_file.mb_per_s()
+    );
+    let from_file = baseline::file_to_loopback(dir.path(), total)?;
+    println!(
+        "file over loopback TCP:                       {:>8.1} MB/s",
+        from_file.mb_per_s()
+    );
+    if let Some(path) = &args.json {
+        let row = |name: &str, rate: baseline::Rate| {
+            format!(
+                "{{\"name\":\"{name}\",\"bytes\":{},\"seconds\":{:.6},\"mb_per_s\":{:.3}}}",
+                rate.bytes,
+                rate.elapsed.as_secs_f64(),
+                rate.mb_per_s()
+            )
+        };
+        let json = format!(
+            "{{\"baseline\":[{},{},{}]}}\n",
+            row("raw_sequential_write", disk),
+            row("loopback_to_file", to_file),
+            row("file_to_loopback", from_file)
+        );
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
