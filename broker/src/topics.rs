@@ -19,16 +19,10 @@ pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
 /// File in the data dir that keeps per-topic config overrides.
 const TOPIC_CONFIGS_FILE: &str = "topic-configs";
 
-/// Topic configs a client may set, as Kafka names them.
-pub const TOPIC_CONFIG_KEYS: &[&str] = &[
-    "cleanup.policy",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-    "message.timestamp.type",
-];
+/// Topics the broker keeps for itself: clients cannot produce to, create or delete them.
+pub fn is_internal(name: &str) -> bool {
+    name == crate::group::OFFSETS_TOPIC
+}
 
 pub struct Topic {
     pub name: String,
@@ -39,7 +33,7 @@ pub struct Topic {
 
 impl Topic {
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal(&self.name)
     }
 }
 

@@ -362,3 +362,41 @@ fn describe_configs_reports_topic_overrides_and_broker_basics() {
         ErrorCode::INVALID_CONFIG.code()
     );
 }
+
+#[test]
+fn internal_offsets_topic_cannot_be_written_created_or_deleted_by_clients() {
+    // __consumer_offsets belongs to the broker: no auto-creation, no produce, no create, no delete.
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--set", "offsets.topic.num.partitions=3"]).unwrap();
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![
+            protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(topic_name("__consumer_offsets"))),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let response: MetadataResponse = conn.call(ApiKey::Metadata, 12, &metadata).unwrap();
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
+    );
+    // The first group lookup makes the broker create it.
+    tests::wait_for_group_coordinator(&mut conn, "some-group").unwrap();
+    let response: MetadataResponse = conn.call(ApiKey::Metadata, 12, &metadata).unwrap();
+    assert_eq!(response.topics[0].error_code, 0);
+    assert!(response.topics[0].is_internal);
+    assert_eq!(response.topics[0].partitions.len(), 3);
+    let (error, _) =
+        produce_to(&mut conn, "__consumer_offsets", 0, batch_of(&["forged"]), 1).unwrap();
+    assert_eq!(error, ErrorCode::INVALID_TOPIC_EXCEPTION.code());
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![topic_name("__consumer_offsets")])
+        .with_timeout_ms(5000);
+    let response: DeleteTopicsResponse = conn.call(ApiKey::DeleteTopics, 5, &request).unwrap();
+    assert_eq!(
+        response.responses[0].error_code,
+        ErrorCode::INVALID_TOPIC_EXCEPTION.code()
+    );
+    assert!(dir.path().join("__consumer_offsets-0").exists());
+}

@@ -105,6 +105,10 @@ pub enum Event<R> {
     Tick,
     /// The periodic offset-retention pass.
     ExpireOffsets,
+    /// A topic was deleted: its committed offsets go too, as in Kafka.
+    TopicDeleted {
+        topic: String,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -288,6 +292,7 @@ impl<R> Coordinator<R> {
             }
             Event::Tick => {}
             Event::ExpireOffsets => self.expire_offsets(now_ms, &mut out),
+            Event::TopicDeleted { topic } => self.topic_deleted(&topic, now_ms, &mut out),
         }
         self.fire_due_deadlines(now_ms, &mut out);
         out
@@ -1573,6 +1578,38 @@ impl<R> Coordinator<R> {
                 }
                 self.bury_if_empty(&mut group, &mut records, now_ms);
             }
+            self.restore(group);
+        }
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(TOMBSTONES_PER_APPEND_MAX));
+            let chunk = std::mem::replace(&mut records, rest);
+            self.append(
+                None,
+                PendingWrite::Deletion { reply: None },
+                chunk,
+                now_ms,
+                out,
+            );
+        }
+    }
+
+    /// Drops every group's committed offsets of a deleted topic, with tombstones.
+    fn topic_deleted(&mut self, topic: &str, now_ms: i64, out: &mut Vec<Command<R>>) {
+        let group_ids: Vec<String> = self.groups.keys().cloned().collect();
+        let mut records = Vec::new();
+        for group_id in group_ids {
+            let mut group = self.groups.remove(&group_id).expect("listed group exists");
+            let deleted: Vec<TopicPartition> = group
+                .offsets
+                .keys()
+                .filter(|tp| tp.topic == topic)
+                .cloned()
+                .collect();
+            for tp in deleted {
+                group.offsets.remove(&tp);
+                records.push(offset_tombstone(&group.group_id, &tp));
+            }
+            self.bury_if_empty(&mut group, &mut records, now_ms);
             self.restore(group);
         }
         while !records.is_empty() {

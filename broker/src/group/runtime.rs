@@ -617,6 +617,20 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets every group's committed offsets of `topic`, which was just deleted.
+    pub fn topic_deleted(&self, topic: &str) {
+        for shard in self.shards.get().map(Vec::as_slice).unwrap_or_default() {
+            let _ = self.with_active(shard, |coordinator, now_ms| {
+                coordinator.handle(
+                    Event::TopicDeleted {
+                        topic: topic.to_string(),
+                    },
+                    now_ms,
+                )
+            });
+        }
+    }
+
     /// The offset-retention pass over every shard.
     fn expire_offsets(&self) {
         for shard in self.shards.get().map(Vec::as_slice).unwrap_or_default() {

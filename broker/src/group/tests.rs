@@ -1255,3 +1255,41 @@ fn a_superseded_join_is_answered_so_nothing_waits_forever() {
     assert_eq!(h.join_result(first).error, REBALANCE_IN_PROGRESS);
     assert!(h.response(second).is_none());
 }
+
+#[test]
+fn deleting_a_topic_drops_its_committed_offsets_with_tombstones() {
+    // Offsets of a deleted topic go (with tombstones); offsets of other topics stay.
+    let mut h = Harness::new();
+    let (a, _b) = h.stable_pair("g");
+    h.commit(
+        "g",
+        2,
+        &a,
+        &[("gone", 0, 10), ("gone", 1, 11), ("kept", 0, 12)],
+    );
+    let log_before = h.log.len();
+    let commands = h.coordinator.handle(
+        Event::TopicDeleted {
+            topic: "gone".into(),
+        },
+        h.now_ms,
+    );
+    h.perform(commands);
+    assert_eq!(h.committed("g", "gone", 0), -1);
+    assert_eq!(h.committed("g", "gone", 1), -1);
+    assert_eq!(h.committed("g", "kept", 0), 12);
+    let tombstones: Vec<_> = h.log[log_before..]
+        .iter()
+        .filter(|r| r.value.is_none())
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(tombstones.len(), 2, "{tombstones:?}");
+    assert!(tombstones
+        .iter()
+        .all(|k| matches!(k, RecordKey::OffsetCommit { topic, .. } if topic == "gone")));
+    assert_eq!(
+        h.state("g"),
+        Some(GroupState::Stable),
+        "the group itself lives on"
+    );
+}

@@ -25,6 +25,7 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 
 struct Entry {
     name: &'static str,
@@ -42,8 +43,12 @@ fn topic_entries(
     configs: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Entry> {
     let log = &broker.config.log;
-    let defaults: [(&'static str, String, i8); 7] = [
-        ("cleanup.policy", "delete".into(), TYPE_STRING),
+    let defaults: [(&'static str, String, i8); 11] = [
+        (
+            "cleanup.policy",
+            log.cleanup_policy.to_string(),
+            TYPE_STRING,
+        ),
         ("retention.ms", ms(log.retention_ms), TYPE_LONG),
         ("retention.bytes", ms(log.retention_bytes), TYPE_LONG),
         ("segment.bytes", log.segment_bytes_max.to_string(), TYPE_INT),
@@ -54,6 +59,26 @@ fn topic_entries(
             TYPE_INT,
         ),
         ("message.timestamp.type", "CreateTime".into(), TYPE_STRING),
+        (
+            "min.cleanable.dirty.ratio",
+            log.min_cleanable_dirty_ratio.to_string(),
+            TYPE_DOUBLE,
+        ),
+        (
+            "delete.retention.ms",
+            log.delete_retention_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "min.compaction.lag.ms",
+            log.min_compaction_lag_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "unclean.leader.election.enable",
+            "false".into(),
+            TYPE_BOOLEAN,
+        ),
     ];
     defaults
         .into_iter()

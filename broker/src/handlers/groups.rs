@@ -106,7 +106,8 @@ pub fn join_group(
         member_id: text(&req.member_id),
         group_instance_id: req.group_instance_id.as_ref().map(text),
         client_id: client_id(&request),
-        client_host: String::new(),
+        // Kafka reports the member's address with a leading slash, as Java's InetAddress prints it.
+        client_host: format!("/{}", request.peer.ip()),
         session_timeout_ms: req.session_timeout_ms,
         // Version 0 has no rebalance timeout; the session timeout served as both.
         rebalance_timeout_ms: if version >= 1 {

@@ -81,7 +81,9 @@ fn lookup_by_name(
     if let Some(e) = name_error {
         return error_topic(Some(name), Uuid::nil(), e.code);
     }
-    if !(allow_auto_create && broker.config.auto_create_topics) {
+    // Internal topics are created by the broker when it needs them, never on request.
+    if !(allow_auto_create && broker.config.auto_create_topics) || crate::topics::is_internal(name)
+    {
         return error_topic(
             Some(name),
             Uuid::nil(),

@@ -72,6 +72,11 @@ pub fn handle(
                         .and_then(|i| t.partitions.get(i).cloned())
                 }) {
                     None => failed(data.index, unknown, "unknown topic or partition"),
+                    Some(partition) if crate::topics::is_internal(&partition.topic) => failed(
+                        data.index,
+                        ErrorCode::INVALID_TOPIC_EXCEPTION,
+                        "internal topics are written by the broker only",
+                    ),
                     Some(partition) => {
                         let max = topic
                             .as_ref()

@@ -32,6 +32,12 @@ pub fn create_topics(
         let name = topic.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let outcome = (|| -> Result<(Uuid, i32), TopicError> {
+            if crate::topics::is_internal(&name) {
+                return Err(TopicError {
+                    code: ErrorCode::INVALID_TOPIC_EXCEPTION,
+                    message: format!("{name} is internal to the broker and created by it"),
+                });
+            }
             let partitions = if !topic.assignments.is_empty() {
                 for assignment in &topic.assignments {
                     if assignment
@@ -116,7 +122,14 @@ pub fn delete_topics(
             .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
         let outcome = match &name {
-            Some(name) => broker.topics.delete(name),
+            Some(name) if crate::topics::is_internal(name) => Err(TopicError {
+                code: ErrorCode::INVALID_TOPIC_EXCEPTION,
+                message: format!("{name} is internal to the broker and cannot be deleted"),
+            }),
+            Some(name) => broker
+                .topics
+                .delete(name)
+                .inspect(|_| broker.groups.topic_deleted(name)),
             None => Err(TopicError {
                 code: ErrorCode::UNKNOWN_TOPIC_ID,
                 message: format!("no topic has id {id}"),

@@ -59,7 +59,7 @@ impl Connection {
             let can_read = reading && pending.len() < in_flight_max && !*shutdown.borrow();
             tokio::select! {
                 frame = frames.next(), if can_read => match frame {
-                    Some(Ok(frame)) => match dispatch(&broker, frame.freeze()) {
+                    Some(Ok(frame)) => match dispatch(&broker, peer, frame.freeze()) {
                         Ok(reply) => pending.push_back(reply.into_future()),
                         Err(e) => {
                             tracing::warn!(%peer, error = %e, "closing connection: bad request");

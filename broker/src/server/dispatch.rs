@@ -49,6 +49,8 @@ pub enum DispatchError {
 pub struct Request {
     pub api: ApiKey,
     pub header: RequestHeader,
+    /// The client's address, as DescribeGroups reports it.
+    pub peer: std::net::SocketAddr,
 }
 
 impl Request {
@@ -78,7 +80,11 @@ impl Request {
     }
 }
 
-pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, DispatchError> {
+pub fn dispatch(
+    broker: &Arc<Broker>,
+    peer: std::net::SocketAddr,
+    mut frame: Bytes,
+) -> Result<Reply, DispatchError> {
     let prefix =
         HeaderPrefix::peek(&frame).ok_or(protocol::header::HeaderError::TooShort(frame.len()))?;
     let supported = handlers::api_versions::supported_range(prefix.api_key);
@@ -95,7 +101,7 @@ pub fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, Dispatc
         });
     }
     let (api, header) = decode_request_header(&mut frame)?;
-    let request = Request { api, header };
+    let request = Request { api, header, peer };
     let body = frame;
     match api {
         ApiKey::ApiVersions => handlers::api_versions::handle(broker, &request, body),
