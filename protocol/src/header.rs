@@ -126,6 +126,37 @@ pub fn decode_response<R: Decodable>(
 #[error("cannot encode message: {0}")]
 pub struct EncodeError(pub String);
 
+/// A response frame in pieces: the encoded parts, with the large byte
+/// fields that were passed as `zero_copy` (e.g. record sets read from the
+/// log) included by reference instead of copied.
+pub fn encode_response_chunks<R: Encodable>(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: &R,
+    zero_copy: &[Bytes],
+) -> Result<Vec<Bytes>, EncodeError> {
+    let header_version = api_key.response_header_version(api_version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let err = encode_error;
+    let header_size = header.compute_size(header_version).map_err(err)?;
+    let body_size = body.compute_size(api_version).map_err(err)?;
+    let mut out = crate::chunks::ChunkedBuf::new(zero_copy);
+    out.put_u32((header_size + body_size) as u32);
+    header.encode(&mut out, header_version).map_err(err)?;
+    body.encode(&mut out, api_version).map_err(err)?;
+    let chunks = out.finish();
+    debug_assert_eq!(
+        chunks.iter().map(Bytes::len).sum::<usize>(),
+        4 + header_size + body_size
+    );
+    Ok(chunks)
+}
+
+fn encode_error(error: impl std::fmt::Display) -> EncodeError {
+    EncodeError(error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,13 @@
 //! - [`header`]: request/response headers, flexible versions, frame encoding helpers.
 //! - [`batch`]: record batch v2: zero-copy header view, CRC-32C validation,
 //!   in-place offset assignment, a builder and a record decoder for clients.
+//! - [`chunks`]: an encode buffer that keeps record sets by reference (zero-copy responses).
 //! - [`error`]: Kafka error codes and whether each is retriable.
 //! - [`messages`]: the API message schemas, re-exported from `kafka-protocol`;
 //!   record sets inside them stay `Bytes` slices of the received frame.
 
 pub mod batch;
+pub mod chunks;
 pub mod error;
 pub mod frame;
 pub mod header;

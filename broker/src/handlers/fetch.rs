@@ -73,10 +73,10 @@ pub fn handle(
         .collect();
     let (response, bytes, errors) = read_all(&plan);
     if bytes >= min_bytes || errors || wait.is_zero() || watches.is_empty() {
-        return Ok(Reply::Now(request.respond(&response)?));
+        return Ok(Reply::Chunks(respond(&request, &response)?));
     }
     let shutdown = broker.shutdown.clone();
-    Ok(Reply::Later(Box::pin(async move {
+    Ok(Reply::LaterChunks(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
         let mut response = response;
         loop {
@@ -102,8 +102,20 @@ pub fn handle(
             }
         }
         // Encoding our own response cannot fail for a version we decoded.
-        request.respond(&response).expect("fetch response encodes")
+        respond(&request, &response).expect("fetch response encodes")
     })))
+}
+
+/// Encodes a fetch response with its record sets by reference: they are
+/// slices of the mapped segments and go to the socket without a copy.
+fn respond(request: &Request, response: &FetchResponse) -> Result<Vec<Bytes>, DispatchError> {
+    let record_sets: Vec<Bytes> = response
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.clone())
+        .collect();
+    request.respond_chunks(response, &record_sets)
 }
 
 fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i32) -> Plan {

@@ -10,13 +10,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::stream::FuturesOrdered;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
 use crate::server::dispatch::{dispatch, Reply};
+
+/// Responses smaller than this gather in the connection's write buffer.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 use crate::Broker;
 
 pub struct Connection {
@@ -51,7 +54,7 @@ impl Connection {
         let (read_half, write_half) = socket.into_split();
         let codec = protocol::frame::frame_codec(broker.config.frame_bytes_max);
         let mut frames = FramedRead::new(read_half, codec);
-        let mut writer = tokio_util::codec::FramedWrite::new(write_half, RawBytes);
+        let mut writer = tokio::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, write_half);
         let mut pending = FuturesOrdered::new();
         let in_flight_max = broker.config.in_flight_requests_max;
         let mut reading = true;
@@ -73,11 +76,27 @@ impl Connection {
                     None => reading = false,
                 },
                 Some(response) = pending.next(), if !pending.is_empty() => {
-                    if let Some(bytes) = response {
-                        if let Err(e) = writer.send(bytes).await {
-                            tracing::debug!(%peer, error = %e, "write failed; closing");
-                            return;
+                    // Write this response and every following one that is already
+                    // done, then flush once: pipelined responses share syscalls.
+                    let mut next = Some(response);
+                    let mut written = Ok(());
+                    while let Some(response) = next.take() {
+                        if let Some(chunks) = response {
+                            written = write_chunks(&mut writer, chunks).await;
+                            if written.is_err() {
+                                break;
+                            }
                         }
+                        if !pending.is_empty() {
+                            next = pending.next().now_or_never().flatten();
+                        }
+                    }
+                    if let Err(e) = match written {
+                        Ok(()) => writer.flush().await,
+                        Err(e) => Err(e),
+                    } {
+                        tracing::debug!(%peer, error = %e, "write failed; closing");
+                        return;
                     }
                 }
                 _ = shutdown.changed(), if !*shutdown.borrow() => {}
@@ -96,23 +115,28 @@ impl Connection {
     }
 }
 
+type Chunks = Vec<bytes::Bytes>;
+
 impl Reply {
-    fn into_future(self) -> futures::future::BoxFuture<'static, Option<bytes::Bytes>> {
+    fn into_future(self) -> futures::future::BoxFuture<'static, Option<Chunks>> {
         match self {
-            Reply::Now(bytes) => Box::pin(futures::future::ready(Some(bytes))),
-            Reply::Later(future) => Box::pin(async move { Some(future.await) }),
+            Reply::Now(bytes) => Box::pin(futures::future::ready(Some(vec![bytes]))),
+            Reply::Chunks(chunks) => Box::pin(futures::future::ready(Some(chunks))),
+            Reply::Later(future) => Box::pin(async move { Some(vec![future.await]) }),
+            Reply::LaterChunks(future) => Box::pin(async move { Some(future.await) }),
             Reply::Nothing => Box::pin(futures::future::ready(None)),
         }
     }
 }
 
-/// Writes already-framed response bytes as they are.
-struct RawBytes;
-
-impl tokio_util::codec::Encoder<bytes::Bytes> for RawBytes {
-    type Error = std::io::Error;
-    fn encode(&mut self, item: bytes::Bytes, dst: &mut bytes::BytesMut) -> std::io::Result<()> {
-        dst.extend_from_slice(&item);
-        Ok(())
+/// Writes one response's chunks: small ones gather in the write buffer,
+/// large ones (record sets) go to the socket without another copy.
+async fn write_chunks(
+    writer: &mut tokio::io::BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    chunks: Chunks,
+) -> std::io::Result<()> {
+    for chunk in chunks {
+        writer.write_all(&chunk).await?;
     }
+    Ok(())
 }

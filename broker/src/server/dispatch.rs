@@ -23,8 +23,12 @@ use crate::Broker;
 pub enum Reply {
     /// The encoded response frame, ready to write.
     Now(Bytes),
-    /// A response that must wait (long-poll fetch, `acks=all`, a JoinGroup in a rebalance).
+    /// A response frame in pieces, large record sets included by reference.
+    Chunks(Vec<Bytes>),
+    /// A response that must wait (`acks=all`, a JoinGroup in a rebalance).
     Later(BoxFuture<'static, Bytes>),
+    /// A response in pieces that must wait (long-poll fetch).
+    LaterChunks(BoxFuture<'static, Vec<Bytes>>),
     /// No response at all (`acks=0` produce).
     Nothing,
 }
@@ -62,6 +66,25 @@ impl Request {
         T::decode(body, self.version()).map_err(|e| DispatchError::Body {
             api: self.api,
             version: self.version(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes `response`, keeping the `zero_copy` byte fields (record sets) by reference.
+    pub fn respond_chunks<T: Encodable>(
+        &self,
+        response: &T,
+        zero_copy: &[Bytes],
+    ) -> Result<Vec<Bytes>, DispatchError> {
+        protocol::header::encode_response_chunks(
+            self.api,
+            self.version(),
+            self.header.correlation_id,
+            response,
+            zero_copy,
+        )
+        .map_err(|e| DispatchError::Encode {
+            api: self.api,
             reason: e.to_string(),
         })
     }
