@@ -408,32 +408,41 @@ fn fetch_by_topic_id_works_from_version_13_and_unknown_ids_are_refused() {
     let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
     let mut conn = RawConnection::connect(&broker.addr).unwrap();
     create_topic(&mut conn, "by-id", 1);
-    assert_eq!(produce_to(&mut conn, "by-id", 0, batch_of(&["a", "b"]), 1).unwrap(), (0, 0));
+    assert_eq!(
+        produce_to(&mut conn, "by-id", 0, batch_of(&["a", "b"]), 1).unwrap(),
+        (0, 0)
+    );
     let metadata = MetadataRequest::default().with_topics(Some(vec![
-        protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name("by-id"))),
+        protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(topic_name("by-id"))),
     ]));
     let response: MetadataResponse = conn.call(ApiKey::Metadata, 12, &metadata).unwrap();
     let topic_id = response.topics[0].topic_id;
     assert!(!topic_id.is_nil());
-    for (id, expected) in [(topic_id, 0i16), (uuid_of(7), ErrorCode::UNKNOWN_TOPIC_ID.code())] {
+    for (id, expected) in [
+        (topic_id, 0i16),
+        (uuid_of(7), ErrorCode::UNKNOWN_TOPIC_ID.code()),
+    ] {
         let request = FetchRequest::default()
             .with_max_wait_ms(0)
             .with_min_bytes(0)
             .with_max_bytes(1 << 20)
-            .with_topics(vec![FetchTopic::default().with_topic_id(id).with_partitions(vec![
-                FetchPartition::default()
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(id)
+                .with_partitions(vec![FetchPartition::default()
                     .with_partition(0)
                     .with_fetch_offset(0)
                     .with_current_leader_epoch(-1)
-                    .with_partition_max_bytes(1 << 20),
-            ])]);
+                    .with_partition_max_bytes(1 << 20)])]);
         let response: FetchResponse = conn.call(ApiKey::Fetch, 16, &request).unwrap();
         let partition = &response.responses[0].partitions[0];
         assert_eq!(response.responses[0].topic_id, id);
         assert_eq!(partition.error_code, expected);
         if expected == 0 {
             let records = partition.records.clone().unwrap_or_default();
-            let batch = protocol::batch::batches(&records).next().expect("one batch");
+            let batch = protocol::batch::batches(&records)
+                .next()
+                .expect("one batch");
             assert_eq!(protocol::batch::decode_records(&batch).unwrap().len(), 2);
             assert_eq!(partition.high_watermark, 2);
         }
