@@ -39,6 +39,8 @@ pub struct Stats {
     pub errors: u64,
     pub latency: Histogram<u64>,
     pub timeline: Vec<Bucket>,
+    /// When the latest message was recorded.
+    pub last: Option<Instant>,
 }
 
 impl Stats {
@@ -50,6 +52,7 @@ impl Stats {
             errors: 0,
             latency: histogram(),
             timeline: Vec::new(),
+            last: None,
         }
     }
 
@@ -72,6 +75,7 @@ impl Stats {
     pub fn record(&mut self, at: Instant, bytes: u64, latency: Option<Duration>) {
         self.messages += 1;
         self.bytes += bytes;
+        self.last = self.last.max(Some(at));
         let micros = latency.map(|l| (l.as_micros() as u64).clamp(1, LATENCY_US_MAX));
         if let Some(us) = micros {
             self.latency.saturating_record(us);
@@ -89,6 +93,7 @@ impl Stats {
     pub fn record_many(&mut self, at: Instant, messages: u64, bytes: u64) {
         self.messages += messages;
         self.bytes += bytes;
+        self.last = self.last.max(Some(at));
         if let Some(bucket) = self.bucket(at) {
             bucket.messages += messages;
             bucket.bytes += bytes;

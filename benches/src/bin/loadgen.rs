@@ -695,36 +695,20 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = Stats::new(run.started);
-    let mut last = run.started;
     for handle in handles {
-        let stats = handle.await??;
-        if let Some(second) = stats.timeline.len().checked_sub(1) {
-            last = last.max(run.started + Duration::from_secs(second as u64 + 1));
-        }
-        total.merge(&stats);
+        total.merge(&handle.await??);
     }
     progress.abort();
     Progress::default().finish();
     // Count time up to the last consumed record, not the idle wait after it.
-    let elapsed = last_record_elapsed(&total).unwrap_or_else(|| run.started.elapsed());
+    let elapsed = total
+        .last
+        .map_or_else(|| run.started.elapsed(), |last| last - run.started);
     let summary = Summary::of("consume", &total, elapsed);
     summary.print();
     let mut settings = settings(common, &[("consumers", args.consumers.to_string())]);
     settings.push(("mode", "consume".into()));
     finish(common, &settings, &[summary], &[("consume", &total)])
-}
-
-/// The time from the start to the end of the last second that saw records,
-/// refined to the fraction of that second the records needed at the run's pace.
-fn last_record_elapsed(stats: &Stats) -> Option<Duration> {
-    let last = stats.timeline.iter().rposition(|b| b.messages > 0)?;
-    if last == 0 {
-        return Some(Duration::from_secs_f64(1.0));
-    }
-    let full: u64 = stats.timeline[..last].iter().map(|b| b.messages).sum();
-    let pace = full as f64 / last as f64;
-    let fraction = (stats.timeline[last].messages as f64 / pace.max(1.0)).min(1.0);
-    Some(Duration::from_secs_f64(last as f64 + fraction))
 }
 
 async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
