@@ -193,6 +193,10 @@ impl IndexFile {
         self.files.sync_file(&self.path)
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub(crate) fn unmap(&self) {
         self.slot.clear();
     }

@@ -79,6 +79,32 @@ struct RecordSetShape {
     skips_offsets: bool,
 }
 
+/// An fsync of a partition's dirty files, run without holding the partition lock.
+pub struct FlushJob {
+    files: FileLayer,
+    paths: Vec<PathBuf>,
+    dir: Option<PathBuf>,
+    up_to: i64,
+    generation: u64,
+}
+
+impl FlushJob {
+    /// fsyncs the files (and the directory if entries changed).
+    pub fn run(&self) -> io::Result<()> {
+        for path in &self.paths {
+            match self.files.sync_file(path) {
+                // A segment deleted by retention meanwhile needs no fsync.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        if let Some(dir) = &self.dir {
+            self.files.sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
@@ -598,6 +624,65 @@ impl PartitionLog {
         self.retry_trims()?;
         self.check_invariants();
         Ok(())
+    }
+
+    /// Starts an interval flush that runs outside the partition lock: takes the
+    /// dirty files and the offset they will cover. `None` when no flush is due.
+    /// Appends may go on while [`FlushJob::run`] fsyncs; finish with
+    /// [`PartitionLog::complete_flush`].
+    pub fn begin_flush_if_due(&mut self, now_ms: i64) -> Option<FlushJob> {
+        if self.offline.is_some() {
+            return None;
+        }
+        let FlushPolicy::IntervalMs(interval_ms) = self.config.flush_policy else {
+            return None;
+        };
+        let since = self.unflushed_since_ms?;
+        if now_ms.saturating_sub(since) < interval_ms as i64 {
+            return None;
+        }
+        let paths = self
+            .segments
+            .values_mut()
+            .flat_map(|segment| segment.take_dirty_paths())
+            .collect();
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        self.unflushed_since_ms = None;
+        Some(FlushJob {
+            files: self.files.clone(),
+            paths,
+            dir,
+            up_to: self.log_end_offset(),
+            generation: self.generation,
+        })
+    }
+
+    /// Finishes a flush begun with [`PartitionLog::begin_flush_if_due`]: on
+    /// success the recovery point moves to what the flush covered.
+    pub fn complete_flush(
+        &mut self,
+        job: FlushJob,
+        result: io::Result<()>,
+    ) -> Result<(), StorageError> {
+        match result {
+            Ok(()) => {
+                // If data was removed or replaced while the fsync ran, what it
+                // covered may not be what the log now holds: leave the recovery
+                // point to the next flush.
+                if self.generation == job.generation {
+                    self.recovery_point = self.recovery_point.max(job.up_to);
+                }
+                self.retry_trims()?;
+                self.check_invariants();
+                Ok(())
+            }
+            Err(error) => {
+                for segment in self.segments.values_mut() {
+                    segment.mark_dirty();
+                }
+                Err(self.fail("fsync", error))
+            }
+        }
     }
 
     /// Flushes if the flush policy is `IntervalMs` and the oldest unflushed

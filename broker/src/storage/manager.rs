@@ -364,7 +364,12 @@ impl LogManager {
     pub fn flush_due(&self, now_ms: i64) -> Result<(), StorageError> {
         let mut first_error = None;
         for (_, log) in self.all_logs() {
-            if let Err(error) = lock_log(&log).flush_if_due(now_ms) {
+            // The fsync runs without the partition lock, so appends are not held up by the disk.
+            let Some(job) = lock_log(&log).begin_flush_if_due(now_ms) else {
+                continue;
+            };
+            let result = job.run();
+            if let Err(error) = lock_log(&log).complete_flush(job, result) {
                 first_error.get_or_insert(error);
             }
         }

@@ -858,6 +858,26 @@ impl Segment {
         Ok(())
     }
 
+    /// For a flush outside the partition lock: the files to fsync if anything
+    /// was written since the last fsync, marking the segment clean. Whatever
+    /// is appended afterwards makes it dirty again and waits for the next flush.
+    pub(crate) fn take_dirty_paths(&mut self) -> Vec<PathBuf> {
+        if !self.dirty {
+            return Vec::new();
+        }
+        self.dirty = false;
+        vec![
+            self.paths.log.clone(),
+            self.offset_index.file.path().to_path_buf(),
+            self.time_index.file.path().to_path_buf(),
+        ]
+    }
+
+    /// A flush outside the lock failed: the segment's data is not known to be on disk.
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// Drops the cached mappings (they are re-created on demand).
     pub(crate) fn unmap(&self) {
         self.log_slot.clear();

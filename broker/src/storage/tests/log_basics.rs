@@ -309,6 +309,45 @@ fn flush_policies_move_the_recovery_point_as_promised() {
 }
 
 #[test]
+fn interval_flush_outside_the_lock_covers_only_what_was_appended_before_it_began() {
+    // Appends between begin and complete are allowed and stay beyond the recovery point until the next flush.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        flush_policy: FlushPolicy::IntervalMs(100),
+        ..small_config()
+    };
+    let mut log = open_log(dir.path(), config);
+    let records = batch(2, 200, 1);
+    log.append(&records, 0, 1000).expect("append");
+    assert!(log.begin_flush_if_due(1050).is_none(), "not due yet");
+    let job = log.begin_flush_if_due(1100).expect("due");
+    // The partition lock would be released here; an append lands meanwhile.
+    log.append(&records, 0, 1101)
+        .expect("append during the fsync");
+    let result = job.run();
+    log.complete_flush(job, result).expect("flush");
+    assert_eq!(
+        log.recovery_point(),
+        2,
+        "only what was appended before the flush began"
+    );
+    let job = log
+        .begin_flush_if_due(1201)
+        .expect("the later append is due");
+    let result = job.run();
+    log.complete_flush(job, result).expect("flush");
+    assert_eq!(log.recovery_point(), 4);
+    // A truncation while an fsync runs leaves the recovery point to the next flush.
+    log.append(&records, 0, 1300).expect("append");
+    let job = log.begin_flush_if_due(1400).expect("due");
+    log.truncate_to(4).expect("truncate");
+    log.append(&records, 0, 1401).expect("append new data");
+    let result = job.run();
+    log.complete_flush(job, result).expect("flush");
+    assert_eq!(log.recovery_point(), 4);
+}
+
+#[test]
 fn retention_deletes_whole_sealed_segments_by_size_and_by_age() {
     // Proves size and time retention delete the oldest sealed segments and advance the log start.
     let dir = tempfile::tempdir().expect("tempdir");
