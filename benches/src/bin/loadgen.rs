@@ -184,12 +184,34 @@ fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// A payload of `size` bytes whose first 8 hold the send time in ns since the epoch.
-fn payload(size: usize, filler: &Bytes) -> Bytes {
-    let mut value = Vec::with_capacity(size.max(8));
-    value.extend_from_slice(&now_nanos().to_be_bytes());
-    value.extend_from_slice(&filler[..size.saturating_sub(8)]);
-    Bytes::from(value)
+/// Payloads of `size` bytes whose first 8 hold the send time in ns since the
+/// epoch, cut from a shared buffer so that a message costs no allocation.
+struct Payloads {
+    size: usize,
+    arena: bytes::BytesMut,
+    filler: Bytes,
+}
+
+/// Bytes of payload buffer allocated at once.
+const PAYLOAD_ARENA_BYTES: usize = 1 << 20;
+
+impl Payloads {
+    fn new(size: usize) -> Self {
+        Payloads {
+            size: size.max(8),
+            arena: bytes::BytesMut::new(),
+            filler: Bytes::from(vec![b'm'; size]),
+        }
+    }
+
+    fn next(&mut self) -> Bytes {
+        if self.arena.capacity() < self.size {
+            self.arena = bytes::BytesMut::with_capacity(PAYLOAD_ARENA_BYTES.max(self.size));
+        }
+        self.arena.extend_from_slice(&now_nanos().to_be_bytes());
+        self.arena.extend_from_slice(&self.filler[..self.size - 8]);
+        self.arena.split().freeze()
+    }
 }
 
 /// When the run ends: after a message count or a duration.
@@ -408,7 +430,7 @@ async fn producer_loop(
     run: Arc<Run>,
     deliveries: mpsc::Sender<Pending>,
 ) -> anyhow::Result<()> {
-    let filler = Bytes::from(vec![b'm'; common.message_size]);
+    let mut payloads = Payloads::new(common.message_size);
     let interval = rate_per_producer.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut sent = 0u64;
     loop {
@@ -428,7 +450,7 @@ async fn producer_loop(
             }
             None => Instant::now(),
         };
-        let value = payload(common.message_size, &filler);
+        let value = payloads.next();
         let bytes = value.len() as u64;
         let future: futures::future::BoxFuture<'static, bool> = match &producer {
             AnyProducer::Ours(p) => {
