@@ -171,8 +171,10 @@ impl<'a> BatchHeader<'a> {
     pub fn last_offset_delta(&self) -> i32 {
         read_i32(self.bytes, OFFSET_LAST_OFFSET_DELTA)
     }
+    /// `base_offset + last_offset_delta`, saturating: headers come from the network.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset() + i64::from(self.last_offset_delta())
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
     }
     pub fn base_timestamp(&self) -> i64 {
         read_i64(self.bytes, OFFSET_BASE_TIMESTAMP)
@@ -219,7 +221,10 @@ impl<'a> BatchHeader<'a> {
         let last_offset_delta = self.last_offset_delta();
         // Producers write dense batches (count == delta + 1); compaction may
         // leave fewer records than the delta spans, never more.
-        if last_offset_delta < 0 || records_count < 0 || records_count > last_offset_delta + 1 {
+        if last_offset_delta < 0
+            || records_count < 0
+            || i64::from(records_count) > i64::from(last_offset_delta) + 1
+        {
             return Err(BatchError::BadOffsetDelta {
                 last_offset_delta,
                 records_count,
@@ -610,6 +615,21 @@ mod tests {
             BatchHeader::new(&raw).unwrap().validate(),
             Err(BatchError::BadLength { .. })
         ));
+    }
+
+    #[test]
+    fn extreme_header_values_are_rejected_without_overflow() {
+        // A last offset delta of i32::MAX or a base offset near i64::MAX never overflows.
+        let mut raw = sample(1).to_vec();
+        raw[OFFSET_LAST_OFFSET_DELTA..OFFSET_LAST_OFFSET_DELTA + 4]
+            .copy_from_slice(&i32::MAX.to_be_bytes());
+        raw[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4]
+            .copy_from_slice(&i32::MAX.to_be_bytes());
+        raw[OFFSET_BASE_OFFSET..OFFSET_BASE_OFFSET + 8].copy_from_slice(&i64::MAX.to_be_bytes());
+        let header = BatchHeader::new(&raw).unwrap();
+        assert_eq!(header.last_offset(), i64::MAX);
+        assert!(header.validate().is_err(), "the CRC no longer matches");
+        let _ = validate_record_set(&raw);
     }
 
     #[test]
