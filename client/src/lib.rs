@@ -1,16 +1,19 @@
-//! Rust client for the broker (and any Kafka-compatible cluster): for now the
-//! producer, on a connection layer meant to be shared with the consumer and
-//! admin clients.
+//! Rust client for the broker (and any Kafka-compatible cluster): the
+//! producer and the consumer, on a shared connection layer.
 //!
 //! - [`producer`]: [`Producer`], [`ProducerConfig`], records, partitioning,
 //!   batching, retries, idempotence.
+//! - [`consumer`]: [`Consumer`], [`ConsumerConfig`], groups (subscribe,
+//!   rebalances, the [`RebalanceListener`]), manual assignment, committed
+//!   offsets, fetching and record decoding.
 //! - [`connection`]: one broker connection: correlation ids, pipelining,
 //!   ApiVersions negotiation.
 //! - [`cluster`]: connections per broker and metadata refresh.
 //! - [`metadata`]: the metadata cache (brokers, topics, partition leaders).
 //! - [`compression`]: lz4 and zstd for record batches.
 //! - [`backoff`]: exponential backoff with jitter.
-//! - [`error`]: the producer's error types.
+//! - [`error`]: the producer's error types (the consumer's are in
+//!   [`consumer::error`]).
 //!
 //! # Example
 //!
@@ -33,16 +36,52 @@
 //! topic metadata, at most `max_block`); the returned [`DeliveryFuture`]
 //! resolves once the broker acknowledged it or it failed for good. See
 //! `docs/client.md` for the settings and delivery guarantees.
+//!
+//! The consumer joins a group, polls records and commits what it processed:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use client::{Consumer, ConsumerConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ConsumerConfig::new("127.0.0.1:9092").with_group("billing");
+//! config.enable_auto_commit = false;
+//! let mut consumer = Consumer::connect(config).await?;
+//! consumer.subscribe(&["events"])?;
+//! loop {
+//!     let records = consumer.poll(Duration::from_millis(500)).await?;
+//!     for record in &records {
+//!         println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+//!     }
+//!     // At-least-once: commit after processing; a crash before this line
+//!     // means these records are delivered again.
+//!     consumer.commit_sync().await?;
+//! }
+//! # }
+//! ```
+//!
+//! `poll` returns at most `max_poll_records` records and moves each
+//! partition's position past them; commits (`commit_sync`, `commit_async`,
+//! or auto-commit) store those positions. Records are delivered at least
+//! once: after a crash or a rebalance, the records since the last commit
+//! come again.
 
 pub mod backoff;
 pub mod cluster;
 pub mod compression;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod metadata;
 pub mod producer;
 
 pub use compression::Compression;
+pub use consumer::{
+    AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
+    ConsumerConfig, ConsumerConnectError, ConsumerRecord, ConsumerRecords, GroupError, Header,
+    OffsetAndMetadata, OffsetFetchError, PollError, RebalanceContext, RebalanceListener,
+    RecordError, SubscribeError, TimestampType, TopicPartition,
+};
 pub use error::{ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerIdentity, ProducerRecord,

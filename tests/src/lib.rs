@@ -493,3 +493,46 @@ pub fn consumer_assignment(assignment: &[u8]) -> anyhow::Result<Vec<(String, i32
     }
     Ok(out)
 }
+
+/// Produces `per_partition` records to every partition of `topic` (which must
+/// have `partitions` partitions) with our Rust producer, values
+/// `"{partition}:{i}"` and keys `"k{i}"`, and waits until each is
+/// acknowledged; record `i` of a partition lands at offset `first + i`.
+pub async fn produce_numbered(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    compression: client::Compression,
+) -> anyhow::Result<()> {
+    let mut config = client::ProducerConfig::new(addr);
+    config.compression = compression;
+    let producer = client::Producer::connect(config).await?;
+    let mut deliveries = Vec::with_capacity(per_partition * partitions as usize);
+    for i in 0..per_partition {
+        for partition in 0..partitions {
+            let record = client::ProducerRecord::new(topic)
+                .with_partition(partition)
+                .with_key(format!("k{i}"))
+                .with_value(format!("{partition}:{i}"));
+            deliveries.push(producer.send(record).await?);
+        }
+    }
+    producer.flush().await;
+    for delivery in deliveries {
+        delivery.await?;
+    }
+    Ok(())
+}
+
+/// Creates `name` with `partitions` partitions through CreateTopics, from
+/// async code (the raw connection blocks, so it runs on a blocking thread).
+pub async fn create_topic_async(addr: &str, name: &str, partitions: i32) {
+    let (addr, name) = (addr.to_string(), name.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut conn = RawConnection::connect(&addr).expect("connect for CreateTopics");
+        create_topic(&mut conn, &name, partitions);
+    })
+    .await
+    .expect("CreateTopics thread");
+}

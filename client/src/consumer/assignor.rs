@@ -241,7 +241,7 @@ fn previous_owners(
     claims
         .into_iter()
         .filter_map(|(partition, mut claimants)| {
-            claimants.sort_by(|a, b| b.0.cmp(&a.0));
+            claimants.sort_by_key(|claim| std::cmp::Reverse(claim.0));
             let winner = claimants[0];
             let tied = claimants.get(1).is_some_and(|second| second.0 == winner.0);
             (!tied).then(|| (partition, winner.1.to_string()))
@@ -272,7 +272,10 @@ fn sticky(
             let key = (topic.clone(), partition);
             match owners.get(&key) {
                 Some(owner) => {
-                    result.get_mut(owner).expect("owner is a member").insert(key);
+                    result
+                        .get_mut(owner)
+                        .expect("owner is a member")
+                        .insert(key);
                 }
                 None => unassigned.push(key),
             }
@@ -326,7 +329,10 @@ fn sticky(
                     .filter(|m| m.subscribes_to(&key.0) && load(result, m) + 1 < from_load)
                     .min_by_key(|m| (load(result, m), position[m.member_id.as_str()]));
                 if let Some(to) = to {
-                    result.get_mut(&from.member_id).expect("member").remove(&key);
+                    result
+                        .get_mut(&from.member_id)
+                        .expect("member")
+                        .remove(&key);
                     result.get_mut(&to.member_id).expect("member").insert(key);
                     moved = true;
                     break 'search;
@@ -373,7 +379,11 @@ mod tests {
         }
     }
 
-    fn owning(mut m: MemberSubscription, generation: i32, owned: &[(&str, i32)]) -> MemberSubscription {
+    fn owning(
+        mut m: MemberSubscription,
+        generation: i32,
+        owned: &[(&str, i32)],
+    ) -> MemberSubscription {
         m.subscription.generation_id = generation;
         for (topic, partition) in owned {
             m.subscription
@@ -433,16 +443,27 @@ mod tests {
         let result = AssignmentStrategy::Range.assign(&members, &counts(&[("t1", 3), ("t2", 2)]));
         assert_eq!(
             flat(&result),
-            expect(&[("c0", &["t10"]), ("c1", &["t11", "t20", "t21"]), ("c2", &["t12"])])
+            expect(&[
+                ("c0", &["t10"]),
+                ("c1", &["t11", "t20", "t21"]),
+                ("c2", &["t12"])
+            ])
         );
     }
 
     #[test]
     fn range_with_more_members_than_partitions_leaves_the_last_ones_empty() {
         // Three members, two partitions: the third member gets an empty assignment, not none.
-        let members = [member("a", &["t"]), member("b", &["t"]), member("c", &["t"])];
+        let members = [
+            member("a", &["t"]),
+            member("b", &["t"]),
+            member("c", &["t"]),
+        ];
         let result = AssignmentStrategy::Range.assign(&members, &counts(&[("t", 2)]));
-        assert_eq!(flat(&result), expect(&[("a", &["t0"]), ("b", &["t1"]), ("c", &[])]));
+        assert_eq!(
+            flat(&result),
+            expect(&[("a", &["t0"]), ("b", &["t1"]), ("c", &[])])
+        );
     }
 
     #[test]
@@ -466,7 +487,10 @@ mod tests {
             AssignmentStrategy::RoundRobin.assign(&members, &counts(&[("t1", 3), ("t2", 3)]));
         assert_eq!(
             flat(&result),
-            expect(&[("c0", &["t10", "t12", "t21"]), ("c1", &["t11", "t20", "t22"])])
+            expect(&[
+                ("c0", &["t10", "t12", "t21"]),
+                ("c1", &["t11", "t20", "t22"])
+            ])
         );
     }
 
@@ -482,7 +506,11 @@ mod tests {
             AssignmentStrategy::RoundRobin.assign(&members, &counts(&[("t1", 3), ("t2", 2)]));
         assert_eq!(
             flat(&result),
-            expect(&[("c0", &["t10"]), ("c1", &["t11", "t20", "t21"]), ("c2", &["t12"])])
+            expect(&[
+                ("c0", &["t10"]),
+                ("c1", &["t11", "t20", "t21"]),
+                ("c2", &["t12"])
+            ])
         );
     }
 
@@ -496,7 +524,11 @@ mod tests {
             AssignmentStrategy::CooperativeSticky,
         ] {
             let result = strategy.assign(&members, &counts(&[("t", 2)]));
-            assert_eq!(flat(&result), expect(&[("a", &["t0", "t1"])]), "{strategy:?}");
+            assert_eq!(
+                flat(&result),
+                expect(&[("a", &["t0", "t1"])]),
+                "{strategy:?}"
+            );
             assert!(strategy.assign(&[], &counts(&[("t", 2)])).is_empty());
         }
     }
@@ -511,7 +543,11 @@ mod tests {
                     .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
             })
             .collect();
-        assert_eq!(all.len(), loads.iter().sum::<usize>(), "a partition twice: {result:?}");
+        assert_eq!(
+            all.len(),
+            loads.iter().sum::<usize>(),
+            "a partition twice: {result:?}"
+        );
         assert_eq!(all.len(), total, "{result:?}");
         assert!(
             loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1,
@@ -522,7 +558,11 @@ mod tests {
     #[test]
     fn sticky_first_assignment_is_balanced() {
         // No one owns anything: 12 partitions over 3 members, 4 each.
-        let members = [member("a", &["t"]), member("b", &["t"]), member("c", &["t"])];
+        let members = [
+            member("a", &["t"]),
+            member("b", &["t"]),
+            member("c", &["t"]),
+        ];
         let result = AssignmentStrategy::CooperativeSticky.assign(&members, &counts(&[("t", 12)]));
         assert_balanced_and_complete(&result, 12);
     }
@@ -538,10 +578,17 @@ mod tests {
         ];
         let first = AssignmentStrategy::CooperativeSticky.assign(&members, &counts(&[("t", 12)]));
         assert_eq!(first["a"].partition_count(), 4);
-        assert_eq!(first["b"].partition_count(), 0, "withheld while a still owns them");
+        assert_eq!(
+            first["b"].partition_count(),
+            0,
+            "withheld while a still owns them"
+        );
         assert_eq!(first["c"].partition_count(), 0);
         // Second round: a owns its 4, b and c own nothing yet; the other 8 are free now.
-        let kept: Vec<(&str, i32)> = first["a"].partitions["t"].iter().map(|p| ("t", *p)).collect();
+        let kept: Vec<(&str, i32)> = first["a"].partitions["t"]
+            .iter()
+            .map(|p| ("t", *p))
+            .collect();
         let members = [
             owning(member("a", &["t"]), 2, &kept),
             owning(member("b", &["t"]), 2, &[]),
@@ -556,14 +603,25 @@ mod tests {
     fn sticky_keeps_survivors_partitions_when_a_member_leaves() {
         // c leaves: a and b keep their 4 each and split c's 4 between them.
         let members = [
-            owning(member("a", &["t"]), 3, &[("t", 0), ("t", 1), ("t", 2), ("t", 3)]),
-            owning(member("b", &["t"]), 3, &[("t", 4), ("t", 5), ("t", 6), ("t", 7)]),
+            owning(
+                member("a", &["t"]),
+                3,
+                &[("t", 0), ("t", 1), ("t", 2), ("t", 3)],
+            ),
+            owning(
+                member("b", &["t"]),
+                3,
+                &[("t", 4), ("t", 5), ("t", 6), ("t", 7)],
+            ),
         ];
         let result = AssignmentStrategy::CooperativeSticky.assign(&members, &counts(&[("t", 12)]));
         assert_balanced_and_complete(&result, 12);
         for (member, range) in [("a", 0..4), ("b", 4..8)] {
             for p in range {
-                assert!(result[member].partitions["t"].contains(&p), "{member} lost t{p}");
+                assert!(
+                    result[member].partitions["t"].contains(&p),
+                    "{member} lost t{p}"
+                );
             }
         }
     }
@@ -577,7 +635,10 @@ mod tests {
             owning(member("c", &["t"]), 5, &[("t", 1)]),
         ];
         let owners = previous_owners(&ordered_members(&members), &counts(&[("t", 3)]));
-        assert_eq!(owners.get(&("t".to_string(), 0)).map(String::as_str), Some("a"));
+        assert_eq!(
+            owners.get(&("t".to_string(), 0)).map(String::as_str),
+            Some("a")
+        );
         assert_eq!(owners.get(&("t".to_string(), 1)), None);
     }
 
@@ -606,13 +667,19 @@ mod tests {
             AssignmentStrategy::RoundRobin,
             AssignmentStrategy::CooperativeSticky,
         ] {
-            assert_eq!(AssignmentStrategy::from_name(strategy.name()), Some(strategy));
+            assert_eq!(
+                AssignmentStrategy::from_name(strategy.name()),
+                Some(strategy)
+            );
         }
         assert_eq!(AssignmentStrategy::from_name("sticky"), None);
         assert_eq!(
             AssignmentStrategy::CooperativeSticky.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        assert_eq!(AssignmentStrategy::Range.rebalance_protocol(), RebalanceProtocol::Eager);
+        assert_eq!(
+            AssignmentStrategy::Range.rebalance_protocol(),
+            RebalanceProtocol::Eager
+        );
     }
 }

@@ -3,12 +3,10 @@
 
 use protocol::ErrorCode;
 
-pub const OFFSET_METADATA_TOO_LARGE: ErrorCode = ErrorCode(12);
 pub const COORDINATOR_LOAD_IN_PROGRESS: ErrorCode = ErrorCode(14);
 pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = ErrorCode(15);
 pub const NOT_COORDINATOR: ErrorCode = ErrorCode(16);
 pub const ILLEGAL_GENERATION: ErrorCode = ErrorCode(22);
-pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode = ErrorCode(23);
 pub const UNKNOWN_MEMBER_ID: ErrorCode = ErrorCode(25);
 pub const REBALANCE_IN_PROGRESS: ErrorCode = ErrorCode(27);
 pub const GROUP_AUTHORIZATION_FAILED: ErrorCode = ErrorCode(30);

@@ -166,9 +166,8 @@ impl ConsumerConfig {
 
     /// Rejects settings that cannot work together, as the Java client does.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting: &'static str, reason: String| {
-            Err(ConfigError::Invalid { setting, reason })
-        };
+        let invalid =
+            |setting: &'static str, reason: String| Err(ConfigError::Invalid { setting, reason });
         if self.bootstrap_servers.is_empty() {
             return invalid("bootstrap_servers", "no server given".into());
         }
@@ -277,9 +276,14 @@ mod tests {
         let mut config = ConsumerConfig::new("a:9092");
         config.partition_assignment_strategy = vec![AssignmentStrategy::CooperativeSticky];
         assert_eq!(config.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        config.partition_assignment_strategy.push(AssignmentStrategy::RoundRobin);
+        config
+            .partition_assignment_strategy
+            .push(AssignmentStrategy::RoundRobin);
         assert_eq!(config.rebalance_protocol(), RebalanceProtocol::Eager);
-        assert_eq!("error".parse::<AutoOffsetReset>().unwrap(), AutoOffsetReset::None);
+        assert_eq!(
+            "error".parse::<AutoOffsetReset>().unwrap(),
+            AutoOffsetReset::None
+        );
         assert!("newest".parse::<AutoOffsetReset>().is_err());
     }
 }

@@ -16,6 +16,7 @@
 //! - A trailing partial batch (cut by the fetch byte limit) is ignored; the
 //!   next fetch starts at it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -57,7 +58,9 @@ impl RecordError {
     /// The offset one past the batch that failed: where to `seek` to skip it.
     pub fn next_offset(&self) -> Option<i64> {
         match self {
-            RecordError::UnsupportedCompression { last_offset, .. } => Some(last_offset + 1),
+            RecordError::UnsupportedCompression { last_offset, .. } => {
+                Some(last_offset.saturating_add(1))
+            }
             _ => None,
         }
     }
@@ -68,14 +71,15 @@ impl RecordError {
 pub struct DecodeOutcome {
     /// Where the next fetch of this partition starts: one past the last whole
     /// batch decoded, or the fetch offset when there was none. When `error`
-    /// is set, the start of the failed batch (never below the fetch offset).
+    /// is set, no further than the start of the failed batch.
     pub next_offset: i64,
-    /// The batch that stopped decoding; the records before it were decoded.
+    /// The batch that stopped decoding (its offset, never below the fetch
+    /// offset); the records before it were decoded.
     pub error: Option<(i64, RecordError)>,
 }
 
-/// Decodes every whole batch of `record_set`, appending the records at or
-/// above `fetch_offset` to `out`.
+/// Decodes every whole batch of `record_set` at once, appending the records
+/// at or above `fetch_offset` to `out`.
 pub fn decode_record_set(
     topic: &Arc<str>,
     partition: i32,
@@ -84,81 +88,268 @@ pub fn decode_record_set(
     check_crcs: bool,
     out: &mut Vec<ConsumerRecord>,
 ) -> DecodeOutcome {
-    let mut next_offset = fetch_offset;
-    for batch in protocol::batch::batches(record_set) {
-        let header = match BatchHeader::new(&batch) {
-            Ok(header) => header,
-            Err(_) => break,
+    let mut records = FetchedRecords::prepare(fetch_offset, record_set, check_crcs);
+    records.read_into(topic, partition, fetch_offset, usize::MAX, out);
+    DecodeOutcome {
+        next_offset: records.next_offset,
+        error: records.error,
+    }
+}
+
+/// One batch ready to be read: header fields, and the records section
+/// (decompressed if it was compressed).
+#[derive(Debug, Clone)]
+struct PreparedBatch {
+    base_offset: i64,
+    last_offset_delta: i32,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    log_append_time: bool,
+    leader_epoch: Option<i32>,
+    records_count: i32,
+    section: Bytes,
+}
+
+/// A partition's fetched records: prepared batch by batch when the fetch
+/// arrives (CRC checked, decompressed, control batches and batches wholly
+/// below the fetch offset dropped), then read record by record, straight
+/// into the vector `poll` returns, as many at a time as `poll` wants. A
+/// record is materialised once, where the application gets it.
+#[derive(Debug, Clone)]
+pub struct FetchedRecords {
+    batches: VecDeque<PreparedBatch>,
+    /// Read position within the front batch's section.
+    position: usize,
+    /// Records of the front batch read so far.
+    read_in_batch: i32,
+    /// Offset delta of the last record read in the front batch.
+    previous_delta: i32,
+    /// Where the next fetch starts once every batch is read (see
+    /// [`DecodeOutcome::next_offset`]).
+    pub next_offset: i64,
+    /// What stopped preparing or reading, with the offset where it stopped;
+    /// set once every record before it was read.
+    pub error: Option<(i64, RecordError)>,
+    pending_error: Option<(i64, RecordError)>,
+    /// Bytes held by decompressed sections (beyond the fetched bytes).
+    pub decompressed_bytes: usize,
+}
+
+impl FetchedRecords {
+    /// Checks and decompresses every whole batch of `record_set`; records
+    /// themselves are parsed later, by `read_into`.
+    pub fn prepare(fetch_offset: i64, record_set: &Bytes, check_crcs: bool) -> FetchedRecords {
+        let mut prepared = FetchedRecords {
+            batches: VecDeque::new(),
+            position: 0,
+            read_in_batch: 0,
+            previous_delta: -1,
+            next_offset: fetch_offset,
+            error: None,
+            pending_error: None,
+            decompressed_bytes: 0,
         };
-        let base_offset = header.base_offset();
-        // Saturating: a hostile base offset must not overflow.
-        let last_offset = base_offset.saturating_add(i64::from(header.last_offset_delta()));
-        let fail = |error: RecordError| DecodeOutcome {
-            next_offset,
-            error: Some((base_offset.max(fetch_offset), error)),
-        };
-        let validated = if check_crcs {
-            header.validate()
-        } else {
-            validate_without_crc(&header)
-        };
-        if let Err(e) = validated {
-            return fail(RecordError::CorruptBatch {
-                base_offset,
-                reason: e.to_string(),
-            });
-        }
-        if last_offset < fetch_offset || header.is_control() {
-            next_offset = next_offset.max(last_offset + 1);
-            continue;
-        }
-        let codec = match header.compression() {
-            BatchCompression::None => None,
-            BatchCompression::Lz4 => Some(Compression::Lz4),
-            BatchCompression::Zstd => Some(Compression::Zstd),
-            BatchCompression::Gzip => {
-                return fail(unsupported("gzip", base_offset, last_offset));
+        for batch in protocol::batch::batches(record_set) {
+            let header = match BatchHeader::new(&batch) {
+                Ok(header) => header,
+                Err(_) => break,
+            };
+            let base_offset = header.base_offset();
+            // Saturating: a hostile base offset must not overflow.
+            let last_offset = base_offset.saturating_add(i64::from(header.last_offset_delta()));
+            let at = base_offset.max(fetch_offset);
+            let validated = if header.last_offset_delta() == i32::MAX {
+                // `BatchHeader::validate` adds one to this in i32 (an
+                // overflow); no real batch comes near it.
+                Err(format!("last offset delta {} is impossible", i32::MAX))
+            } else if check_crcs {
+                header.validate().map_err(|e| e.to_string())
+            } else {
+                validate_without_crc(&header)
+            };
+            if let Err(reason) = validated {
+                prepared.stop(
+                    at,
+                    RecordError::CorruptBatch {
+                        base_offset,
+                        reason,
+                    },
+                );
+                break;
             }
-            BatchCompression::Snappy => {
-                return fail(unsupported("snappy", base_offset, last_offset));
+            if last_offset < fetch_offset || header.is_control() {
+                prepared.next_offset = prepared.next_offset.max(last_offset.saturating_add(1));
+                continue;
             }
-            BatchCompression::Unknown(bits) => {
-                return fail(unsupported(
-                    &format!("unknown codec {bits}"),
-                    base_offset,
-                    last_offset,
-                ));
-            }
-        };
-        let section = match codec {
-            None => batch.slice(BATCH_HEADER_BYTES..header.total_bytes()),
-            Some(codec) => {
-                match decompress(codec, &batch[BATCH_HEADER_BYTES..header.total_bytes()]) {
-                    Ok(plain) => Bytes::from(plain),
-                    Err(e) => {
-                        return fail(RecordError::Decompression {
-                            codec: codec.name(),
-                            base_offset,
-                            reason: e.to_string(),
-                        })
+            let codec = match header.compression() {
+                BatchCompression::None => None,
+                BatchCompression::Lz4 => Some(Compression::Lz4),
+                BatchCompression::Zstd => Some(Compression::Zstd),
+                BatchCompression::Gzip => {
+                    prepared.stop(at, unsupported("gzip", base_offset, last_offset));
+                    break;
+                }
+                BatchCompression::Snappy => {
+                    prepared.stop(at, unsupported("snappy", base_offset, last_offset));
+                    break;
+                }
+                BatchCompression::Unknown(bits) => {
+                    let codec = format!("unknown codec {bits}");
+                    prepared.stop(at, unsupported(&codec, base_offset, last_offset));
+                    break;
+                }
+            };
+            let section = match codec {
+                None => batch.slice(BATCH_HEADER_BYTES..header.total_bytes()),
+                Some(codec) => {
+                    match decompress(codec, &batch[BATCH_HEADER_BYTES..header.total_bytes()]) {
+                        Ok(plain) => {
+                            prepared.decompressed_bytes += plain.len();
+                            Bytes::from(plain)
+                        }
+                        Err(e) => {
+                            let error = RecordError::Decompression {
+                                codec: codec.name(),
+                                base_offset,
+                                reason: e.to_string(),
+                            };
+                            prepared.stop(at, error);
+                            break;
+                        }
                     }
                 }
-            }
-        };
-        let before = out.len();
-        if let Err(reason) = decode_records(topic, partition, fetch_offset, &header, &section, out)
-        {
-            out.truncate(before);
-            return fail(RecordError::MalformedRecord {
+            };
+            prepared.batches.push_back(PreparedBatch {
                 base_offset,
-                reason,
+                last_offset_delta: header.last_offset_delta(),
+                base_timestamp: header.base_timestamp(),
+                max_timestamp: header.max_timestamp(),
+                log_append_time: header.is_log_append_time(),
+                leader_epoch: Some(header.partition_leader_epoch()).filter(|e| *e >= 0),
+                records_count: header.records_count(),
+                section,
             });
+            prepared.next_offset = prepared.next_offset.max(last_offset.saturating_add(1));
         }
-        next_offset = next_offset.max(last_offset + 1);
+        if prepared.batches.is_empty() {
+            prepared.error = prepared.pending_error.take();
+        }
+        prepared
     }
-    DecodeOutcome {
-        next_offset,
-        error: None,
+
+    /// Records the failure that ends the batches: the next fetch must not
+    /// start past it, and it is reported once the batches before it are read.
+    fn stop(&mut self, at: i64, error: RecordError) {
+        self.next_offset = self.next_offset.min(at);
+        self.pending_error = Some((at, error));
+    }
+
+    /// Where a fetch continuing after these records starts: `next_offset`,
+    /// unless they end in an error (which comes first).
+    pub fn resume_offset(&self) -> Option<i64> {
+        (self.error.is_none() && self.pending_error.is_none()).then_some(self.next_offset)
+    }
+
+    /// Whether every record has been read.
+    pub fn is_exhausted(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// At most how many records are left (for sizing the output).
+    pub fn remaining_records(&self) -> usize {
+        let total: i64 = self
+            .batches
+            .iter()
+            .map(|b| i64::from(b.records_count.max(0)))
+            .sum();
+        (total - i64::from(self.read_in_batch)).max(0) as usize
+    }
+
+    /// Parses up to `max` records at or above `min_offset` into `out` and
+    /// returns how many it appended. A malformed record ends the reading:
+    /// the records before it stay in `out`, `error` says where it stopped.
+    pub fn read_into(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        min_offset: i64,
+        max: usize,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> usize {
+        let mut appended = 0;
+        // Offsets handed out only ever grow, even if a broker sent batches
+        // out of order.
+        let mut floor = min_offset;
+        while appended < max {
+            let Some(batch) = self.batches.front() else {
+                break;
+            };
+            if self.read_in_batch >= batch.records_count {
+                self.next_batch();
+                continue;
+            }
+            match read_record(batch, &mut self.position, &mut self.previous_delta) {
+                Ok(record) => {
+                    self.read_in_batch += 1;
+                    let offset = batch
+                        .base_offset
+                        .saturating_add(i64::from(record.offset_delta));
+                    if offset < floor {
+                        continue;
+                    }
+                    floor = offset.saturating_add(1);
+                    out.push(ConsumerRecord {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        timestamp: if batch.log_append_time {
+                            batch.max_timestamp
+                        } else {
+                            batch.base_timestamp.wrapping_add(record.timestamp_delta)
+                        },
+                        timestamp_type: if batch.log_append_time {
+                            TimestampType::LogAppendTime
+                        } else {
+                            TimestampType::CreateTime
+                        },
+                        key: record.key,
+                        value: record.value,
+                        headers: record.headers,
+                        leader_epoch: batch.leader_epoch,
+                    });
+                    appended += 1;
+                }
+                Err(reason) => {
+                    let base_offset = batch.base_offset;
+                    let at = out
+                        .last()
+                        .filter(|r| appended > 0 && r.partition == partition)
+                        .map_or(base_offset.max(min_offset), |r| r.offset.saturating_add(1));
+                    self.batches.clear();
+                    self.pending_error = None;
+                    self.next_offset = at;
+                    self.error = Some((
+                        at,
+                        RecordError::MalformedRecord {
+                            base_offset,
+                            reason,
+                        },
+                    ));
+                    return appended;
+                }
+            }
+        }
+        if self.batches.is_empty() && self.error.is_none() {
+            self.error = self.pending_error.take();
+        }
+        appended
+    }
+
+    fn next_batch(&mut self) {
+        self.batches.pop_front();
+        self.position = 0;
+        self.read_in_batch = 0;
+        self.previous_delta = -1;
     }
 }
 
@@ -178,7 +369,10 @@ fn validate_without_crc(header: &BatchHeader<'_>) -> Result<(), String> {
     }
     let records_count = header.records_count();
     let last_offset_delta = header.last_offset_delta();
-    if last_offset_delta < 0 || records_count < 0 || records_count > last_offset_delta + 1 {
+    if last_offset_delta < 0
+        || records_count < 0
+        || i64::from(records_count) > i64::from(last_offset_delta) + 1
+    {
         return Err(format!(
             "last offset delta {last_offset_delta} does not fit records count {records_count}"
         ));
@@ -186,92 +380,70 @@ fn validate_without_crc(header: &BatchHeader<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses the records section of one batch. Positions index `section`; every
-/// field is a `Bytes` slice of it.
-fn decode_records(
-    topic: &Arc<str>,
-    partition: i32,
-    fetch_offset: i64,
-    header: &BatchHeader<'_>,
-    section: &Bytes,
-    out: &mut Vec<ConsumerRecord>,
-) -> Result<(), &'static str> {
-    let base_offset = header.base_offset();
-    let last_offset_delta = header.last_offset_delta();
-    let base_timestamp = header.base_timestamp();
-    let log_append_time = header.is_log_append_time();
-    let max_timestamp = header.max_timestamp();
-    let timestamp_type = if log_append_time {
-        TimestampType::LogAppendTime
-    } else {
-        TimestampType::CreateTime
-    };
-    let leader_epoch = Some(header.partition_leader_epoch()).filter(|e| *e >= 0);
-    let records_count = header.records_count();
-    out.reserve(records_count.max(0) as usize);
+/// One record's fields, before the batch's offsets and timestamps apply.
+struct RawRecord {
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<Header>,
+}
+
+/// Parses the record at `position` of a batch's section; every field is a
+/// `Bytes` slice of the section.
+#[inline]
+fn read_record(
+    batch: &PreparedBatch,
+    position: &mut usize,
+    previous_delta: &mut i32,
+) -> Result<RawRecord, &'static str> {
+    let section = &batch.section;
     let buf: &[u8] = section;
-    let mut position = 0usize;
-    let mut previous_delta = -1i32;
-    for _ in 0..records_count {
-        let length = read_varint(buf, &mut position)?;
-        if length < 0 {
-            return Err("negative record length");
+    let length = read_varint(buf, position)?;
+    if length < 0 {
+        return Err("negative record length");
+    }
+    let start = *position;
+    let end = start
+        .checked_add(length as usize)
+        .filter(|end| *end <= buf.len())
+        .ok_or("record past the end of the batch")?;
+    // Record attributes: unused since magic 2.
+    *position += 1;
+    let timestamp_delta = read_varlong(buf, position)?;
+    let offset_delta = read_varint(buf, position)?;
+    if offset_delta <= *previous_delta || offset_delta > batch.last_offset_delta {
+        return Err("offset delta out of order or past the last offset delta");
+    }
+    *previous_delta = offset_delta;
+    let key = read_nullable(section, position, end)?;
+    let value = read_nullable(section, position, end)?;
+    let header_count = read_varint(buf, position)?;
+    if header_count < 0 {
+        return Err("negative header count");
+    }
+    let mut headers = Vec::new();
+    for _ in 0..header_count {
+        if *position >= end {
+            return Err("header past the end of the record");
         }
-        let start = position;
-        let end = start
-            .checked_add(length as usize)
-            .filter(|end| *end <= buf.len())
-            .ok_or("record past the end of the batch")?;
-        // Record attributes: unused since magic 2.
-        position += 1;
-        let timestamp_delta = read_varlong(buf, &mut position)?;
-        let offset_delta = read_varint(buf, &mut position)?;
-        if offset_delta <= previous_delta || offset_delta > last_offset_delta {
-            return Err("offset delta out of order or past the last offset delta");
-        }
-        previous_delta = offset_delta;
-        let key = read_nullable(section, &mut position, end)?;
-        let value = read_nullable(section, &mut position, end)?;
-        let header_count = read_varint(buf, &mut position)?;
-        if header_count < 0 {
-            return Err("negative header count");
-        }
-        let mut headers = Vec::new();
-        for _ in 0..header_count {
-            if position >= end {
-                return Err("header past the end of the record");
-            }
-            let name = read_nullable(section, &mut position, end)?.ok_or("null header key")?;
-            let value = read_nullable(section, &mut position, end)?;
-            headers.push(Header {
-                key: String::from_utf8_lossy(&name).into_owned(),
-                value,
-            });
-        }
-        if position != end {
-            return Err("record length does not match its fields");
-        }
-        let offset = base_offset.saturating_add(i64::from(offset_delta));
-        if offset < fetch_offset {
-            continue;
-        }
-        out.push(ConsumerRecord {
-            topic: topic.clone(),
-            partition,
-            offset,
-            timestamp: if log_append_time {
-                max_timestamp
-            } else {
-                base_timestamp.wrapping_add(timestamp_delta)
-            },
-            timestamp_type,
-            key,
+        let name = read_nullable(section, position, end)?.ok_or("null header key")?;
+        let value = read_nullable(section, position, end)?;
+        headers.push(Header {
+            key: String::from_utf8_lossy(&name).into_owned(),
             value,
-            headers,
-            leader_epoch,
         });
     }
-    Ok(())
+    if *position != end {
+        return Err("record length does not match its fields");
+    }
+    Ok(RawRecord {
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        headers,
+    })
 }
 
 #[inline]
@@ -420,7 +592,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn uncompressed_records_keep_their_fields_and_slice_the_fetched_bytes() {
+    fn uncompressed_records_keep_their_fields() {
         // Offsets, timestamps, keys, values, headers and the leader epoch come back as written.
         let batch = encode_batch(
             10,
@@ -465,9 +637,97 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn keys_and_values_are_slices_of_the_fetched_bytes_not_copies() {
+        // Zero copy: every key and value of an uncompressed batch points into the record set.
+        let topic: Arc<str> = Arc::from("t");
+        let set = encode_batch(
+            0,
+            2,
+            &[record(0, "a"), record(1, "bb"), record(2, "ccc")],
+            0,
+            false,
+        );
+        let range = set.as_ptr() as usize..set.as_ptr() as usize + set.len();
+        let mut out = Vec::new();
+        decode_record_set(&topic, 0, 0, &set, true, &mut out);
+        assert_eq!(out.len(), 3);
+        for record in &out {
+            for field in [&record.key, &record.value] {
+                let field = field.as_ref().unwrap();
+                assert!(
+                    range.contains(&(field.as_ptr() as usize)),
+                    "copied: {field:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reading_in_pieces_resumes_where_it_stopped_across_batches() {
+        // poll takes max_poll_records at a time: 4 reads of at most 3 give offsets 2..10 once, in order.
+        let topic: Arc<str> = Arc::from("t");
+        let first = encode_batch(
+            0,
+            4,
+            &(0..5).map(|i| record(i, "x")).collect::<Vec<_>>(),
+            0,
+            false,
+        );
+        let second = encode_batch(
+            5,
+            4,
+            &(0..5).map(|i| record(i, "y")).collect::<Vec<_>>(),
+            3,
+            false,
+        );
+        let set = Bytes::from([first, second].concat());
+        let mut records = FetchedRecords::prepare(2, &set, true);
+        assert_eq!(records.next_offset, 10);
+        let mut out = Vec::new();
+        let mut reads = Vec::new();
+        let mut min_offset = 2;
+        while !records.is_exhausted() {
+            let got = records.read_into(&topic, 0, min_offset, 3, &mut out);
+            reads.push(got);
+            if let Some(last) = out.last() {
+                min_offset = last.offset + 1;
+            }
+        }
+        assert_eq!(offsets(&out), (2..10).collect::<Vec<_>>());
+        assert_eq!(reads, [3, 3, 2]);
+        assert!(records.error.is_none());
+    }
+
+    #[test]
+    fn a_malformed_record_after_good_ones_stops_reading_there() {
+        // The good batch's records are returned; the error marks where reading stopped.
+        let topic: Arc<str> = Arc::from("t");
+        let good = encode_batch(0, 1, &[record(0, "a"), record(1, "b")], 0, false);
+        let mut bad = encode_batch(2, 0, &[record(0, "abc")], 0, false).to_vec();
+        bad[BATCH_HEADER_BYTES] = 2;
+        let crc = crc32c::crc32c(&bad[21..]);
+        bad[17..21].copy_from_slice(&crc.to_be_bytes());
+        let set = Bytes::from([good.to_vec(), bad].concat());
+        let mut records = FetchedRecords::prepare(0, &set, true);
+        let mut out = Vec::new();
+        records.read_into(&topic, 0, 0, 100, &mut out);
+        assert_eq!(offsets(&out), [0, 1]);
+        assert!(records.is_exhausted());
+        assert_eq!(records.next_offset, 2);
+        assert!(matches!(
+            records.error,
+            Some((2, RecordError::MalformedRecord { base_offset: 2, .. }))
+        ));
+    }
+
+    #[test]
     fn lz4_and_zstd_batches_decode_like_uncompressed_ones() {
         // The codec changes the bytes on the wire, not the records read back.
-        let records = || (0..50).map(|i| record(i, "payload payload payload")).collect::<Vec<_>>();
+        let records = || {
+            (0..50)
+                .map(|i| record(i, "payload payload payload"))
+                .collect::<Vec<_>>()
+        };
         let plain = decode(0, &[encode_batch(0, 49, &records(), 0, false)]).0;
         for codec in [3, 4] {
             let (decoded, outcome) = decode(0, &[encode_batch(0, 49, &records(), codec, false)]);
@@ -481,7 +741,13 @@ pub(crate) mod tests {
         // Records before the undecodable batch are kept; the error names the codec and where to skip to.
         for (bits, name) in [(1, "gzip"), (2, "snappy")] {
             let first = encode_batch(0, 1, &[record(0, "a"), record(1, "b")], 0, false);
-            let second = encode_batch(2, 2, &[record(0, "c"), record(1, "d"), record(2, "e")], bits, false);
+            let second = encode_batch(
+                2,
+                2,
+                &[record(0, "c"), record(1, "d"), record(2, "e")],
+                bits,
+                false,
+            );
             let (records, outcome) = decode(0, &[first, second]);
             assert_eq!(offsets(&records), [0, 1]);
             assert_eq!(outcome.next_offset, 2);
@@ -513,7 +779,13 @@ pub(crate) mod tests {
     #[test]
     fn compacted_batch_with_gaps_yields_survivors_and_moves_past_its_last_offset_delta() {
         // records_count < last_offset_delta + 1: offsets 100, 103, 104 survive of 100..=109.
-        let batch = encode_batch(100, 9, &[record(0, "a"), record(3, "b"), record(4, "c")], 0, false);
+        let batch = encode_batch(
+            100,
+            9,
+            &[record(0, "a"), record(3, "b"), record(4, "c")],
+            0,
+            false,
+        );
         let (records, outcome) = decode(100, &[batch]);
         assert_eq!(offsets(&records), [100, 103, 104]);
         assert_eq!(outcome.next_offset, 110);
@@ -522,8 +794,20 @@ pub(crate) mod tests {
     #[test]
     fn records_below_the_fetch_offset_are_skipped() {
         // The broker answers from the batch holding the fetch offset, which may start earlier.
-        let first = encode_batch(0, 4, &(0..5).map(|i| record(i, "x")).collect::<Vec<_>>(), 0, false);
-        let second = encode_batch(5, 4, &(0..5).map(|i| record(i, "y")).collect::<Vec<_>>(), 0, false);
+        let first = encode_batch(
+            0,
+            4,
+            &(0..5).map(|i| record(i, "x")).collect::<Vec<_>>(),
+            0,
+            false,
+        );
+        let second = encode_batch(
+            5,
+            4,
+            &(0..5).map(|i| record(i, "y")).collect::<Vec<_>>(),
+            0,
+            false,
+        );
         let (records, outcome) = decode(7, &[first.clone(), second.clone()]);
         assert_eq!(offsets(&records), [7, 8, 9]);
         assert_eq!(outcome.next_offset, 10);
@@ -577,10 +861,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_last_offset_delta_of_i32_max_is_corrupt_not_an_overflow() {
+        // A hostile header at the integer limits is rejected, with and without CRC checks.
+        let mut raw = encode_batch(i64::MAX - 1, 0, &[record(0, "a")], 0, false).to_vec();
+        raw[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&raw[21..]);
+        raw[17..21].copy_from_slice(&crc.to_be_bytes());
+        let set = Bytes::from(raw);
+        for check_crcs in [true, false] {
+            let topic: Arc<str> = Arc::from("t");
+            let mut out = Vec::new();
+            let outcome = decode_record_set(&topic, 0, 0, &set, check_crcs, &mut out);
+            assert!(out.is_empty());
+            assert!(
+                matches!(outcome.error, Some((_, RecordError::CorruptBatch { .. }))),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_the_decoder() {
         // Bytes from the network never cause a panic, whatever they are.
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let valid = encode_batch(0, 2, &[record(0, "a"), record(1, "b"), record(2, "c")], 0, false);
+        let valid = encode_batch(
+            0,
+            2,
+            &[record(0, "a"), record(1, "b"), record(2, "c")],
+            0,
+            false,
+        );
         for round in 0..2_000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;

@@ -75,7 +75,9 @@ pub enum PollError {
     #[error("{topic}-{partition} has no committed offset and auto_offset_reset is none")]
     NoOffset { topic: String, partition: i32 },
     /// `auto_offset_reset` is `None` and the position is outside the log.
-    #[error("offset {offset} of {topic}-{partition} is out of range and auto_offset_reset is none")]
+    #[error(
+        "offset {offset} of {topic}-{partition} is out of range and auto_offset_reset is none"
+    )]
     OffsetOutOfRange {
         topic: String,
         partition: i32,
@@ -98,10 +100,30 @@ pub enum PollError {
         partition: i32,
         code: ErrorCode,
     },
+    /// ListOffsets (for a reset) failed with an error retrying does not fix.
+    #[error("looking up the {policy} offset of {topic}-{partition} failed with {code}")]
+    ListOffsets {
+        topic: String,
+        partition: i32,
+        policy: &'static str,
+        code: ErrorCode,
+    },
+    /// Reading the committed offsets of newly assigned partitions failed
+    /// with an error retrying does not fix.
+    #[error(transparent)]
+    Committed(#[from] OffsetFetchError),
     #[error(transparent)]
     Group(#[from] GroupError),
     #[error("the consumer is closed")]
     Closed,
+}
+
+/// Why `seek`, `pause` or `resume` refused: the partition is not assigned
+/// to this consumer.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AssignmentError {
+    #[error("{topic}-{partition} is not assigned to this consumer")]
+    NotAssigned { topic: String, partition: i32 },
 }
 
 /// Why a commit failed. Nothing is committed for the partitions in question;
@@ -126,7 +148,10 @@ pub enum CommitError {
     /// Retriable errors (coordinator moving or loading, connection trouble)
     /// lasted past the deadline (`default_api_timeout`).
     #[error("commit not confirmed within {waited:?}; last error: {last_error}")]
-    Timeout { waited: Duration, last_error: String },
+    Timeout {
+        waited: Duration,
+        last_error: String,
+    },
     /// An async commit's single attempt failed with a retriable error.
     #[error("async commit failed (not retried): {reason}")]
     Failed { reason: String },
@@ -148,7 +173,10 @@ pub enum OffsetFetchError {
         code: ErrorCode,
     },
     #[error("committed offsets not read within {waited:?}; last error: {last_error}")]
-    Timeout { waited: Duration, last_error: String },
+    Timeout {
+        waited: Duration,
+        last_error: String,
+    },
     #[error(transparent)]
     Group(#[from] GroupError),
 }

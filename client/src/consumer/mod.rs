@@ -1,0 +1,1238 @@
+//! The consumer: [`Consumer::subscribe`] in a group (partitions assigned by
+//! the group's leader, rebalanced as members come and go) or
+//! [`Consumer::assign`] without one; [`Consumer::poll`] returns records,
+//! commits go to the group coordinator.
+//!
+//! - [`config`]: [`ConsumerConfig`] and [`AutoOffsetReset`].
+//! - [`record`]: [`ConsumerRecord`], [`ConsumerRecords`], [`TopicPartition`],
+//!   [`OffsetAndMetadata`].
+//! - [`listener`]: [`RebalanceListener`], called from `poll` on rebalances.
+//! - [`assignor`]: range, round-robin and cooperative-sticky assignment.
+//! - [`codec`]: Kafka's consumer protocol (subscription and assignment bytes).
+//! - [`decode`]: record batches to records (lz4, zstd, control batches,
+//!   compacted batches).
+//! - [`error`]: one error enum per operation.
+//! - `coordinator`: finding the group coordinator and talking to it; the
+//!   group state shared with the heartbeat task.
+//! - `membership`: JoinGroup/SyncGroup (and the leader's assignment),
+//!   heartbeats, LeaveGroup.
+//! - `offsets`: OffsetCommit and OffsetFetch.
+//! - `fetcher`: one fetch in flight per broker, decoding off the caller's
+//!   task, a bounded buffer of fetched records.
+//! - `state`: positions, pauses and pending resets per assigned partition.
+//! - `list_offsets`: log start and end offsets for resets.
+//!
+//! # Threading
+//!
+//! A `Consumer` is used from one task (`&mut self`). Behind it run a
+//! heartbeat task (while in a group), one fetch task per broker with a
+//! fetch in flight, and short lookups (committed offsets, ListOffsets,
+//! metadata). None of them touch the assignment: `poll` applies what they
+//! found, and calls the rebalance listener, on the caller's task.
+
+pub mod assignor;
+pub mod codec;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod listener;
+pub mod record;
+
+mod codes;
+mod coordinator;
+mod fetcher;
+mod list_offsets;
+mod membership;
+mod offsets;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::connection::ConnectionConfig;
+
+pub use assignor::{AssignmentStrategy, RebalanceProtocol};
+pub use config::{AutoOffsetReset, ConsumerConfig};
+pub use decode::RecordError;
+pub use error::{
+    AssignmentError, CommitError, ConsumerConnectError, GroupError, OffsetFetchError, PollError,
+    SubscribeError,
+};
+pub use fetcher::{FETCH_BUFFER_BYTES_MAX, FETCH_VERSIONS};
+pub use listener::{RebalanceContext, RebalanceListener};
+pub use record::{
+    ConsumerRecord, ConsumerRecords, Header, OffsetAndMetadata, TimestampType, TopicPartition,
+};
+
+use coordinator::{Group, Member, Phase};
+use fetcher::Fetcher;
+use list_offsets::ListedOffset;
+use membership::{JoinFailure, JoinPlan, Joined};
+use state::{AssignmentState, OffsetReset};
+
+type JoinFuture = Pin<Box<dyn Future<Output = Result<Joined, JoinFailure>> + Send>>;
+
+/// How the consumer gets its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    None,
+    Subscribed(BTreeSet<String>),
+    Assigned,
+}
+
+/// What a background lookup found.
+enum Background {
+    Committed {
+        result: Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, OffsetFetchError>,
+    },
+    Listed {
+        results: BTreeMap<TopicPartition, (OffsetReset, ListedOffset)>,
+    },
+    Metadata {
+        result: Result<(), String>,
+    },
+}
+
+/// What ended a wait in `poll`.
+enum Woken {
+    Other,
+    Background(Background),
+    Joined(Result<Joined, JoinFailure>),
+}
+
+/// A Kafka consumer. See the module docs and `docs/client.md`.
+pub struct Consumer {
+    config: Arc<ConsumerConfig>,
+    cluster: Arc<Cluster>,
+    group: Option<Arc<Group>>,
+    mode: Mode,
+    assignment: AssignmentState,
+    fetcher: Fetcher,
+    listener: Option<Box<dyn RebalanceListener>>,
+    /// The join round under way, driven across `poll` calls.
+    join: Option<JoinFuture>,
+    join_result: Option<Result<Joined, JoinFailure>>,
+    /// As group leader: the partition counts of the last assignment.
+    leader_partition_counts: Option<BTreeMap<String, i32>>,
+    background: JoinSet<Background>,
+    committed_lookup_in_flight: bool,
+    list_offsets_in_flight: bool,
+    metadata_refresh_in_flight: bool,
+    /// When the metadata is due for its periodic refresh.
+    next_metadata_refresh: Instant,
+    /// No metadata request before this (backoff between attempts).
+    metadata_retry_at: Instant,
+    next_auto_commit: Instant,
+    auto_commit_in_flight: Option<JoinHandle<Result<(), CommitError>>>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("bootstrap_servers", &self.config.bootstrap_servers)
+            .field("group_id", &self.config.group_id)
+            .field("mode", &self.mode)
+            .field("assignment", &self.assignment.partitions())
+            .finish()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Stops the heartbeat task; fetch and lookup tasks end with their JoinSets.
+        if let Some(group) = &self.group {
+            group.stop.cancel();
+        }
+    }
+}
+
+impl Consumer {
+    /// Reaches the cluster and, with a `group_id`, starts the heartbeat task
+    /// (it heartbeats once the consumer has joined).
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ConsumerConnectError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let cluster = Arc::new(
+            Cluster::connect(ClusterConfig {
+                bootstrap_servers: config.bootstrap_servers.clone(),
+                connection: ConnectionConfig {
+                    client_id: config.client_id.clone(),
+                    connect_timeout: config.connect_timeout,
+                    request_timeout: config.request_timeout,
+                    frame_bytes_max: protocol::frame::FRAME_BYTES_MAX_DEFAULT,
+                    in_flight_requests_max: crate::connection::IN_FLIGHT_REQUESTS_MAX_DEFAULT,
+                },
+                allow_auto_topic_creation: config.allow_auto_create_topics,
+            })
+            .await?,
+        );
+        let group = config.group_id.clone().map(|group_id| {
+            let group = Arc::new(Group::new(group_id, config.clone(), cluster.clone()));
+            tokio::spawn(membership::heartbeat_loop(group.clone()));
+            group
+        });
+        let now = Instant::now();
+        Ok(Consumer {
+            fetcher: Fetcher::new(cluster.clone(), config.clone()),
+            config: config.clone(),
+            cluster,
+            group,
+            mode: Mode::None,
+            assignment: AssignmentState::default(),
+            listener: None,
+            join: None,
+            join_result: None,
+            leader_partition_counts: None,
+            background: JoinSet::new(),
+            committed_lookup_in_flight: false,
+            list_offsets_in_flight: false,
+            metadata_refresh_in_flight: false,
+            next_metadata_refresh: now,
+            metadata_retry_at: now,
+            next_auto_commit: now + config.auto_commit_interval,
+            auto_commit_in_flight: None,
+        })
+    }
+
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// Subscribes to `topics` in the consumer's group. The next `poll` joins
+    /// the group (or rejoins it, if the topics changed). Replaces an
+    /// assignment made with `assign`.
+    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), SubscribeError> {
+        let Some(group) = self.group.clone() else {
+            return Err(SubscribeError::NoGroupId);
+        };
+        let topics: BTreeSet<String> = topics.iter().map(|t| t.as_ref().to_string()).collect();
+        if topics.iter().any(String::is_empty) {
+            return Err(SubscribeError::EmptyTopicName);
+        }
+        if self.mode == Mode::Assigned {
+            self.assignment.clear();
+            self.fetcher.clear_buffer();
+        }
+        if self.mode != Mode::Subscribed(topics.clone()) {
+            // Also while a join round is under way: it carries the old
+            // topics, so another round follows it.
+            group.state().rejoin_needed = Some("the subscription changed".into());
+        }
+        self.mode = Mode::Subscribed(topics);
+        self.next_metadata_refresh = Instant::now();
+        Ok(())
+    }
+
+    /// `subscribe` with a listener for rebalances (replacing any earlier one).
+    pub fn subscribe_with_listener<S: AsRef<str>>(
+        &mut self,
+        topics: &[S],
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<(), SubscribeError> {
+        self.subscribe(topics)?;
+        self.listener = Some(Box::new(listener));
+        Ok(())
+    }
+
+    /// Takes exactly these partitions, without group membership. With a
+    /// `group_id`, they start at their committed offsets (and commits go to
+    /// that group); otherwise by `auto_offset_reset`. Leaves the group if
+    /// the consumer was subscribed.
+    pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
+        if partitions.iter().any(|tp| tp.topic.is_empty()) {
+            return Err(SubscribeError::EmptyTopicName);
+        }
+        if matches!(self.mode, Mode::Subscribed(_)) {
+            self.unsubscribe().await;
+        }
+        let keep: BTreeSet<&TopicPartition> = partitions.iter().collect();
+        let dropped: Vec<TopicPartition> = self
+            .assignment
+            .partitions()
+            .into_iter()
+            .filter(|tp| !keep.contains(tp))
+            .collect();
+        self.assignment.remove(&dropped);
+        let committed = self.group.is_some();
+        self.assignment
+            .add(partitions, committed, self.reset_policy());
+        self.mode = if partitions.is_empty() {
+            Mode::None
+        } else {
+            Mode::Assigned
+        };
+        self.next_metadata_refresh = Instant::now();
+        Ok(())
+    }
+
+    /// Leaves the group (after committing, with auto-commit, and the
+    /// listener's revocation callback) or drops the manual assignment.
+    pub async fn unsubscribe(&mut self) {
+        if matches!(self.mode, Mode::Subscribed(_)) {
+            self.leave_group("the consumer unsubscribed", true).await;
+        }
+        self.assignment.clear();
+        self.fetcher.clear_buffer();
+        self.mode = Mode::None;
+    }
+
+    /// The partitions assigned to this consumer right now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.partitions()
+    }
+
+    /// The subscribed topics (empty when not subscribed).
+    pub fn subscription(&self) -> Vec<String> {
+        match &self.mode {
+            Mode::Subscribed(topics) => topics.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The group generation and member id, while the consumer is in one.
+    pub fn group_generation(&self) -> Option<(i32, String)> {
+        let group = self.group.as_ref()?;
+        let state = group.state();
+        (state.phase == Phase::Stable).then(|| (state.generation_id, state.member_id.clone()))
+    }
+
+    /// The offset of the next record `poll` returns for `partition`, once
+    /// known (after the committed offset or reset was looked up).
+    pub fn position(&self, partition: &TopicPartition) -> Option<i64> {
+        self.assignment
+            .get(partition)
+            .and_then(|s| s.position)
+            .map(|p| p.offset)
+    }
+
+    /// The high watermark of `partition` in the last fetch response.
+    pub fn high_watermark(&self, partition: &TopicPartition) -> Option<i64> {
+        self.assignment
+            .get(partition)
+            .and_then(|s| s.high_watermark)
+    }
+
+    /// Moves the position of an assigned partition: the next `poll` returns
+    /// records from `offset` (records buffered from elsewhere are dropped).
+    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
+        self.assigned_mut(partition)?.seek(offset);
+        Ok(())
+    }
+
+    /// Moves the positions to the log start offset.
+    pub fn seek_to_beginning(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), AssignmentError> {
+        self.seek_to(partitions, OffsetReset::Earliest)
+    }
+
+    /// Moves the positions to the log end offset.
+    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.seek_to(partitions, OffsetReset::Latest)
+    }
+
+    fn seek_to(
+        &mut self,
+        partitions: &[TopicPartition],
+        reset: OffsetReset,
+    ) -> Result<(), AssignmentError> {
+        for tp in partitions {
+            self.assigned_mut(tp)?;
+        }
+        for tp in partitions {
+            let state = self.assigned_mut(tp)?;
+            state.awaiting_committed = false;
+            state.reset = Some(reset);
+            state.retry_at = None;
+        }
+        Ok(())
+    }
+
+    /// Stops returning (and fetching) records of these partitions until
+    /// `resume`; their records already fetched are kept for then. Pausing
+    /// does not give partitions up, and survives a rebalance only for
+    /// partitions the member keeps.
+    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.set_paused(partitions, true)
+    }
+
+    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.set_paused(partitions, false)
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.assignment
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    fn set_paused(
+        &mut self,
+        partitions: &[TopicPartition],
+        paused: bool,
+    ) -> Result<(), AssignmentError> {
+        for tp in partitions {
+            self.assigned_mut(tp)?;
+        }
+        for tp in partitions {
+            self.assigned_mut(tp)?.paused = paused;
+        }
+        Ok(())
+    }
+
+    fn assigned_mut(
+        &mut self,
+        partition: &TopicPartition,
+    ) -> Result<&mut state::PartitionState, AssignmentError> {
+        self.assignment
+            .get_mut(partition)
+            .ok_or_else(|| AssignmentError::NotAssigned {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+            })
+    }
+
+    fn reset_policy(&self) -> Option<OffsetReset> {
+        match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => Some(OffsetReset::Earliest),
+            AutoOffsetReset::Latest => Some(OffsetReset::Latest),
+            AutoOffsetReset::None => None,
+        }
+    }
+
+    /// Returns the records fetched since the last call, at most
+    /// `max_poll_records`, waiting up to `timeout` for some to arrive. It
+    /// also does the group work: joining and rejoining (calling the
+    /// rebalance listener), looking up committed offsets for new
+    /// partitions, and auto-committing.
+    ///
+    /// Records are handed out in offset order per partition, and the
+    /// partition's position moves past them: a commit of the positions
+    /// (`commit_sync`, or auto-commit) covers exactly what `poll` returned.
+    /// Before returning, the next fetches are sent, so data arrives while
+    /// the application processes this batch.
+    ///
+    /// Let `poll` run to completion (bound it with `timeout`, not by
+    /// dropping its future): dropped in the middle of a rebalance, it may
+    /// leave the rebalance half applied until the group rebalances again.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
+        if self.mode == Mode::None {
+            return Err(PollError::NotSubscribed);
+        }
+        let deadline = Instant::now() + timeout;
+        self.fetcher.drain_finished(&mut self.assignment);
+        while let Some(done) = self.background.try_join_next() {
+            self.background_done(done)?;
+        }
+        loop {
+            if let Some(group) = &self.group {
+                // Waiting inside poll counts as polling (max_poll_interval).
+                group.state().last_poll = Instant::now();
+            }
+            self.maybe_auto_commit().await;
+            if matches!(self.mode, Mode::Subscribed(_)) {
+                self.drive_group().await?;
+            }
+            self.start_background_work();
+            if let Some(tp) = self.partition_without_position() {
+                return Err(PollError::NoOffset {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                });
+            }
+            let records = self.fetcher.collect(
+                &mut self.assignment,
+                self.config.max_poll_records,
+                self.config.auto_offset_reset,
+            )?;
+            self.fetcher
+                .send_fetches(&self.assignment, &self.cluster.metadata());
+            if !records.is_empty() {
+                return Ok(ConsumerRecords::from_vec(records));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(ConsumerRecords::default());
+            }
+            match self.wait(self.wake_at(deadline)).await {
+                Woken::Other => {}
+                Woken::Background(done) => self.background_outcome(done)?,
+                Woken::Joined(result) => self.join_result = Some(result),
+            }
+        }
+    }
+
+    /// A partition with no position and nothing that would give it one:
+    /// no committed offset and no reset policy.
+    fn partition_without_position(&self) -> Option<TopicPartition> {
+        self.assignment
+            .iter()
+            .find(|(_, s)| s.position.is_none() && !s.awaiting_committed && s.reset.is_none())
+            .map(|(tp, _)| tp.clone())
+    }
+
+    /// The earliest time something needs `poll`'s attention besides the
+    /// events it waits on: the deadline, the next auto-commit, the end of a
+    /// backoff.
+    fn wake_at(&self, deadline: Instant) -> Instant {
+        let mut wake = deadline;
+        if self.config.auto_commit() {
+            wake = wake.min(self.next_auto_commit);
+        }
+        let now = Instant::now();
+        // A long poll with nothing to wake it still counts as polling: come
+        // round the loop well within max_poll_interval.
+        wake = wake.min(now + self.config.max_poll_interval / 2);
+        // Only backoffs still running: one that has passed either let its
+        // partition be fetched already or waits on something else.
+        for (_, state) in self.assignment.iter() {
+            if let Some(at) = state.retry_at.filter(|at| *at > now) {
+                wake = wake.min(at);
+            }
+        }
+        if self.fetcher.metadata_refresh_needed
+            && !self.metadata_refresh_in_flight
+            && self.metadata_retry_at > now
+        {
+            wake = wake.min(self.metadata_retry_at);
+        }
+        wake.max(now)
+    }
+
+    async fn wait(&mut self, wake_at: Instant) -> Woken {
+        let Consumer {
+            fetcher,
+            assignment,
+            group,
+            join,
+            background,
+            ..
+        } = self;
+        let group_event = async {
+            match group {
+                Some(group) => group.events.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let join_done = async {
+            match join.as_mut() {
+                Some(join) => join.await,
+                None => std::future::pending().await,
+            }
+        };
+        let background_done = async {
+            match background.join_next().await {
+                Some(done) => done,
+                None => std::future::pending().await,
+            }
+        };
+        let woken = tokio::select! {
+            _ = fetcher.wait_for_fetch(assignment) => Woken::Other,
+            result = join_done => Woken::Joined(result),
+            done = background_done => match done {
+                Ok(outcome) => Woken::Background(outcome),
+                Err(e) => {
+                    tracing::error!(error = %e, "consumer background task failed");
+                    Woken::Other
+                }
+            },
+            _ = group_event => Woken::Other,
+            _ = tokio::time::sleep_until(wake_at) => Woken::Other,
+        };
+        if matches!(woken, Woken::Joined(_)) {
+            self.join = None;
+        }
+        woken
+    }
+
+    fn background_done(
+        &mut self,
+        done: Result<Background, tokio::task::JoinError>,
+    ) -> Result<(), PollError> {
+        match done {
+            Ok(outcome) => self.background_outcome(outcome),
+            Err(e) => {
+                tracing::error!(error = %e, "consumer background task failed");
+                self.committed_lookup_in_flight = false;
+                self.list_offsets_in_flight = false;
+                self.metadata_refresh_in_flight = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies what a lookup found to the partitions still waiting for it.
+    fn background_outcome(&mut self, outcome: Background) -> Result<(), PollError> {
+        match outcome {
+            Background::Metadata { result } => {
+                self.metadata_refresh_in_flight = false;
+                match result {
+                    Ok(()) => {
+                        self.fetcher.metadata_refresh_needed = false;
+                        self.next_metadata_refresh = Instant::now() + self.config.metadata_max_age;
+                        self.check_partition_counts();
+                    }
+                    Err(reason) => tracing::debug!(%reason, "metadata refresh failed"),
+                }
+                Ok(())
+            }
+            Background::Committed { result } => {
+                self.committed_lookup_in_flight = false;
+                let committed = match result {
+                    Ok(committed) => committed,
+                    Err(OffsetFetchError::Timeout { waited, last_error }) => {
+                        tracing::debug!(?waited, %last_error, "committed offsets not read yet; retrying");
+                        let retry_at = Instant::now() + self.config.retry_backoff;
+                        for (_, state) in self.assignment.iter_mut() {
+                            if state.awaiting_committed {
+                                state.retry_at = Some(retry_at);
+                            }
+                        }
+                        return Ok(());
+                    }
+                    Err(error) => return Err(PollError::Committed(error)),
+                };
+                let reset = self.reset_policy();
+                for (tp, offset) in committed {
+                    let Some(state) = self.assignment.get_mut(&tp) else {
+                        continue;
+                    };
+                    if !state.awaiting_committed {
+                        continue;
+                    }
+                    state.awaiting_committed = false;
+                    match offset {
+                        Some(offset) => {
+                            state.position = Some(state::Position {
+                                offset: offset.offset,
+                                leader_epoch: offset.leader_epoch,
+                            });
+                        }
+                        // Without a reset policy the partition stays without
+                        // a position, which `poll` reports until a seek.
+                        None => state.reset = reset,
+                    }
+                }
+                Ok(())
+            }
+            Background::Listed { results } => {
+                self.list_offsets_in_flight = false;
+                let retry_at = Instant::now() + self.config.retry_backoff;
+                for (tp, (reset, result)) in results {
+                    let Some(state) = self.assignment.get_mut(&tp) else {
+                        continue;
+                    };
+                    if state.reset != Some(reset) {
+                        continue;
+                    }
+                    match result {
+                        Ok((offset, leader_epoch)) => {
+                            state.reset = None;
+                            state.position = Some(state::Position {
+                                offset,
+                                leader_epoch,
+                            });
+                        }
+                        Err(code) if codes::needs_metadata_refresh(code) || code.is_retriable() => {
+                            self.fetcher.metadata_refresh_needed = true;
+                            state.retry_at = Some(retry_at);
+                        }
+                        Err(code) => {
+                            state.retry_at = Some(retry_at);
+                            return Err(PollError::ListOffsets {
+                                topic: tp.topic,
+                                partition: tp.partition,
+                                policy: match reset {
+                                    OffsetReset::Earliest => "earliest",
+                                    OffsetReset::Latest => "latest",
+                                },
+                                code,
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the lookups the partitions need (committed offsets, resets)
+    /// and a metadata refresh when one is due; each runs in the background
+    /// and is applied by `poll` when it ends.
+    fn start_background_work(&mut self) {
+        let now = Instant::now();
+        let refresh_due = self.fetcher.metadata_refresh_needed || now >= self.next_metadata_refresh;
+        if refresh_due && !self.metadata_refresh_in_flight && now >= self.metadata_retry_at {
+            let mut topics: BTreeSet<String> = self
+                .assignment
+                .iter()
+                .map(|(tp, _)| tp.topic.clone())
+                .collect();
+            if let Mode::Subscribed(subscribed) = &self.mode {
+                topics.extend(subscribed.iter().cloned());
+            }
+            if topics.is_empty() {
+                self.fetcher.metadata_refresh_needed = false;
+            } else {
+                self.metadata_refresh_in_flight = true;
+                self.metadata_retry_at = now + self.config.retry_backoff;
+                let cluster = self.cluster.clone();
+                let topics: Vec<String> = topics.into_iter().collect();
+                self.background.spawn(async move {
+                    Background::Metadata {
+                        result: cluster
+                            .refresh_metadata(&topics)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                    }
+                });
+            }
+        }
+        if !self.committed_lookup_in_flight {
+            if let Some(group) = self.group.clone() {
+                let awaiting: Vec<TopicPartition> = self
+                    .assignment
+                    .iter()
+                    .filter(|(_, s)| s.awaiting_committed && s.retry_at.is_none_or(|at| at <= now))
+                    .map(|(tp, _)| tp.clone())
+                    .collect();
+                if !awaiting.is_empty() {
+                    self.committed_lookup_in_flight = true;
+                    let timeout = self.config.default_api_timeout;
+                    self.background.spawn(async move {
+                        Background::Committed {
+                            result: offsets::fetch_committed(&group, &awaiting, timeout).await,
+                        }
+                    });
+                }
+            }
+        }
+        if !self.list_offsets_in_flight {
+            let resets: Vec<(TopicPartition, OffsetReset)> = self
+                .assignment
+                .iter()
+                .filter(|(_, s)| s.retry_at.is_none_or(|at| at <= now))
+                .filter_map(|(tp, s)| s.reset.map(|reset| (tp.clone(), reset)))
+                .collect();
+            if !resets.is_empty() {
+                self.list_offsets_in_flight = true;
+                let cluster = self.cluster.clone();
+                let give_up_at = now + self.config.request_timeout;
+                self.background.spawn(async move {
+                    let metadata = cluster.metadata();
+                    let listed =
+                        list_offsets::list_offsets(&cluster, &metadata, &resets, give_up_at).await;
+                    let resets: BTreeMap<TopicPartition, OffsetReset> =
+                        resets.into_iter().collect();
+                    Background::Listed {
+                        results: listed
+                            .into_iter()
+                            .map(|(tp, result)| {
+                                let reset = resets[&tp];
+                                (tp, (reset, result))
+                            })
+                            .collect(),
+                    }
+                });
+            }
+        }
+    }
+
+    /// As leader: a subscribed topic whose partition count changed since
+    /// the last assignment calls for a new one.
+    fn check_partition_counts(&mut self) {
+        let (Some(counts), Some(group), Mode::Subscribed(topics)) =
+            (&self.leader_partition_counts, &self.group, &self.mode)
+        else {
+            return;
+        };
+        let metadata = self.cluster.metadata();
+        let changed = topics.iter().find(|topic| {
+            let now = metadata.partition_count(topic);
+            now.is_some() && now != counts.get(*topic).copied()
+        });
+        if let Some(topic) = changed {
+            let mut state = group.state();
+            if state.phase == Phase::Stable {
+                tracing::info!(%topic, "partition count changed; rebalancing");
+                state.rejoin_needed = Some(format!("the partition count of {topic} changed"));
+            }
+        }
+    }
+
+    /// Acts on what the heartbeat task recorded and on a finished join
+    /// round, and starts a new round when one is needed.
+    async fn drive_group(&mut self) -> Result<(), PollError> {
+        let group = self
+            .group
+            .clone()
+            .expect("subscribed consumers have a group");
+        let (fatal, lost) = {
+            let mut state = group.state();
+            (state.fatal.take(), state.membership_lost.take())
+        };
+        if let Some(error) = fatal {
+            return Err(PollError::Group(error));
+        }
+        if let Some(reason) = lost {
+            let owned = self.assignment.partitions();
+            tracing::warn!(group = %group.group_id, %reason, partitions = owned.len(), "lost the group membership; partitions lost");
+            self.lose_partitions(owned);
+        }
+        if self.join_result.is_none() {
+            if let Some(join) = self.join.as_mut() {
+                if let Some(result) = join.now_or_never() {
+                    self.join = None;
+                    self.join_result = Some(result);
+                }
+            }
+        }
+        if let Some(result) = self.join_result.take() {
+            self.join_completed(&group, result).await?;
+        }
+        let needs_join = {
+            let state = group.state();
+            state.phase == Phase::Unjoined || state.rejoin_needed.is_some()
+        };
+        if needs_join && self.join.is_none() {
+            self.start_join(&group).await;
+        }
+        Ok(())
+    }
+
+    async fn start_join(&mut self, group: &Arc<Group>) {
+        let Mode::Subscribed(topics) = &self.mode else {
+            return;
+        };
+        let topics: Vec<String> = topics.iter().cloned().collect();
+        let reason = group.state().rejoin_needed.take();
+        tracing::debug!(group = %group.group_id, reason = reason.as_deref().unwrap_or("joining"), "starting a join round");
+        let cooperative = self.config.rebalance_protocol() == RebalanceProtocol::Cooperative;
+        let mut commit = BTreeMap::new();
+        if !cooperative && !self.assignment.is_empty() {
+            // Eager: give up every partition before rejoining.
+            let owned = self.assignment.partitions();
+            commit = self.revoke(&owned, true);
+            self.assignment.clear();
+            self.fetcher.clear_buffer();
+        }
+        let mut owned: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        if cooperative {
+            for tp in self.assignment.partitions() {
+                owned.entry(tp.topic).or_default().push(tp.partition);
+            }
+        }
+        let owned_generation = {
+            let mut state = group.state();
+            state.phase = Phase::Joining;
+            if owned.is_empty() {
+                -1
+            } else {
+                state.generation_id
+            }
+        };
+        let plan = JoinPlan {
+            topics,
+            owned,
+            owned_generation,
+        };
+        self.join = Some(Box::pin(membership::join(group.clone(), plan)));
+        // The JoinGroup goes out when `poll` next waits, behind this commit
+        // on the coordinator connection: the next owners start from it.
+        self.commit_for_rebalance(group, commit).await;
+    }
+
+    async fn join_completed(
+        &mut self,
+        group: &Arc<Group>,
+        result: Result<Joined, JoinFailure>,
+    ) -> Result<(), PollError> {
+        let joined = match result {
+            Ok(joined) => joined,
+            Err(JoinFailure::Fatal(error)) => {
+                group.state().phase = Phase::Unjoined;
+                return Err(PollError::Group(error));
+            }
+            Err(JoinFailure::MembershipLost { code }) => {
+                group.state().phase = Phase::Unjoined;
+                let owned = self.assignment.partitions();
+                tracing::warn!(group = %group.group_id, %code, "membership lost while rejoining; partitions lost");
+                self.lose_partitions(owned);
+                return Ok(());
+            }
+        };
+        {
+            let mut state = group.state();
+            state.generation_id = joined.generation_id;
+            state.member_id = joined.member_id.clone();
+            state.phase = Phase::Stable;
+        }
+        // The heartbeat task may have heartbeated while we were away; the
+        // session is fresh after SyncGroup either way.
+        self.leader_partition_counts = joined.partition_counts.clone();
+        let assigned: BTreeSet<TopicPartition> = joined
+            .assignment
+            .partitions
+            .iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(topic.clone(), *p))
+            })
+            .collect();
+        let owned: BTreeSet<TopicPartition> = self.assignment.partitions().into_iter().collect();
+        let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
+        let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
+        let mut commit = BTreeMap::new();
+        if !revoked.is_empty() {
+            // Cooperative: give up only what moves, then rejoin so the
+            // leader can hand it to its new owner.
+            commit = self.revoke(&revoked, true);
+            self.assignment.remove(&revoked);
+            group.state().rejoin_needed = Some(format!("{} partition(s) revoked", revoked.len()));
+        }
+        self.assignment.add(&added, true, None);
+        assert_eq!(
+            self.assignment.partitions().len(),
+            assigned.len(),
+            "the assignment after a rebalance is exactly what the leader assigned"
+        );
+        tracing::info!(
+            group = %group.group_id,
+            generation = joined.generation_id,
+            protocol = joined.strategy.name(),
+            assigned = assigned.len(),
+            added = added.len(),
+            revoked = revoked.len(),
+            "rebalance complete"
+        );
+        let queued = self
+            .call_listener(|listener, context| listener.on_partitions_assigned(context, &added));
+        commit.extend(queued);
+        // Every state change is made; only the commits remain (the rejoin
+        // that hands the revoked partitions on waits for them).
+        self.commit_for_rebalance(group, commit).await;
+        Ok(())
+    }
+
+    /// Calls the listener for partitions about to be given up and returns
+    /// what must be committed before they go: their positions (with
+    /// auto-commit), overridden by whatever the listener queued. Changes
+    /// nothing itself; the caller removes the partitions.
+    fn revoke(
+        &mut self,
+        partitions: &[TopicPartition],
+        auto_commit: bool,
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        if partitions.is_empty() {
+            return BTreeMap::new();
+        }
+        let mut commit = if auto_commit && self.config.auto_commit() {
+            self.assignment.positions_of(partitions)
+        } else {
+            BTreeMap::new()
+        };
+        let queued = self
+            .call_listener(|listener, context| listener.on_partitions_revoked(context, partitions));
+        commit.extend(queued);
+        commit
+    }
+
+    /// Commits what a rebalance step needs committed, and waits for it. A
+    /// failure is logged: those records will be delivered again.
+    async fn commit_for_rebalance(
+        &mut self,
+        group: &Arc<Group>,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) {
+        if offsets.is_empty() {
+            return;
+        }
+        let member = self.commit_member(group).unwrap_or_else(|_| group.member());
+        if let Err(error) =
+            offsets::commit_sync(group, &offsets, &member, self.config.default_api_timeout).await
+        {
+            tracing::warn!(group = %group.group_id, %error, "commit during a rebalance failed; the records since the last commit will be delivered again");
+        }
+    }
+
+    /// Drops partitions the member no longer owns (no commit is possible).
+    fn lose_partitions(&mut self, partitions: Vec<TopicPartition>) {
+        if !partitions.is_empty() {
+            if let Some(mut listener) = self.listener.take() {
+                let mut context = RebalanceContext::new(&mut self.assignment);
+                listener.on_partitions_lost(&mut context, &partitions);
+                if context.commit.is_some() {
+                    tracing::debug!("dropping a commit queued while partitions were lost");
+                }
+                self.listener = Some(listener);
+            }
+        }
+        self.assignment.remove(&partitions);
+        self.fetcher.clear_buffer();
+    }
+
+    /// Calls the listener with a context on the assignment; returns the
+    /// commit it queued (empty if none).
+    fn call_listener(
+        &mut self,
+        call: impl FnOnce(&mut Box<dyn RebalanceListener>, &mut RebalanceContext<'_>),
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        let Some(mut listener) = self.listener.take() else {
+            return BTreeMap::new();
+        };
+        let queued = {
+            let mut context = RebalanceContext::new(&mut self.assignment);
+            call(&mut listener, &mut context);
+            context.commit
+        };
+        self.listener = Some(listener);
+        queued.unwrap_or_default()
+    }
+
+    /// Gives up the group membership: commit and revocation callback (when
+    /// in a generation), LeaveGroup (dynamic members only: a static member
+    /// keeps its place for its session timeout).
+    async fn leave_group(&mut self, reason: &str, auto_commit: bool) {
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        self.join = None;
+        self.join_result = None;
+        let phase = group.state().phase;
+        let owned = self.assignment.partitions();
+        if phase == Phase::Stable {
+            let commit = self.revoke(&owned, auto_commit);
+            self.assignment.clear();
+            self.fetcher.clear_buffer();
+            self.commit_for_rebalance(&group, commit).await;
+        } else if !owned.is_empty() {
+            self.lose_partitions(owned);
+        }
+        let member = group.member();
+        if self.config.group_instance_id.is_none() {
+            if let Err(error) = membership::leave(&group, &member, reason).await {
+                tracing::debug!(group = %group.group_id, ?error, "LeaveGroup failed");
+            }
+        }
+        let mut state = group.state();
+        state.phase = Phase::Unjoined;
+        state.generation_id = -1;
+        state.member_id.clear();
+        state.rejoin_needed = None;
+        state.membership_lost = None;
+    }
+
+    /// The identity commits carry: the generation for a subscribed
+    /// consumer, none for an assigned one.
+    fn commit_member(&self, group: &Group) -> Result<Member, CommitError> {
+        match self.mode {
+            Mode::Subscribed(_) => {
+                let member = group.member();
+                if member.generation_id < 0 || member.member_id.is_empty() {
+                    return Err(CommitError::Rebalanced {
+                        group: group.group_id.clone(),
+                        code: codes::REBALANCE_IN_PROGRESS,
+                    });
+                }
+                Ok(member)
+            }
+            _ => Ok(Member::standalone()),
+        }
+    }
+
+    /// Auto-commit: the positions (what `poll` returned) every
+    /// `auto_commit_interval`, sent without waiting for the answer. Skipped
+    /// while a rebalance runs, while the last one is unanswered, or while
+    /// the coordinator is being looked up (so auto-commits never overtake
+    /// or reorder other commits).
+    async fn maybe_auto_commit(&mut self) {
+        let now = Instant::now();
+        if !self.config.auto_commit() || now < self.next_auto_commit {
+            return;
+        }
+        let Some(group) = self.group.clone() else {
+            return;
+        };
+        self.next_auto_commit = now + self.config.auto_commit_interval;
+        if let Some(previous) = &self.auto_commit_in_flight {
+            if !previous.is_finished() {
+                return;
+            }
+        }
+        if let Some(previous) = self.auto_commit_in_flight.take() {
+            if let Ok(Err(error)) = previous.await {
+                tracing::warn!(group = %group.group_id, %error, "auto-commit failed");
+            }
+        }
+        if matches!(self.mode, Mode::Subscribed(_)) && group.state().phase != Phase::Stable {
+            return;
+        }
+        let offsets = self.assignment.positions();
+        if offsets.is_empty() {
+            return;
+        }
+        let Ok(member) = self.commit_member(&group) else {
+            return;
+        };
+        if group.coordinator_node().is_none() {
+            // Look the coordinator up in the background; commit next round.
+            self.next_auto_commit = now + self.config.retry_backoff;
+            let group = group.clone();
+            tokio::spawn(async move {
+                let _ = group.coordinator().await;
+            });
+            return;
+        }
+        let handle = offsets::commit_async(group, offsets, member).await;
+        self.auto_commit_in_flight = Some(handle);
+    }
+
+    /// Commits the positions of every assigned partition (what `poll` has
+    /// returned) and waits for the answer, retrying retriable errors up to
+    /// `default_api_timeout`.
+    pub async fn commit_sync(&mut self) -> Result<(), CommitError> {
+        let offsets = self.assignment.positions();
+        self.commit_offsets_sync(offsets).await
+    }
+
+    /// Commits the given offsets (each the offset of the *next* record to
+    /// read) and waits for the answer.
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<(), CommitError> {
+        let Some(group) = self.group.clone() else {
+            return Err(CommitError::NoGroupId);
+        };
+        let member = self.commit_member(&group)?;
+        offsets::commit_sync(&group, &offsets, &member, self.config.default_api_timeout).await
+    }
+
+    /// Sends a commit of the positions and returns at once with a future
+    /// of its outcome (one attempt, no retries). Commits, sync or async,
+    /// reach the coordinator in the order they were made.
+    pub async fn commit_async(&mut self) -> CommitFuture {
+        let offsets = self.assignment.positions();
+        self.commit_offsets_async(offsets).await
+    }
+
+    /// `commit_async` of the given offsets.
+    pub async fn commit_offsets_async(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> CommitFuture {
+        let Some(group) = self.group.clone() else {
+            return CommitFuture::ready(Err(CommitError::NoGroupId));
+        };
+        if offsets.is_empty() {
+            return CommitFuture::ready(Ok(()));
+        }
+        let member = match self.commit_member(&group) {
+            Ok(member) => member,
+            Err(error) => return CommitFuture::ready(Err(error)),
+        };
+        CommitFuture::running(offsets::commit_async(group, offsets, member).await)
+    }
+
+    /// The committed offsets of `partitions` in the consumer's group (`None`
+    /// where nothing is committed).
+    pub async fn committed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, OffsetFetchError> {
+        let Some(group) = self.group.clone() else {
+            return Err(OffsetFetchError::NoGroupId);
+        };
+        offsets::fetch_committed(&group, partitions, self.config.default_api_timeout).await
+    }
+
+    /// Closes the consumer: with auto-commit, commits the positions; calls
+    /// the listener's revocation callback; leaves the group (dynamic
+    /// members); stops the background tasks and closes the connections.
+    /// Returns the outcome of the final commit.
+    pub async fn close(mut self) -> Result<(), CommitError> {
+        let mut result = Ok(());
+        if let Some(group) = self.group.clone() {
+            if self.config.auto_commit() {
+                if let Some(previous) = self.auto_commit_in_flight.take() {
+                    let _ = previous.await;
+                }
+                let offsets = self.assignment.positions();
+                let committable = match &self.mode {
+                    Mode::Subscribed(_) => group.state().phase == Phase::Stable,
+                    Mode::Assigned => true,
+                    Mode::None => false,
+                };
+                if committable && !offsets.is_empty() {
+                    result = self.commit_offsets_sync(offsets).await;
+                }
+            }
+            if matches!(self.mode, Mode::Subscribed(_)) {
+                // The final commit is done: no second one while leaving.
+                self.leave_group("the consumer is being closed", false)
+                    .await;
+            }
+            group.stop.cancel();
+            group.coordinator_unknown(None, "consumer closed");
+        }
+        self.background.abort_all();
+        self.cluster.close();
+        result
+    }
+}
+
+/// The outcome of `commit_async`: await it, or drop it to ignore it (the
+/// commit still completes).
+pub struct CommitFuture {
+    state: CommitFutureState,
+}
+
+enum CommitFutureState {
+    Ready(Option<Result<(), CommitError>>),
+    Running(JoinHandle<Result<(), CommitError>>),
+}
+
+impl CommitFuture {
+    fn ready(result: Result<(), CommitError>) -> Self {
+        CommitFuture {
+            state: CommitFutureState::Ready(Some(result)),
+        }
+    }
+
+    fn running(handle: JoinHandle<Result<(), CommitError>>) -> Self {
+        CommitFuture {
+            state: CommitFutureState::Running(handle),
+        }
+    }
+}
+
+impl Future for CommitFuture {
+    type Output = Result<(), CommitError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            CommitFutureState::Ready(result) => {
+                Poll::Ready(result.take().expect("CommitFuture polled after completion"))
+            }
+            CommitFutureState::Running(handle) => match Pin::new(handle).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(result)) => Poll::Ready(result),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(CommitError::Closed)),
+            },
+        }
+    }
+}
