@@ -103,6 +103,7 @@ impl Stats {
     pub fn merge(&mut self, other: &Stats) {
         self.messages += other.messages;
         self.bytes += other.bytes;
+        self.last = self.last.max(other.last);
         self.errors += other.errors;
         self.latency
             .add(&other.latency)
@@ -174,6 +175,7 @@ mod tests {
         let mut b = Stats::new(t0 + Duration::from_secs(1));
         b.record(t0 + Duration::from_millis(1200), 50, None);
         a.merge(&b);
+        assert_eq!(a.last, Some(t0 + Duration::from_millis(1500)));
         assert_eq!(a.messages, 3);
         assert_eq!(a.bytes, 250);
         assert_eq!(a.timeline.len(), 2);

@@ -648,10 +648,86 @@ fn rdkafka_consume(
                 stats.errors += 1;
                 eprintln!("consume error: {e}");
             }
-            None => {}
+            None => {
+                // Idle: publish what is left so the count can complete.
+                if local.0 > 0 {
+                    run.stats
+                        .blocking_lock()
+                        .record_many(Instant::now(), local.0, local.1);
+                    local = (0, 0);
+                }
+            }
         }
     }
     Ok(stats)
+}
+
+/// Our consumer on its own runtime thread: the same contract as [`rdkafka_consume`].
+fn ours_consume(
+    common: &Common,
+    partitions: Vec<i32>,
+    from_beginning: bool,
+    latency: bool,
+    run: Arc<Run>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Stats> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut config = client::ConsumerConfig::new(&common.brokers);
+        config.enable_auto_commit = false;
+        let mut consumer = client::Consumer::connect(config).await?;
+        let assignment: Vec<client::TopicPartition> = partitions
+            .iter()
+            .map(|p| client::TopicPartition::new(common.topic.clone(), *p))
+            .collect();
+        consumer.assign(&assignment).await?;
+        if from_beginning {
+            consumer.seek_to_beginning(&assignment)?;
+        } else {
+            consumer.seek_to_end(&assignment)?;
+        }
+        let mut stats = Stats::new(run.started);
+        let mut last_seen = Instant::now();
+        let mut local = (0u64, 0u64);
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed)
+                || (from_beginning && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT)
+            {
+                break;
+            }
+            let records = match consumer.poll(Duration::from_millis(100)).await {
+                Ok(records) => records,
+                Err(e) => {
+                    stats.errors += 1;
+                    eprintln!("consume error: {e}");
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let now = Instant::now();
+            last_seen = now;
+            let wall = if latency { now_nanos() } else { 0 };
+            for record in &records {
+                let value = record.value.as_deref().unwrap_or_default();
+                let e2e = (latency && value.len() >= 8).then(|| {
+                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                    Duration::from_nanos(wall.saturating_sub(sent))
+                });
+                stats.record(now, value.len() as u64, e2e);
+                local.0 += 1;
+                local.1 += value.len() as u64;
+            }
+            // One shared update per poll: a poll returns many records.
+            run.stats.lock().await.record_many(now, local.0, local.1);
+            local = (0, 0);
+        }
+        let _ = consumer.close().await;
+        Ok(stats)
+    })
 }
 
 fn split_partitions(partitions: i32, consumers: usize) -> Vec<Vec<i32>> {
@@ -676,9 +752,6 @@ fn start_consumers(
     from_beginning: bool,
     latency: bool,
 ) -> anyhow::Result<Consumers> {
-    if common.client == ClientKind::Ours {
-        bail!("our client has no consumer yet; run consumers with --client rdkafka");
-    }
     let started = Instant::now();
     let run = Arc::new(Run {
         stats: Mutex::new(Stats::new(started)),
@@ -691,8 +764,13 @@ fn start_consumers(
         let common = common.clone();
         let run = run.clone();
         let stop = stop.clone();
-        handles.push(tokio::task::spawn_blocking(move || {
-            rdkafka_consume(&common, partitions, from_beginning, latency, run, stop)
+        handles.push(tokio::task::spawn_blocking(move || match common.client {
+            ClientKind::Ours => {
+                ours_consume(&common, partitions, from_beginning, latency, run, stop)
+            }
+            ClientKind::Rdkafka => {
+                rdkafka_consume(&common, partitions, from_beginning, latency, run, stop)
+            }
         }));
     }
     Ok(Consumers { stop, handles, run })
@@ -736,13 +814,8 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
 async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     check_message_size(&args.common)?;
     ensure_topic(&args.common).await?;
-    let mut consumer_common = args.common.clone();
-    if consumer_common.client == ClientKind::Ours {
-        eprintln!("end-to-end: consumers use librdkafka (our client has no consumer yet)");
-        consumer_common.client = ClientKind::Rdkafka;
-    }
     let Consumers { stop, handles, run } =
-        start_consumers(&consumer_common, args.consumers, false, true)?;
+        start_consumers(&args.common, args.consumers, false, true)?;
     // Let the consumers reach the end of the log before producing.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (produced, produce_elapsed) =
