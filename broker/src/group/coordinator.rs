@@ -1580,17 +1580,7 @@ impl<R> Coordinator<R> {
             }
             self.restore(group);
         }
-        while !records.is_empty() {
-            let rest = records.split_off(records.len().min(TOMBSTONES_PER_APPEND_MAX));
-            let chunk = std::mem::replace(&mut records, rest);
-            self.append(
-                None,
-                PendingWrite::Deletion { reply: None },
-                chunk,
-                now_ms,
-                out,
-            );
-        }
+        self.append_tombstones(records, now_ms, out);
     }
 
     /// Drops every group's committed offsets of a deleted topic, with tombstones.
@@ -1612,6 +1602,16 @@ impl<R> Coordinator<R> {
             self.bury_if_empty(&mut group, &mut records, now_ms);
             self.restore(group);
         }
+        self.append_tombstones(records, now_ms, out);
+    }
+
+    /// Writes tombstones in appends of bounded size, answering nobody.
+    fn append_tombstones(
+        &mut self,
+        mut records: Vec<OffsetsRecord>,
+        now_ms: i64,
+        out: &mut Vec<Command<R>>,
+    ) {
         while !records.is_empty() {
             let rest = records.split_off(records.len().min(TOMBSTONES_PER_APPEND_MAX));
             let chunk = std::mem::replace(&mut records, rest);
