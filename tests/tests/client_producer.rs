@@ -11,8 +11,6 @@ use client::{
     Acks, Compression, ProduceError, Producer, ProducerConfig, ProducerRecord, SendError,
 };
 use protocol::batch::{batches, decode_records, BatchHeader, DecodedRecord};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -61,20 +59,6 @@ fn rdkafka_config(addr: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", addr);
     config
-}
-
-async fn create_topic(addr: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = rdkafka_config(addr).create().unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.unwrap();
-    }
 }
 
 /// Consumes partition 0 of `topic` from the beginning until `expected` values arrived.
@@ -248,7 +232,7 @@ async fn keyed_records_land_on_the_partition_librdkafka_murmur2_random_picks() {
     const PARTITIONS: i32 = 7;
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
-    create_topic(&broker.addr, "murmur", PARTITIONS).await;
+    tests::create_topic_async(&broker.addr, "murmur", PARTITIONS).await;
     let keys: Vec<Vec<u8>> = (0..500)
         .map(|i| match i % 4 {
             0 => format!("key-{i}").into_bytes(),
