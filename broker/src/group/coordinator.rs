@@ -1572,10 +1572,7 @@ impl<R> Coordinator<R> {
                 if !expired.is_empty() {
                     tracing::info!(group = %group.group_id, expired = expired.len(), "expired committed offsets");
                 }
-                for tp in expired {
-                    group.offsets.remove(&tp);
-                    records.push(offset_tombstone(&group.group_id, &tp));
-                }
+                drop_offsets(&mut group, expired, &mut records);
                 self.bury_if_empty(&mut group, &mut records, now_ms);
             }
             self.restore(group);
@@ -1595,10 +1592,7 @@ impl<R> Coordinator<R> {
                 .filter(|tp| tp.topic == topic)
                 .cloned()
                 .collect();
-            for tp in deleted {
-                group.offsets.remove(&tp);
-                records.push(offset_tombstone(&group.group_id, &tp));
-            }
+            drop_offsets(&mut group, deleted, &mut records);
             self.bury_if_empty(&mut group, &mut records, now_ms);
             self.restore(group);
         }
@@ -2084,6 +2078,18 @@ fn group_metadata_record(group_id: &str, value: Option<GroupMetadataValue>) -> O
             group: group_id.to_string(),
         },
         value: value.map(RecordValue::GroupMetadata),
+    }
+}
+
+/// Forgets a group's committed offsets of `partitions`, with a tombstone for each.
+fn drop_offsets<R>(
+    group: &mut Group<R>,
+    partitions: Vec<TopicPartition>,
+    records: &mut Vec<OffsetsRecord>,
+) {
+    for tp in partitions {
+        group.offsets.remove(&tp);
+        records.push(offset_tombstone(&group.group_id, &tp));
     }
 }
 

@@ -381,23 +381,19 @@ pub fn offset_commit(
             _ => std::collections::HashMap::new(),
         };
         errors.extend(refused.iter().map(|(tp, e)| (tp.clone(), *e)));
-        let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-        for tp in &order {
+        let topics = by_topic(&order, |tp| {
             let error = errors.get(tp).copied().unwrap_or(NOT_COORDINATOR);
-            let partition = OffsetCommitResponsePartition::default()
+            OffsetCommitResponsePartition::default()
                 .with_partition_index(tp.partition)
-                .with_error_code(error.code());
-            match topics.last_mut() {
-                Some(topic) if topic.name.0.as_str() == tp.topic => {
-                    topic.partitions.push(partition)
-                }
-                _ => topics.push(
-                    OffsetCommitResponseTopic::default()
-                        .with_name(TopicName(str_bytes(tp.topic.clone())))
-                        .with_partitions(vec![partition]),
-                ),
-            }
-        }
+                .with_error_code(error.code())
+        })
+        .into_iter()
+        .map(|(name, partitions)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
         OffsetCommitResponse::default().with_topics(topics)
     };
     if commit.offsets.is_empty() {
@@ -756,23 +752,19 @@ pub fn offset_delete(
         let mut errors: std::collections::HashMap<TopicPartition, ErrorCode> =
             result.partitions.into_iter().collect();
         errors.extend(refused.iter().map(|(tp, e)| (tp.clone(), *e)));
-        let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
-        for tp in &order {
+        let topics = by_topic(&order, |tp| {
             let error = errors.get(tp).copied().unwrap_or(ErrorCode::NONE);
-            let partition = OffsetDeleteResponsePartition::default()
+            OffsetDeleteResponsePartition::default()
                 .with_partition_index(tp.partition)
-                .with_error_code(error.code());
-            match topics.last_mut() {
-                Some(topic) if topic.name.0.as_str() == tp.topic => {
-                    topic.partitions.push(partition)
-                }
-                _ => topics.push(
-                    OffsetDeleteResponseTopic::default()
-                        .with_name(TopicName(str_bytes(tp.topic.clone())))
-                        .with_partitions(vec![partition]),
-                ),
-            }
-        }
+                .with_error_code(error.code())
+        })
+        .into_iter()
+        .map(|(name, partitions)| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(TopicName(str_bytes(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
         OffsetDeleteResponse::default().with_topics(topics)
     };
     match broker.groups.offset_delete(&broker.topics, delete) {
@@ -787,4 +779,21 @@ pub fn offset_delete(
             ))
         }
     }
+}
+
+/// Groups per-partition answers by topic, in request order: consecutive
+/// partitions of one topic share an entry, as they came in the request.
+fn by_topic<P>(
+    order: &[TopicPartition],
+    mut answer: impl FnMut(&TopicPartition) -> P,
+) -> Vec<(String, Vec<P>)> {
+    let mut topics: Vec<(String, Vec<P>)> = Vec::new();
+    for tp in order {
+        let partition = answer(tp);
+        match topics.last_mut() {
+            Some((name, partitions)) if *name == tp.topic => partitions.push(partition),
+            _ => topics.push((tp.topic.clone(), vec![partition])),
+        }
+    }
+    topics
 }
