@@ -30,6 +30,28 @@ fn start_broker(dir: &std::path::Path) -> BrokerProcess {
     BrokerProcess::start(dir, &["--set", "group.min.session.timeout.ms=1000"]).unwrap()
 }
 
+/// A broker with `topic` holding `per_partition` numbered, uncompressed
+/// records in each of its `partitions`.
+async fn broker_with_numbered_topic(
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+) -> (tempfile::TempDir, BrokerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path());
+    tests::create_topic_async(&broker.addr, topic, partitions).await;
+    tests::produce_numbered(
+        &broker.addr,
+        topic,
+        partitions,
+        per_partition,
+        Compression::None,
+    )
+    .await
+    .unwrap();
+    (dir, broker)
+}
+
 fn group_config(addr: &str, group: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(addr).with_group(group);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
@@ -95,18 +117,7 @@ async fn subscribed_consumer_reads_every_record_once_in_order_and_commits_the_en
     // 4 partitions x 500 records: each offset exactly once, in order, with its value; the commit stores the end offsets.
     const PARTITIONS: i32 = 4;
     const PER_PARTITION: usize = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "orders", PARTITIONS).await;
-    tests::produce_numbered(
-        &broker.addr,
-        "orders",
-        PARTITIONS,
-        PER_PARTITION,
-        Compression::None,
-    )
-    .await
-    .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("orders", PARTITIONS, PER_PARTITION).await;
     let mut config = group_config(&broker.addr, "readers");
     config.max_poll_records = 300;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -298,18 +309,7 @@ async fn eager_rebalance_revokes_everything_first_and_commits_before_partitions_
     // Range (eager): A gets all 6, then B joins: A revokes all 6 (committing its positions), the two split 3/3, B reads nothing twice; B leaves: A gets all 6 back.
     const PARTITIONS: i32 = 6;
     const PER_PARTITION: usize = 50;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "eager", PARTITIONS).await;
-    tests::produce_numbered(
-        &broker.addr,
-        "eager",
-        PARTITIONS,
-        PER_PARTITION,
-        Compression::None,
-    )
-    .await
-    .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("eager", PARTITIONS, PER_PARTITION).await;
     let (a, a_events) = listening_member(
         &broker.addr,
         "eager-group",
@@ -882,18 +882,7 @@ async fn rust_and_librdkafka_consumers_share_one_group_with_the_range_assignor()
     // A Rust member and a librdkafka member split 6 partitions (range), and between them read every record.
     const PARTITIONS: i32 = 6;
     const PER_PARTITION: usize = 100;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "mixed", PARTITIONS).await;
-    tests::produce_numbered(
-        &broker.addr,
-        "mixed",
-        PARTITIONS,
-        PER_PARTITION,
-        Compression::None,
-    )
-    .await
-    .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("mixed", PARTITIONS, PER_PARTITION).await;
     let (rust, _events) = listening_member(
         &broker.addr,
         "mixed-group",

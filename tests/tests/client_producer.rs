@@ -51,6 +51,17 @@ async fn read_partition(addr: &str, topic: &str, partition: i32) -> Vec<DecodedR
     .unwrap()
 }
 
+/// A broker that advertises a fault-injecting proxy in front of it, so that
+/// all client traffic goes through the proxy.
+async fn broker_behind_proxy() -> (Proxy, BrokerProcess, tempfile::TempDir) {
+    let proxy = Proxy::bind().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
+    proxy.forward_to(&broker.addr);
+    (proxy, broker, dir)
+}
+
 fn value_of(record: &DecodedRecord) -> String {
     String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap()
 }
@@ -295,11 +306,7 @@ async fn send_waits_for_buffer_memory_and_fails_after_max_block_when_none_frees(
     // With responses held back, sends fill buffer_memory, the next one fails after max_block, and a waiting send proceeds once memory frees.
     const MAX_BLOCK: Duration = Duration::from_secs(2);
     const STILL_BLOCKED_FOR: Duration = Duration::from_millis(300);
-    let proxy = Proxy::bind().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker =
-        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
-    proxy.forward_to(&broker.addr);
+    let (proxy, _broker, _dir) = broker_behind_proxy().await;
     let mut config = ProducerConfig::new(&proxy.addr());
     config.buffer_memory = 16 * 1024;
     config.batch_size = 4 * 1024;
@@ -411,11 +418,7 @@ async fn delivery_timeout_bounds_a_request_that_is_never_answered() {
     // A batch in flight whose response never comes fails at delivery_timeout, not at the longer request timeout.
     const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
     const SLACK: Duration = Duration::from_secs(1);
-    let proxy = Proxy::bind().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker =
-        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
-    proxy.forward_to(&broker.addr);
+    let (proxy, _broker, _dir) = broker_behind_proxy().await;
     let mut config = ProducerConfig::new(&proxy.addr());
     config.delivery_timeout = DELIVERY_TIMEOUT;
     config.request_timeout = Duration::from_secs(30);
@@ -507,11 +510,7 @@ async fn a_batch_lost_to_the_delivery_timeout_bumps_the_epoch_and_later_records_
     // A sequenced batch that timed out in flight leaves its sequence unknown; the producer takes a new epoch and keeps delivering in order.
     const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
     const LATER: usize = 50;
-    let proxy = Proxy::bind().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let broker =
-        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
-    proxy.forward_to(&broker.addr);
+    let (proxy, broker, _dir) = broker_behind_proxy().await;
     let mut config = ProducerConfig::new(&proxy.addr());
     config.delivery_timeout = DELIVERY_TIMEOUT;
     config.request_timeout = Duration::from_secs(30);
