@@ -584,12 +584,40 @@ fn finish(
     Ok(())
 }
 
-/// What one consumer thread reads: `from_beginning` or only new records,
+/// Where consumers start: the beginning of the log, or given offsets per partition.
+#[derive(Clone)]
+enum Start {
+    Beginning,
+    At(Arc<std::collections::HashMap<i32, i64>>),
+}
+
+impl Start {
+    fn is_beginning(&self) -> bool {
+        matches!(self, Start::Beginning)
+    }
+}
+
+/// The log end offset of every partition of the topic, asked of the broker
+/// before producing so that consumers start exactly there.
+fn end_offsets(common: &Common) -> anyhow::Result<std::collections::HashMap<i32, i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &common.brokers)
+        .create()?;
+    (0..common.partitions)
+        .map(|p| {
+            let (_, high) = consumer.fetch_watermarks(&common.topic, p, Duration::from_secs(30))?;
+            Ok((p, high))
+        })
+        .collect()
+}
+
+/// What one consumer thread reads: from `start`,
 /// until the limit, recording end-to-end latency when `latency` is set.
 fn rdkafka_consume(
     common: &Common,
     partitions: Vec<i32>,
-    from_beginning: bool,
+    start: Start,
     latency: bool,
     run: Arc<Run>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -604,12 +632,11 @@ fn rdkafka_consume(
         .set("queued.max.messages.kbytes", "262144")
         .create()?;
     let mut assignment = rdkafka::TopicPartitionList::new();
-    let offset = if from_beginning {
-        rdkafka::Offset::Beginning
-    } else {
-        rdkafka::Offset::End
-    };
     for p in partitions {
+        let offset = match &start {
+            Start::Beginning => rdkafka::Offset::Beginning,
+            Start::At(offsets) => rdkafka::Offset::Offset(offsets.get(&p).copied().unwrap_or(0)),
+        };
         assignment.add_partition_offset(&common.topic, p, offset)?;
     }
     consumer.assign(&assignment)?;
@@ -620,7 +647,7 @@ fn rdkafka_consume(
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        if from_beginning && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT {
+        if start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
@@ -666,7 +693,7 @@ fn rdkafka_consume(
 fn ours_consume(
     common: &Common,
     partitions: Vec<i32>,
-    from_beginning: bool,
+    start: Start,
     latency: bool,
     run: Arc<Run>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -683,17 +710,20 @@ fn ours_consume(
             .map(|p| client::TopicPartition::new(common.topic.clone(), *p))
             .collect();
         consumer.assign(&assignment).await?;
-        if from_beginning {
-            consumer.seek_to_beginning(&assignment)?;
-        } else {
-            consumer.seek_to_end(&assignment)?;
+        match &start {
+            Start::Beginning => consumer.seek_to_beginning(&assignment)?,
+            Start::At(offsets) => {
+                for tp in &assignment {
+                    consumer.seek(tp, offsets.get(&tp.partition).copied().unwrap_or(0))?;
+                }
+            }
         }
         let mut stats = Stats::new(run.started);
         let mut last_seen = Instant::now();
         let mut local = (0u64, 0u64);
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed)
-                || (from_beginning && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT)
+                || (start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT)
             {
                 break;
             }
@@ -749,7 +779,7 @@ struct Consumers {
 fn start_consumers(
     common: &Common,
     consumers: usize,
-    from_beginning: bool,
+    start: Start,
     latency: bool,
 ) -> anyhow::Result<Consumers> {
     let started = Instant::now();
@@ -764,13 +794,10 @@ fn start_consumers(
         let common = common.clone();
         let run = run.clone();
         let stop = stop.clone();
+        let start = start.clone();
         handles.push(tokio::task::spawn_blocking(move || match common.client {
-            ClientKind::Ours => {
-                ours_consume(&common, partitions, from_beginning, latency, run, stop)
-            }
-            ClientKind::Rdkafka => {
-                rdkafka_consume(&common, partitions, from_beginning, latency, run, stop)
-            }
+            ClientKind::Ours => ours_consume(&common, partitions, start, latency, run, stop),
+            ClientKind::Rdkafka => rdkafka_consume(&common, partitions, start, latency, run, stop),
         }));
     }
     Ok(Consumers { stop, handles, run })
@@ -778,7 +805,8 @@ fn start_consumers(
 
 async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let common = &args.common;
-    let Consumers { stop, handles, run } = start_consumers(common, args.consumers, true, false)?;
+    let Consumers { stop, handles, run } =
+        start_consumers(common, args.consumers, Start::Beginning, false)?;
     let progress = spawn_progress("consume", run.clone());
     // Stop at the count or the duration; an idle consumer stops by itself.
     let limit = Limit::of(common);
@@ -814,10 +842,15 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
 async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     check_message_size(&args.common)?;
     ensure_topic(&args.common).await?;
-    let Consumers { stop, handles, run } =
-        start_consumers(&args.common, args.consumers, false, true)?;
-    // Let the consumers reach the end of the log before producing.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Consumers start at today's log end, so every record produced next is theirs.
+    let common = args.common.clone();
+    let ends = tokio::task::spawn_blocking(move || end_offsets(&common)).await??;
+    let Consumers { stop, handles, run } = start_consumers(
+        &args.common,
+        args.consumers,
+        Start::At(Arc::new(ends)),
+        true,
+    )?;
     let (produced, produce_elapsed) =
         run_producers(&args.common, &args.producer, "end-to-end").await?;
     // Wait until every produced message was consumed, or a bound passes.
