@@ -329,6 +329,9 @@ pub struct DecodedRecord {
 }
 
 /// Builds an uncompressed v2 batch (the producer side; the broker never uses it).
+///
+/// Records are encoded once, straight into the buffer that becomes the batch:
+/// the buffer starts with room for the header, which `build` fills in place.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     producer_id: i64,
@@ -336,7 +339,8 @@ pub struct BatchBuilder {
     base_sequence: i32,
     base_timestamp: Option<i64>,
     max_timestamp: i64,
-    records: BytesMut,
+    /// `BATCH_HEADER_BYTES` of room for the header, then the records.
+    buf: BytesMut,
     count: i32,
 }
 
@@ -348,13 +352,21 @@ impl Default for BatchBuilder {
 
 impl BatchBuilder {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// A builder whose buffer has room for `records_bytes` of records before
+    /// it has to grow.
+    pub fn with_capacity(records_bytes: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(BATCH_HEADER_BYTES + records_bytes);
+        buf.resize(BATCH_HEADER_BYTES, 0);
         BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
             base_timestamp: None,
             max_timestamp: -1,
-            records: BytesMut::new(),
+            buf,
             count: 0,
         }
     }
@@ -377,25 +389,50 @@ impl BatchBuilder {
 
     /// Bytes the batch will take once built.
     pub fn size_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.records.len()
+        self.buf.len()
     }
 
     pub fn push(&mut self, record: &Record) {
         let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
-        let mut body = BytesMut::with_capacity(32);
-        body.put_i8(0); // record attributes, unused
-        put_varlong(&mut body, record.timestamp - base_timestamp);
-        put_varint(&mut body, self.count);
-        put_nullable(&mut body, record.key.as_deref());
-        put_nullable(&mut body, record.value.as_deref());
-        put_varint(&mut body, record.headers.len() as i32);
+        let timestamp_delta = record.timestamp - base_timestamp;
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let header_count = record.headers.len() as i32;
+        let body_len = 1
+            + varlong_len(timestamp_delta)
+            + varlong_len(i64::from(self.count))
+            + nullable_len(key)
+            + nullable_len(value)
+            + varlong_len(i64::from(header_count))
+            + record
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    nullable_len(Some(name.as_bytes())) + nullable_len(value.as_deref())
+                })
+                .sum::<usize>();
+        let buf = &mut self.buf;
+        buf.reserve(varlong_len(body_len as i64) + body_len);
+        let before = buf.len();
+        put_varint(buf, body_len as i32);
+        let body_start = buf.len();
+        buf.put_i8(0); // record attributes, unused
+        put_varlong(buf, timestamp_delta);
+        put_varint(buf, self.count);
+        put_nullable(buf, key);
+        put_nullable(buf, value);
+        put_varint(buf, header_count);
         for (name, value) in &record.headers {
-            put_nullable(&mut body, Some(name.as_bytes()));
-            put_nullable(&mut body, value.as_deref());
+            put_nullable(buf, Some(name.as_bytes()));
+            put_nullable(buf, value.as_deref());
         }
-        put_varint(&mut self.records, body.len() as i32);
-        self.records.extend_from_slice(&body);
+        debug_assert_eq!(
+            buf.len() - body_start,
+            body_len,
+            "record length computed ahead"
+        );
+        debug_assert!(buf.len() > before);
         self.count += 1;
     }
 
@@ -405,23 +442,24 @@ impl BatchBuilder {
     }
 
     fn build_with(self, attributes: i16) -> Bytes {
-        let total = BATCH_HEADER_BYTES + self.records.len();
-        let mut out = BytesMut::with_capacity(total);
-        out.put_i64(0);
-        out.put_i32((total - LOG_OVERHEAD_BYTES) as i32);
-        out.put_i32(-1);
-        out.put_i8(MAGIC_V2);
-        out.put_u32(0); // crc, filled below
-        out.put_i16(attributes);
-        out.put_i32((self.count - 1).max(0));
+        let mut out = self.buf;
+        let total = out.len();
         let base_timestamp = self.base_timestamp.unwrap_or(-1);
-        out.put_i64(base_timestamp);
-        out.put_i64(self.max_timestamp);
-        out.put_i64(self.producer_id);
-        out.put_i16(self.producer_epoch);
-        out.put_i32(self.base_sequence);
-        out.put_i32(self.count);
-        out.extend_from_slice(&self.records);
+        let mut header = &mut out[..BATCH_HEADER_BYTES];
+        header.put_i64(0);
+        header.put_i32((total - LOG_OVERHEAD_BYTES) as i32);
+        header.put_i32(-1);
+        header.put_i8(MAGIC_V2);
+        header.put_u32(0); // crc, filled below
+        header.put_i16(attributes);
+        header.put_i32((self.count - 1).max(0));
+        header.put_i64(base_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(self.producer_id);
+        header.put_i16(self.producer_epoch);
+        header.put_i32(self.base_sequence);
+        header.put_i32(self.count);
+        debug_assert!(header.is_empty(), "the header fills its room exactly");
         let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
         out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         out.freeze()
@@ -531,6 +569,21 @@ fn put_varlong(buf: &mut BytesMut, value: i64) {
         raw >>= 7;
     }
     buf.put_u8(raw as u8);
+}
+
+/// Bytes `value` takes as a zigzag varlong.
+fn varlong_len(value: i64) -> usize {
+    let raw = ((value << 1) ^ (value >> 63)) as u64;
+    // 1 byte per started 7 bits, at least 1.
+    (64 - (raw | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes a nullable length-prefixed field takes.
+fn nullable_len(value: Option<&[u8]>) -> usize {
+    match value {
+        None => 1,
+        Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
+    }
 }
 
 fn put_varint(buf: &mut BytesMut, value: i32) {
@@ -650,15 +703,19 @@ mod tests {
             records in proptest::collection::vec(
                 (proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
                  proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-                 0i64..1_000_000),
-                1..20)
+                 0i64..1_000_000,
+                 proptest::collection::vec(
+                     ("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20))),
+                     0..3)),
+                1..200)
         ) {
-            // decode(build(records)) gives back the same keys, values, timestamps and dense offsets.
+            // decode(build(records)) gives back the same keys, values, headers,
+            // timestamps and dense offsets; the buffer is sized ahead correctly.
             let mut builder = BatchBuilder::new();
-            let input: Vec<Record> = records.into_iter().map(|(k, v, ts)| Record {
+            let input: Vec<Record> = records.into_iter().map(|(k, v, ts, headers)| Record {
                 key: k.map(Bytes::from),
                 value: v.map(Bytes::from),
-                headers: vec![],
+                headers: headers.into_iter().map(|(n, v)| (n, v.map(Bytes::from))).collect(),
                 timestamp: 1_600_000_000_000 + ts,
             }).collect();
             for r in &input { builder.push(r); }
@@ -672,7 +729,15 @@ mod tests {
                 prop_assert_eq!(&d.key, &r.key);
                 prop_assert_eq!(&d.value, &r.value);
                 prop_assert_eq!(d.timestamp, r.timestamp);
+                prop_assert_eq!(&d.headers, &r.headers);
             }
+        }
+
+        #[test]
+        fn varlong_len_is_the_encoded_length(value in any::<i64>()) {
+            let mut buf = BytesMut::new();
+            put_varlong(&mut buf, value);
+            prop_assert_eq!(varlong_len(value), buf.len());
         }
 
         #[test]

@@ -177,6 +177,62 @@ async fn acks_zero_one_and_all_each_deliver_every_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_callback_reports_each_record_once_with_its_stored_offset_or_its_error() {
+    // Each callback runs once: with the offset the record is stored at while the
+    // broker is up, and with an error once it is gone.
+    const COUNT: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.delivery_timeout = Duration::from_secs(2);
+    config.request_timeout = Duration::from_secs(1);
+    let producer = Producer::connect(config).await.unwrap();
+    let (reports, received) = std::sync::mpsc::channel();
+    for i in 0..COUNT {
+        let reports = reports.clone();
+        let record = ProducerRecord::new("callbacks").with_value(format!("{i}"));
+        producer
+            .send_with_callback(record, move |result| reports.send((i, result)).unwrap())
+            .await
+            .unwrap();
+    }
+    producer.flush().await;
+    let mut offsets = vec![None; COUNT];
+    while let Ok((i, result)) = received.try_recv() {
+        let metadata = result.unwrap();
+        assert_eq!(metadata.partition, 0);
+        assert!(
+            offsets[i].replace(metadata.offset.unwrap()).is_none(),
+            "record {i} reported twice"
+        );
+    }
+    let stored = read_partition(&broker.addr, "callbacks", 0).await;
+    assert_eq!(stored.len(), COUNT);
+    for record in &stored {
+        let i: usize = value_of(record).parse().unwrap();
+        assert_eq!(offsets[i], Some(record.offset), "record {i}");
+    }
+
+    broker.kill9().unwrap();
+    producer
+        .send_with_callback(
+            ProducerRecord::new("callbacks").with_value("lost"),
+            move |result| reports.send((COUNT, result)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let (i, result) = tokio::task::spawn_blocking(move || received.recv_timeout(DELIVERY_WAIT))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(i, COUNT);
+    assert!(
+        matches!(result, Err(ProduceError::DeliveryTimeout { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lz4_and_zstd_batches_are_stored_compressed_and_read_back_by_librdkafka() {
     // Our compressed batches keep their codec bits on the broker and decode in librdkafka to the values we sent.
     const COUNT: usize = 1_000;

@@ -14,8 +14,7 @@ use benches::report::{write_json, write_plot, Progress, Summary};
 use benches::stats::{Percentiles, Stats};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use futures::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 
 #[derive(Parser)]
 #[command(
@@ -157,8 +156,6 @@ struct BaselineArgs {
     json: Option<PathBuf>,
 }
 
-/// Bound on deliveries awaiting their acknowledgement inside loadgen.
-const PENDING_DELIVERIES_MAX: usize = 200_000;
 /// How often the progress line is refreshed.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// A consumer that sees nothing new for this long stops (consume mode).
@@ -316,7 +313,7 @@ fn spawn_progress(name: &'static str, run: Arc<Run>) -> tokio::task::JoinHandle<
         let mut last_bytes = 0u64;
         loop {
             tick.tick().await;
-            let stats = run.stats.lock().await;
+            let stats = run.stats.lock().expect("stats lock");
             let rate = (stats.messages - last_messages) as f64 / PROGRESS_INTERVAL.as_secs_f64();
             let mb = (stats.bytes - last_bytes) as f64 / 1e6 / PROGRESS_INTERVAL.as_secs_f64();
             last_messages = stats.messages;
@@ -340,36 +337,50 @@ fn spawn_progress(name: &'static str, run: Arc<Run>) -> tokio::task::JoinHandle<
     })
 }
 
-/// A delivery whose acknowledgement is awaited: its scheduled send time and size.
-type Pending = (Instant, u64, futures::future::BoxFuture<'static, bool>);
+/// Records one delivery report: its latency from the scheduled send time.
+fn record_delivery(run: &Run, scheduled: Instant, bytes: u64, delivered: bool) {
+    let now = Instant::now();
+    let mut stats = run.stats.lock().expect("stats lock");
+    if delivered {
+        stats.record(now, bytes, Some(now - scheduled));
+    } else {
+        stats.errors += 1;
+    }
+}
 
-/// Awaits deliveries as they complete and records their latency.
-async fn complete_deliveries(mut rx: mpsc::Receiver<Pending>, run: Arc<Run>) {
-    let mut in_flight = FuturesUnordered::new();
-    let mut closed = false;
-    loop {
-        tokio::select! {
-            next = rx.recv(), if !closed => match next {
-                Some((scheduled, bytes, future)) => in_flight.push(async move { (scheduled, bytes, future.await) }),
-                None => closed = true,
-            },
-            Some((scheduled, bytes, ok)) = in_flight.next(), if !in_flight.is_empty() => {
-                let now = Instant::now();
-                let mut stats = run.stats.lock().await;
-                if ok {
-                    stats.record(now, bytes, Some(now - scheduled));
-                } else {
-                    stats.errors += 1;
-                }
-            }
-            else => break,
-        }
+/// What librdkafka hands back with each delivery report.
+struct RdkafkaDelivery {
+    scheduled: Instant,
+    bytes: u64,
+    run: Arc<Run>,
+}
+
+/// Takes librdkafka's delivery reports (its `dr_msg_cb`) on the producer's
+/// polling thread, as `rdkafka_performance` does: no future per message.
+struct RdkafkaReports;
+
+impl rdkafka::ClientContext for RdkafkaReports {}
+
+impl rdkafka::producer::ProducerContext for RdkafkaReports {
+    type DeliveryOpaque = Box<RdkafkaDelivery>;
+
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        delivery: Self::DeliveryOpaque,
+    ) {
+        record_delivery(
+            &delivery.run,
+            delivery.scheduled,
+            delivery.bytes,
+            result.is_ok(),
+        );
     }
 }
 
 enum AnyProducer {
     Ours(client::Producer),
-    Rdkafka(rdkafka::producer::FutureProducer),
+    Rdkafka(rdkafka::producer::ThreadedProducer<RdkafkaReports>),
 }
 
 async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyProducer> {
@@ -415,20 +426,20 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
                 .set("linger.ms", p.linger_ms.to_string())
                 .set("batch.size", p.batch_size.to_string())
                 .set("queue.buffering.max.messages", "1000000")
-                .create()?;
+                .create_with_context(RdkafkaReports)?;
             AnyProducer::Rdkafka(producer)
         }
     })
 }
 
-/// One producer's loop: sends until the limit, scheduling sends at the target rate if any.
+/// One producer's loop: sends until the limit, scheduling sends at the target
+/// rate if any. Delivery reports go to callbacks that record their latency.
 async fn producer_loop(
     producer: AnyProducer,
     common: Common,
     rate_per_producer: Option<f64>,
     quota: Option<u64>,
     run: Arc<Run>,
-    deliveries: mpsc::Sender<Pending>,
 ) -> anyhow::Result<()> {
     let mut payloads = Payloads::new(common.message_size);
     let interval = rate_per_producer.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -452,40 +463,45 @@ async fn producer_loop(
         };
         let value = payloads.next();
         let bytes = value.len() as u64;
-        let future: futures::future::BoxFuture<'static, bool> = match &producer {
+        match &producer {
             AnyProducer::Ours(p) => {
-                let delivery = p
-                    .send(client::ProducerRecord::new(common.topic.clone()).with_value(value))
-                    .await;
-                match delivery {
-                    Ok(delivery) => Box::pin(async move { delivery.await.is_ok() }),
-                    Err(e) => {
-                        eprintln!("send failed: {e}");
-                        Box::pin(async { false })
+                let record = client::ProducerRecord::new(common.topic.as_str()).with_value(value);
+                let reports = run.clone();
+                let report = move |result: Result<_, _>| {
+                    record_delivery(&reports, scheduled, bytes, result.is_ok())
+                };
+                if let Err(e) = p.send_with_callback(record, report).await {
+                    eprintln!("send failed: {e}");
+                    run.stats.lock().expect("stats lock").errors += 1;
+                }
+            }
+            AnyProducer::Rdkafka(p) => {
+                let mut delivery = Box::new(RdkafkaDelivery {
+                    scheduled,
+                    bytes,
+                    run: run.clone(),
+                });
+                loop {
+                    let record = rdkafka::producer::BaseRecord::<(), [u8], _>::with_opaque_to(
+                        &common.topic,
+                        delivery,
+                    )
+                    .payload(&value);
+                    match p.send(record) {
+                        Ok(()) => break,
+                        Err((
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            record,
+                        )) => {
+                            delivery = record.delivery_opaque;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        Err((e, _)) => bail!("rdkafka send failed: {e}"),
                     }
                 }
             }
-            AnyProducer::Rdkafka(p) => loop {
-                match p.send_result(
-                    rdkafka::producer::FutureRecord::<(), [u8]>::to(&common.topic).payload(&value),
-                ) {
-                    Ok(delivery) => {
-                        break Box::pin(async move { matches!(delivery.await, Ok(Ok(_))) })
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        _,
-                    )) => {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, _)) => bail!("rdkafka send failed: {e}"),
-                }
-            },
-        };
-        if deliveries.send((scheduled, bytes, future)).await.is_err() {
-            break;
         }
         sent += 1;
     }
@@ -517,8 +533,6 @@ async fn run_producers(
         limit,
     });
     let progress = spawn_progress(name, run.clone());
-    let (tx, rx) = mpsc::channel(PENDING_DELIVERIES_MAX);
-    let completer = tokio::spawn(complete_deliveries(rx, run.clone()));
     let n = producers.len() as u64;
     let mut tasks = Vec::new();
     for (i, producer) in producers.into_iter().enumerate() {
@@ -530,18 +544,18 @@ async fn run_producers(
             rate,
             quota,
             run.clone(),
-            tx.clone(),
         )));
     }
-    drop(tx);
     for task in tasks {
         task.await??;
     }
-    completer.await?;
     let elapsed = started.elapsed();
     progress.abort();
     Progress::default().finish();
-    let stats = std::mem::replace(&mut *run.stats.lock().await, Stats::new(started));
+    let stats = std::mem::replace(
+        &mut *run.stats.lock().expect("stats lock"),
+        Stats::new(started),
+    );
     Ok((stats, elapsed))
 }
 
@@ -666,7 +680,7 @@ fn rdkafka_consume(
                 local.1 += value.len() as u64;
                 // Publish progress in chunks to keep the shared lock off the hot loop.
                 if local.0 >= 10_000 {
-                    let mut shared = run.stats.blocking_lock();
+                    let mut shared = run.stats.lock().expect("stats lock");
                     shared.record_many(now, local.0, local.1);
                     local = (0, 0);
                 }
@@ -678,9 +692,11 @@ fn rdkafka_consume(
             None => {
                 // Idle: publish what is left so the count can complete.
                 if local.0 > 0 {
-                    run.stats
-                        .blocking_lock()
-                        .record_many(Instant::now(), local.0, local.1);
+                    run.stats.lock().expect("stats lock").record_many(
+                        Instant::now(),
+                        local.0,
+                        local.1,
+                    );
                     local = (0, 0);
                 }
             }
@@ -752,7 +768,10 @@ fn ours_consume(
                 local.1 += value.len() as u64;
             }
             // One shared update per poll: a poll returns many records.
-            run.stats.lock().await.record_many(now, local.0, local.1);
+            run.stats
+                .lock()
+                .expect("stats lock")
+                .record_many(now, local.0, local.1);
             local = (0, 0);
         }
         let _ = consumer.close().await;
@@ -812,7 +831,7 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let limit = Limit::of(common);
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let messages = run.stats.lock().await.messages;
+        let messages = run.stats.lock().expect("stats lock").messages;
         let done = limit.count.is_some_and(|c| messages >= c)
             || (limit.count.is_none()
                 && limit.duration.is_some_and(|d| run.started.elapsed() >= d))
@@ -855,7 +874,9 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
         run_producers(&args.common, &args.producer, "end-to-end").await?;
     // Wait until every produced message was consumed, or a bound passes.
     let deadline = Instant::now() + CONSUME_IDLE_TIMEOUT;
-    while run.stats.lock().await.messages < produced.messages && Instant::now() < deadline {
+    while run.stats.lock().expect("stats lock").messages < produced.messages
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

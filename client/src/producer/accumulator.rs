@@ -249,7 +249,6 @@ impl Accumulator {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use tokio::sync::oneshot;
 
     fn record(value_bytes: usize) -> Record {
         Record {
@@ -261,12 +260,9 @@ mod tests {
     }
 
     fn delivery() -> Delivery {
-        let (sender, receiver) = oneshot::channel();
+        let (delivery, receiver) = Delivery::channel(1);
         std::mem::forget(receiver);
-        Delivery {
-            sender,
-            timestamp: 1,
-        }
+        delivery
     }
 
     fn append(acc: &mut Accumulator, partition: i32, bytes: usize, keyless: bool) -> Appended {

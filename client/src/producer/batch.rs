@@ -40,10 +40,50 @@ pub fn wire_sequence(position: i64) -> i32 {
     (position & i64::from(i32::MAX)) as i32
 }
 
+/// What a record's report is handed to.
+pub(crate) enum Report {
+    /// The record's [`DeliveryFuture`](crate::producer::DeliveryFuture).
+    Future(oneshot::Sender<Result<RecordMetadata, ProduceError>>),
+    /// A callback given to `send_with_callback`, run on the sender task.
+    Callback(DeliveryCallback),
+}
+
+/// A delivery callback: runs once, on the producer's sender task, so it
+/// should be quick.
+pub type DeliveryCallback = Box<dyn FnOnce(Result<RecordMetadata, ProduceError>) + Send + Sync>;
+
 /// Where one record's report goes.
 pub(crate) struct Delivery {
-    pub sender: oneshot::Sender<Result<RecordMetadata, ProduceError>>,
+    pub report: Report,
     pub timestamp: i64,
+}
+
+impl Delivery {
+    /// A delivery reported through a oneshot channel; the receiver backs a
+    /// `DeliveryFuture`.
+    pub fn channel(
+        timestamp: i64,
+    ) -> (
+        Delivery,
+        oneshot::Receiver<Result<RecordMetadata, ProduceError>>,
+    ) {
+        let (sender, receiver) = oneshot::channel();
+        let delivery = Delivery {
+            report: Report::Future(sender),
+            timestamp,
+        };
+        (delivery, receiver)
+    }
+
+    fn report(self, result: Result<RecordMetadata, ProduceError>) {
+        match self.report {
+            // The caller may have dropped the future: nobody wants the report.
+            Report::Future(sender) => {
+                let _ = sender.send(result);
+            }
+            Report::Callback(callback) => callback(result),
+        }
+    }
 }
 
 struct Sealed {
@@ -222,19 +262,20 @@ impl ProducerBatch {
     /// Reports success to every record: offsets `base_offset + i`, or unknown.
     pub fn succeed(self, base_offset: Option<i64>, log_append_time: Option<i64>) {
         for (i, delivery) in self.deliveries.into_iter().enumerate() {
-            let _ = delivery.sender.send(Ok(RecordMetadata {
+            let metadata = RecordMetadata {
                 topic: self.topic.clone(),
                 partition: self.partition,
                 offset: base_offset.map(|base| base + i as i64),
                 timestamp: log_append_time.unwrap_or(delivery.timestamp),
-            }));
+            };
+            delivery.report(Ok(metadata));
         }
     }
 
     /// Reports `error` to every record.
     pub fn fail(self, error: ProduceError) {
         for delivery in self.deliveries {
-            let _ = delivery.sender.send(Err(error.clone()));
+            delivery.report(Err(error.clone()));
         }
     }
 }
@@ -262,15 +303,8 @@ mod tests {
         let mut batch = ProducerBatch::new(1, Arc::from("topic"), 3, Instant::now());
         let mut receivers = Vec::new();
         for i in 0..count {
-            let (sender, receiver) = oneshot::channel();
-            batch.append(
-                &record(i),
-                10,
-                Delivery {
-                    sender,
-                    timestamp: 0,
-                },
-            );
+            let (delivery, receiver) = Delivery::channel(0);
+            batch.append(&record(i), 10, delivery);
             receivers.push(receiver);
         }
         (batch, receivers)
@@ -354,15 +388,8 @@ mod tests {
         // A record that alone exceeds batch_size still gets a batch; a second one does not join it.
         let mut batch = ProducerBatch::new(1, Arc::from("t"), 0, Instant::now());
         assert!(batch.has_room(10_000, 100));
-        let (sender, _receiver) = oneshot::channel();
-        batch.append(
-            &record(0),
-            10,
-            Delivery {
-                sender,
-                timestamp: 0,
-            },
-        );
+        let (delivery, _receiver) = Delivery::channel(0);
+        batch.append(&record(0), 10, delivery);
         assert!(!batch.has_room(10_000, 100));
         assert!(batch.has_room(10, 10_000));
         batch.closed = true;

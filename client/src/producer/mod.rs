@@ -23,12 +23,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::batch::Record;
 use protocol::ErrorCode;
-use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore, TryAcquireError};
 
 use crate::backoff::Backoff;
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::connection::ConnectionConfig;
-use crate::error::{ConnectError, SendError};
+use crate::error::{ConnectError, ProduceError, SendError};
 
 pub use config::{Acks, ProducerConfig};
 pub use idempotence::ProducerIdentity;
@@ -36,7 +36,8 @@ pub use record::{DeliveryFuture, ProducerRecord, RecordMetadata};
 pub use sender::{IN_FLIGHT_BATCHES_PER_PARTITION_IDEMPOTENT, PRODUCE_VERSIONS};
 
 use accumulator::Accumulator;
-use batch::Delivery;
+pub use batch::DeliveryCallback;
+use batch::{Delivery, Report};
 use sender::{Sender, Shared};
 
 /// A Kafka producer. Cheap to clone; clones share one sender task, buffer and
@@ -125,10 +126,35 @@ impl Producer {
     /// report. Waits (at most `max_block`) for the topic's metadata and for
     /// room in `buffer_memory`; a record refused here was not queued.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture, SendError> {
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (delivery, receiver) = Delivery::channel(timestamp);
+        self.enqueue(record, delivery).await?;
+        Ok(DeliveryFuture { receiver })
+    }
+
+    /// Like [`send`](Self::send), but the delivery report goes to `callback`
+    /// instead of a future: the cheaper way to send many records. The
+    /// callback runs exactly once, on the producer's sender task (keep it
+    /// short); a record refused here was not queued and its callback never runs.
+    pub async fn send_with_callback<F>(
+        &self,
+        record: ProducerRecord,
+        callback: F,
+    ) -> Result<(), SendError>
+    where
+        F: FnOnce(Result<RecordMetadata, ProduceError>) + Send + Sync + 'static,
+    {
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let delivery = Delivery {
+            report: Report::Callback(Box::new(callback)),
+            timestamp,
+        };
+        self.enqueue(record, delivery).await
+    }
+
+    async fn enqueue(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), SendError> {
         let shared = &self.handle.shared;
         let config = &shared.config;
-        let started = Instant::now();
-        let deadline = started + config.max_block;
         let record_bytes = record.size_bytes_max();
         for (limit_bytes, setting) in [
             (config.max_request_size, "max_request_size"),
@@ -142,7 +168,18 @@ impl Producer {
                 });
             }
         }
-        let partition_count = self.partition_count(&record.topic, deadline).await?;
+        // The clock is read only when something has to wait: `max_block`
+        // counts from the first wait.
+        let mut started = None;
+        let known_count = shared.cluster.metadata().partition_count(&record.topic);
+        let partition_count = match known_count {
+            Some(count) => count,
+            None => {
+                let started = *started.get_or_insert_with(Instant::now);
+                self.partition_count(&record.topic, started + config.max_block)
+                    .await?
+            }
+        };
         if let Some(partition) = record.partition {
             if !(0..partition_count).contains(&partition) {
                 return Err(SendError::UnknownPartition {
@@ -153,20 +190,25 @@ impl Producer {
             }
         }
         let permits = u32::try_from(record_bytes).expect("bounded by max_request_size");
-        let acquire = shared.memory.clone().acquire_many_owned(permits);
-        match tokio::time::timeout_at(deadline.into(), acquire).await {
-            Ok(Ok(permit)) => permit.forget(),
-            Ok(Err(_)) => return Err(SendError::Closed),
-            Err(_) => {
-                return Err(SendError::BufferExhausted {
-                    needed_bytes: record_bytes,
-                    buffer_memory_bytes: config.buffer_memory,
-                    waited: started.elapsed(),
-                })
+        match shared.memory.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                let started = *started.get_or_insert_with(Instant::now);
+                let acquire = shared.memory.acquire_many(permits);
+                match tokio::time::timeout_at((started + config.max_block).into(), acquire).await {
+                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Err(_)) => return Err(SendError::Closed),
+                    Err(_) => {
+                        return Err(SendError::BufferExhausted {
+                            needed_bytes: record_bytes,
+                            buffer_memory_bytes: config.buffer_memory,
+                            waited: started.elapsed(),
+                        })
+                    }
+                }
             }
         }
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (sender, receiver) = oneshot::channel();
         let ProducerRecord {
             topic,
             partition,
@@ -180,7 +222,7 @@ impl Producer {
             key,
             value,
             headers,
-            timestamp,
+            timestamp: delivery.timestamp,
         };
         let appended = {
             let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
@@ -196,14 +238,14 @@ impl Producer {
                 keyless,
                 &wire_record,
                 record_bytes,
-                Delivery { sender, timestamp },
+                delivery,
                 Instant::now(),
             )
         };
         if appended.wake_sender {
             shared.wake_sender.notify_one();
         }
-        Ok(DeliveryFuture { receiver })
+        Ok(())
     }
 
     /// Sends every batch now (ignoring `linger`) and waits until every record
