@@ -358,6 +358,59 @@ async fn keyed_records_land_on_the_partition_librdkafka_murmur2_random_picks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idempotence_a_partition_pipelines_up_to_max_in_flight_batches() {
+    // With responses held back, a non-idempotent producer still gets
+    // max_in_flight batches of one partition written (Kafka's behaviour), and
+    // exactly one when max_in_flight is 1.
+    for (max_in_flight, expected) in [(5usize, 5usize), (1, 1)] {
+        let (proxy, broker, _dir) = broker_behind_proxy().await;
+        let topic = format!("pipelined-{max_in_flight}");
+        let mut config = ProducerConfig::new(&proxy.addr());
+        config.acks = Acks::Leader;
+        config.enable_idempotence = false;
+        config.max_in_flight_requests_per_connection = max_in_flight;
+        config.linger = Duration::ZERO;
+        // Every record fills a batch of its own.
+        config.batch_size = 1;
+        let producer = Producer::connect(config).await.unwrap();
+        producer.partitions_for(&topic).await.unwrap();
+        proxy.pause_responses();
+        let mut deliveries = Vec::new();
+        for i in 0..8 {
+            let record = ProducerRecord::new(topic.as_str())
+                .with_partition(0)
+                .with_value(format!("{i}"));
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        // The requests pass the proxy; only their responses are held.
+        let deadline = Instant::now() + READ_BACK_TIMEOUT;
+        let stored = loop {
+            let stored = read_partition(&broker.addr, &topic, 0).await.len();
+            if stored >= expected || Instant::now() > deadline {
+                break stored;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(stored, expected, "max_in_flight {max_in_flight}");
+        // Nothing more goes out while those are unanswered.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stored = read_partition(&broker.addr, &topic, 0).await;
+        assert_eq!(stored.len(), expected, "max_in_flight {max_in_flight}");
+        proxy.resume_responses();
+        for delivery in deliveries {
+            tokio::time::timeout(DELIVERY_WAIT, delivery)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let stored = read_partition(&broker.addr, &topic, 0).await;
+        let values: Vec<String> = stored.iter().map(value_of).collect();
+        let sent: Vec<String> = (0..8).map(|i| i.to_string()).collect();
+        assert_eq!(values, sent, "without faults the order is kept");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_waits_for_buffer_memory_and_fails_after_max_block_when_none_frees() {
     // With responses held back, sends fill buffer_memory, the next one fails after max_block, and a waiting send proceeds once memory frees.
     const MAX_BLOCK: Duration = Duration::from_secs(2);

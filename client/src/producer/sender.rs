@@ -6,8 +6,9 @@
 //! that puts them on the connection in the order they were drained, so
 //! batches of a partition reach the broker in sequence order, and their
 //! outcomes come back to the sender in that same order. Without idempotence
-//! a partition has at most one batch in flight, so a retry can never be
-//! overtaken. With idempotence up to five are in flight; a batch that must
+//! a partition has up to `max_in_flight_requests_per_connection` batches in
+//! flight, as in Kafka, so a retry can be overtaken unless that is 1. With
+//! idempotence up to five are in flight; a batch that must
 //! be retried goes back to the front of its queue in sequence order and is
 //! sent again only once nothing of its partition is in flight, so the broker
 //! sees the sequences in order again (those sent after it come back
@@ -418,9 +419,18 @@ impl Sender {
             }
             queue.in_flight < IN_FLIGHT_BATCHES_PER_PARTITION_IDEMPOTENT
         } else {
-            // Without sequence numbers only one batch in flight keeps a retry
-            // from landing behind a later batch.
-            queue.in_flight == 0
+            // As in Kafka, up to `max_in_flight_requests_per_connection`
+            // batches of a partition are in flight, so a retried batch may
+            // land behind later ones; 1 keeps the order strict. A retry still
+            // goes out alone, and nothing new while it is unresolved, so a
+            // partition that keeps failing does not pile up reordered batches.
+            if front.attempts > 0 && queue.in_flight > 0 {
+                return false;
+            }
+            if queue.retries_in_flight > 0 {
+                return false;
+            }
+            queue.in_flight < self.shared.config.max_in_flight_requests_per_connection
         }
     }
 
