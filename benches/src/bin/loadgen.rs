@@ -201,11 +201,12 @@ impl Payloads {
         }
     }
 
-    fn next(&mut self) -> Bytes {
+    /// The next value, carrying `sent_nanos` (wall clock) in its first 8 bytes.
+    fn next(&mut self, sent_nanos: u64) -> Bytes {
         if self.arena.capacity() < self.size {
             self.arena = bytes::BytesMut::with_capacity(PAYLOAD_ARENA_BYTES.max(self.size));
         }
-        self.arena.extend_from_slice(&now_nanos().to_be_bytes());
+        self.arena.extend_from_slice(&sent_nanos.to_be_bytes());
         self.arena.extend_from_slice(&self.filler[..self.size - 8]);
         self.arena.split().freeze()
     }
@@ -444,24 +445,24 @@ async fn producer_loop(
     let mut payloads = Payloads::new(common.message_size);
     let interval = rate_per_producer.map(|r| Duration::from_secs_f64(1.0 / r));
     let mut sent = 0u64;
+    // The wall clock at the start, so each send time is read off one clock.
+    let started_nanos = now_nanos().saturating_sub(run.started.elapsed().as_nanos() as u64);
     loop {
-        if quota.is_some_and(|q| sent >= q)
-            || run
-                .limit
-                .duration
-                .is_some_and(|d| run.started.elapsed() >= d)
-        {
+        if quota.is_some_and(|q| sent >= q) {
             break;
         }
         let scheduled = match interval {
-            Some(interval) => {
-                let at = run.started + interval.mul_f64(sent as f64);
-                tokio::time::sleep_until(at.into()).await;
-                at
-            }
+            Some(interval) => run.started + interval.mul_f64(sent as f64),
             None => Instant::now(),
         };
-        let value = payloads.next();
+        let since_start = scheduled - run.started;
+        if run.limit.duration.is_some_and(|d| since_start >= d) {
+            break;
+        }
+        if interval.is_some() {
+            tokio::time::sleep_until(scheduled.into()).await;
+        }
+        let value = payloads.next(started_nanos + since_start.as_nanos() as u64);
         let bytes = value.len() as u64;
         match &producer {
             AnyProducer::Ours(p) => {

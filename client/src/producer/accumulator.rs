@@ -63,6 +63,8 @@ impl PartitionQueue {
 }
 
 pub(crate) struct TopicQueues {
+    /// The topic's name, shared with its batches.
+    name: Arc<str>,
     pub partitions: Vec<PartitionQueue>,
     /// The partition keyless records stick to, and the batch they opened there.
     sticky: Option<(i32, u64)>,
@@ -101,71 +103,62 @@ impl Accumulator {
         }
     }
 
-    fn topic_mut(&mut self, topic: &str, partition_count: i32) -> (Arc<str>, &mut TopicQueues) {
-        let key: Arc<str> = match self.topics.get_key_value(topic) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(topic),
-        };
-        let queues = self
-            .topics
-            .entry(key.clone())
-            .or_insert_with(|| TopicQueues {
+    /// The queues of `topic`, with at least `partition_count` partitions;
+    /// one map lookup when the topic is known.
+    fn topic_mut(&mut self, topic: &str, partition_count: i32) -> &mut TopicQueues {
+        if !self.topics.contains_key(topic) {
+            let name: Arc<str> = Arc::from(topic);
+            let queues = TopicQueues {
+                name: name.clone(),
                 partitions: Vec::new(),
                 sticky: None,
-            });
+            };
+            self.topics.insert(name, queues);
+        }
+        let queues = self.topics.get_mut(topic).expect("inserted above");
         // Partitions are only ever added to a topic, never removed.
         while queues.partitions.len() < partition_count as usize {
             queues.partitions.push(PartitionQueue::new());
         }
-        (key, queues)
+        queues
     }
 
-    /// The partition for a record without key or explicit partition: the
-    /// sticky one while the batch it opened is open and has room, else a new
-    /// one (KIP-480).
-    pub fn sticky_partition(
-        &mut self,
-        topic: &str,
-        partition_count: i32,
-        record_bytes: usize,
-    ) -> i32 {
-        let batch_size = self.batch_size;
-        let (_, queues) = self.topic_mut(topic, partition_count);
-        match queues.sticky {
-            Some((partition, batch_id)) if partition < partition_count => {
-                let still_open = queues.partitions[partition as usize]
-                    .open_batch()
-                    .is_some_and(|b| b.id == batch_id && b.has_room(record_bytes, batch_size));
-                if still_open {
-                    partition
-                } else {
-                    next_sticky_partition(Some(partition), partition_count)
-                }
-            }
-            _ => next_sticky_partition(None, partition_count),
-        }
-    }
-
-    /// Adds a record to `partition`'s open batch, opening one if needed.
+    /// Adds a record to the open batch of `partition`, opening one if
+    /// needed; `None` is a keyless record without an explicit partition,
+    /// which goes to the sticky partition (KIP-480): the one whose batch it
+    /// opened, while that batch is open and has room, else a new one.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
         topic: &str,
         partition_count: i32,
-        partition: i32,
-        keyless: bool,
+        partition: Option<i32>,
         record: &Record,
         record_bytes: usize,
         delivery: Delivery,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
     ) -> Appended {
+        let batch_size = self.batch_size;
+        let next_id = self.next_batch_id;
+        let queues = self.topic_mut(topic, partition_count);
+        let keyless = partition.is_none();
+        let partition = partition.unwrap_or_else(|| match queues.sticky {
+            Some((sticky, batch_id)) if sticky < partition_count => {
+                let still_open = queues.partitions[sticky as usize]
+                    .open_batch()
+                    .is_some_and(|b| b.id == batch_id && b.has_room(record_bytes, batch_size));
+                if still_open {
+                    sticky
+                } else {
+                    next_sticky_partition(Some(sticky), partition_count)
+                }
+            }
+            _ => next_sticky_partition(None, partition_count),
+        });
         assert!(
             (0..partition_count).contains(&partition),
             "partition checked by the caller"
         );
-        let batch_size = self.batch_size;
-        let next_id = self.next_batch_id;
-        let (key, queues) = self.topic_mut(topic, partition_count);
         let queue = &mut queues.partitions[partition as usize];
         let mut wake_sender = false;
         let fits = queue
@@ -176,9 +169,12 @@ impl Accumulator {
             if let Some(open) = queue.batches.back_mut().filter(|b| !b.closed) {
                 open.closed = true;
             }
-            queue
-                .batches
-                .push_back(ProducerBatch::new(next_id, key, partition, now));
+            queue.batches.push_back(ProducerBatch::new(
+                next_id,
+                queues.name.clone(),
+                partition,
+                now(),
+            ));
             created = Some(next_id);
             wake_sender = true;
         }
@@ -265,16 +261,15 @@ mod tests {
         delivery
     }
 
-    fn append(acc: &mut Accumulator, partition: i32, bytes: usize, keyless: bool) -> Appended {
+    fn append(acc: &mut Accumulator, partition: Option<i32>, bytes: usize) -> Appended {
         acc.append(
             "t",
             4,
             partition,
-            keyless,
             &record(bytes),
             bytes + 36,
             delivery(),
-            Instant::now(),
+            Instant::now,
         )
     }
 
@@ -283,7 +278,7 @@ mod tests {
         // Batching by size: 1 KiB batch, 300-byte records -> three per batch, the fourth opens a new one.
         let mut acc = Accumulator::new(1024);
         let ids: Vec<u64> = (0..7)
-            .map(|_| append(&mut acc, 0, 300, false).batch_id)
+            .map(|_| append(&mut acc, Some(0), 300).batch_id)
             .collect();
         assert_eq!(ids, [1, 1, 1, 2, 2, 2, 3]);
         let queue = &acc.topics["t"].partitions[0];
@@ -296,7 +291,7 @@ mod tests {
     fn open_batch_becomes_sendable_only_after_linger() {
         // Linger: an open batch waits `linger` from its creation; a closed one is sendable at once.
         let mut acc = Accumulator::new(1 << 20);
-        append(&mut acc, 1, 10, false);
+        append(&mut acc, Some(1), 10);
         let linger = Duration::from_millis(50);
         let batch = &acc.topics["t"].partitions[1].batches[0];
         assert_eq!(acc.sendable_at(batch, linger), batch.created_at + linger);
@@ -317,7 +312,7 @@ mod tests {
     fn retry_backoff_delays_a_batch_past_its_linger() {
         // A batch waiting for a retry is not sendable before retry_at.
         let mut acc = Accumulator::new(1 << 20);
-        append(&mut acc, 0, 10, false);
+        append(&mut acc, Some(0), 10);
         let later = Instant::now() + Duration::from_secs(5);
         let batch = &mut acc.topics.get_mut("t").unwrap().partitions[0].batches[0];
         batch.closed = true;
@@ -330,32 +325,29 @@ mod tests {
     fn keyless_records_stick_to_a_partition_until_its_batch_closes() {
         // KIP-480: the sticky partition holds while its batch is open, then moves elsewhere.
         let mut acc = Accumulator::new(1024);
-        let first = acc.sticky_partition("t", 4, 336);
-        let a = append(&mut acc, first, 300, true);
+        let a = append(&mut acc, None, 300);
         for _ in 0..2 {
-            let p = acc.sticky_partition("t", 4, 336);
-            assert_eq!(p, first);
-            append(&mut acc, p, 300, true);
+            let next = append(&mut acc, None, 300);
+            assert_eq!((next.partition, next.batch_id), (a.partition, a.batch_id));
         }
         // The batch is now full for another 300-byte record.
-        let moved = acc.sticky_partition("t", 4, 336);
+        let b = append(&mut acc, None, 300);
         assert_ne!(
-            moved, first,
+            b.partition, a.partition,
             "a full sticky batch moves keyless records to another partition"
         );
-        let b = append(&mut acc, moved, 300, true);
         assert_ne!(a.batch_id, b.batch_id);
-        assert_eq!(acc.sticky_partition("t", 4, 336), moved);
+        assert_eq!(append(&mut acc, None, 300).partition, b.partition);
     }
 
     #[test]
     fn flush_target_is_complete_once_every_older_batch_is() {
         // complete_up_to(n) holds exactly when no batch with id <= n is outstanding.
         let mut acc = Accumulator::new(100);
-        append(&mut acc, 0, 200, false);
-        append(&mut acc, 1, 200, false);
+        append(&mut acc, Some(0), 200);
+        append(&mut acc, Some(1), 200);
         let target = acc.newest_batch_id();
-        append(&mut acc, 2, 200, false);
+        append(&mut acc, Some(2), 200);
         assert!(!acc.complete_up_to(target));
         acc.mark_complete(2);
         assert!(!acc.complete_up_to(target));

@@ -217,31 +217,26 @@ impl Producer {
             headers,
             ..
         } = record;
-        let keyless = partition.is_none() && key.is_none();
+        let partition = match (partition, &key) {
+            (Some(partition), _) => Some(partition),
+            (None, Some(key)) => Some(partitioner::partition_for_key(key, partition_count)),
+            (None, None) => None,
+        };
         let wire_record = Record {
             key,
             value,
             headers,
             timestamp: delivery.timestamp,
         };
-        let appended = {
-            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
-            let partition = match (partition, &wire_record.key) {
-                (Some(partition), _) => partition,
-                (None, Some(key)) => partitioner::partition_for_key(key, partition_count),
-                (None, None) => accumulator.sticky_partition(&topic, partition_count, record_bytes),
-            };
-            accumulator.append(
-                &topic,
-                partition_count,
-                partition,
-                keyless,
-                &wire_record,
-                record_bytes,
-                delivery,
-                Instant::now(),
-            )
-        };
+        let appended = shared.accumulator.lock().expect("accumulator lock").append(
+            &topic,
+            partition_count,
+            partition,
+            &wire_record,
+            record_bytes,
+            delivery,
+            Instant::now,
+        );
         if appended.wake_sender {
             shared.wake_sender.notify_one();
         }
