@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use kafka_protocol::protocol::Request;
-use protocol::header::{decode_response, encode_request};
+use protocol::header::{decode_response, encode_request_chunks};
 use protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use protocol::{Encodable, ErrorCode, StrBytes};
 use thiserror::Error;
@@ -206,9 +206,9 @@ impl Shared {
     }
 }
 
-/// A frame for the writer task.
+/// A frame for the writer task, in pieces (record sets by reference).
 struct Outgoing {
-    frame: Bytes,
+    frame: Vec<Bytes>,
     correlation_id: i32,
     /// `None` for requests without a response (Produce with `acks=0`).
     reply: Option<oneshot::Sender<Result<Bytes, ConnectionError>>>,
@@ -430,6 +430,22 @@ impl Connection {
         body: &B,
         expect_response: bool,
     ) -> Result<PendingResponse, ConnectionError> {
+        self.send_request_zero_copy(api, version, body, expect_response, &[])
+            .await
+    }
+
+    /// [`send_request`](Self::send_request) with the large byte fields of
+    /// `body` listed in `zero_copy` (the record sets of a Produce request),
+    /// which then go to the socket from their own memory instead of being
+    /// copied into the frame.
+    pub async fn send_request_zero_copy<B: Encodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        body: &B,
+        expect_response: bool,
+        zero_copy: &[Bytes],
+    ) -> Result<PendingResponse, ConnectionError> {
         let permit = self
             .in_flight
             .clone()
@@ -437,7 +453,7 @@ impl Connection {
             .await
             .map_err(|_| self.disconnected("connection closed"))?;
         let correlation_id = self.next_correlation_id();
-        let frame = self.encode(api, version, correlation_id, body)?;
+        let frame = self.encode(api, version, correlation_id, body, zero_copy)?;
         let (waiting, outgoing) = if expect_response {
             let (reply, reply_rx) = oneshot::channel();
             (
@@ -484,13 +500,15 @@ impl Connection {
         version: i16,
         correlation_id: i32,
         body: &B,
-    ) -> Result<Bytes, ConnectionError> {
-        encode_request(
+        zero_copy: &[Bytes],
+    ) -> Result<Vec<Bytes>, ConnectionError> {
+        encode_request_chunks(
             api,
             version,
             correlation_id,
             Some(&self.config.client_id),
             body,
+            zero_copy,
         )
         .map_err(|e| ConnectionError::Encode {
             api,
@@ -616,7 +634,7 @@ async fn write_loop(
         }
         let result = tokio::select! {
             _ = shared.closed.cancelled() => Err(std::io::Error::other("connection closed")),
-            result = socket.write_all(&message.frame) => result,
+            result = write_all_chunks(&mut socket, &message.frame) => result,
         };
         match result {
             Ok(()) => {
@@ -648,6 +666,35 @@ async fn write_loop(
         }
     }
     let _ = socket.shutdown().await;
+}
+
+/// Bound on the pieces handed to one `writev`.
+const WRITE_SLICES_MAX: usize = 64;
+
+/// Writes `chunks` in order with vectored writes: one system call for a
+/// whole frame in the common case, whatever the number of pieces.
+async fn write_all_chunks(socket: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut index = 0;
+    let mut offset = 0;
+    while index < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[index..]
+            .iter()
+            .take(WRITE_SLICES_MAX)
+            .enumerate()
+            .map(|(i, chunk)| std::io::IoSlice::new(if i == 0 { &chunk[offset..] } else { chunk }))
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 && slices.iter().any(|s| !s.is_empty()) {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while index < chunks.len() && written >= chunks[index].len() - offset {
+            written -= chunks[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
 }
 
 /// Reads response frames and hands each to the oldest outstanding request.
@@ -716,6 +763,34 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf, frame_bytes_max: 
 mod tests {
     use super::*;
     use protocol::messages::api_versions_response::ApiVersion;
+
+    #[tokio::test]
+    async fn chunked_frames_arrive_whole_and_in_order_through_partial_writes() {
+        // Pieces larger than the socket buffers go out over many partial
+        // vectored writes; the reader sees exactly their concatenation.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_, mut write_half) = client.unwrap().into_split();
+        let (mut server, _) = server.unwrap();
+        let chunks: Vec<Bytes> = [0usize, 5, 3 << 20, 0, 17, 2 << 20, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| Bytes::from((0..len).map(|j| (i * 31 + j) as u8).collect::<Vec<_>>()))
+            .collect();
+        let expected: Vec<u8> = chunks.concat();
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut received)
+                .await
+                .unwrap();
+            received
+        });
+        write_all_chunks(&mut write_half, &chunks).await.unwrap();
+        write_half.shutdown().await.unwrap();
+        drop(write_half);
+        assert_eq!(reader.await.unwrap(), expected);
+    }
 
     fn table(entries: &[(i16, i16, i16)]) -> ApiVersions {
         let response = ApiVersionsResponse::default().with_api_keys(

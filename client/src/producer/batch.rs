@@ -2,11 +2,12 @@
 //! delivery report.
 //!
 //! While open, records go into a `protocol::batch::BatchBuilder`. When the
-//! batch is first drained it is *sealed*: built, and its records section
-//! compressed once. Every send (the first and each retry) then writes the
-//! 61-byte header with the batch's producer id, epoch and base sequence and
-//! a fresh CRC in front of that same compressed section, so a retry is
-//! byte-identical unless an epoch bump gave it a new sequence.
+//! batch is first drained it gets its producer id, epoch and base sequence
+//! and is *sealed*: built (records encoded once, straight into the buffer
+//! that goes on the wire) and its records section compressed, once. Every
+//! send (the first and each retry) hands out that same buffer, so a retry is
+//! byte-identical; only when an epoch bump gave the batch a new sequence is
+//! a copy made with the new header and CRC.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,10 +88,10 @@ impl Delivery {
 }
 
 struct Sealed {
-    header: [u8; BATCH_HEADER_BYTES],
-    /// The records section, compressed.
-    payload: Bytes,
-    compression: Compression,
+    /// The whole batch as it goes on the wire, records section compressed.
+    wire: Bytes,
+    /// The producer id, epoch and base sequence `wire` carries.
+    stamped: (i64, i16, i32),
 }
 
 pub(crate) struct ProducerBatch {
@@ -149,7 +150,7 @@ impl ProducerBatch {
     pub fn size_bytes(&self) -> usize {
         match (&self.builder, &self.sealed) {
             (Some(builder), _) => builder.size_bytes(),
-            (None, Some(sealed)) => BATCH_HEADER_BYTES + sealed.payload.len(),
+            (None, Some(sealed)) => sealed.wire.len(),
             (None, None) => BATCH_HEADER_BYTES,
         }
     }
@@ -204,7 +205,8 @@ impl ProducerBatch {
         self.created_at + delivery_timeout
     }
 
-    /// Closes the batch and compresses its records, once.
+    /// Closes the batch and builds it with its current producer id, epoch
+    /// and base sequence, compressing its records; once.
     pub fn seal(&mut self, compression: Compression) -> Result<(), CompressionError> {
         self.closed = true;
         if self.sealed.is_some() {
@@ -214,49 +216,39 @@ impl ProducerBatch {
             .builder
             .take()
             .expect("an unsealed batch has a builder");
-        let built = builder.build();
-        let mut header = [0u8; BATCH_HEADER_BYTES];
-        header.copy_from_slice(&built[..BATCH_HEADER_BYTES]);
-        let records = built.slice(BATCH_HEADER_BYTES..);
-        let payload = match compression {
-            Compression::None => records,
-            codec => Bytes::from(compress(codec, &records)?),
+        let stamp = self.stamp();
+        let wire = match compression {
+            Compression::None => builder.idempotent(stamp.0, stamp.1, stamp.2).build(),
+            codec => {
+                let built = builder.build();
+                let payload = compress(codec, &built[BATCH_HEADER_BYTES..])?;
+                let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + payload.len());
+                out.extend_from_slice(&built[..BATCH_HEADER_BYTES]);
+                out.extend_from_slice(&payload);
+                restamp(out, codec.attribute_bits(), stamp)
+            }
         };
         self.sealed = Some(Sealed {
-            header,
-            payload,
-            compression,
+            wire,
+            stamped: stamp,
         });
         Ok(())
+    }
+
+    fn stamp(&self) -> (i64, i16, i32) {
+        (self.producer_id, self.producer_epoch, self.base_sequence)
     }
 
     /// The batch as it goes on the wire, with the current producer id, epoch
     /// and base sequence and a CRC over them.
     pub fn encode(&self) -> Bytes {
         let sealed = self.sealed.as_ref().expect("only sealed batches are sent");
-        let mut header = sealed.header;
-        let batch_length = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + sealed.payload.len()) as i32;
-        header[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
-            .copy_from_slice(&batch_length.to_be_bytes());
-        let attributes =
-            i16::from_be_bytes([header[OFFSET_ATTRIBUTES], header[OFFSET_ATTRIBUTES + 1]])
-                | sealed.compression.attribute_bits();
-        header[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-        header[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8]
-            .copy_from_slice(&self.producer_id.to_be_bytes());
-        header[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
-            .copy_from_slice(&self.producer_epoch.to_be_bytes());
-        header[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
-            .copy_from_slice(&self.base_sequence.to_be_bytes());
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&header[OFFSET_ATTRIBUTES..]),
-            &sealed.payload,
-        );
-        header[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + sealed.payload.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&sealed.payload);
-        out.freeze()
+        let stamp = self.stamp();
+        if sealed.stamped == stamp {
+            return sealed.wire.clone();
+        }
+        // The codec bits are already in the header.
+        restamp(BytesMut::from(&sealed.wire[..]), 0, stamp)
     }
 
     /// Reports success to every record: offsets `base_offset + i`, or unknown.
@@ -278,6 +270,24 @@ impl ProducerBatch {
             delivery.report(Err(error.clone()));
         }
     }
+}
+
+/// Finishes a batch's header in place: its length, codec bits (added to the
+/// attributes), producer id, epoch and base sequence, and the CRC over them
+/// and the records section.
+fn restamp(mut batch: BytesMut, codec_bits: i16, stamp: (i64, i16, i32)) -> Bytes {
+    let batch_length = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+    batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+        .copy_from_slice(&batch_length.to_be_bytes());
+    let attributes =
+        i16::from_be_bytes([batch[OFFSET_ATTRIBUTES], batch[OFFSET_ATTRIBUTES + 1]]) | codec_bits;
+    batch[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&stamp.0.to_be_bytes());
+    batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&stamp.1.to_be_bytes());
+    batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4].copy_from_slice(&stamp.2.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    batch.freeze()
 }
 
 #[cfg(test)]
@@ -323,6 +333,27 @@ mod tests {
             expected.push(&record(i));
         }
         assert_eq!(batch.encode(), expected.build());
+    }
+
+    #[test]
+    fn a_batch_sealed_with_its_sequence_is_sent_as_built_without_a_copy() {
+        // Sequence assigned before sealing: every send hands out the same
+        // buffer, equal to the protocol builder's idempotent batch.
+        let (mut batch, _receivers) = batch_of(4);
+        let identity = ProducerIdentity {
+            producer_id: 77,
+            producer_epoch: 3,
+        };
+        batch.assign_sequence(identity, 40);
+        batch.seal(Compression::None).unwrap();
+        let first = batch.encode();
+        let again = batch.encode();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "a retry reuses the bytes");
+        let mut expected = BatchBuilder::new().idempotent(77, 3, 40);
+        for i in 0..4 {
+            expected.push(&record(i));
+        }
+        assert_eq!(first, expected.build());
     }
 
     #[test]

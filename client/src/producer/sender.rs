@@ -351,7 +351,20 @@ impl Sender {
                 continue;
             }
             let mut batch = queue.batches.pop_front().expect("non-empty queue");
+            // The sequence comes first, so sealing builds the batch with it.
+            let sequenced = match self.identity.filter(|_| !batch.has_sequence()) {
+                Some(identity) => {
+                    batch.assign_sequence(identity, queue.next_position);
+                    queue.next_position += i64::from(batch.record_count());
+                    true
+                }
+                None => false,
+            };
             if let Err(e) = batch.seal(config.compression) {
+                if sequenced {
+                    // Nothing was sequenced after it: give the numbers back.
+                    queue.next_position -= i64::from(batch.record_count());
+                }
                 let error = ProduceError::Compression {
                     topic: topic.to_string(),
                     partition: index as i32,
@@ -365,10 +378,6 @@ impl Sender {
                 .get_mut(&topic)
                 .expect("topic")
                 .partitions[index];
-            if let Some(identity) = self.identity.filter(|_| !batch.has_sequence()) {
-                batch.assign_sequence(identity, queue.next_position);
-                queue.next_position += i64::from(batch.record_count());
-            }
             if batch.attempts > 0 {
                 queue.retries_in_flight += 1;
             }
@@ -902,10 +911,13 @@ async fn submit_produce(
         })?;
     let config = &shared.config;
     let mut topics: Vec<TopicProduceData> = Vec::new();
+    let mut record_sets = Vec::with_capacity(batches.len());
     for batch in batches {
+        let records = batch.encode();
+        record_sets.push(records.clone());
         let data = PartitionProduceData::default()
             .with_index(batch.partition)
-            .with_records(Some(batch.encode()));
+            .with_records(Some(records));
         match topics
             .iter_mut()
             .find(|t| t.name.0.as_str() == &*batch.topic)
@@ -926,7 +938,13 @@ async fn submit_produce(
         .with_topic_data(topics);
     let expect_response = config.acks != Acks::None;
     let pending = connection
-        .send_request(ApiKey::Produce, version, &request, expect_response)
+        .send_request_zero_copy(
+            ApiKey::Produce,
+            version,
+            &request,
+            expect_response,
+            &record_sets,
+        )
         .await?;
     Ok((pending, version))
 }
