@@ -471,8 +471,13 @@ pub fn committed_offsets(
 }
 
 /// The partitions a consumer-protocol assignment gives, as `(topic, partition)`
-/// pairs: `version: i16`, then `[topic: string, partitions: [i32]]`.
+/// pairs: `version: i16`, then `[topic: string, partitions: [i32]]`. Empty
+/// bytes are no assignment: what DescribeGroups shows for a member while a
+/// rebalance has not handed out assignments yet.
 pub fn consumer_assignment(assignment: &[u8]) -> anyhow::Result<Vec<(String, i32)>> {
+    if assignment.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut rest = assignment;
     let mut take = |n: usize| -> anyhow::Result<&[u8]> {
         anyhow::ensure!(rest.len() >= n, "assignment truncated");
