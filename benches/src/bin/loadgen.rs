@@ -460,7 +460,11 @@ async fn producer_loop(
             break;
         }
         if interval.is_some() {
-            tokio::time::sleep_until(scheduled.into()).await;
+            // A blocking sleep: this loop runs on a thread of its own.
+            let ahead = scheduled.saturating_duration_since(Instant::now());
+            if !ahead.is_zero() {
+                std::thread::sleep(ahead);
+            }
         }
         let value = payloads.next(started_nanos + since_start.as_nanos() as u64);
         let bytes = value.len() as u64;
@@ -539,13 +543,19 @@ async fn run_producers(
     for (i, producer) in producers.into_iter().enumerate() {
         let quota = limit.count.map(|c| c / n + u64::from((i as u64) < c % n));
         let rate = p.rate.map(|r| r / n as f64);
-        tasks.push(tokio::spawn(producer_loop(
-            producer,
-            common.clone(),
-            rate,
-            quota,
-            run.clone(),
-        )));
+        // Each producer loop has a thread of its own, so pacing can sleep
+        // with the OS's precision (tens of microseconds) instead of the
+        // runtime timer's millisecond, which would release messages in
+        // bursts and add up to a millisecond to their measured latency.
+        let handle = tokio::runtime::Handle::current();
+        let loop_ = producer_loop(producer, common.clone(), rate, quota, run.clone());
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("producer-{i}"))
+            .spawn(move || {
+                let _ = done.send(handle.block_on(loop_));
+            })?;
+        tasks.push(finished);
     }
     for task in tasks {
         task.await??;
