@@ -56,4 +56,18 @@ for partitions in 1 8; do
   done
 done
 
+# Latency: open loop at half the closed-loop maximum just measured, linger 0
+# (1 partition, acks=1), so the percentiles are the broker's and the
+# client's, not a full buffer's.
+for size in 100 1024; do
+  for client in $clients; do
+    name="p1-s${size}-acks1-${client}"
+    rate=$(python3 -c "import json; print(int(json.load(open('$out/produce-$name.json'))['results'][0]['messages_per_s'] / 2))")
+    echo "== latency $name at $rate msg/s"
+    "$loadgen" produce --brokers "$addr" --topic "lat-$name" --partitions 1 \
+      --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \
+      --client "$client" --json "$out/latency-$name.json" --plot "$out/latency-$name.svg"
+  done
+done
+
 python3 benches/scripts/results-table.py "$out" | tee "$out/results.md"
