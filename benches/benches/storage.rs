@@ -12,6 +12,10 @@
 //! Both sides use the same flush policy: `fsync` once a second (the broker's
 //! default) and once at the end, so each figure includes getting the bytes to disk.
 //!
+//! Appends also report the CPU time they used per GiB (user and system, of
+//! the one thread doing the work, from `/proc/thread-self/schedstat`): unlike
+//! MiB/s, it hardly moves when other work shares the machine or the disk.
+//!
 //! Run: `cargo bench -p benches --bench storage [-- --megabytes N --dir DIR]`.
 
 use std::io::{Read, Write};
@@ -79,9 +83,24 @@ fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
 }
 
-/// Plain `write(2)` of `batch` repeated to reach `total` bytes, fsync every FLUSH_INTERVAL and at the end.
-fn raw_write(path: &Path, batch: &[u8], total: u64) -> (u64, Duration) {
+/// CPU time the calling thread has used so far, user and system (Linux);
+/// zero where `/proc/thread-self/schedstat` is missing.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+fn cpu_s_per_gib(bytes: u64, cpu: Duration) -> f64 {
+    cpu.as_secs_f64() / (bytes as f64 / (1024.0 * 1024.0 * 1024.0))
+}
+
+/// Plain `write(2)` of `batch` repeated to reach `total` bytes, fsync every
+/// FLUSH_INTERVAL and at the end. Returns bytes written, elapsed and CPU time.
+fn raw_write(path: &Path, batch: &[u8], total: u64) -> (u64, Duration, Duration) {
     let mut file = std::fs::File::create(path).unwrap();
+    let cpu_started = thread_cpu();
     let started = Instant::now();
     let mut last_sync = started;
     let mut written = 0u64;
@@ -94,7 +113,7 @@ fn raw_write(path: &Path, batch: &[u8], total: u64) -> (u64, Duration) {
         }
     }
     file.sync_data().unwrap();
-    (written, started.elapsed())
+    (written, started.elapsed(), thread_cpu() - cpu_started)
 }
 
 fn raw_read(path: &Path) -> (u64, Duration, u64) {
@@ -122,6 +141,7 @@ fn touch(bytes: &[u8]) -> u64 {
 struct EngineRun {
     appended: u64,
     append_time: Duration,
+    append_cpu: Duration,
     read: u64,
     read_time: Duration,
 }
@@ -138,6 +158,7 @@ fn engine(dir: &Path, batch: &Bytes, total: u64) -> EngineRun {
         partition: 0,
     };
     let log = manager.create(&tp, config).unwrap();
+    let cpu_started = thread_cpu();
     let started = Instant::now();
     let mut appended = 0u64;
     while appended < total {
@@ -152,6 +173,7 @@ fn engine(dir: &Path, batch: &Bytes, total: u64) -> EngineRun {
     }
     log.lock().unwrap().flush().unwrap();
     let append_time = started.elapsed();
+    let append_cpu = thread_cpu() - cpu_started;
 
     let started = Instant::now();
     let mut offset = 0;
@@ -179,6 +201,7 @@ fn engine(dir: &Path, batch: &Bytes, total: u64) -> EngineRun {
     EngineRun {
         appended,
         append_time,
+        append_cpu,
         read,
         read_time,
     }
@@ -199,12 +222,12 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<28} {:>12} {:>14} {:>8}",
-        "workload", "MiB/s", "raw MiB/s", "ratio"
+        "{:<28} {:>12} {:>14} {:>8} {:>10} {:>14}",
+        "workload", "MiB/s", "raw MiB/s", "ratio", "CPU s/GiB", "raw CPU s/GiB"
     );
     // The disk itself: the same policy, written 1 MiB at a time.
     let disk_path = base.path().join("disk");
-    let (disk_bytes, disk_time) = raw_write(&disk_path, &vec![b'd'; 1 << 20], total);
+    let (disk_bytes, disk_time, _) = raw_write(&disk_path, &vec![b'd'; 1 << 20], total);
     std::fs::remove_file(&disk_path).unwrap();
     println!(
         "{:<28} {:>12} {:>14.0}",
@@ -215,7 +238,7 @@ fn main() {
     for batch_bytes in [1024usize, 16 * 1024] {
         let batch = make_batch(batch_bytes);
         let raw_path = base.path().join(format!("raw-{batch_bytes}"));
-        let (raw_bytes, raw_time) = raw_write(&raw_path, &batch, total);
+        let (raw_bytes, raw_time, raw_cpu) = raw_write(&raw_path, &batch, total);
         let raw_write_rate = mb_per_s(raw_bytes, raw_time);
         let (read_bytes, read_time, _) = raw_read(&raw_path);
         let raw_read_rate = mb_per_s(read_bytes, read_time);
@@ -227,11 +250,13 @@ fn main() {
         let read_rate = mb_per_s(run.read, run.read_time);
         let label = format!("{} B batches", batch.len());
         println!(
-            "{:<28} {:>12.0} {:>14.0} {:>8.2}",
+            "{:<28} {:>12.0} {:>14.0} {:>8.2} {:>10.2} {:>14.2}",
             format!("append, {label}"),
             append_rate,
             raw_write_rate,
-            append_rate / raw_write_rate
+            append_rate / raw_write_rate,
+            cpu_s_per_gib(run.appended, run.append_cpu),
+            cpu_s_per_gib(raw_bytes, raw_cpu)
         );
         println!(
             "{:<28} {:>12.0} {:>14.0} {:>8.2}   (raw sequential write)",

@@ -6,15 +6,18 @@
 //!
 //! Files are opened by path for each operation and closed right after; a
 //! mapping outlives its file descriptor, so thousands of partitions do not
-//! hold thousands of descriptors.
+//! hold thousands of descriptors. The one exception is the `Writer` of an
+//! active segment, which keeps its descriptor open between appends (`pwritev`
+//! on it is the append path); the file layer bounds those descriptors to
+//! [`WRITERS_OPEN_MAX`] and closes the one open longest to make room.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::storage::mapping;
 
@@ -26,23 +29,88 @@ pub(crate) fn file_key(file: &File) -> io::Result<FileKey> {
     Ok((metadata.dev(), metadata.ino()))
 }
 
-/// Routes file operations, optionally through a [`FaultInjector`].
+/// Write descriptors one file layer (and so one `LogManager`) keeps open at
+/// once: one per active segment appended to recently. Past it, the descriptor
+/// open longest is closed; its segment reopens the file on its next append.
+pub const WRITERS_OPEN_MAX: usize = 256;
+/// Buffers handed to one `pwritev` call (Linux's `UIO_MAXIOV`); longer lists
+/// are written in several calls.
+const IOVECS_PER_CALL_MAX: usize = 1024;
+
+/// Routes file operations, optionally through a [`FaultInjector`]. Clones
+/// share the fault injector and the bound on open `Writer`s.
 #[derive(Clone, Debug, Default)]
 pub struct FileLayer {
     faults: Option<Arc<FaultInjector>>,
+    writers: Arc<WriterBudget>,
 }
 
 impl FileLayer {
     /// The plain file layer: no faults.
     pub fn real() -> Self {
-        FileLayer { faults: None }
+        FileLayer::default()
     }
 
     /// A file layer whose operations consult `faults` first.
     pub fn with_faults(faults: Arc<FaultInjector>) -> Self {
         FileLayer {
             faults: Some(faults),
+            ..FileLayer::default()
         }
+    }
+
+    /// The same layer with room for `writers_max` open writers (at least 1)
+    /// instead of [`WRITERS_OPEN_MAX`], shared by its clones.
+    pub fn with_writers_max(self, writers_max: usize) -> Self {
+        FileLayer {
+            writers: Arc::new(WriterBudget::new(writers_max)),
+            ..self
+        }
+    }
+
+    /// Write descriptors open now, across all writers of this layer and its clones.
+    pub fn writers_open(&self) -> usize {
+        self.writers.lock().len()
+    }
+
+    /// A writer for the existing file at `path`; it opens the file on its first write.
+    pub(crate) fn writer(&self, path: &Path) -> Writer {
+        Writer {
+            path: path.to_path_buf(),
+            shared: Arc::new(WriterShared::default()),
+            budget: Arc::clone(&self.writers),
+        }
+    }
+
+    /// Writes all of `buffers`, one after the other, at `offset` of the
+    /// writer's file (`pwritev`, repeated after a short write). The space must
+    /// be allocated already, so that a full disk cannot fail the write.
+    pub(crate) fn write_all_at(
+        &self,
+        writer: &mut Writer,
+        offset: u64,
+        buffers: &mut [IoSlice<'_>],
+    ) -> io::Result<()> {
+        if let Some(faults) = &self.faults {
+            faults.check_write()?;
+        }
+        let file = writer.file()?;
+        let mut buffers = buffers;
+        let mut offset = offset;
+        // Bounded: every call writes at least one byte or fails.
+        while !buffers.is_empty() {
+            let call = &buffers[..buffers.len().min(IOVECS_PER_CALL_MAX)];
+            match rustix::io::pwritev(&*file, call, offset) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(written) => {
+                    offset += written as u64;
+                    IoSlice::advance_slices(&mut buffers, written);
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn open_rw(&self, path: &Path, create: bool) -> io::Result<File> {
@@ -55,8 +123,8 @@ impl FileLayer {
     }
 
     /// Reserves `[offset, offset + len)` of the file on disk (`fallocate`, mode
-    /// 0), extending it if needed, so that writes through a mapping of that
-    /// range never hit a full disk (which would be a SIGBUS).
+    /// 0), extending it if needed, so that writes to that range never hit a
+    /// full disk (through a mapping, that would be a SIGBUS).
     pub(crate) fn allocate(&self, path: &Path, offset: u64, len: u64) -> io::Result<()> {
         if len == 0 {
             return Ok(());
@@ -199,6 +267,116 @@ impl FileLayer {
     }
 }
 
+/// An open write descriptor of one file, kept between writes (see
+/// [`FileLayer::write_all_at`]) and counted against the file layer's bound.
+/// The descriptor is closed by [`Writer::close`], on drop, or by the bound
+/// making room for another writer; the next write then reopens the file by
+/// path. Close it before the path may name another file (a rename over it, a
+/// replacement), or the next write would reach the old inode.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    path: PathBuf,
+    shared: Arc<WriterShared>,
+    budget: Arc<WriterBudget>,
+}
+
+#[derive(Debug, Default)]
+struct WriterShared {
+    /// The descriptor, if open. Taken by the budget to close it.
+    file: Mutex<Option<Arc<File>>>,
+}
+
+fn lock_writer(shared: &WriterShared) -> MutexGuard<'_, Option<Arc<File>>> {
+    // Each update is a single replace or take: nothing is left half done.
+    shared
+        .file
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Writer {
+    /// The open descriptor, opening the file if it is closed.
+    fn file(&mut self) -> io::Result<Arc<File>> {
+        if let Some(file) = lock_writer(&self.shared).clone() {
+            return Ok(file);
+        }
+        let file = Arc::new(OpenOptions::new().write(true).open(&self.path)?);
+        let evicted = self.budget.admit(&self.shared, Arc::clone(&file));
+        // Closing happens outside the budget lock.
+        drop(evicted);
+        Ok(file)
+    }
+
+    /// Closes the descriptor; the next write reopens the file by path.
+    pub(crate) fn close(&self) {
+        // The writer's lock is released before the budget's is taken: the
+        // budget takes them in the other order when it evicts.
+        let file = lock_writer(&self.shared).take();
+        if file.is_some() {
+            let me = Arc::as_ptr(&self.shared);
+            self.budget.lock().retain(|open| open.as_ptr() != me);
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Bounds the descriptors of the [`Writer`]s of one file layer.
+/// Lock order: budget, then writer.
+#[derive(Debug)]
+struct WriterBudget {
+    writers_max: usize,
+    /// The writers whose descriptor is open, the longest open first.
+    open: Mutex<VecDeque<Weak<WriterShared>>>,
+}
+
+impl Default for WriterBudget {
+    fn default() -> Self {
+        WriterBudget::new(WRITERS_OPEN_MAX)
+    }
+}
+
+impl WriterBudget {
+    fn new(writers_max: usize) -> Self {
+        WriterBudget {
+            writers_max: writers_max.max(1),
+            open: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Weak<WriterShared>>> {
+        // Pushes, pops and retains cannot be left half done.
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Installs `file` as the open descriptor of `writer`, taking the
+    /// descriptors of the longest-open writers if the bound is reached.
+    /// Returns them, for the caller to close outside the lock.
+    fn admit(&self, writer: &Arc<WriterShared>, file: Arc<File>) -> Vec<Arc<File>> {
+        let mut evicted = Vec::new();
+        let mut open = self.lock();
+        // Bounded by the queue, which holds at most `writers_max` entries.
+        while open.len() >= self.writers_max {
+            let Some(oldest) = open.pop_front() else {
+                break;
+            };
+            if let Some(file) = oldest.upgrade().and_then(|w| lock_writer(&w).take()) {
+                evicted.push(file);
+            }
+        }
+        *lock_writer(writer) = Some(file);
+        open.push_back(Arc::downgrade(writer));
+        assert!(open.len() <= self.writers_max, "writer budget exceeded");
+        evicted
+    }
+}
+
 /// What `posix_fallocate` does on a filesystem without `fallocate`: allocate
 /// every block of the range by writing one byte into it. A byte is written
 /// only where the file reads zero (or ends), so no data ever changes.
@@ -237,14 +415,15 @@ pub enum CrashMode {
     FlipBit,
 }
 
-/// Faults for tests: a disk that fills up, fsyncs that fail, and a record of
-/// every file's contents at its last fsync, to simulate a power loss.
+/// Faults for tests: a disk that fills up, writes and fsyncs that fail, and a
+/// record of every file's contents at its last fsync, to simulate a power loss.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     /// Bytes `fallocate` may still reserve before it answers ENOSPC; `u64::MAX` = unlimited.
     allocation_bytes_left: AtomicU64,
     allocation_limited: AtomicBool,
     sync_fails: AtomicBool,
+    write_fails: AtomicBool,
     /// Renames and removals that may still succeed while `file_ops_limited`.
     file_ops_left: AtomicU64,
     file_ops_limited: AtomicBool,
@@ -272,6 +451,11 @@ impl FaultInjector {
     /// Makes every fsync fail with EIO while `fails` is true.
     pub fn fail_syncs(&self, fails: bool) {
         self.sync_fails.store(fails, Ordering::SeqCst);
+    }
+
+    /// Makes every write of a `Writer` fail with EIO while `fails` is true.
+    pub fn fail_writes(&self, fails: bool) {
+        self.write_fails.store(fails, Ordering::SeqCst);
     }
 
     /// From now on, `ops` more renames and removals succeed; every later one
@@ -323,6 +507,13 @@ impl FaultInjector {
 
     fn check_sync(&self) -> io::Result<()> {
         if self.sync_fails.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
+    fn check_write(&self) -> io::Result<()> {
+        if self.write_fails.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         Ok(())
@@ -416,5 +607,80 @@ impl FaultInjector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_past_the_bound_are_closed_and_reopen_on_their_next_write() {
+        // Proves the file layer keeps at most writers_max descriptors open, and an evicted writer still writes where it should.
+        const FILES: usize = 6;
+        const ROUNDS: usize = 4;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = FileLayer::real().with_writers_max(2);
+        let paths: Vec<PathBuf> = (0..FILES)
+            .map(|i| {
+                let path = dir.path().join(format!("w{i}"));
+                File::create(&path).expect("create");
+                files.allocate(&path, 0, 4096).expect("allocate");
+                path
+            })
+            .collect();
+        let mut writers: Vec<Writer> = paths.iter().map(|path| files.writer(path)).collect();
+        for round in 0..ROUNDS {
+            for (i, writer) in writers.iter_mut().enumerate() {
+                let header = [round as u8; 2];
+                let body = [i as u8; 3];
+                let mut buffers = [IoSlice::new(&header), IoSlice::new(&body)];
+                files
+                    .write_all_at(writer, (round * 5) as u64, &mut buffers)
+                    .expect("write");
+                assert!(files.writers_open() <= 2);
+            }
+        }
+        for (i, path) in paths.iter().enumerate() {
+            let contents = std::fs::read(path).expect("read");
+            for round in 0..ROUNDS {
+                let at = round * 5;
+                assert_eq!(contents[at..at + 2], [round as u8; 2], "file {i}");
+                assert_eq!(contents[at + 2..at + 5], [i as u8; 3], "file {i}");
+            }
+            assert!(contents[ROUNDS * 5..].iter().all(|&b| b == 0));
+        }
+        writers[0].close();
+        writers.truncate(FILES - 1);
+        assert!(
+            files.writers_open() <= 1,
+            "closed and dropped writers free their slots"
+        );
+        drop(writers);
+        assert_eq!(files.writers_open(), 0);
+    }
+
+    #[test]
+    fn injected_write_failure_is_an_error_and_writes_nothing() {
+        // Proves fail_writes turns a positional write into EIO without touching the file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let faults = FaultInjector::new();
+        let files = FileLayer::with_faults(Arc::clone(&faults));
+        let path = dir.path().join("f");
+        File::create(&path).expect("create");
+        files.allocate(&path, 0, 4096).expect("allocate");
+        let mut writer = files.writer(&path);
+        faults.fail_writes(true);
+        let mut buffers = [IoSlice::new(b"abc")];
+        let error = files
+            .write_all_at(&mut writer, 0, &mut buffers)
+            .expect_err("injected failure");
+        assert_eq!(error.raw_os_error(), Some(libc::EIO));
+        faults.fail_writes(false);
+        let mut buffers = [IoSlice::new(b"xyz")];
+        files
+            .write_all_at(&mut writer, 3, &mut buffers)
+            .expect("write");
+        assert_eq!(&std::fs::read(&path).expect("read")[..6], b"\0\0\0xyz");
     }
 }

@@ -108,9 +108,10 @@ impl Map {
     /// The bytes `[start, end)` of the mapping.
     ///
     /// Callers read only bytes the log has finished writing and will not write
-    /// again while this borrow lives: everything the log writes goes to
-    /// positions at or past its end, under `&mut PartitionLog`, and truncation
-    /// rewrites a file in place only when no other mapping of it exists.
+    /// again while this borrow lives: everything the log writes (with `pwritev`
+    /// to a segment's `.log`, through a mapping to an index) goes to positions
+    /// at or past its end, under `&mut PartitionLog`, and truncation rewrites a
+    /// file in place only when no other mapping of it exists.
     pub(crate) fn slice(&self, start: usize, end: usize) -> &[u8] {
         assert!(
             start <= end && end <= self.raw.len(),
@@ -125,7 +126,10 @@ impl Map {
         unsafe { std::slice::from_raw_parts(self.raw.as_ptr().add(start), end - start) }
     }
 
-    /// The bytes `[start, end)` of a writable mapping, for writing.
+    /// The bytes `[start, end)` of a writable mapping, for writing. Only index
+    /// files are written this way (an entry is a few bytes, and a fresh page
+    /// is faulted in once per few hundred entries); a segment's `.log` is
+    /// written with `pwritev` (see `segment.rs`).
     ///
     /// Only the owner of the file's segment calls this, with `&mut` access to
     /// it, on positions no reader has been handed.
@@ -143,10 +147,6 @@ impl Map {
         // this range, which no reader's `Bytes` covers (the log hands out only
         // bytes below its end and writes only at or past it).
         unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr().add(start), end - start) }
-    }
-
-    pub(crate) fn writable(&self) -> bool {
-        self.writable
     }
 }
 

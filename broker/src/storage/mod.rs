@@ -13,8 +13,9 @@
 //! - [`index`]: the sparse offset index and the time index.
 //! - [`mapping`]: memory maps, their budget, and the `Bytes` owners handed to readers.
 //!   The only module with `unsafe`.
-//! - [`file`]: the file layer every allocation, fsync and resize goes through,
-//!   with fault injection for tests.
+//! - [`file`]: the file layer every allocation, write, fsync and resize goes
+//!   through, with the bounded write descriptors of active segments and fault
+//!   injection for tests.
 //! - [`checkpoint`], [`epoch`], [`metadata`]: small files beside the logs.
 //!
 //! `docs/storage.md` describes the layout on disk and what each flush policy promises.

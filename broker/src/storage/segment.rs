@@ -2,11 +2,21 @@
 //! `.index` and `.timeindex`, all named by the segment's base offset.
 //!
 //! The active segment's file is allocated ahead of the data in steps of
-//! `preallocate_step_bytes` (`fallocate`, so a full disk is an append error,
-//! never a SIGBUS) and written through a shared writable mapping; the bytes
-//! past the data are zero, and a zero `batch_length` is the normal end of the
-//! data. A sealed segment is trimmed to its data and read through a
-//! read-only mapping of exactly the data, created on demand and evictable.
+//! `preallocate_step_bytes` (`fallocate`, so a full disk is an append error
+//! before anything is written); the bytes past the data are zero, and a zero
+//! `batch_length` is the normal end of the data. Appends are positional
+//! writes (`pwritev`) on a descriptor the segment keeps open while it is
+//! active (`Writer`): each batch goes out as two buffers, its header with
+//! the assigned base offset and leader epoch, then the rest straight from the
+//! caller's bytes, so record bytes are copied once, into the page cache. The
+//! file is never written through a mapping: a store to a fresh page of a
+//! shared mapping faults, and the kernel reads (zero-fills) the page before
+//! the store lands, which cost more CPU than the copy itself.
+//!
+//! Reads go through a read-only mapping, which sees what `pwritev` wrote
+//! (Linux keeps one page cache for both): for the active segment a mapping
+//! of the whole allocated file, for a sealed one (trimmed to its data) a
+//! mapping of exactly the data. Both are created on demand and evictable.
 //!
 //! Batches follow each other with increasing offsets. In a log that was
 //! compacted (`offsets_may_skip`), a batch may start past the end of the one
@@ -14,7 +24,7 @@
 //! must continue the previous one exactly, and recovery cuts the file where one
 //! does not.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +34,7 @@ use protocol::batch::{
 };
 
 use crate::storage::config::LogConfig;
-use crate::storage::file::FileLayer;
+use crate::storage::file::{FileLayer, Writer};
 use crate::storage::index::{OffsetIndex, TimeIndex};
 use crate::storage::mapping::{bytes_of, Map, MappingBudget, Slot};
 
@@ -39,6 +49,9 @@ pub const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
 /// Positions within a segment are u32 in the offset index; Kafka caps a
 /// segment at `i32::MAX` bytes.
 pub const SEGMENT_POSITION_MAX: u64 = i32::MAX as u64;
+
+/// Batches written by one `pwritev` call of [`Segment::append`].
+const BATCHES_PER_WRITE: usize = 16;
 
 /// `<base offset, 20 digits>.<suffix>`, so segment files sort by name.
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
@@ -151,6 +164,16 @@ fn inspect(
     }
 }
 
+/// Where one batch of an append went, kept to index it once written.
+#[derive(Clone, Copy, Debug, Default)]
+struct AppendedBatch {
+    /// Within the appended records.
+    position: usize,
+    total: usize,
+    base_offset: i64,
+    max_timestamp: i64,
+}
+
 /// How a recovery scan of one segment ended.
 #[derive(Debug, Default)]
 pub(crate) struct ScanOutcome {
@@ -177,6 +200,8 @@ pub(crate) struct Segment {
     /// When the segment's age is counted from (first append in this process).
     pub(crate) rolling_base_ms: Option<i64>,
     log_slot: Slot,
+    /// Appends go through it; closed while the segment is sealed.
+    writer: Writer,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     active: bool,
@@ -254,6 +279,7 @@ impl Segment {
             &paths.time_index,
             config.segment_index_bytes_max,
         )?;
+        let writer = files.writer(&paths.log);
         let mut segment = Segment {
             base_offset,
             paths,
@@ -267,6 +293,7 @@ impl Segment {
             index_interval_bytes: config.index_interval_bytes,
             rolling_base_ms: None,
             log_slot: Slot::new(budget),
+            writer,
             offset_index,
             time_index,
             active,
@@ -329,33 +356,24 @@ impl Segment {
             .map_or(0, |d| d.as_millis() as i64)
     }
 
-    /// The mapping to read the data through: the writable mapping of an active
-    /// segment, or a read-only mapping of exactly the data of a sealed one.
+    /// The read-only mapping to read the data through: of the whole allocated
+    /// file of an active segment (so it serves appends to come), or of exactly
+    /// the data of a sealed one.
     fn map_for_read(&self) -> io::Result<Option<Arc<Map>>> {
         if self.data_len == 0 {
             return Ok(None);
         }
         let data_len = self.data_len;
-        let (len, writable) = if self.active {
-            (self.capacity, true)
+        let len = if self.active {
+            self.capacity
         } else {
-            (self.data_len, false)
+            self.data_len
         };
         let map = self.log_slot.get_or_map(
             |map| map.len() as u64 >= data_len,
-            || Map::open(&self.files, &self.paths.log, len, writable),
+            || Map::open(&self.files, &self.paths.log, len, false),
         )?;
         Ok(Some(map))
-    }
-
-    fn map_for_write(&self, end: u64) -> io::Result<Arc<Map>> {
-        assert!(self.active, "only the active segment is written");
-        assert!(end <= self.capacity, "write past the allocated space");
-        let capacity = self.capacity;
-        self.log_slot.get_or_map(
-            |map| map.writable() && map.len() as u64 >= end,
-            || Map::open(&self.files, &self.paths.log, capacity, true),
-        )
     }
 
     /// Walks batches from `position` (expected to hold `offset`) to the end of
@@ -420,13 +438,12 @@ impl Segment {
         Ok(outcome)
     }
 
-    /// A mapping of the whole file (whose data end may not be known yet).
+    /// A read-only mapping of the whole file (whose data end may not be known yet).
     fn map_whole_file(&self) -> io::Result<Arc<Map>> {
         let capacity = self.capacity;
-        let writable = self.active;
         self.log_slot.get_or_map(
-            |map| map.len() as u64 >= capacity && (map.writable() || !writable),
-            || Map::open(&self.files, &self.paths.log, capacity, writable),
+            |map| map.len() as u64 >= capacity,
+            || Map::open(&self.files, &self.paths.log, capacity, false),
         )
     }
 
@@ -535,6 +552,8 @@ impl Segment {
     /// its prefix (readers keep the old inode and its unchanged bytes).
     fn cut_file(&mut self, len: u64) -> io::Result<()> {
         self.log_slot.clear();
+        // A replacement is a new inode: the next append must reopen the path.
+        self.writer.close();
         if !self.files.set_len_if_unmapped(&self.paths.log, len)? {
             self.files.replace_with_prefix(&self.paths.log, len)?;
         }
@@ -708,10 +727,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Copies `records` (whole batches whose headers the caller checked) to the
-    /// end of the data, then either rewrites each batch's base offset and leader
-    /// epoch (`assign = Some((first_offset, epoch))`) or keeps them, and indexes.
-    /// Returns the next offset after the records.
+    /// Writes `records` (whole batches whose headers the caller checked) at the
+    /// end of the data, either rewriting each batch's base offset and leader
+    /// epoch on the way (`assign = Some((first_offset, epoch))`) or keeping
+    /// them, and indexes them. The caller reserved the space. Returns the next
+    /// offset after the records.
     pub(crate) fn append(
         &mut self,
         records: &[u8],
@@ -720,41 +740,73 @@ impl Segment {
     ) -> io::Result<i64> {
         let start = self.data_len;
         let end = start + records.len() as u64;
+        assert!(self.active, "only the active segment is written");
         assert!(end <= SEGMENT_POSITION_MAX, "segment position overflow");
-        let map = self.map_for_write(end)?;
-        let target = map.slice_mut(start as usize, end as usize);
-        target.copy_from_slice(records);
-        let mut position = 0usize;
+        assert!(end <= self.capacity, "write past the allocated space");
         let mut offset = match assign {
             Some((first_offset, _)) => first_offset,
             None => self.next_offset,
         };
-        while position < target.len() {
-            let batch = &mut target[position..];
-            let header = BatchHeader::new(batch).expect("caller checked the batch headers");
-            let total = header.total_bytes();
-            let delta = i64::from(header.last_offset_delta());
-            let max_timestamp = header.max_timestamp();
-            let base_offset = match assign {
-                Some((_, epoch)) => {
-                    assign_offset_and_epoch(&mut batch[..total], offset, epoch);
-                    offset
+        let mut position = 0usize;
+        // Bounded by the records: each round takes at least one batch.
+        while position < records.len() {
+            let round_start = position;
+            // The headers of this round's batches with offset and epoch assigned.
+            let mut headers = [[0u8; BATCH_HEADER_BYTES]; BATCHES_PER_WRITE];
+            let mut batches = [AppendedBatch::default(); BATCHES_PER_WRITE];
+            let mut count = 0;
+            while count < BATCHES_PER_WRITE && position < records.len() {
+                let header = BatchHeader::new(&records[position..])
+                    .expect("caller checked the batch headers");
+                let total = header.total_bytes();
+                let base_offset = match assign {
+                    Some((_, epoch)) => {
+                        let patched = &mut headers[count];
+                        patched.copy_from_slice(&records[position..position + BATCH_HEADER_BYTES]);
+                        assign_offset_and_epoch(patched, offset, epoch);
+                        offset
+                    }
+                    None => header.base_offset(),
+                };
+                if assign.is_some() || !self.offsets_may_skip {
+                    assert_eq!(base_offset, offset, "offsets must be dense and increasing");
+                } else {
+                    assert!(base_offset >= offset, "offsets must increase");
                 }
-                None => header.base_offset(),
-            };
-            if assign.is_some() || !self.offsets_may_skip {
-                assert_eq!(base_offset, offset, "offsets must be dense and increasing");
-            } else {
-                assert!(base_offset >= offset, "offsets must increase");
+                batches[count] = AppendedBatch {
+                    position,
+                    total,
+                    base_offset,
+                    max_timestamp: header.max_timestamp(),
+                };
+                offset = base_offset + i64::from(header.last_offset_delta()) + 1;
+                position += total;
+                count += 1;
             }
-            self.index_batch(
-                start + position as u64,
-                base_offset,
-                total as u64,
-                max_timestamp,
-            )?;
-            offset = base_offset + delta + 1;
-            position += total;
+            let round = &batches[..count];
+            let at = start + round_start as u64;
+            if assign.is_some() {
+                let mut buffers = [IoSlice::new(&[]); 2 * BATCHES_PER_WRITE];
+                for (i, batch) in round.iter().enumerate() {
+                    let rest = batch.position + BATCH_HEADER_BYTES..batch.position + batch.total;
+                    buffers[2 * i] = IoSlice::new(&headers[i]);
+                    buffers[2 * i + 1] = IoSlice::new(&records[rest]);
+                }
+                self.files
+                    .write_all_at(&mut self.writer, at, &mut buffers[..2 * count])?;
+            } else {
+                let mut buffers = [IoSlice::new(&records[round_start..position])];
+                self.files
+                    .write_all_at(&mut self.writer, at, &mut buffers)?;
+            }
+            for batch in round {
+                self.index_batch(
+                    start + batch.position as u64,
+                    batch.base_offset,
+                    batch.total as u64,
+                    batch.max_timestamp,
+                )?;
+            }
         }
         self.data_len = end;
         self.next_offset = offset;
@@ -821,6 +873,7 @@ impl Segment {
             self.time_index.maybe_append(self.max_timestamp, relative)?;
         }
         self.active = false;
+        self.writer.close();
         self.dirty = true;
         self.trim()
     }
@@ -878,9 +931,11 @@ impl Segment {
         self.dirty = true;
     }
 
-    /// Drops the cached mappings (they are re-created on demand).
+    /// Drops the cached mappings and closes the write descriptor (both are
+    /// re-created on demand).
     pub(crate) fn unmap(&self) {
         self.log_slot.clear();
+        self.writer.close();
         self.offset_index.file.unmap();
         self.time_index.file.unmap();
     }
@@ -888,6 +943,7 @@ impl Segment {
     /// Removes the files. Readers' `Bytes` keep the unlinked inode alive.
     pub(crate) fn delete(self) -> io::Result<()> {
         self.log_slot.clear();
+        self.writer.close();
         self.files.remove_file(&self.paths.log)?;
         self.offset_index.file.delete()?;
         self.time_index.file.delete()?;

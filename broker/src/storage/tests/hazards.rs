@@ -1,6 +1,8 @@
 //! The two hazards of mapped files: (a) a file shrinking under a live mapping
-//! (SIGBUS for a reader), and (b) a full disk behind a mapping (SIGBUS for the
-//! writer). Both must be ordinary, survivable events.
+//! (SIGBUS for a reader), and (b) a full disk behind a mapping (SIGBUS for a
+//! writer; appends use `pwritev` now, but the space is still allocated ahead so
+//! a full disk fails the append before anything is written). Both must be
+//! ordinary, survivable events, and so must a failing write.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -181,6 +183,46 @@ fn full_disk_from_fault_injection_takes_the_partition_offline_without_losing_dat
     check_full_disk_behaviour(dir.path(), FileLayer::with_faults(faults), move || {
         injected.unlimit_allocation();
     });
+}
+
+#[test]
+fn failed_write_takes_the_partition_offline_without_losing_data() {
+    // Proves an I/O error from the append's pwritev is an Offline error, and every batch acknowledged before it survives.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let config = LogConfig {
+        flush_policy: FlushPolicy::EveryBatch,
+        ..small_config()
+    };
+    let tp = TopicPartition::new("write-fails", 0);
+    let acknowledged = {
+        let files = FileLayer::with_faults(Arc::clone(&faults));
+        let manager =
+            LogManager::open_with_file_layer(dir.path(), config.clone(), 16, files).expect("open");
+        let log = manager.create(&tp, config.clone()).expect("create");
+        let mut guard = log.lock().unwrap();
+        let mut acknowledged = Vec::new();
+        for i in 0..10 {
+            let records = batch(2, 300, i);
+            let info = guard.append(&records, 1, 0).expect("append");
+            acknowledged.push(stored(&records, info.base_offset, 1));
+        }
+        faults.fail_writes(true);
+        let error = guard
+            .append(&batch(2, 300, 10), 1, 0)
+            .expect_err("the write fails");
+        assert!(
+            matches!(&error, StorageError::Offline { reason } if reason.contains("os error 5")),
+            "a failed write is an Offline error, got {error:?}"
+        );
+        assert!(guard.is_offline());
+        acknowledged
+        // Dropped without a clean shutdown.
+    };
+    faults.fail_writes(false);
+    let manager = LogManager::open(dir.path(), config, 16).expect("reopen");
+    let log = manager.get(&tp).expect("partition");
+    assert_eq!(read_all(&log.lock().unwrap()), acknowledged);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Append, read, roll, timestamps, truncation and the epoch cache of one log.
 
+use std::os::unix::fs::MetadataExt;
+
 use super::*;
 use crate::storage::segment::segment_file_name;
 use crate::storage::StorageError;
@@ -20,6 +22,100 @@ fn append_assigns_dense_offsets_and_reads_back_the_same_batches() {
     assert_eq!(log.log_end_offset(), expected_offset(&expected));
     assert_eq!(read_all(&log), expected);
     assert!(log.segment_count() > 1, "small segments rolled");
+}
+
+#[test]
+fn a_record_set_of_many_batches_is_stored_with_each_header_assigned() {
+    // Proves an append of more batches than one pwritev round carries stores every batch with its own offset and epoch.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
+    let mut log = open_log(dir.path(), config.clone());
+    log.append(&batch(2, 10, 1), 3, 0).expect("append");
+    let batches: Vec<Bytes> = (0..40)
+        .map(|i| batch(1 + i % 3, 50 + i, 1000 + i as i64))
+        .collect();
+    let records: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    let info = log.append(&records, 9, 0).expect("append");
+    assert_eq!(info.base_offset, 2);
+    let mut expected = vec![stored(&batch(2, 10, 1), 0, 3)];
+    for one in &batches {
+        let offset = expected_offset(&expected);
+        expected.push(stored(one, offset, 9));
+    }
+    assert_eq!(info.last_offset + 1, expected_offset(&expected));
+    assert_eq!(read_all(&log), expected);
+    // An unclean reopen validates every stored batch (CRC, continuing offsets).
+    drop(log);
+    let (log, report) = PartitionLog::open(
+        dir.path(),
+        config,
+        FileLayer::real(),
+        MappingBudget::new(8),
+        OpenOptions::default(),
+    )
+    .expect("reopen");
+    assert_eq!(report.bytes_truncated, 0);
+    assert_eq!(read_all(&log), expected);
+}
+
+#[test]
+fn only_the_active_segment_keeps_a_write_descriptor_and_truncation_reopens_it() {
+    // Proves sealed segments close their descriptor, and appends after a truncation that replaced the file land in the new file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = FileLayer::real();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        files.clone(),
+        MappingBudget::new(8),
+        OpenOptions::default(),
+    )
+    .expect("open")
+    .0;
+    let records = batch(2, 300, 1);
+    let mut expected = Vec::new();
+    for _ in 0..40 {
+        let info = log.append(&records, 1, 0).expect("append");
+        expected.push(stored(&records, info.base_offset, 1));
+    }
+    assert!(log.segment_count() > 1);
+    assert_eq!(
+        files.writers_open(),
+        1,
+        "one descriptor: the active segment's"
+    );
+    let active_base = *log.segment_base_offsets().last().expect("segments");
+    let in_active = expected
+        .iter()
+        .filter(|b| BatchHeader::new(b).expect("header").base_offset() >= active_base)
+        .count();
+    assert!(
+        in_active >= 2,
+        "the active segment holds a batch to keep and one to cut"
+    );
+    // A reader's mapping makes truncation replace the file rather than shrink it.
+    let active_path = dir.path().join(segment_file_name(active_base, "log"));
+    let inode_before = std::fs::metadata(&active_path).expect("stat").ino();
+    let held = log
+        .read(active_base, 1 << 20, i64::MAX, true)
+        .expect("read");
+    log.truncate_to(active_base + 2).expect("truncate");
+    let inode_after = std::fs::metadata(&active_path).expect("stat").ino();
+    assert_ne!(inode_before, inode_after, "the file was replaced");
+    expected.truncate(expected.len() - in_active + 1);
+    for _ in 0..5 {
+        let info = log.append(&records, 2, 0).expect("append");
+        expected.push(stored(&records, info.base_offset, 2));
+    }
+    assert_eq!(read_all(&log), expected);
+    drop(held);
+    drop(log);
+    assert_eq!(files.writers_open(), 0, "a closed log holds no descriptor");
+    let log = open_log(dir.path(), small_config());
+    assert_eq!(read_all(&log), expected, "the appends reached the new file");
 }
 
 fn expected_offset(batches: &[Vec<u8>]) -> i64 {

@@ -12,6 +12,8 @@ const MANY_PARTITIONS: i32 = 3000;
 const MANY_PARTITIONS_SCRATCH_BYTES: u64 = 1 << 30;
 /// The mapping budget in the many-partitions test.
 const MANY_PARTITIONS_MAPPINGS_MAX: usize = 256;
+/// The bound on open write descriptors in the many-partitions test.
+const MANY_PARTITIONS_WRITERS_MAX: usize = 64;
 
 fn tiny_config() -> LogConfig {
     LogConfig {
@@ -24,11 +26,17 @@ fn tiny_config() -> LogConfig {
 }
 
 #[test]
-fn three_thousand_partitions_stay_within_the_mapping_budget() {
-    // Proves live cached mappings never exceed mappings_max while every one of 3000 partitions stays readable.
+fn three_thousand_partitions_stay_within_the_mapping_and_writer_budgets() {
+    // Proves live cached mappings and open write descriptors stay within their bounds while every one of 3000 partitions stays readable.
     let dir = ScratchDir::new(MANY_PARTITIONS_SCRATCH_BYTES);
-    let manager =
-        LogManager::open(dir.path(), tiny_config(), MANY_PARTITIONS_MAPPINGS_MAX).expect("open");
+    let files = FileLayer::real().with_writers_max(MANY_PARTITIONS_WRITERS_MAX);
+    let manager = LogManager::open_with_file_layer(
+        dir.path(),
+        tiny_config(),
+        MANY_PARTITIONS_MAPPINGS_MAX,
+        files.clone(),
+    )
+    .expect("open");
     let budget = manager.mapping_budget().clone();
     let records = batch(3, 700, 1);
     for partition in 0..MANY_PARTITIONS {
@@ -40,7 +48,9 @@ fn three_thousand_partitions_stay_within_the_mapping_budget() {
             guard.append(&records, 0, 0).expect("append");
         }
         assert!(budget.live() <= MANY_PARTITIONS_MAPPINGS_MAX);
+        assert!(files.writers_open() <= MANY_PARTITIONS_WRITERS_MAX);
     }
+    assert_eq!(files.writers_open(), MANY_PARTITIONS_WRITERS_MAX);
     let check_all = |manager: &LogManager| {
         for partition in 0..MANY_PARTITIONS {
             let tp = TopicPartition::new("many", partition);
