@@ -401,7 +401,7 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
             };
             config.linger = Duration::from_millis(p.linger_ms);
             config.batch_size = p.batch_size;
-            config.buffer_memory = config.buffer_memory.max(p.batch_size * 64);
+            config.buffer_memory = buffer_bytes(p);
             AnyProducer::Ours(
                 client::Producer::connect(config)
                     .await
@@ -426,11 +426,22 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
                 )
                 .set("linger.ms", p.linger_ms.to_string())
                 .set("batch.size", p.batch_size.to_string())
+                // The same buffer as our client's, so closed-loop latencies compare.
                 .set("queue.buffering.max.messages", "1000000")
+                .set(
+                    "queue.buffering.max.kbytes",
+                    (buffer_bytes(p) / 1024).to_string(),
+                )
                 .create_with_context(RdkafkaReports)?;
             AnyProducer::Rdkafka(producer)
         }
     })
+}
+
+/// Bytes a producer may buffer: 32 MiB (our client's default), or 64
+/// batches if that is more. Both clients get the same.
+fn buffer_bytes(p: &ProducerArgs) -> usize {
+    (32 << 20).max(p.batch_size * 64)
 }
 
 /// One producer's loop: sends until the limit, scheduling sends at the target
