@@ -614,6 +614,11 @@ fn end_offsets(common: &Common) -> anyhow::Result<std::collections::HashMap<i32,
 
 /// What one consumer thread reads: from `start`,
 /// until the limit, recording end-to-end latency when `latency` is set.
+///
+/// Messages are taken a batch at a time ([`RDKAFKA_BATCH_MESSAGES_MAX`]) from
+/// the consumer queue with librdkafka's batch call, and librdkafka is asked to
+/// keep a deep local queue, as `rdkafka_performance` does: per-message
+/// `BaseConsumer::poll` measured rust-rdkafka, not the broker.
 fn rdkafka_consume(
     common: &Common,
     partitions: Vec<i32>,
@@ -623,14 +628,18 @@ fn rdkafka_consume(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Stats> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", &common.brokers)
         .set("group.id", "loadgen")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", "262144")
-        .create()?;
+        // Keep fetching until this many messages (or the bytes below) wait
+        // in the local queue, so that the application never waits on a
+        // fetch round trip.
+        .set("queued.min.messages", "1000000")
+        .set("queued.max.messages.kbytes", "262144");
+    let consumer: BaseConsumer = config.create()?;
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in partitions {
         let offset = match &start {
@@ -640,9 +649,10 @@ fn rdkafka_consume(
         assignment.add_partition_offset(&common.topic, p, offset)?;
     }
     consumer.assign(&assignment)?;
+    let mut queue = benches::rdkafka_batch::BatchQueue::new(&consumer, RDKAFKA_BATCH_MESSAGES_MAX)
+        .context("the rdkafka consumer has no consumer queue")?;
     let mut stats = Stats::new(run.started);
     let mut last_seen = Instant::now();
-    let mut local = (0u64, 0u64);
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -650,44 +660,44 @@ fn rdkafka_consume(
         if start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT {
             break;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                let now = Instant::now();
-                last_seen = now;
-                let value = message.payload().unwrap_or_default();
-                let e2e = if latency && value.len() >= 8 {
-                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                    Some(Duration::from_nanos(now_nanos().saturating_sub(sent)))
-                } else {
-                    None
-                };
-                stats.record(now, value.len() as u64, e2e);
-                local.0 += 1;
-                local.1 += value.len() as u64;
-                // Publish progress in chunks to keep the shared lock off the hot loop.
-                if local.0 >= 10_000 {
-                    let mut shared = run.stats.blocking_lock();
-                    shared.record_many(now, local.0, local.1);
-                    local = (0, 0);
+        // One clock reading per batch: a batch is what arrived since the last.
+        let mut now = None;
+        let mut wall = 0;
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        queue.consume(Duration::from_millis(100), |message| match message {
+            Ok(value) => {
+                let now = *now.get_or_insert_with(|| {
+                    wall = if latency { now_nanos() } else { 0 };
+                    Instant::now()
+                });
+                if latency {
+                    let e2e = (value.len() >= 8).then(|| {
+                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                        Duration::from_nanos(wall.saturating_sub(sent))
+                    });
+                    stats.record(now, value.len() as u64, e2e);
                 }
+                messages += 1;
+                bytes += value.len() as u64;
             }
-            Some(Err(e)) => {
+            Err(code) => {
                 stats.errors += 1;
-                eprintln!("consume error: {e}");
+                eprintln!("consume error: {code}");
             }
-            None => {
-                // Idle: publish what is left so the count can complete.
-                if local.0 > 0 {
-                    run.stats
-                        .blocking_lock()
-                        .record_many(Instant::now(), local.0, local.1);
-                    local = (0, 0);
-                }
-            }
+        });
+        let Some(now) = now else { continue };
+        last_seen = now;
+        if !latency {
+            stats.record_many(now, messages, bytes);
         }
+        // One shared update per batch keeps the lock off the per-message path.
+        run.stats.blocking_lock().record_many(now, messages, bytes);
     }
     Ok(stats)
 }
+
+/// Messages one rdkafka batch call hands out at most.
+const RDKAFKA_BATCH_MESSAGES_MAX: usize = 10_000;
 
 /// Our consumer on its own runtime thread: the same contract as [`rdkafka_consume`].
 fn ours_consume(
@@ -720,7 +730,6 @@ fn ours_consume(
         }
         let mut stats = Stats::new(run.started);
         let mut last_seen = Instant::now();
-        let mut local = (0u64, 0u64);
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed)
                 || (start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT)
@@ -741,19 +750,25 @@ fn ours_consume(
             let now = Instant::now();
             last_seen = now;
             let wall = if latency { now_nanos() } else { 0 };
+            let mut bytes = 0u64;
             for record in &records {
                 let value = record.value.as_deref().unwrap_or_default();
-                let e2e = (latency && value.len() >= 8).then(|| {
-                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                    Duration::from_nanos(wall.saturating_sub(sent))
-                });
-                stats.record(now, value.len() as u64, e2e);
-                local.0 += 1;
-                local.1 += value.len() as u64;
+                bytes += value.len() as u64;
+                if latency {
+                    let e2e = (value.len() >= 8).then(|| {
+                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                        Duration::from_nanos(wall.saturating_sub(sent))
+                    });
+                    stats.record(now, value.len() as u64, e2e);
+                }
             }
-            // One shared update per poll: a poll returns many records.
-            run.stats.lock().await.record_many(now, local.0, local.1);
-            local = (0, 0);
+            let messages = records.len() as u64;
+            // Without latencies, the counts go in once per poll, as do the
+            // shared ones: a poll returns many records.
+            if !latency {
+                stats.record_many(now, messages, bytes);
+            }
+            run.stats.lock().await.record_many(now, messages, bytes);
         }
         let _ = consumer.close().await;
         Ok(stats)
