@@ -130,6 +130,25 @@ struct ConsumeArgs {
     /// Concurrent consumers; partitions are split among them.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+#[derive(Args, Clone, Copy, Debug)]
+struct FetchArgs {
+    /// Bound on one fetch response (`fetch.max.bytes`, both clients); each
+    /// client's default (50 MiB) when absent. On loopback, responses of 1-2
+    /// MiB stay in the CPU caches and cost both sides less per byte.
+    #[arg(long)]
+    fetch_max_bytes: Option<i32>,
+}
+
+impl FetchArgs {
+    /// The bound as the results name it.
+    fn setting(&self) -> String {
+        self.fetch_max_bytes
+            .map_or("client default".into(), |b| b.to_string())
+    }
 }
 
 #[derive(Args, Clone)]
@@ -140,6 +159,8 @@ struct EndToEndArgs {
     producer: ProducerArgs,
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    #[command(flatten)]
+    fetch: FetchArgs,
 }
 
 #[derive(Args, Clone)]
@@ -621,6 +642,7 @@ fn end_offsets(common: &Common) -> anyhow::Result<std::collections::HashMap<i32,
 /// `BaseConsumer::poll` measured rust-rdkafka, not the broker.
 fn rdkafka_consume(
     common: &Common,
+    fetch: FetchArgs,
     partitions: Vec<i32>,
     start: Start,
     latency: bool,
@@ -639,6 +661,15 @@ fn rdkafka_consume(
         // fetch round trip.
         .set("queued.min.messages", "1000000")
         .set("queued.max.messages.kbytes", "262144");
+    if let Some(bytes) = fetch.fetch_max_bytes {
+        config.set("fetch.max.bytes", bytes.to_string());
+        // librdkafka refuses a response bound below the per-partition bound
+        // or below `message.max.bytes` (1,000,000 by default).
+        if bytes < RDKAFKA_PARTITION_FETCH_BYTES_DEFAULT {
+            config.set("max.partition.fetch.bytes", bytes.to_string());
+            config.set("message.max.bytes", bytes.to_string());
+        }
+    }
     let consumer: BaseConsumer = config.create()?;
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in partitions {
@@ -698,10 +729,13 @@ fn rdkafka_consume(
 
 /// Messages one rdkafka batch call hands out at most.
 const RDKAFKA_BATCH_MESSAGES_MAX: usize = 10_000;
+/// librdkafka's default `max.partition.fetch.bytes`.
+const RDKAFKA_PARTITION_FETCH_BYTES_DEFAULT: i32 = 1024 * 1024;
 
 /// Our consumer on its own runtime thread: the same contract as [`rdkafka_consume`].
 fn ours_consume(
     common: &Common,
+    fetch: FetchArgs,
     partitions: Vec<i32>,
     start: Start,
     latency: bool,
@@ -714,6 +748,9 @@ fn ours_consume(
     runtime.block_on(async move {
         let mut config = client::ConsumerConfig::new(&common.brokers);
         config.enable_auto_commit = false;
+        if let Some(bytes) = fetch.fetch_max_bytes {
+            config.fetch_max_bytes = bytes;
+        }
         let mut consumer = client::Consumer::connect(config).await?;
         let assignment: Vec<client::TopicPartition> = partitions
             .iter()
@@ -794,6 +831,7 @@ struct Consumers {
 fn start_consumers(
     common: &Common,
     consumers: usize,
+    fetch: FetchArgs,
     start: Start,
     latency: bool,
 ) -> anyhow::Result<Consumers> {
@@ -811,8 +849,10 @@ fn start_consumers(
         let stop = stop.clone();
         let start = start.clone();
         handles.push(tokio::task::spawn_blocking(move || match common.client {
-            ClientKind::Ours => ours_consume(&common, partitions, start, latency, run, stop),
-            ClientKind::Rdkafka => rdkafka_consume(&common, partitions, start, latency, run, stop),
+            ClientKind::Ours => ours_consume(&common, fetch, partitions, start, latency, run, stop),
+            ClientKind::Rdkafka => {
+                rdkafka_consume(&common, fetch, partitions, start, latency, run, stop)
+            }
         }));
     }
     Ok(Consumers { stop, handles, run })
@@ -821,7 +861,7 @@ fn start_consumers(
 async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let Consumers { stop, handles, run } =
-        start_consumers(common, args.consumers, Start::Beginning, false)?;
+        start_consumers(common, args.consumers, args.fetch, Start::Beginning, false)?;
     let progress = spawn_progress("consume", run.clone());
     // Stop at the count or the duration; an idle consumer stops by itself.
     let limit = Limit::of(common);
@@ -850,6 +890,7 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let summary = Summary::of("consume", &total, elapsed);
     summary.print();
     let mut settings = settings(common, &[("consumers", args.consumers.to_string())]);
+    settings.push(("fetch_max_bytes", args.fetch.setting()));
     settings.push(("mode", "consume".into()));
     finish(common, &settings, &[summary], &[("consume", &total)])
 }
@@ -863,6 +904,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     let Consumers { stop, handles, run } = start_consumers(
         &args.common,
         args.consumers,
+        args.fetch,
         Start::At(Arc::new(ends)),
         true,
     )?;
@@ -890,6 +932,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     }
     let mut settings = settings(&args.common, &producer_settings(&args.producer));
     settings.push(("consumers", args.consumers.to_string()));
+    settings.push(("fetch_max_bytes", args.fetch.setting()));
     settings.push(("mode", "end-to-end".into()));
     finish(
         &args.common,
