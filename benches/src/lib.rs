@@ -4,7 +4,10 @@
 //! - [`stats`]: latency histograms (hdrhistogram) and per-second buckets.
 //! - [`report`]: the progress line, the summary, `--json` and `--plot` output.
 //! - [`baseline`]: what the machine does with no broker logic, for ratios.
+//! - [`rdkafka_batch`]: librdkafka's batch consume call, which rust-rdkafka
+//!   does not wrap.
 
 pub mod baseline;
+pub mod rdkafka_batch;
 pub mod report;
 pub mod stats;

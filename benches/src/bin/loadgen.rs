@@ -129,6 +129,26 @@ struct ConsumeArgs {
     /// Concurrent consumers; partitions are split among them.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    #[command(flatten)]
+    fetch: FetchArgs,
+}
+
+#[derive(Args, Clone, Copy, Debug)]
+struct FetchArgs {
+    /// Bound on one fetch response (`fetch.max.bytes`, both clients); each
+    /// client's default (50 MiB) when absent. On loopback, responses of 1-2
+    /// MiB stay in the CPU caches: librdkafka then spends about half the CPU
+    /// per record with 8 partitions.
+    #[arg(long)]
+    fetch_max_bytes: Option<i32>,
+}
+
+impl FetchArgs {
+    /// The bound as the results name it.
+    fn setting(&self) -> String {
+        self.fetch_max_bytes
+            .map_or("client default".into(), |b| b.to_string())
+    }
 }
 
 #[derive(Args, Clone)]
@@ -139,6 +159,8 @@ struct EndToEndArgs {
     producer: ProducerArgs,
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    #[command(flatten)]
+    fetch: FetchArgs,
 }
 
 #[derive(Args, Clone)]
@@ -650,8 +672,14 @@ fn end_offsets(common: &Common) -> anyhow::Result<std::collections::HashMap<i32,
 
 /// What one consumer thread reads: from `start`,
 /// until the limit, recording end-to-end latency when `latency` is set.
+///
+/// Messages are taken a batch at a time ([`RDKAFKA_BATCH_MESSAGES_MAX`]) from
+/// the consumer queue with librdkafka's batch call, and librdkafka is asked to
+/// keep a deep local queue, as `rdkafka_performance` does: per-message
+/// `BaseConsumer::poll` measured rust-rdkafka, not the broker.
 fn rdkafka_consume(
     common: &Common,
+    fetch: FetchArgs,
     partitions: Vec<i32>,
     start: Start,
     latency: bool,
@@ -659,14 +687,27 @@ fn rdkafka_consume(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Stats> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", &common.brokers)
         .set("group.id", "loadgen")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", "262144")
-        .create()?;
+        // Keep fetching until this many messages (or the bytes below) wait
+        // in the local queue, so that the application never waits on a
+        // fetch round trip.
+        .set("queued.min.messages", "1000000")
+        .set("queued.max.messages.kbytes", "262144");
+    if let Some(bytes) = fetch.fetch_max_bytes {
+        config.set("fetch.max.bytes", bytes.to_string());
+        // librdkafka refuses a response bound below the per-partition bound
+        // or below `message.max.bytes` (1,000,000 by default).
+        if bytes < RDKAFKA_PARTITION_FETCH_BYTES_DEFAULT {
+            config.set("max.partition.fetch.bytes", bytes.to_string());
+            config.set("message.max.bytes", bytes.to_string());
+        }
+    }
+    let consumer: BaseConsumer = config.create()?;
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in partitions {
         let offset = match &start {
@@ -676,9 +717,10 @@ fn rdkafka_consume(
         assignment.add_partition_offset(&common.topic, p, offset)?;
     }
     consumer.assign(&assignment)?;
+    let mut queue = benches::rdkafka_batch::BatchQueue::new(&consumer, RDKAFKA_BATCH_MESSAGES_MAX)
+        .context("the rdkafka consumer has no consumer queue")?;
     let mut stats = Stats::new(run.started);
     let mut last_seen = Instant::now();
-    let mut local = (0u64, 0u64);
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             break;
@@ -686,50 +728,54 @@ fn rdkafka_consume(
         if start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT {
             break;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                let now = Instant::now();
-                last_seen = now;
-                let value = message.payload().unwrap_or_default();
-                let e2e = if latency && value.len() >= 8 {
-                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                    Some(Duration::from_nanos(now_nanos().saturating_sub(sent)))
-                } else {
-                    None
-                };
-                stats.record(now, value.len() as u64, e2e);
-                local.0 += 1;
-                local.1 += value.len() as u64;
-                // Publish progress in chunks to keep the shared lock off the hot loop.
-                if local.0 >= 10_000 {
-                    let mut shared = run.stats.lock().expect("stats lock");
-                    shared.record_many(now, local.0, local.1);
-                    local = (0, 0);
+        // One clock reading per batch: a batch is what arrived since the last.
+        let mut now = None;
+        let mut wall = 0;
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        queue.consume(Duration::from_millis(100), |message| match message {
+            Ok(value) => {
+                let now = *now.get_or_insert_with(|| {
+                    wall = if latency { now_nanos() } else { 0 };
+                    Instant::now()
+                });
+                if latency {
+                    let e2e = (value.len() >= 8).then(|| {
+                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                        Duration::from_nanos(wall.saturating_sub(sent))
+                    });
+                    stats.record(now, value.len() as u64, e2e);
                 }
+                messages += 1;
+                bytes += value.len() as u64;
             }
-            Some(Err(e)) => {
+            Err(code) => {
                 stats.errors += 1;
-                eprintln!("consume error: {e}");
+                eprintln!("consume error: {code}");
             }
-            None => {
-                // Idle: publish what is left so the count can complete.
-                if local.0 > 0 {
-                    run.stats.lock().expect("stats lock").record_many(
-                        Instant::now(),
-                        local.0,
-                        local.1,
-                    );
-                    local = (0, 0);
-                }
-            }
+        });
+        let Some(now) = now else { continue };
+        last_seen = now;
+        if !latency {
+            stats.record_many(now, messages, bytes);
         }
+        // One shared update per batch keeps the lock off the per-message path.
+        run.stats
+            .lock()
+            .expect("stats lock")
+            .record_many(now, messages, bytes);
     }
     Ok(stats)
 }
 
+/// Messages one rdkafka batch call hands out at most.
+const RDKAFKA_BATCH_MESSAGES_MAX: usize = 10_000;
+/// librdkafka's default `max.partition.fetch.bytes`.
+const RDKAFKA_PARTITION_FETCH_BYTES_DEFAULT: i32 = 1024 * 1024;
+
 /// Our consumer on its own runtime thread: the same contract as [`rdkafka_consume`].
 fn ours_consume(
     common: &Common,
+    fetch: FetchArgs,
     partitions: Vec<i32>,
     start: Start,
     latency: bool,
@@ -742,6 +788,9 @@ fn ours_consume(
     runtime.block_on(async move {
         let mut config = client::ConsumerConfig::new(&common.brokers);
         config.enable_auto_commit = false;
+        if let Some(bytes) = fetch.fetch_max_bytes {
+            config.fetch_max_bytes = bytes;
+        }
         let mut consumer = client::Consumer::connect(config).await?;
         let assignment: Vec<client::TopicPartition> = partitions
             .iter()
@@ -758,7 +807,6 @@ fn ours_consume(
         }
         let mut stats = Stats::new(run.started);
         let mut last_seen = Instant::now();
-        let mut local = (0u64, 0u64);
         loop {
             if stop.load(std::sync::atomic::Ordering::Relaxed)
                 || (start.is_beginning() && last_seen.elapsed() > CONSUME_IDLE_TIMEOUT)
@@ -779,22 +827,28 @@ fn ours_consume(
             let now = Instant::now();
             last_seen = now;
             let wall = if latency { now_nanos() } else { 0 };
+            let mut bytes = 0u64;
             for record in &records {
                 let value = record.value.as_deref().unwrap_or_default();
-                let e2e = (latency && value.len() >= 8).then(|| {
-                    let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                    Duration::from_nanos(wall.saturating_sub(sent))
-                });
-                stats.record(now, value.len() as u64, e2e);
-                local.0 += 1;
-                local.1 += value.len() as u64;
+                bytes += value.len() as u64;
+                if latency {
+                    let e2e = (value.len() >= 8).then(|| {
+                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+                        Duration::from_nanos(wall.saturating_sub(sent))
+                    });
+                    stats.record(now, value.len() as u64, e2e);
+                }
             }
-            // One shared update per poll: a poll returns many records.
+            let messages = records.len() as u64;
+            // Without latencies, the counts go in once per poll, as do the
+            // shared ones: a poll returns many records.
+            if !latency {
+                stats.record_many(now, messages, bytes);
+            }
             run.stats
                 .lock()
                 .expect("stats lock")
-                .record_many(now, local.0, local.1);
-            local = (0, 0);
+                .record_many(now, messages, bytes);
         }
         let _ = consumer.close().await;
         Ok(stats)
@@ -820,6 +874,7 @@ struct Consumers {
 fn start_consumers(
     common: &Common,
     consumers: usize,
+    fetch: FetchArgs,
     start: Start,
     latency: bool,
 ) -> anyhow::Result<Consumers> {
@@ -837,8 +892,10 @@ fn start_consumers(
         let stop = stop.clone();
         let start = start.clone();
         handles.push(tokio::task::spawn_blocking(move || match common.client {
-            ClientKind::Ours => ours_consume(&common, partitions, start, latency, run, stop),
-            ClientKind::Rdkafka => rdkafka_consume(&common, partitions, start, latency, run, stop),
+            ClientKind::Ours => ours_consume(&common, fetch, partitions, start, latency, run, stop),
+            ClientKind::Rdkafka => {
+                rdkafka_consume(&common, fetch, partitions, start, latency, run, stop)
+            }
         }));
     }
     Ok(Consumers { stop, handles, run })
@@ -847,7 +904,7 @@ fn start_consumers(
 async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let common = &args.common;
     let Consumers { stop, handles, run } =
-        start_consumers(common, args.consumers, Start::Beginning, false)?;
+        start_consumers(common, args.consumers, args.fetch, Start::Beginning, false)?;
     let progress = spawn_progress("consume", run.clone());
     // Stop at the count or the duration; an idle consumer stops by itself.
     let limit = Limit::of(common);
@@ -876,6 +933,7 @@ async fn consume_command(args: ConsumeArgs) -> anyhow::Result<()> {
     let summary = Summary::of("consume", &total, elapsed);
     summary.print();
     let mut settings = settings(common, &[("consumers", args.consumers.to_string())]);
+    settings.push(("fetch_max_bytes", args.fetch.setting()));
     settings.push(("mode", "consume".into()));
     finish(common, &settings, &[summary], &[("consume", &total)])
 }
@@ -889,6 +947,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     let Consumers { stop, handles, run } = start_consumers(
         &args.common,
         args.consumers,
+        args.fetch,
         Start::At(Arc::new(ends)),
         true,
     )?;
@@ -918,6 +977,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
     }
     let mut settings = settings(&args.common, &producer_settings(&args.producer));
     settings.push(("consumers", args.consumers.to_string()));
+    settings.push(("fetch_max_bytes", args.fetch.setting()));
     settings.push(("mode", "end-to-end".into()));
     finish(
         &args.common,

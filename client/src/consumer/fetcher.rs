@@ -4,10 +4,22 @@
 //! then buffered until `poll` hands them out.
 //!
 //! `poll` sends the next round of fetches before it returns records, so the
-//! next batch of data is on its way while the application works. The
-//! buffer is bounded: no fetch goes out while [`FETCH_BUFFER_BYTES_MAX`]
-//! bytes of fetched record sets wait to be returned, and a partition with
-//! buffered records is not fetched again until they are returned.
+//! next batch of data is on its way while the application works. A
+//! partition is fetched ahead of `poll`: while `poll` reads one response,
+//! the partition's next data, from where that response ends, is fetched
+//! (at most [`PARTITION_FETCHES_BUFFERED_MAX`] responses per partition,
+//! counting the one in flight). Without that, a single partition would
+//! alternate between fetching and reading, and several partitions would
+//! split into small fetches of the partitions just read out.
+//!
+//! A broker gets no fetch while one of its partitions has all the responses
+//! it may hold: that fetch would go without the partition and, if the
+//! others have no new data, wait `fetch_max_wait` on the broker, holding
+//! back the partition's next fetch behind it. Instead the fetch goes out
+//! once `poll` has read a response of that partition, with the partition.
+//!
+//! The buffer is bounded: no fetch goes out while [`FETCH_BUFFER_BYTES_MAX`]
+//! bytes of fetched record sets wait to be returned.
 //!
 //! Buffered data is only handed out if it still fits the partition's state:
 //! still assigned, and fetched at the current position (a `seek` or a
@@ -43,6 +55,10 @@ const FETCH_VERSION_BY_NAME_MAX: i16 = 12;
 /// by at most one `fetch_max_bytes` per broker.
 pub const FETCH_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Fetch responses one partition may hold, buffered or in flight: the one
+/// `poll` reads and the next, fetched meanwhile.
+pub const PARTITION_FETCHES_BUFFERED_MAX: usize = 2;
+
 /// What one partition of one fetch response left for `poll`.
 #[derive(Debug)]
 pub struct CompletedFetch {
@@ -59,6 +75,57 @@ pub struct CompletedFetch {
     /// buffer bound.
     pub bytes: usize,
     pub high_watermark: i64,
+}
+
+impl CompletedFetch {
+    /// Where the partition's next fetch starts once these records are read;
+    /// `None` when they end in an error, which must be reported first.
+    fn resume_offset(&self) -> Option<i64> {
+        if self.error.is_some() {
+            return None;
+        }
+        match &self.records {
+            Some(records) => records.resume_offset(),
+            None => Some(self.fetch_offset),
+        }
+    }
+}
+
+/// A partition's buffered responses, oldest first, as `send_fetches` sees them.
+struct BufferedFetches {
+    count: usize,
+    /// The position the oldest continues from.
+    head_offset: i64,
+    /// Where the newest ends, if it ends without an error.
+    resume_offset: Option<i64>,
+}
+
+/// Each buffered partition's responses, in the order `poll` reads them.
+fn buffered_fetches(
+    completed: &VecDeque<CompletedFetch>,
+) -> HashMap<&TopicPartition, BufferedFetches> {
+    let mut out: HashMap<&TopicPartition, BufferedFetches> = HashMap::new();
+    for fetch in completed {
+        let b = out.entry(&fetch.tp).or_insert(BufferedFetches {
+            count: 0,
+            head_offset: fetch.fetch_offset,
+            resume_offset: None,
+        });
+        b.count += 1;
+        b.resume_offset = fetch.resume_offset();
+    }
+    out
+}
+
+/// Why a partition is or is not in the next fetch.
+enum NextFetch {
+    /// Fetch it from this offset.
+    At(i64),
+    /// It holds [`PARTITION_FETCHES_BUFFERED_MAX`] responses.
+    Full,
+    /// Its buffered data must be handed out or dropped first (an error to
+    /// report, or data made stale by a `seek`).
+    Held,
 }
 
 /// Why a partition's fetch gave no (more) records.
@@ -103,7 +170,6 @@ pub struct Fetcher {
     nodes_in_flight: HashSet<i32>,
     partitions_in_flight: HashSet<TopicPartition>,
     completed: VecDeque<CompletedFetch>,
-    buffered: HashSet<TopicPartition>,
     buffered_bytes: usize,
     /// Set by errors that a new leader or leader epoch fixes.
     pub metadata_refresh_needed: bool,
@@ -122,7 +188,6 @@ impl Fetcher {
             nodes_in_flight: HashSet::new(),
             partitions_in_flight: HashSet::new(),
             completed: VecDeque::new(),
-            buffered: HashSet::new(),
             buffered_bytes: 0,
             metadata_refresh_needed: false,
             rotation: 0,
@@ -132,23 +197,34 @@ impl Fetcher {
     /// Drops everything buffered (after the assignment was replaced).
     pub fn clear_buffer(&mut self) {
         self.completed.clear();
-        self.buffered.clear();
         self.buffered_bytes = 0;
     }
 
     /// Sends a fetch to every broker that leads a fetchable partition and
-    /// has no fetch in flight.
+    /// has no fetch in flight, unless one of its partitions is full (see
+    /// the module docs).
     pub fn send_fetches(&mut self, assignment: &AssignmentState, metadata: &Metadata) {
         if self.buffered_bytes >= FETCH_BUFFER_BYTES_MAX {
             return;
         }
         let now = Instant::now();
+        let buffered = buffered_fetches(&self.completed);
         let mut by_node: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+        let mut deferred: HashSet<i32> = HashSet::new();
         for (tp, state) in assignment.iter() {
-            if !state.fetchable(now)
-                || self.buffered.contains(tp)
-                || self.partitions_in_flight.contains(tp)
-            {
+            if !state.fetchable(now) || self.partitions_in_flight.contains(tp) {
+                continue;
+            }
+            let position = state
+                .position
+                .expect("fetchable partitions have a position");
+            let next = match buffered.get(tp) {
+                None => NextFetch::At(position.offset),
+                Some(b) if b.head_offset != position.offset => NextFetch::Held,
+                Some(b) if b.count >= PARTITION_FETCHES_BUFFERED_MAX => NextFetch::Full,
+                Some(b) => b.resume_offset.map_or(NextFetch::Held, NextFetch::At),
+            };
+            if matches!(next, NextFetch::Held) {
                 continue;
             }
             let Some(topic) = metadata.topic(&tp.topic) else {
@@ -172,17 +248,19 @@ impl Fetcher {
             if self.nodes_in_flight.contains(&leader) {
                 continue;
             }
-            let position = state
-                .position
-                .expect("fetchable partitions have a position");
+            let NextFetch::At(offset) = next else {
+                deferred.insert(leader);
+                continue;
+            };
             by_node.entry(leader).or_default().push(FetchTarget {
                 tp: tp.clone(),
                 topic: state.topic.clone(),
                 topic_id: topic.topic_id,
-                offset: position.offset,
+                offset,
                 leader_epoch: partition.leader_epoch,
             });
         }
+        by_node.retain(|node_id, _| !deferred.contains(node_id));
         let settings = FetchSettings {
             max_wait_ms: self.config.fetch_max_wait.as_millis().min(i32::MAX as u128) as i32,
             min_bytes: self.config.fetch_min_bytes,
@@ -251,7 +329,6 @@ impl Fetcher {
             Ok(completed) => {
                 for fetch in completed {
                     self.buffered_bytes += fetch.bytes;
-                    self.buffered.insert(fetch.tp.clone());
                     self.completed.push_back(fetch);
                 }
             }
@@ -277,8 +354,6 @@ impl Fetcher {
                 fetch.bytes
             );
             self.buffered_bytes -= fetch.bytes;
-            let removed = self.buffered.remove(&fetch.tp);
-            assert!(removed, "{} was buffered without being marked so", fetch.tp);
         }
     }
 
