@@ -77,6 +77,19 @@ pub fn encode_response<R: Encodable>(
     Ok(out.freeze())
 }
 
+fn request_header(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+) -> RequestHeader {
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(api_version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(client_id.map(|c| c.to_string().into()))
+}
+
 /// Encodes a request frame (used by our client and by tests).
 pub fn encode_request<R: Encodable>(
     api_key: ApiKey,
@@ -86,11 +99,7 @@ pub fn encode_request<R: Encodable>(
     body: &R,
 ) -> Result<Bytes, EncodeError> {
     let header_version = api_key.request_header_version(api_version);
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(api_version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(client_id.map(|c| c.to_string().into()));
+    let header = request_header(api_key, api_version, correlation_id, client_id);
     let header_size = header
         .compute_size(header_version)
         .map_err(|e| EncodeError(e.to_string()))?;
@@ -119,24 +128,8 @@ pub fn encode_request_chunks<R: Encodable>(
     zero_copy: &[Bytes],
 ) -> Result<Vec<Bytes>, EncodeError> {
     let header_version = api_key.request_header_version(api_version);
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(api_version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(client_id.map(|c| c.to_string().into()));
-    let err = encode_error;
-    let header_size = header.compute_size(header_version).map_err(err)?;
-    let body_size = body.compute_size(api_version).map_err(err)?;
-    let mut out = crate::chunks::ChunkedBuf::new(zero_copy);
-    out.put_u32((header_size + body_size) as u32);
-    header.encode(&mut out, header_version).map_err(err)?;
-    body.encode(&mut out, api_version).map_err(err)?;
-    let chunks = out.finish();
-    debug_assert_eq!(
-        chunks.iter().map(Bytes::len).sum::<usize>(),
-        4 + header_size + body_size
-    );
-    Ok(chunks)
+    let header = request_header(api_key, api_version, correlation_id, client_id);
+    encode_frame_chunks(&header, header_version, body, api_version, zero_copy)
 }
 
 /// Decodes a response frame body (size prefix already removed) for `api_key`
@@ -170,6 +163,18 @@ pub fn encode_response_chunks<R: Encodable>(
 ) -> Result<Vec<Bytes>, EncodeError> {
     let header_version = api_key.response_header_version(api_version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    encode_frame_chunks(&header, header_version, body, api_version, zero_copy)
+}
+
+/// A size-prefixed frame of `header` and `body` in pieces, `zero_copy`
+/// fields by reference.
+fn encode_frame_chunks<H: Encodable, R: Encodable>(
+    header: &H,
+    header_version: i16,
+    body: &R,
+    api_version: i16,
+    zero_copy: &[Bytes],
+) -> Result<Vec<Bytes>, EncodeError> {
     let err = encode_error;
     let header_size = header.compute_size(header_version).map_err(err)?;
     let body_size = body.compute_size(api_version).map_err(err)?;

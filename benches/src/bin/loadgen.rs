@@ -755,16 +755,29 @@ fn rdkafka_consume(
         });
         let Some(now) = now else { continue };
         last_seen = now;
-        if !latency {
-            stats.record_many(now, messages, bytes);
-        }
-        // One shared update per batch keeps the lock off the per-message path.
-        run.stats
-            .lock()
-            .expect("stats lock")
-            .record_many(now, messages, bytes);
+        publish_batch(&mut stats, &run, now, messages, bytes, latency);
     }
     Ok(stats)
+}
+
+/// Counts one batch of consumed messages: in the consumer's own stats (when
+/// latencies were not recorded per message) and, once per batch to keep the
+/// lock off the per-message path, in the shared ones.
+fn publish_batch(
+    stats: &mut Stats,
+    run: &Run,
+    now: Instant,
+    messages: u64,
+    bytes: u64,
+    latency: bool,
+) {
+    if !latency {
+        stats.record_many(now, messages, bytes);
+    }
+    run.stats
+        .lock()
+        .expect("stats lock")
+        .record_many(now, messages, bytes);
 }
 
 /// Messages one rdkafka batch call hands out at most.
@@ -839,16 +852,7 @@ fn ours_consume(
                     stats.record(now, value.len() as u64, e2e);
                 }
             }
-            let messages = records.len() as u64;
-            // Without latencies, the counts go in once per poll, as do the
-            // shared ones: a poll returns many records.
-            if !latency {
-                stats.record_many(now, messages, bytes);
-            }
-            run.stats
-                .lock()
-                .expect("stats lock")
-                .record_many(now, messages, bytes);
+            publish_batch(&mut stats, &run, now, records.len() as u64, bytes, latency);
         }
         let _ = consumer.close().await;
         Ok(stats)
