@@ -200,13 +200,20 @@ fn described_members(
 }
 
 /// Waits until the coordinator reports `count` members in a Stable group.
+/// Polls `polled` (librdkafka serves rebalances from `poll`, so a member that
+/// is not polled never rejoins) until the coordinator describes the group as
+/// Stable with `count` members.
 fn wait_for_stable_members(
     conn: &mut RawConnection,
     group: &str,
     count: usize,
+    polled: &mut [&mut Member],
 ) -> BTreeMap<String, BTreeSet<i32>> {
     let mut last = None;
     let settled = tests::wait_until(GROUP_SETTLE_TIMEOUT, || {
+        for member in polled.iter_mut() {
+            member.poll_once();
+        }
         let (state, members) = described_members(conn, group);
         let done = state == "Stable" && members.len() == count;
         last = Some((state, members));
@@ -245,7 +252,7 @@ fn range_assignor_shares_partitions_and_survivors_take_over_from_leaving_and_dea
     poll_until(&mut [&mut a, &mut b], "A and B share the partitions", |s| {
         shared_by_all(s) && s[0].len() == 3
     });
-    let members = wait_for_stable_members(&mut conn, group, 2);
+    let members = wait_for_stable_members(&mut conn, group, 2, &mut [&mut a, &mut b]);
     assert_eq!(
         members.values().map(BTreeSet::len).collect::<Vec<_>>(),
         vec![3, 3],
@@ -259,7 +266,7 @@ fn range_assignor_shares_partitions_and_survivors_take_over_from_leaving_and_dea
         "A and B give up a partition each to C",
         |s| s[0].len() == 2 && s[1].len() == 2 && owned(s).is_some(),
     );
-    let members = wait_for_stable_members(&mut conn, group, 3);
+    let members = wait_for_stable_members(&mut conn, group, 3, &mut [&mut a, &mut b]);
     let kcat_share: BTreeSet<i32> = members
         .iter()
         .find(|(client, _)| !client.starts_with("member-"))
@@ -357,7 +364,7 @@ fn cooperative_sticky_assignor_moves_only_the_partitions_that_must_move() {
         b.assignment().is_subset(&b_before),
         "sticky: B only lost partitions"
     );
-    wait_for_stable_members(&mut conn, group, 3);
+    wait_for_stable_members(&mut conn, group, 3, &mut [&mut a, &mut b]);
     let (a_with_c, b_with_c) = (a.assignment(), b.assignment());
     let b_revocations_before = b.consumer.context().revocations.lock().unwrap().len();
 
@@ -383,7 +390,7 @@ fn cooperative_sticky_assignor_moves_only_the_partitions_that_must_move() {
         s[0].len() == PARTITIONS as usize
     });
     assert!(a_before.is_subset(&a.assignment()));
-    let members = wait_for_stable_members(&mut conn, group, 1);
+    let members = wait_for_stable_members(&mut conn, group, 1, &mut [&mut a]);
     assert_eq!(members.values().next().unwrap().len(), PARTITIONS as usize);
     assert!(
         *a.consumer.context().assignments.lock().unwrap() >= 4,
