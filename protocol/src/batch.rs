@@ -18,6 +18,7 @@
 //! broker may rewrite `base_offset` and `partition_leader_epoch` without
 //! recomputing it.
 
+use crate::varint::{put_varlong, read_varlong, varlong_len, VarintError};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
@@ -28,19 +29,20 @@ pub const LOG_OVERHEAD_BYTES: usize = 12;
 /// The only record batch format this project stores.
 pub const MAGIC_V2: i8 = 2;
 
-const OFFSET_BASE_OFFSET: usize = 0;
-const OFFSET_BATCH_LENGTH: usize = 8;
-const OFFSET_LEADER_EPOCH: usize = 12;
-const OFFSET_MAGIC: usize = 16;
-const OFFSET_CRC: usize = 17;
-const OFFSET_ATTRIBUTES: usize = 21;
-const OFFSET_LAST_OFFSET_DELTA: usize = 23;
-const OFFSET_BASE_TIMESTAMP: usize = 27;
-const OFFSET_MAX_TIMESTAMP: usize = 35;
-const OFFSET_PRODUCER_ID: usize = 43;
-const OFFSET_PRODUCER_EPOCH: usize = 51;
-const OFFSET_BASE_SEQUENCE: usize = 53;
-const OFFSET_RECORDS_COUNT: usize = 57;
+/// Byte positions of the v2 batch header fields.
+pub const OFFSET_BASE_OFFSET: usize = 0;
+pub const OFFSET_BATCH_LENGTH: usize = 8;
+pub const OFFSET_LEADER_EPOCH: usize = 12;
+pub const OFFSET_MAGIC: usize = 16;
+pub const OFFSET_CRC: usize = 17;
+pub const OFFSET_ATTRIBUTES: usize = 21;
+pub const OFFSET_LAST_OFFSET_DELTA: usize = 23;
+pub const OFFSET_BASE_TIMESTAMP: usize = 27;
+pub const OFFSET_MAX_TIMESTAMP: usize = 35;
+pub const OFFSET_PRODUCER_ID: usize = 43;
+pub const OFFSET_PRODUCER_EPOCH: usize = 51;
+pub const OFFSET_BASE_SEQUENCE: usize = 53;
+pub const OFFSET_RECORDS_COUNT: usize = 57;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
@@ -533,15 +535,10 @@ impl Cursor {
         Ok(b)
     }
     fn varlong(&mut self) -> Result<i64, RecordDecodeError> {
-        let mut raw: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let b = self.byte()?;
-            raw |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
-            }
-        }
-        Err(RecordDecodeError::Malformed("varint too long"))
+        read_varlong(&self.buf, &mut self.position).map_err(|e| match e {
+            VarintError::Truncated => RecordDecodeError::Malformed("record truncated"),
+            VarintError::TooLong => RecordDecodeError::Malformed("varint too long"),
+        })
     }
     fn varint(&mut self) -> Result<i32, RecordDecodeError> {
         let v = self.varlong()?;
@@ -560,22 +557,6 @@ impl Cursor {
         self.position = end;
         Ok(Some(out))
     }
-}
-
-fn put_varlong(buf: &mut BytesMut, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        buf.put_u8((raw as u8 & 0x7f) | 0x80);
-        raw >>= 7;
-    }
-    buf.put_u8(raw as u8);
-}
-
-/// Bytes `value` takes as a zigzag varlong.
-fn varlong_len(value: i64) -> usize {
-    let raw = ((value << 1) ^ (value >> 63)) as u64;
-    // 1 byte per started 7 bits, at least 1.
-    (64 - (raw | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Bytes a nullable length-prefixed field takes.
@@ -731,13 +712,6 @@ mod tests {
                 prop_assert_eq!(d.timestamp, r.timestamp);
                 prop_assert_eq!(&d.headers, &r.headers);
             }
-        }
-
-        #[test]
-        fn varlong_len_is_the_encoded_length(value in any::<i64>()) {
-            let mut buf = BytesMut::new();
-            put_varlong(&mut buf, value);
-            prop_assert_eq!(varlong_len(value), buf.len());
         }
 
         #[test]

@@ -14,6 +14,7 @@ pub mod chunks;
 pub mod error;
 pub mod frame;
 pub mod header;
+pub mod varint;
 
 pub use error::ErrorCode;
 pub use kafka_protocol::messages;

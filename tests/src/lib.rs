@@ -220,6 +220,28 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     condition()
 }
 
+/// Runs `tests/python/<script>` with the broker's address, asserts it exits
+/// successfully having printed `ok_line`, and returns what it printed.
+pub fn run_python_script(broker: &BrokerProcess, script: &str, ok_line: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let output = std::process::Command::new("python3")
+        .arg(&path)
+        .arg(&broker.addr)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}\nbroker:\n{}",
+        broker.output()
+    );
+    assert!(stdout.contains(ok_line), "{stdout}");
+    stdout
+}
+
 /// A bare Kafka connection speaking our `protocol` crate over a blocking
 /// socket: for tests that need exact control over the bytes sent.
 pub struct RawConnection {

@@ -372,12 +372,7 @@ async fn eager_rebalance_revokes_everything_first_and_commits_before_partitions_
 async fn cooperative_rebalance_revokes_only_the_partitions_that_move() {
     // Cooperative-sticky: when B joins, A gives up exactly the partitions B ends up with and keeps the rest throughout.
     const PARTITIONS: i32 = 6;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "coop", PARTITIONS).await;
-    tests::produce_numbered(&broker.addr, "coop", PARTITIONS, 20, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("coop", PARTITIONS, 20).await;
     let strategy = AssignmentStrategy::CooperativeSticky;
     let (a, a_events) = listening_member(&broker.addr, "coop-group", "coop", strategy).await;
     wait_for("A owns everything", GROUP_SETTLE_TIMEOUT, || {
@@ -425,12 +420,7 @@ async fn cooperative_rebalance_revokes_only_the_partitions_that_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_moves_the_next_poll_to_the_given_offset() {
     // Without a group: seek forward, back, to the beginning and to the end; each next poll starts there.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "seekable", 1).await;
-    tests::produce_numbered(&broker.addr, "seekable", 1, 100, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("seekable", 1, 100).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -472,12 +462,7 @@ async fn seek_moves_the_next_poll_to_the_given_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_partition_returns_nothing_until_resumed() {
     // Pausing p0 holds its records back (fetched or not) while p1 flows; resuming releases them, none lost.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "pausable", 2).await;
-    tests::produce_numbered(&broker.addr, "pausable", 2, 30, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("pausable", 2, 30).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     config.max_poll_records = 10;
@@ -530,12 +515,7 @@ async fn paused_partition_returns_nothing_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_offset_reset_earliest_latest_and_none_decide_where_a_new_group_starts() {
     // No committed offset: earliest reads from 0, latest only what comes later, none fails with a typed error; out of range likewise.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "resets", 1).await;
-    tests::produce_numbered(&broker.addr, "resets", 1, 10, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("resets", 1, 10).await;
     let p0 = tp("resets", 0);
 
     let mut earliest = Consumer::connect(group_config(&broker.addr, "from-earliest"))
@@ -627,12 +607,7 @@ async fn auto_offset_reset_earliest_latest_and_none_decide_where_a_new_group_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assign_without_a_group_reads_but_cannot_commit() {
     // Manual assignment needs no group; subscribe and commits do, and say so with typed errors.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "manual", 3).await;
-    tests::produce_numbered(&broker.addr, "manual", 3, 40, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("manual", 3, 40).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -659,12 +634,7 @@ async fn assign_without_a_group_reads_but_cannot_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assign_with_a_group_commits_standalone_and_resumes_there() {
     // assign() with a group id starts at the committed offsets and commits outside any generation.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "standalone", 1).await;
-    tests::produce_numbered(&broker.addr, "standalone", 1, 30, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("standalone", 1, 30).await;
     let p0 = tp("standalone", 0);
     let mut config = group_config(&broker.addr, "standalone-group");
     config.max_poll_records = 12;
@@ -683,12 +653,7 @@ async fn assign_with_a_group_commits_standalone_and_resumes_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commit_stores_exactly_what_poll_returned() {
     // With auto-commit, the committed offset follows what poll handed out, not what was fetched or buffered.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "auto", 1).await;
-    tests::produce_numbered(&broker.addr, "auto", 1, 100, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("auto", 1, 100).await;
     let p0 = tp("auto", 0);
     let mut config = group_config(&broker.addr, "auto-group");
     config.enable_auto_commit = true;
@@ -731,12 +696,7 @@ async fn auto_commit_stores_exactly_what_poll_returned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_commits_complete_in_the_order_they_were_made() {
     // Ten async commits of growing offsets, awaited out of order: the last one made is what stays committed.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, "async-commits", 1).await;
-    tests::produce_numbered(&broker.addr, "async-commits", 1, 20, Compression::None)
-        .await
-        .unwrap();
+    let (_dir, broker) = broker_with_numbered_topic("async-commits", 1, 20).await;
     let p0 = tp("async-commits", 0);
     let mut consumer = Consumer::connect(group_config(&broker.addr, "async-group"))
         .await

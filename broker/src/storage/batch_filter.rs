@@ -19,24 +19,19 @@
 //! become negative), so every record keeps its timestamp. A later cleaning
 //! removes the tombstone once the horizon has passed.
 
-use protocol::batch::{BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use protocol::batch::{
+    BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, OFFSET_ATTRIBUTES, OFFSET_BASE_TIMESTAMP,
+    OFFSET_BATCH_LENGTH, OFFSET_CRC, OFFSET_MAX_TIMESTAMP, OFFSET_RECORDS_COUNT,
+};
+use protocol::varint::{put_varlong, read_varlong, VarintError, VARLONG_BYTES_MAX};
 use thiserror::Error;
 
 /// Attribute bit of a batch whose `base_timestamp` holds its delete horizon
 /// (Kafka's `DELETE_HORIZON_FLAG_MASK`).
 pub const DELETE_HORIZON_FLAG: i16 = 0x40;
 
-/// Header fields the rewrite changes (byte positions; see `protocol::batch`).
-const BATCH_LENGTH_AT: usize = 8;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const RECORDS_COUNT_AT: usize = 57;
 /// The shortest possible record: a length and six one-byte fields.
 const RECORD_BYTES_MIN: usize = 7;
-/// A varint or varlong takes at most this many bytes.
-const VARLONG_BYTES_MAX: usize = 10;
 
 /// Why the records of a batch could not be read. The batch's CRC was valid,
 /// so a producer wrote it this way; the cleaner keeps such a batch untouched.
@@ -101,15 +96,10 @@ impl<'a> Reader<'a> {
     }
 
     fn varlong(&mut self) -> Result<i64, RecordScanError> {
-        let mut raw: u64 = 0;
-        for i in 0..VARLONG_BYTES_MAX {
-            let byte = self.byte()?;
-            raw |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
-            }
-        }
-        Err(RecordScanError::VarintTooLong { index: self.index })
+        read_varlong(self.bytes, &mut self.position).map_err(|e| match e {
+            VarintError::Truncated => self.truncated(),
+            VarintError::TooLong => RecordScanError::VarintTooLong { index: self.index },
+        })
     }
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], RecordScanError> {
@@ -212,15 +202,6 @@ pub(crate) fn delete_horizon_ms(header: &BatchHeader<'_>) -> Option<i64> {
     (header.attributes() & DELETE_HORIZON_FLAG != 0).then(|| header.base_timestamp())
 }
 
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
-    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8 & 0x7f) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
-}
-
 /// `batch` with only the `kept` records (a non-empty subsequence of its
 /// scanned records, in order). With `set_delete_horizon_ms`, the batch is
 /// marked with that delete horizon and the timestamp deltas re-encoded.
@@ -239,8 +220,9 @@ pub(crate) fn rebuild_batch(
     let mut attributes = header.attributes();
     if let Some(horizon) = set_delete_horizon_ms {
         attributes |= DELETE_HORIZON_FLAG;
-        out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-        out[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&horizon.to_be_bytes());
+        out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        out[OFFSET_BASE_TIMESTAMP..OFFSET_BASE_TIMESTAMP + 8]
+            .copy_from_slice(&horizon.to_be_bytes());
     }
     let base_timestamp = set_delete_horizon_ms.unwrap_or(header.base_timestamp());
     let mut body = Vec::new();
@@ -264,12 +246,14 @@ pub(crate) fn rebuild_batch(
             .max()
             .expect("kept records")
     };
-    out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
-    out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    out[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    out[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4]
+        .copy_from_slice(&(kept.len() as i32).to_be_bytes());
     let batch_length = i32::try_from(out.len() - LOG_OVERHEAD_BYTES).expect("batch fits i32");
-    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    out[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
     let rebuilt = BatchHeader::new(&out).expect("header written above");
     assert_eq!(
         rebuilt.base_offset(),
@@ -375,10 +359,10 @@ mod tests {
         // Proves a lying records count, a cut record or trailing bytes are errors, never panics.
         let batch = sample();
         let mut lying = batch.clone();
-        lying[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&5i32.to_be_bytes());
+        lying[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&5i32.to_be_bytes());
         assert!(scan_records(&lying).is_err());
         let mut fewer = batch.clone();
-        fewer[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&3i32.to_be_bytes());
+        fewer[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&3i32.to_be_bytes());
         assert!(matches!(
             scan_records(&fewer),
             Err(RecordScanError::TrailingBytes { .. })

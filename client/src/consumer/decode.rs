@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::batch::{BatchHeader, Compression as BatchCompression, BATCH_HEADER_BYTES};
+use protocol::varint::{self, VarintError};
 use thiserror::Error;
 
 use crate::compression::{decompress, Compression};
@@ -448,20 +449,10 @@ fn read_record(
 
 #[inline]
 fn read_varlong(buf: &[u8], position: &mut usize) -> Result<i64, &'static str> {
-    let mut raw: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let byte = *buf.get(*position).ok_or("record truncated")?;
-        *position += 1;
-        raw |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok((raw >> 1) as i64 ^ (raw & 1).wrapping_neg() as i64);
-        }
-        shift += 7;
-        if shift > 63 {
-            return Err("varint too long");
-        }
-    }
+    varint::read_varlong(buf, position).map_err(|e| match e {
+        VarintError::Truncated => "record truncated",
+        VarintError::TooLong => "varint too long",
+    })
 }
 
 #[inline]
@@ -492,6 +483,7 @@ fn read_nullable(
 pub(crate) mod tests {
     use super::*;
     use bytes::{BufMut, BytesMut};
+    use protocol::varint::put_varlong;
 
     /// One record for [`encode_batch`]: offset delta, key, value, headers.
     pub(crate) struct TestRecord {
@@ -508,15 +500,6 @@ pub(crate) mod tests {
             value: Some(value.as_bytes().to_vec()),
             headers: vec![],
         }
-    }
-
-    fn put_varlong(buf: &mut BytesMut, value: i64) {
-        let mut raw = ((value << 1) ^ (value >> 63)) as u64;
-        while raw >= 0x80 {
-            buf.put_u8((raw as u8 & 0x7f) | 0x80);
-            raw >>= 7;
-        }
-        buf.put_u8(raw as u8);
     }
 
     fn put_bytes(buf: &mut BytesMut, value: Option<&[u8]>) {

@@ -407,42 +407,30 @@ struct CommittedEntry {
 /// The group's error and its partitions: v8+ answers per group, older
 /// versions at the top level.
 fn committed_entries(response: &OffsetFetchResponse) -> (ErrorCode, Vec<CommittedEntry>) {
-    if let Some(group) = response.groups.first() {
-        let entries = group
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().map(move |p| CommittedEntry {
-                    tp: TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p
-                        .metadata
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    code: ErrorCode(p.error_code),
+    // The per-group and top-level topic lists are distinct types with the
+    // same fields.
+    macro_rules! entries {
+        ($topics:expr) => {
+            $topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(move |p| CommittedEntry {
+                        tp: TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                        code: ErrorCode(p.error_code),
+                    })
                 })
-            })
-            .collect();
-        return (ErrorCode(group.error_code), entries);
+                .collect()
+        };
     }
-    let entries = response
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| CommittedEntry {
-                tp: TopicPartition::new(t.name.0.to_string(), p.partition_index),
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-                code: ErrorCode(p.error_code),
-            })
-        })
-        .collect();
-    (ErrorCode(response.error_code), entries)
+    match response.groups.first() {
+        Some(group) => (ErrorCode(group.error_code), entries!(group.topics)),
+        None => (ErrorCode(response.error_code), entries!(response.topics)),
+    }
 }

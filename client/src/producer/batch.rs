@@ -13,21 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use protocol::batch::{BatchBuilder, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use protocol::batch::{
+    BatchBuilder, Record, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, OFFSET_ATTRIBUTES,
+    OFFSET_BASE_SEQUENCE, OFFSET_BATCH_LENGTH, OFFSET_CRC, OFFSET_PRODUCER_EPOCH,
+    OFFSET_PRODUCER_ID,
+};
 use tokio::sync::oneshot;
 
 use crate::compression::{compress, Compression, CompressionError};
 use crate::error::ProduceError;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::record::RecordMetadata;
-
-// Header field positions, as laid out in `protocol::batch`.
-const OFFSET_BATCH_LENGTH: usize = 8;
-const OFFSET_CRC: usize = 17;
-const OFFSET_ATTRIBUTES: usize = 21;
-const OFFSET_PRODUCER_ID: usize = 43;
-const OFFSET_PRODUCER_EPOCH: usize = 51;
-const OFFSET_BASE_SEQUENCE: usize = 53;
 
 /// "No producer id / epoch / sequence" on the wire.
 pub const NO_PRODUCER_ID: i64 = -1;
