@@ -764,21 +764,14 @@ mod tests {
     use super::*;
     use protocol::messages::api_versions_response::ApiVersion;
 
-    #[tokio::test]
-    async fn chunked_frames_arrive_whole_and_in_order_through_partial_writes() {
-        // Pieces larger than the socket buffers go out over many partial
-        // vectored writes; the reader sees exactly their concatenation.
+    /// Writes `chunks` with `write_all_chunks` and returns what the other
+    /// end of the connection read.
+    async fn written_through_a_socket(chunks: &[Bytes]) -> Vec<u8> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let (_, mut write_half) = client.unwrap().into_split();
         let (mut server, _) = server.unwrap();
-        let chunks: Vec<Bytes> = [0usize, 5, 3 << 20, 0, 17, 2 << 20, 1]
-            .iter()
-            .enumerate()
-            .map(|(i, &len)| Bytes::from((0..len).map(|j| (i * 31 + j) as u8).collect::<Vec<_>>()))
-            .collect();
-        let expected: Vec<u8> = chunks.concat();
         let reader = tokio::spawn(async move {
             let mut received = Vec::new();
             tokio::io::AsyncReadExt::read_to_end(&mut server, &mut received)
@@ -786,10 +779,33 @@ mod tests {
                 .unwrap();
             received
         });
-        write_all_chunks(&mut write_half, &chunks).await.unwrap();
+        write_all_chunks(&mut write_half, chunks).await.unwrap();
         write_half.shutdown().await.unwrap();
         drop(write_half);
-        assert_eq!(reader.await.unwrap(), expected);
+        reader.await.unwrap()
+    }
+
+    fn numbered_chunks(lengths: impl IntoIterator<Item = usize>) -> Vec<Bytes> {
+        lengths
+            .into_iter()
+            .enumerate()
+            .map(|(i, len)| Bytes::from((0..len).map(|j| (i * 31 + j) as u8).collect::<Vec<_>>()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn chunked_frames_arrive_whole_and_in_order_through_partial_writes() {
+        // Pieces larger than the socket buffers go out over many partial
+        // vectored writes; the reader sees exactly their concatenation.
+        let chunks = numbered_chunks([0usize, 5, 3 << 20, 0, 17, 2 << 20, 1]);
+        assert_eq!(written_through_a_socket(&chunks).await, chunks.concat());
+    }
+
+    #[tokio::test]
+    async fn more_pieces_than_one_writev_takes_go_out_in_order() {
+        // Past WRITE_SLICES_MAX pieces the frame takes several writev calls.
+        let chunks = numbered_chunks((0..3 * WRITE_SLICES_MAX + 5).map(|i| i % 7 * 100));
+        assert_eq!(written_through_a_socket(&chunks).await, chunks.concat());
     }
 
     fn table(entries: &[(i16, i16, i16)]) -> ApiVersions {
