@@ -90,15 +90,24 @@ pub struct LogManager {
     budget: MappingBudget,
     logs: RwLock<BTreeMap<TopicPartition, SharedLog>>,
     recovery_report: RecoveryReport,
-    /// Serialises checkpoint writes.
-    checkpoint_lock: Mutex<()>,
+    /// Serialises checkpoint writes and remembers what they last wrote.
+    checkpoints_written: Mutex<CheckpointsWritten>,
     cleaner_config: Mutex<CleanerConfig>,
     /// Serialises cleaning passes: one cleaner, one partition at a time.
     cleaner_lock: Mutex<()>,
     /// Partitions whose data the cleaner found corrupt: skipped until restart.
     uncleanable: Mutex<BTreeSet<TopicPartition>>,
-    /// The cleaner offsets last written to `cleaner-offset-checkpoint`.
-    cleaner_offsets_written: Mutex<BTreeMap<TopicPartition, i64>>,
+}
+
+/// What each checkpoint file last had written to it (`None`: not written by
+/// this process yet, or the last write failed). A checkpoint whose contents
+/// did not change is not rewritten: the periodic pass runs every
+/// `flush_check_interval_ms`, and each write costs two fsyncs and a rename.
+#[derive(Default)]
+struct CheckpointsWritten {
+    recovery_points: Option<BTreeMap<TopicPartition, i64>>,
+    log_start_offsets: Option<BTreeMap<TopicPartition, i64>>,
+    cleaner_offsets: BTreeMap<TopicPartition, i64>,
 }
 
 fn lock_log(log: &SharedLog) -> MutexGuard<'_, PartitionLog> {
@@ -196,11 +205,13 @@ impl LogManager {
             budget,
             logs: RwLock::new(logs),
             recovery_report: report,
-            checkpoint_lock: Mutex::new(()),
+            checkpoints_written: Mutex::new(CheckpointsWritten {
+                cleaner_offsets,
+                ..CheckpointsWritten::default()
+            }),
             cleaner_config: Mutex::new(CleanerConfig::default()),
             cleaner_lock: Mutex::new(()),
             uncleanable: Mutex::new(BTreeSet::new()),
-            cleaner_offsets_written: Mutex::new(cleaner_offsets),
         };
         manager.write_checkpoints()?;
         if clean_shutdown {
@@ -466,10 +477,11 @@ impl LogManager {
     }
 
     /// Writes the recovery points (flushed offsets only) and log start
-    /// offsets, and the cleaner offsets if they changed.
+    /// offsets, and the cleaner offsets, each only if it changed since this
+    /// process last wrote it.
     pub fn write_checkpoints(&self) -> Result<(), StorageError> {
-        let _serial = self
-            .checkpoint_lock
+        let mut written = self
+            .checkpoints_written
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let mut recovery_points = BTreeMap::new();
@@ -483,29 +495,36 @@ impl LogManager {
             }
             log_start_offsets.insert(tp, guard.log_start_offset());
         }
-        let mut written = self
-            .cleaner_offsets_written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *written != cleaner_offsets {
+        let written = &mut *written;
+        if written.cleaner_offsets != cleaner_offsets {
             checkpoint::write_offsets(
                 &self.files,
                 &self.data_dir.join(CLEANER_OFFSET_CHECKPOINT_FILE),
                 &cleaner_offsets,
             )?;
-            *written = cleaner_offsets;
+            written.cleaner_offsets = cleaner_offsets;
         }
-        drop(written);
-        checkpoint::write_offsets(
-            &self.files,
-            &self.data_dir.join(RECOVERY_POINT_CHECKPOINT_FILE),
-            &recovery_points,
-        )?;
-        checkpoint::write_offsets(
-            &self.files,
-            &self.data_dir.join(LOG_START_OFFSET_CHECKPOINT_FILE),
-            &log_start_offsets,
-        )
+        for (name, offsets, last) in [
+            (
+                RECOVERY_POINT_CHECKPOINT_FILE,
+                recovery_points,
+                &mut written.recovery_points,
+            ),
+            (
+                LOG_START_OFFSET_CHECKPOINT_FILE,
+                log_start_offsets,
+                &mut written.log_start_offsets,
+            ),
+        ] {
+            if last.as_ref() == Some(&offsets) {
+                continue;
+            }
+            // A failed write leaves the file in an unknown state: rewrite it next time.
+            *last = None;
+            checkpoint::write_offsets(&self.files, &self.data_dir.join(name), &offsets)?;
+            *last = Some(offsets);
+        }
+        Ok(())
     }
 
     /// Flushes and closes every log (trimming files to their data), writes the

@@ -178,6 +178,37 @@ fn checkpoints_name_only_flushed_offsets_and_the_log_start() {
 }
 
 #[test]
+fn unchanged_checkpoints_are_not_rewritten() {
+    // Proves the periodic checkpoint pass touches no file while nothing it records changed, and rewrites a checkpoint once its offsets move.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = crate::storage::FaultInjector::new();
+    let files = FileLayer::with_faults(std::sync::Arc::clone(&faults));
+    let manager =
+        LogManager::open_with_file_layer(dir.path(), small_config(), 8, files).expect("open");
+    let tp = TopicPartition::new("cp", 0);
+    let log = manager.create(&tp, small_config()).expect("create");
+    log.lock().unwrap().append(&batch(2, 10, 1), 0, 0).unwrap();
+    manager.write_checkpoints().expect("checkpoints");
+    let ops = faults.file_ops();
+    for _ in 0..3 {
+        manager.write_checkpoints().expect("checkpoints");
+    }
+    assert_eq!(faults.file_ops(), ops, "nothing changed, nothing written");
+    let recovery_points =
+        || read_offsets(&dir.path().join(RECOVERY_POINT_CHECKPOINT_FILE)).unwrap();
+    assert_eq!(recovery_points().get(&tp), Some(&0));
+    log.lock().unwrap().flush().unwrap();
+    manager.write_checkpoints().expect("checkpoints");
+    assert_eq!(
+        recovery_points().get(&tp),
+        Some(&2),
+        "a moved recovery point is written"
+    );
+    let starts = read_offsets(&dir.path().join(LOG_START_OFFSET_CHECKPOINT_FILE)).unwrap();
+    assert_eq!(starts.get(&tp), Some(&0));
+}
+
+#[test]
 fn flush_due_flushes_only_interval_partitions_whose_time_has_come() {
     // Proves flush_due applies each partition's IntervalMs policy and leaves others alone.
     let dir = tempfile::tempdir().expect("tempdir");
