@@ -424,37 +424,54 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
             config.linger = Duration::from_millis(p.linger_ms);
             config.batch_size = p.batch_size;
             config.buffer_memory = buffer_bytes(p);
-            AnyProducer::Ours(
-                client::Producer::connect(config)
-                    .await
-                    .context("connecting our producer")?,
-            )
+            let producer = client::Producer::connect(config)
+                .await
+                .context("connecting our producer")?;
+            // Metadata before the clock starts, as librdkafka's below.
+            producer
+                .partitions_for(&common.topic)
+                .await
+                .context("fetching the topic's metadata")?;
+            AnyProducer::Ours(producer)
         }
         ClientKind::Rdkafka => {
-            let producer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", &common.brokers)
-                .set(
-                    "acks",
-                    match p.acks {
-                        AcksArg::None => "0",
-                        AcksArg::Leader => "1",
-                        AcksArg::All => "all",
-                    },
-                )
-                .set("enable.idempotence", p.idempotence.to_string())
-                .set(
-                    "compression.type",
-                    format!("{:?}", p.compression).to_lowercase(),
-                )
-                .set("linger.ms", p.linger_ms.to_string())
-                .set("batch.size", p.batch_size.to_string())
-                // The same buffer as our client's, so closed-loop latencies compare.
-                .set("queue.buffering.max.messages", "1000000")
-                .set(
-                    "queue.buffering.max.kbytes",
-                    (buffer_bytes(p) / 1024).to_string(),
-                )
-                .create_with_context(RdkafkaReports)?;
+            let topic = common.topic.clone();
+            let producer: rdkafka::producer::ThreadedProducer<RdkafkaReports> =
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &common.brokers)
+                    .set(
+                        "acks",
+                        match p.acks {
+                            AcksArg::None => "0",
+                            AcksArg::Leader => "1",
+                            AcksArg::All => "all",
+                        },
+                    )
+                    .set("enable.idempotence", p.idempotence.to_string())
+                    .set(
+                        "compression.type",
+                        format!("{:?}", p.compression).to_lowercase(),
+                    )
+                    .set("linger.ms", p.linger_ms.to_string())
+                    .set("batch.size", p.batch_size.to_string())
+                    // The same buffer as our client's, so closed-loop latencies compare.
+                    .set("queue.buffering.max.messages", "1000000")
+                    .set(
+                        "queue.buffering.max.kbytes",
+                        (buffer_bytes(p) / 1024).to_string(),
+                    )
+                    .create_with_context(RdkafkaReports)?;
+            // Metadata before the clock starts, so the first sends do not wait for it.
+            let producer = tokio::task::spawn_blocking(move || {
+                use rdkafka::producer::Producer as _;
+                let topic = topic;
+                producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(30))
+                    .map(|_| producer)
+            })
+            .await?
+            .context("fetching the topic's metadata")?;
             AnyProducer::Rdkafka(producer)
         }
     })
