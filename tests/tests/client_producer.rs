@@ -232,6 +232,54 @@ async fn send_with_callback_reports_each_record_once_with_its_stored_offset_or_i
     );
 }
 
+/// Sends record `i` of a chain whose every delivery callback sends the next
+/// one, from inside the callback; the last callback reports on `done`.
+fn send_chained(
+    producer: Producer,
+    i: usize,
+    count: usize,
+    done: std::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let record = ProducerRecord::new("chained").with_value(format!("{i}"));
+    let next = producer.clone();
+    let send = producer.send_with_callback(record, move |result| {
+        let outcome = match result {
+            Err(e) => Err(e.to_string()),
+            Ok(_) if i + 1 == count => Ok(()),
+            Ok(_) => send_chained(next, i + 1, count, done.clone()),
+        };
+        if let Err(e) = outcome {
+            let _ = done.send(Err(e));
+        } else if i + 1 == count {
+            let _ = done.send(Ok(()));
+        }
+    });
+    futures::executor::block_on(send).map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_callback_may_send_another_record() {
+    // Callbacks run without the producer's internal lock held: a callback that sends the next record neither deadlocks nor loses it.
+    const COUNT: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.linger = Duration::ZERO;
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("chained").await.unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    send_chained(producer.clone(), 0, COUNT, done).unwrap();
+    let outcome = tokio::task::spawn_blocking(move || finished.recv_timeout(DELIVERY_WAIT))
+        .await
+        .unwrap()
+        .expect("the chain finished");
+    outcome.unwrap();
+    let stored = read_partition(&broker.addr, "chained", 0).await;
+    let values: Vec<String> = stored.iter().map(value_of).collect();
+    let expected: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lz4_and_zstd_batches_are_stored_compressed_and_read_back_by_librdkafka() {
     // Our compressed batches keep their codec bits on the broker and decode in librdkafka to the values we sent.

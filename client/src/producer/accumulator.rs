@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use protocol::batch::Record;
 
-use crate::producer::batch::{Delivery, ProducerBatch};
+use crate::producer::batch::{BatchOutcome, Delivery, ProducerBatch};
 use crate::producer::partitioner::next_sticky_partition;
 
 /// The batches of one partition plus its sequence bookkeeping.
@@ -89,6 +89,10 @@ pub(crate) struct Accumulator {
     pub flushes_in_progress: usize,
     /// Set when the producer is dropped: send everything, accept nothing.
     pub closing: bool,
+    /// Batches with an outcome whose records have not been told yet. The
+    /// sender reports them after letting go of the lock, so that record
+    /// callbacks never run while `send` waits for the lock.
+    pub finished: Vec<(ProducerBatch, BatchOutcome)>,
 }
 
 impl Accumulator {
@@ -100,6 +104,7 @@ impl Accumulator {
             incomplete: BTreeSet::new(),
             flushes_in_progress: 0,
             closing: false,
+            finished: Vec::new(),
         }
     }
 

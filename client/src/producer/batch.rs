@@ -90,6 +90,10 @@ struct Sealed {
     stamped: (i64, i16, i32),
 }
 
+/// How a batch ended: its base offset and log append time when written
+/// (either may be unknown), or the error every record gets.
+pub(crate) type BatchOutcome = Result<(Option<i64>, Option<i64>), ProduceError>;
+
 pub(crate) struct ProducerBatch {
     pub id: u64,
     pub topic: Arc<str>,

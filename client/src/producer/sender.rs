@@ -35,7 +35,7 @@ use crate::connection::ConnectionError;
 use crate::error::ProduceError;
 use crate::metadata::Metadata;
 use crate::producer::accumulator::{Accumulator, PartitionQueue};
-use crate::producer::batch::ProducerBatch;
+use crate::producer::batch::{BatchOutcome, ProducerBatch};
 use crate::producer::config::{Acks, ProducerConfig};
 use crate::producer::idempotence::{
     init_producer_id, sequence_verdict, InitProducerIdError, ProducerIdentity, SequenceVerdict,
@@ -70,22 +70,38 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Reports on a batch and gives its memory back. Every batch ends here exactly once.
-    fn complete(
-        &self,
-        accumulator: &mut Accumulator,
-        batch: ProducerBatch,
-        outcome: Result<(Option<i64>, Option<i64>), ProduceError>,
-    ) {
-        accumulator.mark_complete(batch.id);
-        self.memory.add_permits(batch.memory_bytes);
-        match outcome {
-            Ok((base_offset, log_append_time)) => batch.succeed(base_offset, log_append_time),
-            Err(error) => {
-                tracing::warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), %error, "batch failed");
-                batch.fail(error)
+    /// Gives a batch its outcome: it is reported on (and its memory given
+    /// back) by [`Shared::report_finished`] once the accumulator lock is let
+    /// go. Every batch ends here exactly once.
+    fn complete(&self, accumulator: &mut Accumulator, batch: ProducerBatch, outcome: BatchOutcome) {
+        accumulator.finished.push((batch, outcome));
+    }
+
+    /// Reports on every finished batch, without the accumulator lock held
+    /// while record callbacks run, then marks them complete for `flush`.
+    fn report_finished(&self) {
+        let finished =
+            std::mem::take(&mut self.accumulator.lock().expect("accumulator lock").finished);
+        if finished.is_empty() {
+            return;
+        }
+        let mut ids = Vec::with_capacity(finished.len());
+        for (batch, outcome) in finished {
+            ids.push(batch.id);
+            self.memory.add_permits(batch.memory_bytes);
+            match outcome {
+                Ok((base_offset, log_append_time)) => batch.succeed(base_offset, log_append_time),
+                Err(error) => {
+                    tracing::warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), %error, "batch failed");
+                    batch.fail(error)
+                }
             }
         }
+        let mut accumulator = self.accumulator.lock().expect("accumulator lock");
+        for id in ids {
+            accumulator.mark_complete(id);
+        }
+        drop(accumulator);
         self.batch_completed.notify_waiters();
     }
 }
@@ -167,6 +183,8 @@ impl Sender {
             self.maybe_bump_epoch(now, &mut wakeup);
             self.dispatch(now, &mut wakeup);
             self.maybe_refresh_metadata(now, &mut wakeup);
+            // After the next requests are on their way: callbacks do not delay them.
+            self.shared.report_finished();
             if self.closing
                 && self.in_flight_requests == 0
                 && self
