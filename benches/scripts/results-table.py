@@ -50,26 +50,31 @@ def main(out):
         ]
         print("| " + " | ".join(row) + " |")
 
-    latency = sorted(glob.glob(os.path.join(out, "latency-*.json")))
-    if latency:
-        print()
-        print("Open loop at half the closed-loop maximum (linger 0, 1 partition, acks=1):")
-        print()
-        print("| workload | client | target msg/s | achieved msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for path in latency:
-            run = load(path)
-            settings = run["settings"]
-            r = run["results"][0]
-            lat = r.get("latency_ms", {})
-            row = [
-                f"{settings['message_size']} B",
-                settings["client"],
-                f"{float(settings['rate']):,.0f}",
-                f"{r['messages_per_s']:,.0f}",
-            ] + [f"{lat.get(k, float('nan')):.2f}" for k in ("p50", "p90", "p99", "p999", "max")]
-            print("| " + " | ".join(row) + " |")
+    latency_table(out, "latency", "Open loop at half the closed-loop maximum (linger 0, 1 partition, acks=1):")
+    latency_table(out, "pinned", "The same, with the broker on one core and loadgen on the other (taskset):")
 
+
+def latency_table(out, prefix, title):
+    runs = sorted(glob.glob(os.path.join(out, f"{prefix}-*.json")))
+    if not runs:
+        return
+    print()
+    print(title)
+    print()
+    print("| workload | client | target msg/s | achieved msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in runs:
+        run = load(path)
+        settings = run["settings"]
+        r = run["results"][0]
+        lat = r.get("latency_ms", {})
+        row = [
+            f"{settings['message_size']} B",
+            settings["client"],
+            f"{float(settings['rate']):,.0f}",
+            f"{r['messages_per_s']:,.0f}",
+        ] + [f"{lat.get(k, float('nan')):.2f}" for k in ("p50", "p90", "p99", "p999", "max")]
+        print("| " + " | ".join(row) + " |")
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -7,7 +7,8 @@
 #
 # Environment: OUT (results dir, default target/bench-results), DATA (broker
 # data dir's parent, default target/bench-data: the disk being measured),
-# CLIENTS (default "ours rdkafka").
+# CLIENTS (default "ours rdkafka"). The pinned latency runs need taskset
+# (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-10}
@@ -73,5 +74,23 @@ for size in 100 1024; do
       --client "$client" --json "$out/latency-$name.json" --plot "$out/latency-$name.svg"
   done
 done
+
+# The same latency runs with the broker's threads on one core and loadgen's
+# on the other: what is left of the tail when the two do not preempt each
+# other. Machines with fewer than two cores skip this.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  taskset -a -p -c 1 "$broker_pid" >/dev/null
+  for size in 100 1024; do
+    for client in $clients; do
+      name="p1-s${size}-acks1-${client}"
+      rate=$(python3 -c "import json; print(int(json.load(open('$out/produce-$name.json'))['results'][0]['messages_per_s'] / 2))")
+      echo "== pinned latency $name at $rate msg/s"
+      taskset -c 0 "$loadgen" produce --brokers "$addr" --topic "pin-$name" --partitions 1 \
+        --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \
+        --client "$client" --json "$out/pinned-$name.json" --plot "$out/pinned-$name.svg"
+    done
+  done
+  taskset -a -p -c "0-$(($(nproc) - 1))" "$broker_pid" >/dev/null
+fi
 
 python3 benches/scripts/results-table.py "$out" | tee "$out/results.md"
