@@ -100,14 +100,15 @@ pub struct LogManager {
 }
 
 /// What each checkpoint file last had written to it (`None`: not written by
-/// this process yet, or the last write failed). A checkpoint whose contents
-/// did not change is not rewritten: the periodic pass runs every
-/// `flush_check_interval_ms`, and each write costs two fsyncs and a rename.
+/// this process yet, or the last write failed; the cleaner offsets start as
+/// what was read at open). A checkpoint whose contents did not change is not
+/// rewritten: the periodic pass runs every `flush_check_interval_ms`, and
+/// each write costs two fsyncs and a rename.
 #[derive(Default)]
 struct CheckpointsWritten {
     recovery_points: Option<BTreeMap<TopicPartition, i64>>,
     log_start_offsets: Option<BTreeMap<TopicPartition, i64>>,
-    cleaner_offsets: BTreeMap<TopicPartition, i64>,
+    cleaner_offsets: Option<BTreeMap<TopicPartition, i64>>,
 }
 
 fn lock_log(log: &SharedLog) -> MutexGuard<'_, PartitionLog> {
@@ -206,7 +207,7 @@ impl LogManager {
             logs: RwLock::new(logs),
             recovery_report: report,
             checkpoints_written: Mutex::new(CheckpointsWritten {
-                cleaner_offsets,
+                cleaner_offsets: Some(cleaner_offsets),
                 ..CheckpointsWritten::default()
             }),
             cleaner_config: Mutex::new(CleanerConfig::default()),
@@ -496,15 +497,12 @@ impl LogManager {
             log_start_offsets.insert(tp, guard.log_start_offset());
         }
         let written = &mut *written;
-        if written.cleaner_offsets != cleaner_offsets {
-            checkpoint::write_offsets(
-                &self.files,
-                &self.data_dir.join(CLEANER_OFFSET_CHECKPOINT_FILE),
-                &cleaner_offsets,
-            )?;
-            written.cleaner_offsets = cleaner_offsets;
-        }
         for (name, offsets, last) in [
+            (
+                CLEANER_OFFSET_CHECKPOINT_FILE,
+                cleaner_offsets,
+                &mut written.cleaner_offsets,
+            ),
             (
                 RECOVERY_POINT_CHECKPOINT_FILE,
                 recovery_points,
