@@ -88,6 +88,7 @@ struct State {
     paused: watch::Sender<bool>,
     faults_injected: AtomicUsize,
     connections_accepted: AtomicUsize,
+    responses_forwarded: AtomicUsize,
     log: Mutex<Vec<String>>,
 }
 
@@ -151,6 +152,7 @@ impl Proxy {
             paused: watch::channel(false).0,
             faults_injected: AtomicUsize::new(0),
             connections_accepted: AtomicUsize::new(0),
+            responses_forwarded: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         });
         let accept_task = tokio::spawn(accept_loop(listener, state.clone()));
@@ -206,6 +208,11 @@ impl Proxy {
     /// Faults that actually happened (commanded or random).
     pub fn faults_injected(&self) -> usize {
         self.state.faults_injected.load(Ordering::SeqCst)
+    }
+
+    /// Responses passed to clients whole, on all connections.
+    pub fn responses_forwarded(&self) -> usize {
+        self.state.responses_forwarded.load(Ordering::SeqCst)
     }
 
     pub fn connections_accepted(&self) -> usize {
@@ -312,6 +319,7 @@ async fn forward_responses(
         if client.write_all(&size).await.is_err() || client.write_all(&body).await.is_err() {
             return;
         }
+        state.responses_forwarded.fetch_add(1, Ordering::SeqCst);
     }
 }
 

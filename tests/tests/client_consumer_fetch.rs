@@ -1,11 +1,18 @@
 //! How our consumer fetches, against the real broker binary: a partition's
 //! next data is fetched while `poll` still hands out the previous, a `seek`
-//! drops what was fetched ahead, and a partition with nothing new does not
-//! hold back another's backlog behind a long-poll.
+//! drops what was fetched ahead, a partition with nothing new does not
+//! hold back another's backlog behind a long-poll, a single-threaded
+//! application has its next fetch on the wire while it works, and a batch
+//! corrupted on disk stops reading at its offset although the data after it
+//! was fetched.
 
 use std::time::{Duration, Instant};
 
-use client::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use client::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, PollError, RecordError,
+    TopicPartition,
+};
+use tests::proxy::Proxy;
 use tests::{BrokerProcess, RawConnection};
 
 /// Bound on reading back everything a test produced.
@@ -133,4 +140,128 @@ async fn a_caught_up_partition_does_not_hold_back_another_partitions_backlog() {
         elapsed < FETCH_MAX_WAIT,
         "{BATCHES} batches took {elapsed:?}: a long-poll held the backlog back"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_corrupted_on_disk_is_an_error_at_its_offset_not_skipped() {
+    // Three batches; one byte of the second's records flipped in the segment
+    // file while the broker is down (below the recovery point, so the broker
+    // serves it as stored). Whether the consumer fetched the third batch ahead
+    // or not, it must return the first batch, then the error at offset 10
+    // (again on the next poll), nothing of the second or third batch, and the
+    // third after a seek.
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    tests::create_topic_async(&broker.addr, "rot", 1).await;
+    produce_batches(&broker.addr, "rot", 0, 3).await;
+    assert_eq!(broker.terminate().unwrap(), 0);
+    let partition_dir = dir.path().join("rot-0");
+    let segment = std::fs::read_dir(&partition_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|e| e == "log"))
+        .expect("a segment file");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"0:15")
+        .expect("record 15 in the segment");
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    broker.restart().unwrap();
+
+    for records_per_fetch in ["one batch", "everything"] {
+        let mut consumer = if records_per_fetch == "one batch" {
+            one_batch_per_fetch_consumer(&broker.addr, 3).await
+        } else {
+            let mut config = ConsumerConfig::new(&broker.addr);
+            config.auto_offset_reset = AutoOffsetReset::Earliest;
+            Consumer::connect(config).await.unwrap()
+        };
+        let p0 = TopicPartition::new("rot", 0);
+        consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        let mut seen = Vec::new();
+        let (offset, error) = loop {
+            assert!(Instant::now() < deadline, "{records_per_fetch}: no error");
+            match consumer.poll(POLL_SLICE).await {
+                Ok(records) => seen.extend(records),
+                Err(PollError::Record { offset, error, .. }) => break (offset, error),
+                Err(other) => panic!("{records_per_fetch}: unexpected {other}"),
+            }
+        };
+        assert_eq!(
+            offsets(&seen),
+            (0..10).collect::<Vec<_>>(),
+            "{records_per_fetch}"
+        );
+        assert_eq!(offset, 10, "{records_per_fetch}");
+        assert!(
+            matches!(
+                error,
+                RecordError::CorruptBatch {
+                    base_offset: 10,
+                    ..
+                }
+            ),
+            "{records_per_fetch}: {error:?}"
+        );
+        let again = consumer.poll(POLL_SLICE).await;
+        assert!(
+            matches!(again, Err(PollError::Record { offset: 10, .. })),
+            "{records_per_fetch}: {again:?}"
+        );
+        consumer.seek(&p0, 20).unwrap();
+        let rest = poll_records(&mut consumer, 10).await;
+        assert_eq!(
+            offsets(&rest),
+            (20..30).collect::<Vec<_>>(),
+            "{records_per_fetch}"
+        );
+    }
+}
+
+#[test]
+fn a_single_threaded_consumer_has_its_next_fetch_on_the_wire_while_the_application_works() {
+    // On a current-thread runtime, nothing the consumer spawned runs while the
+    // application works between polls without awaiting. poll must put the
+    // partition's next fetch on the socket before it returns records, so the
+    // broker answers it meanwhile; otherwise the fetch would only go out when
+    // a later poll found the buffer empty.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let proxy = io.block_on(Proxy::bind()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker =
+        BrokerProcess::start(dir.path(), &["--advertised-listener", &proxy.addr()]).unwrap();
+    proxy.forward_to(&broker.addr);
+    io.block_on(async {
+        tests::create_topic_async(&broker.addr, "busy", 1).await;
+        produce_batches(&broker.addr, "busy", 0, 3).await;
+    });
+    let app = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let p0 = TopicPartition::new("busy", 0);
+    let (mut consumer, first) = app.block_on(async {
+        let mut consumer = one_batch_per_fetch_consumer(&proxy.addr(), BATCH_RECORDS).await;
+        consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
+        let first = consumer.poll(CONSUME_TIMEOUT).await.unwrap();
+        (consumer, first)
+    });
+    let first: Vec<ConsumerRecord> = first.into_iter().collect();
+    assert_eq!(offsets(&first), (0..10).collect::<Vec<_>>());
+    let answered = proxy.responses_forwarded();
+    // The application is busy: this thread does not return to the runtime.
+    assert!(
+        tests::wait_until(Duration::from_secs(10), || proxy.responses_forwarded()
+            > answered),
+        "no fetch answered while the application worked: the next fetch was not sent"
+    );
+    let next = app.block_on(poll_records(&mut consumer, BATCH_RECORDS));
+    assert_eq!(offsets(&next), (10..20).collect::<Vec<_>>());
 }

@@ -827,6 +827,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_corrupt_compressed_batch_is_rejected_before_decompressing() {
+        let mut bad = encode_batch(0, 0, &[record(0, "a")], 4, false).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let records = FetchedRecords::prepare(0, &Bytes::from(bad), true);
+        assert!(matches!(
+            records.error,
+            Some((0, RecordError::CorruptBatch { base_offset: 0, .. }))
+        ));
+        assert_eq!(records.decompressed_bytes, 0);
+    }
+
+    #[test]
     fn records_that_lie_about_their_length_are_malformed() {
         // A record whose fields overrun its declared length is an error, never a panic.
         let batch = encode_batch(0, 0, &[record(0, "abc")], 0, false);

@@ -3,8 +3,11 @@
 //! a background task (so decoding overlaps the application's processing),
 //! then buffered until `poll` hands them out.
 //!
-//! `poll` sends the next round of fetches before it returns records, so the
-//! next batch of data is on its way while the application works. A
+//! `poll` sends the next round of fetches before it returns records, and
+//! yields to the runtime once, so the next batch of data is on its way while
+//! the application works even on a single-threaded runtime (where a fetch
+//! task spawned and not yet run would otherwise wait for the poll that finds
+//! the buffer empty, leaving the broker idle meanwhile). A
 //! partition is fetched ahead of `poll`: while `poll` reads one response,
 //! the partition's next data, from where that response ends, is fetched
 //! (at most [`PARTITION_FETCHES_BUFFERED_MAX`] responses per partition,

@@ -461,6 +461,13 @@ impl Consumer {
             self.fetcher
                 .send_fetches(&self.assignment, &self.cluster.metadata());
             if !records.is_empty() {
+                // Let the fetches just sent reach the socket, and responses
+                // that arrived be read, before the application takes the
+                // records: on a single-threaded runtime nothing else runs
+                // until the application next awaits, which for a busy
+                // consumer is the poll that finds the buffer empty, and the
+                // broker would sit idle while these records are processed.
+                tokio::task::yield_now().await;
                 return Ok(ConsumerRecords::from_vec(records));
             }
             let now = Instant::now();
