@@ -75,6 +75,21 @@ pub mod error;
 pub mod metadata;
 pub mod producer;
 
+/// Lets the client's background tasks (the producer's sender, fetches,
+/// connection writers and readers) run once before a call returns to the
+/// application, on a single-threaded runtime: there they run only when the
+/// application awaits something that is not ready, which a busy
+/// application may not do for a long time. On a multi-threaded runtime they
+/// run on other workers, and a yield is skipped: it is deferred until the
+/// worker has nothing else to run, so a caller that drives the call with
+/// another executor's `block_on` inside a task would wait forever.
+pub(crate) async fn yield_if_single_threaded() {
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::CurrentThread)) {
+        tokio::task::yield_now().await;
+    }
+}
+
 pub use compression::Compression;
 pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,

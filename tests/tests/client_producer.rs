@@ -260,6 +260,20 @@ fn send_chained(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_callback_may_send_another_record() {
     // Callbacks run without the producer's internal lock held: a callback that sends the next record neither deadlocks nor loses it.
+    chain_of_sends_from_callbacks().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_delivery_callback_may_send_another_record_on_a_single_threaded_runtime() {
+    // The same on the one thread of a current-thread runtime, where send
+    // yields to let the sender run, except from a callback: the callback
+    // runs on the sender, and a yield there would wait for it forever.
+    chain_of_sends_from_callbacks().await;
+}
+
+/// Sends a chain of records, each from the delivery callback of the one
+/// before, and checks that all of them are stored in order.
+async fn chain_of_sends_from_callbacks() {
     const COUNT: usize = 50;
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
@@ -268,7 +282,13 @@ async fn a_delivery_callback_may_send_another_record() {
     let producer = Producer::connect(config).await.unwrap();
     producer.partitions_for("chained").await.unwrap();
     let (done, finished) = std::sync::mpsc::channel();
-    send_chained(producer.clone(), 0, COUNT, done).unwrap();
+    // The first link blocks on its send off the runtime's threads, as an
+    // application thread would.
+    let first = producer.clone();
+    tokio::task::spawn_blocking(move || send_chained(first, 0, COUNT, done))
+        .await
+        .unwrap()
+        .unwrap();
     let outcome = tokio::task::spawn_blocking(move || finished.recv_timeout(DELIVERY_WAIT))
         .await
         .unwrap()
@@ -848,4 +868,54 @@ async fn every_acknowledged_record_is_stored_exactly_once_in_send_order_through_
         "verified {stored_total} records over {PARTITIONS} partitions after {faults} faults; producer now {:?}",
         producer.identity()
     );
+}
+
+#[test]
+fn a_single_threaded_producer_sends_full_batches_while_the_application_works() {
+    // On a current-thread runtime the sender task runs only when the
+    // application awaits something that is not ready; send returns at once
+    // while the buffer has room. After a loop of sends that filled several
+    // batches, the application holds the thread: the full batches must reach
+    // the broker anyway, without a flush.
+    const RECORDS: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let app = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let producer = app.block_on(async {
+        tests::create_topic_async(&broker.addr, "busy", 1).await;
+        let mut config = ProducerConfig::new(&broker.addr);
+        config.batch_size = 16 * 1024;
+        // Only full batches go out while the application works.
+        config.linger = Duration::from_secs(60);
+        let producer = Producer::connect(config).await.unwrap();
+        for i in 0..RECORDS {
+            let record = ProducerRecord::new("busy")
+                .with_partition(0)
+                .with_value(format!("{i:0>100}"));
+            producer.send(record).await.unwrap();
+        }
+        producer
+    });
+    let mut conn = tests::RawConnection::connect(&broker.addr).unwrap();
+    let mut stored = 0;
+    let arrived = tests::wait_until(Duration::from_secs(10), || {
+        let records = tests::fetch_partition(&mut conn, "busy", 0, 0).unwrap();
+        stored = batches(&records)
+            .map(|b| BatchHeader::new(&b).unwrap().records_count() as usize)
+            .sum();
+        stored >= RECORDS / 2
+    });
+    assert!(
+        arrived,
+        "{stored} of {RECORDS} records on the broker while the application worked"
+    );
+    app.block_on(producer.flush());
+    let records = tests::fetch_partition(&mut conn, "busy", 0, 0).unwrap();
+    let all: usize = batches(&records)
+        .map(|b| BatchHeader::new(&b).unwrap().records_count() as usize)
+        .sum();
+    assert_eq!(all, RECORDS);
 }

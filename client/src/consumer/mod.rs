@@ -467,7 +467,7 @@ impl Consumer {
                 // until the application next awaits, which for a busy
                 // consumer is the poll that finds the buffer empty, and the
                 // broker would sit idle while these records are processed.
-                tokio::task::yield_now().await;
+                crate::yield_if_single_threaded().await;
                 return Ok(ConsumerRecords::from_vec(records));
             }
             let now = Instant::now();

@@ -239,6 +239,16 @@ impl Producer {
         );
         if appended.wake_sender {
             shared.wake_sender.notify_one();
+            // A batch was filled (or opened, starting its linger): let the
+            // sender run. On a single-threaded runtime it otherwise waits
+            // until the application awaits something that is not ready,
+            // which a loop of sends with buffer room to spare never does:
+            // every batch would sit in the buffer until `flush`. Not from a
+            // delivery callback: that runs on the sender itself, which
+            // cannot run again until the callback returns.
+            if !sender::in_delivery_report() {
+                crate::yield_if_single_threaded().await;
+            }
         }
         Ok(())
     }

@@ -85,6 +85,7 @@ impl Shared {
         if finished.is_empty() {
             return;
         }
+        let _reporting = ReportingGuard::enter();
         let mut ids = Vec::with_capacity(finished.len());
         for (batch, outcome) in finished {
             ids.push(batch.id);
@@ -103,6 +104,36 @@ impl Shared {
         }
         drop(accumulator);
         self.batch_completed.notify_waiters();
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs delivery reports (callbacks may send).
+    static IN_DELIVERY_REPORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is running delivery reports.
+pub(crate) fn in_delivery_report() -> bool {
+    IN_DELIVERY_REPORT.with(std::cell::Cell::get)
+}
+
+/// Marks the thread as running delivery reports until dropped (also when a
+/// callback panics).
+struct ReportingGuard {
+    was: bool,
+}
+
+impl ReportingGuard {
+    fn enter() -> ReportingGuard {
+        ReportingGuard {
+            was: IN_DELIVERY_REPORT.with(|flag| flag.replace(true)),
+        }
+    }
+}
+
+impl Drop for ReportingGuard {
+    fn drop(&mut self) {
+        IN_DELIVERY_REPORT.with(|flag| flag.set(self.was));
     }
 }
 
