@@ -3,9 +3,9 @@
 //! a background task (so decoding overlaps the application's processing),
 //! then buffered until `poll` hands them out.
 //!
-//! `poll` sends the next round of fetches before it returns records, and
-//! yields to the runtime once, so the next batch of data is on its way while
-//! the application works even on a single-threaded runtime (where a fetch
+//! `poll` sends the next round of fetches before it returns records, and on
+//! a single-threaded runtime yields to it once, so the next batch of data is
+//! on its way while the application works there too (where a fetch
 //! task spawned and not yet run would otherwise wait for the poll that finds
 //! the buffer empty, leaving the broker idle meanwhile). A
 //! partition is fetched ahead of `poll`: while `poll` reads one response,
