@@ -900,12 +900,15 @@ fn a_single_threaded_producer_sends_full_batches_while_the_application_works() {
         producer
     });
     let mut conn = tests::RawConnection::connect(&broker.addr).unwrap();
+    let mut stored_records = || -> usize {
+        let records = tests::fetch_partition(&mut conn, "busy", 0, 0).unwrap();
+        batches(&records)
+            .map(|b| BatchHeader::new(&b).unwrap().records_count() as usize)
+            .sum()
+    };
     let mut stored = 0;
     let arrived = tests::wait_until(Duration::from_secs(10), || {
-        let records = tests::fetch_partition(&mut conn, "busy", 0, 0).unwrap();
-        stored = batches(&records)
-            .map(|b| BatchHeader::new(&b).unwrap().records_count() as usize)
-            .sum();
+        stored = stored_records();
         stored >= RECORDS / 2
     });
     assert!(
@@ -913,9 +916,5 @@ fn a_single_threaded_producer_sends_full_batches_while_the_application_works() {
         "{stored} of {RECORDS} records on the broker while the application worked"
     );
     app.block_on(producer.flush());
-    let records = tests::fetch_partition(&mut conn, "busy", 0, 0).unwrap();
-    let all: usize = batches(&records)
-        .map(|b| BatchHeader::new(&b).unwrap().records_count() as usize)
-        .sum();
-    assert_eq!(all, RECORDS);
+    assert_eq!(stored_records(), RECORDS);
 }

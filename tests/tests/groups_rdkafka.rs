@@ -199,7 +199,6 @@ fn described_members(
     (described.group_state.as_str().to_string(), members)
 }
 
-/// Waits until the coordinator reports `count` members in a Stable group.
 /// Polls `polled` (librdkafka serves rebalances from `poll`, so a member that
 /// is not polled never rejoins) until the coordinator describes the group as
 /// Stable with `count` members.

@@ -234,6 +234,15 @@ impl Payloads {
     }
 }
 
+/// How long ago, at `wall_nanos` (wall clock), a stamped value (see
+/// [`Payloads`]) was sent; `None` for a value too short to carry a stamp.
+fn since_stamp(value: &[u8], wall_nanos: u64) -> Option<Duration> {
+    let stamp: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(Duration::from_nanos(
+        wall_nanos.saturating_sub(u64::from_be_bytes(stamp)),
+    ))
+}
+
 /// When the run ends: after a message count or a duration.
 #[derive(Clone, Copy)]
 struct Limit {
@@ -756,11 +765,7 @@ fn rdkafka_consume(
                     Instant::now()
                 });
                 if latency {
-                    let e2e = (value.len() >= 8).then(|| {
-                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                        Duration::from_nanos(wall.saturating_sub(sent))
-                    });
-                    stats.record(now, value.len() as u64, e2e);
+                    stats.record(now, value.len() as u64, since_stamp(value, wall));
                 }
                 messages += 1;
                 bytes += value.len() as u64;
@@ -862,11 +867,7 @@ fn ours_consume(
                 let value = record.value.as_deref().unwrap_or_default();
                 bytes += value.len() as u64;
                 if latency {
-                    let e2e = (value.len() >= 8).then(|| {
-                        let sent = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-                        Duration::from_nanos(wall.saturating_sub(sent))
-                    });
-                    stats.record(now, value.len() as u64, e2e);
+                    stats.record(now, value.len() as u64, since_stamp(value, wall));
                 }
             }
             publish_batch(&mut stats, &run, now, records.len() as u64, bytes, latency);
