@@ -661,6 +661,30 @@ mod tests {
     }
 
     #[test]
+    fn more_buffers_than_one_pwritev_takes_land_whole_and_in_order() {
+        // Proves a write of more than IOVECS_PER_CALL_MAX buffers goes out in several calls, each continuing where the last ended.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = FileLayer::real();
+        let path = dir.path().join("many");
+        File::create(&path).expect("create");
+        let pieces: Vec<Vec<u8>> = (0..2 * IOVECS_PER_CALL_MAX + 7)
+            .map(|i| vec![(i % 251) as u8; 1 + i % 5])
+            .collect();
+        let expected = pieces.concat();
+        files
+            .allocate(&path, 0, expected.len() as u64 + 10)
+            .expect("allocate");
+        let mut writer = files.writer(&path);
+        let mut buffers: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+        files
+            .write_all_at(&mut writer, 10, &mut buffers)
+            .expect("write");
+        let contents = std::fs::read(&path).expect("read");
+        assert_eq!(contents[..10], [0u8; 10]);
+        assert_eq!(contents[10..10 + expected.len()], expected[..]);
+    }
+
+    #[test]
     fn injected_write_failure_is_an_error_and_writes_nothing() {
         // Proves fail_writes turns a positional write into EIO without touching the file.
         let dir = tempfile::tempdir().expect("tempdir");
