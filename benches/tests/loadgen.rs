@@ -119,3 +119,52 @@ fn open_loop_end_to_end_holds_the_target_rate() {
     assert_eq!(figure(&out, "errors"), 0.0, "{out}");
     assert!(figure(&out, "p99") > 0.0, "{out}");
 }
+
+#[test]
+fn max_in_flight_reaches_each_client() {
+    // A wider window still delivers every message with each client, and
+    // each client refuses more than five requests in flight with
+    // idempotence: the setting is what the client runs with.
+    const COUNT: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let json = dir.path().join("window.json");
+    for client in ["ours", "rdkafka"] {
+        let topic = format!("window-{client}");
+        let count = COUNT.to_string();
+        let common = [
+            "produce",
+            "--brokers",
+            broker.addr.as_str(),
+            "--topic",
+            &topic,
+            "--message-size",
+            "100",
+            "--count",
+            &count,
+            "--client",
+            client,
+        ];
+        let wide = [&common[..], &["--acks", "1", "--max-in-flight", "10"]].concat();
+        let out = loadgen(&wide, &json);
+        assert_eq!(figure(&out, "messages") as usize, COUNT, "{client}: {out}");
+        assert_eq!(figure(&out, "errors"), 0.0, "{client}: {out}");
+        assert!(out.contains("\"max_in_flight\":\"10\""), "{client}: {out}");
+
+        let idempotent = [
+            &common[..],
+            &["--acks", "all", "--idempotence", "--max-in-flight", "6"],
+        ]
+        .concat();
+        let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(&idempotent)
+            .output()
+            .expect("run loadgen");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{client}: {stderr}");
+        assert!(
+            stderr.contains("in.flight") || stderr.contains("in_flight"),
+            "{client}: {stderr}"
+        );
+    }
+}

@@ -112,6 +112,12 @@ struct ProducerArgs {
     /// Idempotence (our client and librdkafka); needs acks=all.
     #[arg(long)]
     idempotence: bool,
+    /// Produce requests in flight per broker connection (ours:
+    /// `max_in_flight_requests_per_connection`, default 5 as in Kafka;
+    /// librdkafka: `max.in.flight`, default 1000000, or 5 with idempotence).
+    /// Each client's default when absent.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -300,6 +306,11 @@ fn producer_settings(p: &ProducerArgs) -> Vec<(&'static str, String)> {
         ("linger_ms", p.linger_ms.to_string()),
         ("batch_size", p.batch_size.to_string()),
         ("idempotence", p.idempotence.to_string()),
+        (
+            "max_in_flight",
+            p.max_in_flight
+                .map_or("client default".into(), |n| n.to_string()),
+        ),
     ]
 }
 
@@ -433,6 +444,9 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
             config.linger = Duration::from_millis(p.linger_ms);
             config.batch_size = p.batch_size;
             config.buffer_memory = buffer_bytes(p);
+            if let Some(n) = p.max_in_flight {
+                config.max_in_flight_requests_per_connection = n;
+            }
             let producer = client::Producer::connect(config)
                 .await
                 .context("connecting our producer")?;
@@ -445,31 +459,34 @@ async fn make_producer(common: &Common, p: &ProducerArgs) -> anyhow::Result<AnyP
         }
         ClientKind::Rdkafka => {
             let topic = common.topic.clone();
-            let producer: rdkafka::producer::ThreadedProducer<RdkafkaReports> =
-                rdkafka::ClientConfig::new()
-                    .set("bootstrap.servers", &common.brokers)
-                    .set(
-                        "acks",
-                        match p.acks {
-                            AcksArg::None => "0",
-                            AcksArg::Leader => "1",
-                            AcksArg::All => "all",
-                        },
-                    )
-                    .set("enable.idempotence", p.idempotence.to_string())
-                    .set(
-                        "compression.type",
-                        format!("{:?}", p.compression).to_lowercase(),
-                    )
-                    .set("linger.ms", p.linger_ms.to_string())
-                    .set("batch.size", p.batch_size.to_string())
-                    // The same buffer as our client's, so closed-loop latencies compare.
-                    .set("queue.buffering.max.messages", "1000000")
-                    .set(
-                        "queue.buffering.max.kbytes",
-                        (buffer_bytes(p) / 1024).to_string(),
-                    )
-                    .create_with_context(RdkafkaReports)?;
+            let mut config = rdkafka::ClientConfig::new();
+            if let Some(n) = p.max_in_flight {
+                config.set("max.in.flight", n.to_string());
+            }
+            let producer: rdkafka::producer::ThreadedProducer<RdkafkaReports> = config
+                .set("bootstrap.servers", &common.brokers)
+                .set(
+                    "acks",
+                    match p.acks {
+                        AcksArg::None => "0",
+                        AcksArg::Leader => "1",
+                        AcksArg::All => "all",
+                    },
+                )
+                .set("enable.idempotence", p.idempotence.to_string())
+                .set(
+                    "compression.type",
+                    format!("{:?}", p.compression).to_lowercase(),
+                )
+                .set("linger.ms", p.linger_ms.to_string())
+                .set("batch.size", p.batch_size.to_string())
+                // The same buffer as our client's, so closed-loop latencies compare.
+                .set("queue.buffering.max.messages", "1000000")
+                .set(
+                    "queue.buffering.max.kbytes",
+                    (buffer_bytes(p) / 1024).to_string(),
+                )
+                .create_with_context(RdkafkaReports)?;
             // Metadata before the clock starts, so the first sends do not wait for it.
             let producer = tokio::task::spawn_blocking(move || {
                 use rdkafka::producer::Producer as _;
