@@ -29,6 +29,9 @@ pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
 pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 1000;
 /// How much the active segment's file and mapping grow at a time.
 pub const PREALLOCATE_STEP_BYTES_DEFAULT: u64 = 8 << 20;
+/// Appended bytes after which the active segment asks the kernel to start
+/// writing them back (1 MiB).
+pub const WRITEBACK_AFTER_BYTES_DEFAULT: u64 = 1 << 20;
 /// Segment positions are stored as u32 in the offset index, and Kafka caps
 /// `segment.bytes` at `i32::MAX`; so do we.
 pub const SEGMENT_BYTES_LIMIT: u64 = i32::MAX as u64;
@@ -116,6 +119,11 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     /// How much the active segment's file and mapping grow at a time.
     pub preallocate_step_bytes: u64,
+    /// Once this many bytes were appended since the last time, the active
+    /// segment has the kernel start writing the whole pages appended since
+    /// (`sync_file_range`, in the background; 0 = never). The data is not
+    /// durable until the next fsync; that fsync then has less to write.
+    pub writeback_after_bytes: u64,
     /// Whether retention deletes and/or the cleaner compacts (Kafka `cleanup.policy`).
     /// Without `delete`, `retention_ms` and `retention_bytes` are ignored, as in Kafka.
     pub cleanup_policy: CleanupPolicy,
@@ -141,6 +149,7 @@ impl Default for LogConfig {
             retention_ms: Some(RETENTION_MS_DEFAULT),
             flush_policy: FlushPolicy::IntervalMs(FLUSH_INTERVAL_MS_DEFAULT),
             preallocate_step_bytes: PREALLOCATE_STEP_BYTES_DEFAULT,
+            writeback_after_bytes: WRITEBACK_AFTER_BYTES_DEFAULT,
             cleanup_policy: CleanupPolicy::DELETE,
             min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
             delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,

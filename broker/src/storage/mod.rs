@@ -12,10 +12,10 @@
 //! - [`segment`]: one `.log` file with its `.index` and `.timeindex`.
 //! - [`index`]: the sparse offset index and the time index.
 //! - [`mapping`]: memory maps, their budget, and the `Bytes` owners handed to readers.
-//!   The only module with `unsafe`.
+//!   The only module with `unsafe`, besides one `sync_file_range` call in [`file`].
 //! - [`file`]: the file layer every allocation, write, fsync and resize goes
-//!   through, with the bounded write descriptors of active segments and fault
-//!   injection for tests.
+//!   through, with the bounded write descriptors of active segments, the
+//!   writeback thread, and fault injection for tests.
 //! - [`checkpoint`], [`epoch`], [`metadata`]: small files beside the logs.
 //!
 //! `docs/storage.md` describes the layout on disk and what each flush policy promises.

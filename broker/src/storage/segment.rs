@@ -13,6 +13,11 @@
 //! shared mapping faults, and the kernel reads (zero-fills) the page before
 //! the store lands, which cost more CPU than the copy itself.
 //!
+//! Every `writeback_after_bytes` appended, the whole pages appended since are
+//! handed to the file layer's writeback thread, which has the kernel start
+//! writing them (see [`FileLayer::start_writeback`]); the last, partial page
+//! waits, as the next append rewrites it.
+//!
 //! Reads go through a read-only mapping, which sees what `pwritev` wrote
 //! (Linux keeps one page cache for both): for the active segment a mapping
 //! of the whole allocated file, for a sealed one (trimmed to its data) a
@@ -52,6 +57,10 @@ pub const SEGMENT_POSITION_MAX: u64 = i32::MAX as u64;
 
 /// Batches written by one `pwritev` call of [`Segment::append`].
 const BATCHES_PER_WRITE: usize = 16;
+
+/// The page size writeback ranges are aligned to: a page the next append
+/// writes into again is not written back before it is whole.
+const WRITEBACK_PAGE_BYTES: u64 = 4096;
 
 /// `<base offset, 20 digits>.<suffix>`, so segment files sort by name.
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
@@ -197,6 +206,9 @@ pub(crate) struct Segment {
     offset_of_max_timestamp: i64,
     bytes_since_index: u64,
     index_interval_bytes: u64,
+    /// Where the pages handed to writeback end (a page boundary).
+    written_back: u64,
+    writeback_after_bytes: u64,
     /// When the segment's age is counted from (first append in this process).
     pub(crate) rolling_base_ms: Option<i64>,
     log_slot: Slot,
@@ -291,6 +303,8 @@ impl Segment {
             offset_of_max_timestamp: -1,
             bytes_since_index: 0,
             index_interval_bytes: config.index_interval_bytes,
+            written_back: 0,
+            writeback_after_bytes: config.writeback_after_bytes,
             rolling_base_ms: None,
             log_slot: Slot::new(budget),
             writer,
@@ -558,6 +572,9 @@ impl Segment {
             self.files.replace_with_prefix(&self.paths.log, len)?;
         }
         self.capacity = len;
+        self.written_back = self
+            .written_back
+            .min(len / WRITEBACK_PAGE_BYTES * WRITEBACK_PAGE_BYTES);
         self.files.sync_file(&self.paths.log)?;
         Ok(())
     }
@@ -809,10 +826,29 @@ impl Segment {
             }
         }
         self.data_len = end;
+        self.maybe_start_writeback();
         self.next_offset = offset;
         self.dirty = true;
         self.rolling_base_ms.get_or_insert(now_ms);
         Ok(offset)
+    }
+
+    /// Hands the whole pages appended since the last writeback to the file
+    /// layer's writeback thread once there are `writeback_after_bytes` of them.
+    fn maybe_start_writeback(&mut self) {
+        if self.writeback_after_bytes == 0 {
+            return;
+        }
+        let whole_pages_end = self.data_len / WRITEBACK_PAGE_BYTES * WRITEBACK_PAGE_BYTES;
+        if whole_pages_end < self.written_back + self.writeback_after_bytes {
+            return;
+        }
+        self.files.start_writeback(
+            &mut self.writer,
+            self.written_back,
+            whole_pages_end - self.written_back,
+        );
+        self.written_back = whole_pages_end;
     }
 
     /// Drops the batch containing `offset` (or, in a gap, the first batch

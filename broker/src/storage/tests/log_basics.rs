@@ -118,6 +118,99 @@ fn only_the_active_segment_keeps_a_write_descriptor_and_truncation_reopens_it() 
     assert_eq!(read_all(&log), expected, "the appends reached the new file");
 }
 
+#[test]
+fn appended_pages_are_handed_to_writeback_whole_in_order_and_after_a_cut_again() {
+    // Proves the active segment hands what it appended to writeback in
+    // page-aligned ranges that follow each other from the start of the file,
+    // each once `writeback_after_bytes` have accumulated, never the partial
+    // last page; and that after a truncation the pages rewritten past the cut
+    // are handed over again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = crate::storage::FaultInjector::new();
+    let every = 64 * 1024;
+    let config = LogConfig {
+        segment_bytes_max: 16 << 20,
+        preallocate_step_bytes: 1 << 20,
+        writeback_after_bytes: every,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        FileLayer::with_faults(std::sync::Arc::clone(&faults)),
+        MappingBudget::new(8),
+        OpenOptions::default(),
+    )
+    .expect("open")
+    .0;
+    let path = dir.path().join(segment_file_name(0, "log"));
+    let records = batch(3, 1000, 1);
+    let mut data_len = 0u64;
+    let mut offsets = Vec::new();
+    for _ in 0..200 {
+        offsets.push(log.append(&records, 1, 0).expect("append").base_offset);
+        data_len += records.len() as u64;
+    }
+    let ranges = faults.writebacks_of(&path);
+    let mut expected_start = 0;
+    for &(offset, len) in &ranges {
+        assert_eq!(
+            offset, expected_start,
+            "ranges follow each other: {ranges:?}"
+        );
+        assert_eq!(offset % 4096, 0, "page aligned: {ranges:?}");
+        assert_eq!((offset + len) % 4096, 0, "whole pages: {ranges:?}");
+        assert!(len >= every, "at least writeback_after_bytes: {ranges:?}");
+        expected_start = offset + len;
+    }
+    assert!(
+        expected_start <= data_len / 4096 * 4096,
+        "never the partial last page"
+    );
+    assert!(
+        expected_start + every + 4096 > data_len,
+        "everything but the last {every} bytes was handed over: {expected_start} of {data_len}"
+    );
+
+    // Cut back to the middle: the pages appended from there on are handed over again.
+    let cut = offsets[100];
+    log.truncate_to(cut).expect("truncate");
+    let handed_before = faults.writebacks_of(&path).len();
+    for _ in 0..100 {
+        log.append(&records, 2, 0).expect("append");
+    }
+    let after_cut = &faults.writebacks_of(&path)[handed_before..];
+    let cut_position = 100 * records.len() as u64;
+    let (first, _) = after_cut.first().copied().expect("writeback after the cut");
+    assert_eq!(
+        first,
+        cut_position / 4096 * 4096,
+        "restarts at the cut's page: {after_cut:?}"
+    );
+    drop(log);
+
+    // With writeback_after_bytes 0, nothing is handed over.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = crate::storage::FaultInjector::new();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            writeback_after_bytes: 0,
+            ..config
+        },
+        FileLayer::with_faults(std::sync::Arc::clone(&faults)),
+        MappingBudget::new(8),
+        OpenOptions::default(),
+    )
+    .expect("open")
+    .0;
+    for _ in 0..200 {
+        log.append(&records, 1, 0).expect("append");
+    }
+    let path = dir.path().join(segment_file_name(0, "log"));
+    assert!(faults.writebacks_of(&path).is_empty());
+}
+
 fn expected_offset(batches: &[Vec<u8>]) -> i64 {
     batches.last().map_or(0, |b| {
         BatchHeader::new(b).expect("header").last_offset() + 1
