@@ -801,6 +801,68 @@ mod tests {
         assert_eq!(contents[10..10 + expected.len()], expected[..]);
     }
 
+    /// A writeback job on a scratch file.
+    fn scratch_job(file: &Arc<File>) -> WritebackJob {
+        WritebackJob {
+            file: Arc::clone(file),
+            offset: 0,
+            len: 4096,
+        }
+    }
+
+    #[test]
+    fn writeback_requests_past_the_queue_bound_are_dropped_not_waited_for() {
+        // Proves submit never blocks an append: with the thread not draining, the queue keeps WRITEBACKS_QUEUED_MAX jobs and drops the rest.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = Arc::new(File::create(dir.path().join("f")).expect("create"));
+        let (sender, stalled_thread) = sync_channel(WRITEBACKS_QUEUED_MAX);
+        let queue = WritebackQueue {
+            jobs: Mutex::new(Some(sender)),
+        };
+        let (done, submitted) = sync_channel(1);
+        let submitting = Arc::clone(&file);
+        std::thread::spawn(move || {
+            for _ in 0..WRITEBACKS_QUEUED_MAX + 10 {
+                queue.submit(scratch_job(&submitting));
+            }
+            let _ = done.send(());
+        });
+        submitted
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("submit returned without waiting for the thread");
+        assert_eq!(stalled_thread.try_iter().count(), WRITEBACKS_QUEUED_MAX);
+    }
+
+    #[test]
+    fn a_writeback_thread_that_is_gone_is_started_again() {
+        // Proves a disconnected queue is dropped on the next request and a new thread takes the one after.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = Arc::new(File::create(dir.path().join("f")).expect("create"));
+        let (sender, gone_thread) = sync_channel(WRITEBACKS_QUEUED_MAX);
+        drop(gone_thread);
+        let queue = WritebackQueue {
+            jobs: Mutex::new(Some(sender)),
+        };
+        queue.submit(scratch_job(&file));
+        assert!(
+            queue.jobs.lock().unwrap().is_none(),
+            "the dead queue is let go"
+        );
+        queue.submit(scratch_job(&file));
+        let restarted = queue.jobs.lock().unwrap();
+        let sender = restarted.as_ref().expect("a new thread and queue");
+        // Each job holds a descriptor until run: the new thread drained this one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Arc::strong_count(&file) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new thread runs jobs"
+            );
+            std::thread::yield_now();
+        }
+        assert!(sender.try_send(scratch_job(&file)).is_ok());
+    }
+
     #[test]
     fn injected_write_failure_is_an_error_and_writes_nothing() {
         // Proves fail_writes turns a positional write into EIO without touching the file.

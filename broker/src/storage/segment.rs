@@ -62,6 +62,11 @@ const BATCHES_PER_WRITE: usize = 16;
 /// writes into again is not written back before it is whole.
 const WRITEBACK_PAGE_BYTES: u64 = 4096;
 
+/// The end of the whole pages among the first `bytes` of a file.
+fn whole_pages_end(bytes: u64) -> u64 {
+    bytes / WRITEBACK_PAGE_BYTES * WRITEBACK_PAGE_BYTES
+}
+
 /// `<base offset, 20 digits>.<suffix>`, so segment files sort by name.
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
@@ -572,9 +577,7 @@ impl Segment {
             self.files.replace_with_prefix(&self.paths.log, len)?;
         }
         self.capacity = len;
-        self.written_back = self
-            .written_back
-            .min(len / WRITEBACK_PAGE_BYTES * WRITEBACK_PAGE_BYTES);
+        self.written_back = self.written_back.min(whole_pages_end(len));
         self.files.sync_file(&self.paths.log)?;
         Ok(())
     }
@@ -839,16 +842,13 @@ impl Segment {
         if self.writeback_after_bytes == 0 {
             return;
         }
-        let whole_pages_end = self.data_len / WRITEBACK_PAGE_BYTES * WRITEBACK_PAGE_BYTES;
-        if whole_pages_end < self.written_back + self.writeback_after_bytes {
+        let end = whole_pages_end(self.data_len);
+        if end < self.written_back + self.writeback_after_bytes {
             return;
         }
-        self.files.start_writeback(
-            &mut self.writer,
-            self.written_back,
-            whole_pages_end - self.written_back,
-        );
-        self.written_back = whole_pages_end;
+        self.files
+            .start_writeback(&mut self.writer, self.written_back, end - self.written_back);
+        self.written_back = end;
     }
 
     /// Drops the batch containing `offset` (or, in a gap, the first batch
