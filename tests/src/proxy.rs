@@ -1,8 +1,8 @@
 //! A fault-injecting TCP proxy between Kafka clients and a broker.
 //!
-//! Requests pass through untouched; responses are read frame by frame (size
-//! prefix, body) so that whole responses can be delayed, swallowed, or cut
-//! in the middle. Faults come on command ([`Proxy::inject`],
+//! Requests pass through untouched (counted per API key); responses are read
+//! frame by frame (size prefix, body) so that whole responses can be delayed,
+//! swallowed, or cut in the middle. Faults come on command ([`Proxy::inject`],
 //! [`Proxy::drop_connections`], [`Proxy::pause_responses`]) or from a seeded
 //! random schedule ([`Proxy::start_chaos`]) that decides for every response
 //! whether it meets a fault.
@@ -12,7 +12,7 @@
 //! broker with `--advertised-listener <proxy addr>`, then [`Proxy::forward_to`]
 //! the broker's real address.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Bound on one response frame the proxy will buffer (the broker's own
+/// Bound on one request or response frame the proxy will buffer (the broker's own
 /// frame bound is the real limit; this only keeps a corrupt size from
 /// making the proxy allocate without limit).
 pub const PROXY_FRAME_BYTES_MAX: usize = 128 * 1024 * 1024;
@@ -89,6 +89,8 @@ struct State {
     faults_injected: AtomicUsize,
     connections_accepted: AtomicUsize,
     responses_forwarded: AtomicUsize,
+    /// Whole request frames passed to the broker, by API key.
+    requests_forwarded: Mutex<HashMap<i16, usize>>,
     log: Mutex<Vec<String>>,
 }
 
@@ -153,6 +155,7 @@ impl Proxy {
             faults_injected: AtomicUsize::new(0),
             connections_accepted: AtomicUsize::new(0),
             responses_forwarded: AtomicUsize::new(0),
+            requests_forwarded: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
         });
         let accept_task = tokio::spawn(accept_loop(listener, state.clone()));
@@ -215,6 +218,13 @@ impl Proxy {
         self.state.responses_forwarded.load(Ordering::SeqCst)
     }
 
+    /// Requests with this API key passed to the broker whole, on all
+    /// connections: an absolute count, so a test need not race a snapshot.
+    pub fn requests_forwarded(&self, api_key: i16) -> usize {
+        let counts = self.state.requests_forwarded.lock().unwrap();
+        counts.get(&api_key).copied().unwrap_or(0)
+    }
+
     pub fn connections_accepted(&self) -> usize {
         self.state.connections_accepted.load(Ordering::SeqCst)
     }
@@ -255,9 +265,7 @@ async fn serve(client: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     let _ = broker.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut broker_read, mut broker_write) = broker.into_split();
-    let requests = async {
-        let _ = tokio::io::copy(&mut client_read, &mut broker_write).await;
-    };
+    let requests = forward_requests(&mut client_read, &mut broker_write, &state);
     let responses = forward_responses(&mut broker_read, &mut client_write, &state);
     tokio::select! {
         _ = requests => {}
@@ -266,6 +274,39 @@ async fn serve(client: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     }
     // Dropping the halves closes both sockets.
     Ok(())
+}
+
+/// Copies request frames to the broker, counting them by API key. Returns
+/// when either side closes.
+async fn forward_requests(
+    client: &mut tokio::net::tcp::OwnedReadHalf,
+    broker: &mut tokio::net::tcp::OwnedWriteHalf,
+    state: &State,
+) {
+    loop {
+        let mut size = [0u8; 4];
+        if client.read_exact(&mut size).await.is_err() {
+            return;
+        }
+        let length = u32::from_be_bytes(size) as usize;
+        if !(2..=PROXY_FRAME_BYTES_MAX).contains(&length) {
+            return;
+        }
+        let mut body = vec![0u8; length];
+        if client.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        if broker.write_all(&size).await.is_err() || broker.write_all(&body).await.is_err() {
+            return;
+        }
+        let api_key = i16::from_be_bytes([body[0], body[1]]);
+        *state
+            .requests_forwarded
+            .lock()
+            .unwrap()
+            .entry(api_key)
+            .or_insert(0) += 1;
+    }
 }
 
 /// Copies response frames to the client, applying faults. Returns when the
