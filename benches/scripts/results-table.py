@@ -23,7 +23,9 @@ def main(out):
     print(f"Machine: {platform.machine()}, {cpus} cores, {platform.system()} {platform.release()}")
     print(f"Baselines: raw sequential write {base['raw_sequential_write']:.0f} MB/s, "
           f"loopback into a file {base['loopback_to_file']:.0f} MB/s, "
-          f"file over loopback {base['file_to_loopback']:.0f} MB/s")
+          f"file over loopback {base['file_to_loopback']:.0f} MB/s"
+          + (f", first write of new memory {base['new_memory_first_write']:.0f} MB/s"
+             if "new_memory_first_write" in base else ""))
     print()
     print("| workload | client | produce msg/s | produce MB/s | vs loopback→file | p50 ms | p99 ms | consume msg/s | consume MB/s | vs file→loopback |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -1028,6 +1028,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
 
 fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
+    // Holds every baseline's file until all have run (see benches::baseline).
     let dir = tempfile::tempdir_in(&args.dir)?;
     let total = args.megabytes << 20;
     println!(
@@ -1052,6 +1053,11 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
         "file over loopback TCP:                       {:>8.1} MB/s",
         from_file.mb_per_s()
     );
+    let new_memory = baseline::new_memory_first_write(total);
+    println!(
+        "first write of new memory (per 4 KiB page):   {:>8.1} MB/s",
+        new_memory.mb_per_s()
+    );
     if let Some(path) = &args.json {
         let row = |name: &str, rate: baseline::Rate| {
             format!(
@@ -1062,10 +1068,11 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
             )
         };
         let json = format!(
-            "{{\"baseline\":[{},{},{}]}}\n",
+            "{{\"baseline\":[{},{},{},{}]}}\n",
             row("raw_sequential_write", disk),
             row("loopback_to_file", to_file),
-            row("file_to_loopback", from_file)
+            row("file_to_loopback", from_file),
+            row("new_memory_first_write", new_memory)
         );
         std::fs::write(path, json)?;
     }
