@@ -461,7 +461,8 @@ pub fn describe_group(
         .context("one group described")
 }
 
-/// The committed offsets of `group` for `partitions` of `topic` (OffsetFetch v8), -1 where none.
+/// The committed offsets of `group` for `partitions` of `topic` (OffsetFetch v8), -1 where none;
+/// waits out the group's offsets partition loading.
 pub fn committed_offsets(
     conn: &mut RawConnection,
     group: &str,
@@ -478,18 +479,28 @@ pub fn committed_offsets(
             .with_topics(Some(vec![OffsetFetchRequestTopics::default()
                 .with_name(TopicName(protocol::StrBytes::from_string(topic.into())))
                 .with_partition_indexes(partitions.to_vec())]))]);
-    let response: OffsetFetchResponse = conn.call(ApiKey::OffsetFetch, 8, &request)?;
-    let group = &response.groups[0];
-    anyhow::ensure!(
-        group.error_code == 0,
-        "OffsetFetch error {}",
-        group.error_code
-    );
-    Ok(group.topics[0]
-        .partitions
-        .iter()
-        .map(|p| p.committed_offset)
-        .collect())
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    loop {
+        let response: OffsetFetchResponse = conn.call(ApiKey::OffsetFetch, 8, &request)?;
+        let group = &response.groups[0];
+        if group.error_code == 0 {
+            return Ok(group.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.committed_offset)
+                .collect());
+        }
+        // COORDINATOR_LOAD_IN_PROGRESS (14) while the group's offsets
+        // partition loads after a start: retried, as clients do. Each
+        // offsets partition loads on its own, so another group's coordinator
+        // being ready says nothing about this one's.
+        anyhow::ensure!(
+            group.error_code == 14 && Instant::now() < deadline,
+            "OffsetFetch error {}",
+            group.error_code
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The partitions a consumer-protocol assignment gives, as `(topic, partition)`
