@@ -16,7 +16,7 @@ out=${OUT:-target/bench-results}
 data=${DATA:-target/bench-data}
 clients=${CLIENTS:-"ours rdkafka"}
 mkdir -p "$out" "$data"
-rm -f "$out"/*.json "$out"/rate-*
+rm -f "$out"/*.json
 
 cargo build --release -p broker -p benches --bins
 broker=target/release/broker
@@ -61,6 +61,11 @@ for partitions in 1 8; do
   done
 done
 
+# Half the messages/s of the closed-loop run whose JSON is $1.
+half_rate() {
+  python3 -c "import json; print(int(json.load(open('$1'))['results'][0]['messages_per_s'] / 2))"
+}
+
 # Latency: open loop at half the closed-loop maximum, linger 0 (1 partition,
 # acks=1), so the percentiles are the broker's and the client's, not a full
 # buffer's. The maximum is measured again right before: what the machine
@@ -72,8 +77,7 @@ for size in 100 1024; do
     "$loadgen" produce --brokers "$addr" --topic "max-$name" --partitions 1 \
       --message-size "$size" --duration "$seconds" --acks 1 --client "$client" \
       --json "$out/max-$name.json" >/dev/null
-    rate=$(python3 -c "import json; print(int(json.load(open('$out/max-$name.json'))['results'][0]['messages_per_s'] / 2))")
-    echo "$rate" >"$out/rate-$name"
+    rate=$(half_rate "$out/max-$name.json")
     echo "== latency $name at $rate msg/s (half of the closed loop just before)"
     "$loadgen" produce --brokers "$addr" --topic "lat-$name" --partitions 1 \
       --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \
@@ -89,7 +93,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   for size in 100 1024; do
     for client in $clients; do
       name="p1-s${size}-acks1-${client}"
-      rate=$(cat "$out/rate-$name")
+      rate=$(half_rate "$out/max-$name.json")
       echo "== pinned latency $name at $rate msg/s"
       taskset -c 0 "$loadgen" produce --brokers "$addr" --topic "pin-$name" --partitions 1 \
         --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \

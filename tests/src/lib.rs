@@ -428,18 +428,34 @@ pub fn wait_for_group_coordinator(conn: &mut RawConnection, group: &str) -> anyh
     let request = FindCoordinatorRequest::default()
         .with_key_type(0)
         .with_coordinator_keys(vec![protocol::StrBytes::from_string(group.into())]);
-    let deadline = Instant::now() + BROKER_START_TIMEOUT;
-    loop {
+    while_coordinator_loads("FindCoordinator", || {
         let response: FindCoordinatorResponse = conn.call(ApiKey::FindCoordinator, 4, &request)?;
         let coordinator = &response.coordinators[0];
-        if coordinator.error_code == 0 {
-            return Ok(coordinator.node_id.0);
-        }
-        // COORDINATOR_LOAD_IN_PROGRESS (14) while the offsets partition loads.
+        Ok(match coordinator.error_code {
+            0 => Ok(coordinator.node_id.0),
+            code => Err(code),
+        })
+    })
+}
+
+/// Calls `call` until it answers something other than
+/// COORDINATOR_LOAD_IN_PROGRESS (14), which a group API answers while the
+/// group's offsets partition loads after a start, as clients retry it; for
+/// at most the broker-start timeout. `call` gives the value, or the error
+/// code the broker answered.
+fn while_coordinator_loads<T>(
+    api: &str,
+    mut call: impl FnMut() -> anyhow::Result<Result<T, i16>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    loop {
+        let code = match call()? {
+            Ok(value) => return Ok(value),
+            Err(code) => code,
+        };
         anyhow::ensure!(
-            coordinator.error_code == 14 && Instant::now() < deadline,
-            "FindCoordinator answered error {}",
-            coordinator.error_code
+            code == 14 && Instant::now() < deadline,
+            "{api} answered error {code}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -479,28 +495,20 @@ pub fn committed_offsets(
             .with_topics(Some(vec![OffsetFetchRequestTopics::default()
                 .with_name(TopicName(protocol::StrBytes::from_string(topic.into())))
                 .with_partition_indexes(partitions.to_vec())]))]);
-    let deadline = Instant::now() + BROKER_START_TIMEOUT;
-    loop {
+    // Each offsets partition loads on its own, so another group's
+    // coordinator being ready says nothing about this one's.
+    while_coordinator_loads("OffsetFetch", || {
         let response: OffsetFetchResponse = conn.call(ApiKey::OffsetFetch, 8, &request)?;
         let group = &response.groups[0];
-        if group.error_code == 0 {
-            return Ok(group.topics[0]
+        Ok(match group.error_code {
+            0 => Ok(group.topics[0]
                 .partitions
                 .iter()
                 .map(|p| p.committed_offset)
-                .collect());
-        }
-        // COORDINATOR_LOAD_IN_PROGRESS (14) while the group's offsets
-        // partition loads after a start: retried, as clients do. Each
-        // offsets partition loads on its own, so another group's coordinator
-        // being ready says nothing about this one's.
-        anyhow::ensure!(
-            group.error_code == 14 && Instant::now() < deadline,
-            "OffsetFetch error {}",
-            group.error_code
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+                .collect()),
+            code => Err(code),
+        })
+    })
 }
 
 /// The partitions a consumer-protocol assignment gives, as `(topic, partition)`

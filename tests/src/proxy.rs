@@ -88,7 +88,6 @@ struct State {
     paused: watch::Sender<bool>,
     faults_injected: AtomicUsize,
     connections_accepted: AtomicUsize,
-    responses_forwarded: AtomicUsize,
     /// Whole request frames passed to the broker, by API key.
     requests_forwarded: Mutex<HashMap<i16, usize>>,
     log: Mutex<Vec<String>>,
@@ -154,7 +153,6 @@ impl Proxy {
             paused: watch::channel(false).0,
             faults_injected: AtomicUsize::new(0),
             connections_accepted: AtomicUsize::new(0),
-            responses_forwarded: AtomicUsize::new(0),
             requests_forwarded: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
         });
@@ -211,11 +209,6 @@ impl Proxy {
     /// Faults that actually happened (commanded or random).
     pub fn faults_injected(&self) -> usize {
         self.state.faults_injected.load(Ordering::SeqCst)
-    }
-
-    /// Responses passed to clients whole, on all connections.
-    pub fn responses_forwarded(&self) -> usize {
-        self.state.responses_forwarded.load(Ordering::SeqCst)
     }
 
     /// Requests with this API key passed to the broker whole, on all
@@ -276,6 +269,20 @@ async fn serve(client: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The next frame on `socket`: its size prefix and its body. `None` when the
+/// socket closes or fails, or the size is past [`PROXY_FRAME_BYTES_MAX`].
+async fn read_frame(socket: &mut tokio::net::tcp::OwnedReadHalf) -> Option<([u8; 4], Vec<u8>)> {
+    let mut size = [0u8; 4];
+    socket.read_exact(&mut size).await.ok()?;
+    let length = u32::from_be_bytes(size) as usize;
+    if length > PROXY_FRAME_BYTES_MAX {
+        return None;
+    }
+    let mut body = vec![0u8; length];
+    socket.read_exact(&mut body).await.ok()?;
+    Some((size, body))
+}
+
 /// Copies request frames to the broker, counting them by API key. Returns
 /// when either side closes.
 async fn forward_requests(
@@ -283,29 +290,19 @@ async fn forward_requests(
     broker: &mut tokio::net::tcp::OwnedWriteHalf,
     state: &State,
 ) {
-    loop {
-        let mut size = [0u8; 4];
-        if client.read_exact(&mut size).await.is_err() {
-            return;
-        }
-        let length = u32::from_be_bytes(size) as usize;
-        if !(2..=PROXY_FRAME_BYTES_MAX).contains(&length) {
-            return;
-        }
-        let mut body = vec![0u8; length];
-        if client.read_exact(&mut body).await.is_err() {
-            return;
-        }
+    while let Some((size, body)) = read_frame(client).await {
         if broker.write_all(&size).await.is_err() || broker.write_all(&body).await.is_err() {
             return;
         }
-        let api_key = i16::from_be_bytes([body[0], body[1]]);
-        *state
-            .requests_forwarded
-            .lock()
-            .unwrap()
-            .entry(api_key)
-            .or_insert(0) += 1;
+        // A frame too short for an API key goes through uncounted.
+        if let [high, low, ..] = body[..] {
+            *state
+                .requests_forwarded
+                .lock()
+                .unwrap()
+                .entry(i16::from_be_bytes([high, low]))
+                .or_insert(0) += 1;
+        }
     }
 }
 
@@ -317,19 +314,7 @@ async fn forward_responses(
     state: &State,
 ) {
     let mut paused = state.paused.subscribe();
-    loop {
-        let mut size = [0u8; 4];
-        if broker.read_exact(&mut size).await.is_err() {
-            return;
-        }
-        let length = u32::from_be_bytes(size) as usize;
-        if length > PROXY_FRAME_BYTES_MAX {
-            return;
-        }
-        let mut body = vec![0u8; length];
-        if broker.read_exact(&mut body).await.is_err() {
-            return;
-        }
+    while let Some((size, body)) = read_frame(broker).await {
         // Held responses stay in order behind the pause.
         while *paused.borrow_and_update() {
             if paused.changed().await.is_err() {
@@ -349,7 +334,7 @@ async fn forward_responses(
             Some(fault @ Fault::CutResponse) => {
                 state.record(fault);
                 let _ = client.write_all(&size).await;
-                let _ = client.write_all(&body[..length / 2]).await;
+                let _ = client.write_all(&body[..body.len() / 2]).await;
                 return;
             }
             Some(fault @ Fault::DelayResponse(delay)) => {
@@ -360,7 +345,6 @@ async fn forward_responses(
         if client.write_all(&size).await.is_err() || client.write_all(&body).await.is_err() {
             return;
         }
-        state.responses_forwarded.fetch_add(1, Ordering::SeqCst);
     }
 }
 
