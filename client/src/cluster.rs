@@ -179,6 +179,12 @@ impl Cluster {
         Ok(self.connection_to(&addr).await?)
     }
 
+    /// The open connection to broker `node_id`, if there is one: never waits.
+    pub fn open_broker_connection(&self, node_id: i32) -> Option<Arc<Connection>> {
+        let addr = self.metadata().brokers.get(&node_id)?.addr();
+        self.open_connection(&addr)
+    }
+
     /// The connection to `addr`, opened if there is none or the last one broke.
     pub async fn connection_to(&self, addr: &str) -> Result<Arc<Connection>, ConnectionError> {
         if let Some(connection) = self.open_connection(addr) {

@@ -26,7 +26,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -454,31 +454,53 @@ impl Connection {
             .map_err(|_| self.disconnected("connection closed"))?;
         let correlation_id = self.next_correlation_id();
         let frame = self.encode(api, version, correlation_id, body, zero_copy)?;
-        let (waiting, outgoing) = if expect_response {
-            let (reply, reply_rx) = oneshot::channel();
-            (
-                Waiting::Response(reply_rx),
-                Outgoing {
-                    frame,
-                    correlation_id,
-                    reply: Some(reply),
-                    written: None,
-                },
-            )
-        } else {
-            let (written, written_rx) = oneshot::channel();
-            (
-                Waiting::Written(written_rx),
-                Outgoing {
-                    frame,
-                    correlation_id,
-                    reply: None,
-                    written: Some(written),
-                },
-            )
-        };
+        let (waiting, outgoing) = outgoing(frame, correlation_id, expect_response);
         self.submit(outgoing).await?;
-        Ok(PendingResponse {
+        Ok(self.pending(api, version, waiting, permit))
+    }
+
+    /// [`send_request_zero_copy`](Self::send_request_zero_copy) without
+    /// waiting: `Ok(None)` when the connection has no room for another
+    /// request right now (its in-flight bound or its write queue is full),
+    /// and nothing was sent.
+    pub fn try_send_request_zero_copy<B: Encodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        body: &B,
+        expect_response: bool,
+        zero_copy: &[Bytes],
+    ) -> Result<Option<PendingResponse>, ConnectionError> {
+        let permit = match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => return Ok(None),
+            Err(TryAcquireError::Closed) => return Err(self.disconnected("connection closed")),
+        };
+        if let Some(failure) = self.shared.failure() {
+            return Err(failure);
+        }
+        let slot = match self.outgoing.try_reserve() {
+            Ok(slot) => slot,
+            Err(mpsc::error::TrySendError::Full(())) => return Ok(None),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return Err(self.disconnected("connection tasks ended"))
+            }
+        };
+        let correlation_id = self.next_correlation_id();
+        let frame = self.encode(api, version, correlation_id, body, zero_copy)?;
+        let (waiting, outgoing) = outgoing(frame, correlation_id, expect_response);
+        slot.send(outgoing);
+        Ok(Some(self.pending(api, version, waiting, permit)))
+    }
+
+    fn pending(
+        &self,
+        api: ApiKey,
+        version: i16,
+        waiting: Waiting,
+        permit: OwnedSemaphorePermit,
+    ) -> PendingResponse {
+        PendingResponse {
             shared: self.shared.clone(),
             api,
             version,
@@ -486,7 +508,7 @@ impl Connection {
             request_timeout: self.config.request_timeout,
             waiting,
             _in_flight: permit,
-        })
+        }
     }
 
     fn next_correlation_id(&self) -> i32 {
@@ -534,6 +556,34 @@ impl Connection {
                 addr: self.shared.addr.clone(),
                 reason: reason.to_string(),
             })
+    }
+}
+
+/// The queue entry for a request frame, and what its sender waits on: the
+/// response, or for a request without one, the end of its write.
+fn outgoing(frame: Vec<Bytes>, correlation_id: i32, expect_response: bool) -> (Waiting, Outgoing) {
+    if expect_response {
+        let (reply, reply_rx) = oneshot::channel();
+        (
+            Waiting::Response(reply_rx),
+            Outgoing {
+                frame,
+                correlation_id,
+                reply: Some(reply),
+                written: None,
+            },
+        )
+    } else {
+        let (written, written_rx) = oneshot::channel();
+        (
+            Waiting::Written(written_rx),
+            Outgoing {
+                frame,
+                correlation_id,
+                reply: None,
+                written: Some(written),
+            },
+        )
     }
 }
 
@@ -924,6 +974,31 @@ mod tests {
             let response = result.unwrap();
             assert!(response.brokers.is_empty());
         }
+        assert!(!connection.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_no_room_is_not_sent_and_goes_out_once_there_is() {
+        // try_send stops at the in-flight bound without sending; a finished
+        // request makes room again.
+        let addr = fake_broker(false).await;
+        let config = ConnectionConfig {
+            in_flight_requests_max: 2,
+            ..ConnectionConfig::default()
+        };
+        let connection = Connection::connect(&addr, &config).await.unwrap();
+        let request = protocol::messages::MetadataRequest::default();
+        let try_send =
+            || connection.try_send_request_zero_copy(ApiKey::Metadata, 0, &request, true, &[]);
+        let first = try_send().unwrap().expect("room for the first");
+        let second = try_send().unwrap().expect("room for the second");
+        assert!(try_send().unwrap().is_none(), "no room for a third");
+        assert!(first.wait(None).await.unwrap().is_some());
+        let third = try_send()
+            .unwrap()
+            .expect("room once the first is answered");
+        assert!(second.wait(None).await.unwrap().is_some());
+        assert!(third.wait(None).await.unwrap().is_some());
         assert!(!connection.is_closed());
     }
 

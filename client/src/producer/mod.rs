@@ -195,9 +195,17 @@ impl Producer {
             Err(TryAcquireError::Closed) => return Err(SendError::Closed),
             Err(TryAcquireError::NoPermits) => {
                 let started = *started.get_or_insert_with(Instant::now);
-                let acquire = shared.memory.acquire_many(permits);
+                // Wait for a slice of the buffer, not just this record's
+                // bytes: a sender that keeps the buffer full would otherwise
+                // be woken for every batch that completes, and sleep again
+                // one batch later. What it does not need goes straight back.
+                let wanted = permits.max(refill_bytes(config.buffer_memory));
+                let acquire = shared.memory.acquire_many(wanted);
                 match tokio::time::timeout_at((started + config.max_block).into(), acquire).await {
-                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Ok(permit)) => {
+                        permit.forget();
+                        shared.memory.add_permits((wanted - permits) as usize);
+                    }
                     Ok(Err(_)) => return Err(SendError::Closed),
                     Err(_) => {
                         return Err(SendError::BufferExhausted {
@@ -405,4 +413,10 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Bytes a sender that found the buffer full waits to be free before it
+/// goes on: a sixteenth of the buffer.
+fn refill_bytes(buffer_memory: usize) -> u32 {
+    u32::try_from(buffer_memory / 16).unwrap_or(u32::MAX)
 }

@@ -2,10 +2,11 @@
 //! request per leader at a time per pass, and turns responses into delivery
 //! reports, retries, metadata refreshes and epoch bumps.
 //!
-//! Ordering per partition: requests to one broker go through one driver task
-//! that puts them on the connection in the order they were drained, so
-//! batches of a partition reach the broker in sequence order, and their
-//! outcomes come back to the sender in that same order. Without idempotence
+//! Ordering per partition: the sender puts requests to one broker on its
+//! connection in the order they were drained (itself, or when the connection
+//! is not open or has no room, through one task at a time per broker), so
+//! batches of a partition reach the broker in sequence order, and it takes
+//! their outcomes in that same order. Without idempotence
 //! a partition has up to `max_in_flight_requests_per_connection` batches in
 //! flight, as in Kafka, so a retry can be overtaken unless that is 1. With
 //! idempotence up to five are in flight; a batch that must
@@ -17,9 +18,14 @@
 //! remembers the last five batches per producer and partition, still knows
 //! the retried batch if it had already written it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use protocol::messages::produce_response::PartitionProduceResponse;
@@ -31,7 +37,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::cluster::{Cluster, ClusterError};
-use crate::connection::ConnectionError;
+use crate::connection::{Connection, ConnectionError, PendingResponse};
 use crate::error::ProduceError;
 use crate::metadata::Metadata;
 use crate::producer::accumulator::{Accumulator, PartitionQueue};
@@ -49,9 +55,9 @@ const PRODUCE_TOPIC_ID_VERSION_MIN: i16 = 13;
 /// Batches of one partition an idempotent producer keeps in flight at most:
 /// the broker deduplicates against the last five per producer and partition.
 pub const IN_FLIGHT_BATCHES_PER_PARTITION_IDEMPOTENT: usize = 5;
-/// Bound on events from the tasks the sender spawned. At most one per
-/// in-flight request plus one metadata refresh and one InitProducerId are
-/// outstanding, so this is never the limit in practice.
+/// Bound on events from the tasks the sender spawned. At most one per broker
+/// (a request waiting for its connection) plus one metadata refresh and one
+/// InitProducerId are outstanding, so this is never the limit in practice.
 const EVENT_QUEUE_BOUND: usize = 1024;
 
 /// State shared by the producer handles and the sender task.
@@ -137,7 +143,7 @@ impl Drop for ReportingGuard {
     }
 }
 
-/// One Produce request for a driver to put on its broker's connection.
+/// One Produce request for a broker, as the sender drained it.
 struct ProduceJob {
     batches: Vec<ProducerBatch>,
     /// The earliest delivery deadline among the batches: no point waiting longer.
@@ -145,11 +151,12 @@ struct ProduceJob {
 }
 
 enum Event {
-    Produced {
+    /// A request that could not go on its connection at once (none open, or
+    /// no room) is on it now, or failed to get there.
+    Submitted {
         broker_id: i32,
-        batches: Vec<ProducerBatch>,
-        /// `Ok(None)` for `acks=0` (written, no response).
-        outcome: Result<Option<ProduceResponse>, ClusterError>,
+        job: ProduceJob,
+        result: Result<(PendingResponse, i16), ClusterError>,
     },
     MetadataRefreshed(Result<(), ClusterError>),
     ProducerIdObtained(Result<ProducerIdentity, InitProducerIdError>),
@@ -166,7 +173,7 @@ pub(crate) struct Sender {
     bump_retry_at: Option<Instant>,
     in_flight_by_broker: HashMap<i32, usize>,
     in_flight_requests: usize,
-    drivers: HashMap<i32, mpsc::Sender<ProduceJob>>,
+    lanes: HashMap<i32, Lane>,
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     metadata_wanted: bool,
@@ -193,7 +200,7 @@ impl Sender {
             bump_retry_at: None,
             in_flight_by_broker: HashMap::new(),
             in_flight_requests: 0,
-            drivers: HashMap::new(),
+            lanes: HashMap::new(),
             events_tx,
             events_rx,
             metadata_wanted: false,
@@ -228,7 +235,12 @@ impl Sender {
                 break;
             }
             let sleep_until = wakeup.map(tokio::time::Instant::from_std);
+            let awaiting_responses = self.lanes.values().any(|l| !l.sent.is_empty());
             tokio::select! {
+                (broker_id, sent, response) = next_response(&mut self.lanes), if awaiting_responses => {
+                    let outcome = produce_outcome(broker_id, sent.version, response);
+                    self.handle_produced(broker_id, sent.batches, outcome);
+                }
                 Some(event) = self.events_rx.recv() => self.handle(event),
                 _ = self.shared.wake_sender.notified() => {}
                 _ = tokio::time::sleep_until(sleep_until.unwrap_or_else(tokio::time::Instant::now)), if sleep_until.is_some() => {}
@@ -321,26 +333,56 @@ impl Sender {
             for (broker_id, job) in jobs {
                 *self.in_flight_by_broker.entry(broker_id).or_default() += 1;
                 self.in_flight_requests += 1;
-                let driver = self.driver(broker_id);
-                if let Err(error) = driver.try_send(job) {
-                    // The driver queue holds as many jobs as requests may be
-                    // in flight, so this only happens if the driver is gone.
-                    let job = match error {
-                        mpsc::error::TrySendError::Full(job)
-                        | mpsc::error::TrySendError::Closed(job) => job,
-                    };
-                    self.drivers.remove(&broker_id);
-                    self.handle(Event::Produced {
-                        broker_id,
-                        batches: job.batches,
-                        outcome: Err(ClusterError::Connection(ConnectionError::Disconnected {
-                            addr: format!("broker {broker_id}"),
-                            reason: "request driver stopped".to_string(),
-                        })),
-                    });
-                }
+                self.submit(broker_id, job);
             }
         }
+    }
+
+    /// Puts a request on its broker's connection from this task when the
+    /// connection is open and has room, which is the common case: no other
+    /// task stands between the sender and the connection's writer. Otherwise
+    /// a task of its own connects or waits for room, and the broker's lane
+    /// takes no other request until it is done, so requests still reach the
+    /// connection in drain order.
+    fn submit(&mut self, broker_id: i32, job: ProduceJob) {
+        let connection = self.shared.cluster.open_broker_connection(broker_id);
+        let sent = match connection {
+            None => Ok(None),
+            Some(connection) => try_submit_produce(&self.shared, &connection, &job.batches),
+        };
+        match sent {
+            Ok(Some((pending, version))) => self.sent(broker_id, job, pending, version),
+            Err(error) => self.handle_produced(broker_id, job.batches, Err(error)),
+            Ok(None) => {
+                self.lanes.entry(broker_id).or_default().submitting = true;
+                let shared = self.shared.clone();
+                let events = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let result = submit_produce(broker_id, &shared, &job.batches).await;
+                    let _ = events
+                        .send(Event::Submitted {
+                            broker_id,
+                            job,
+                            result,
+                        })
+                        .await;
+                });
+            }
+        }
+    }
+
+    /// Records a request that is on its connection, to take its outcome in turn.
+    fn sent(&mut self, broker_id: i32, job: ProduceJob, pending: PendingResponse, version: i16) {
+        let response = Box::pin(pending.wait(Some(tokio::time::Instant::from_std(job.give_up_at))));
+        self.lanes
+            .entry(broker_id)
+            .or_default()
+            .sent
+            .push_back(SentRequest {
+                batches: job.batches,
+                version,
+                response,
+            });
     }
 
     /// One pass over the partitions: at most one batch per partition and one
@@ -381,8 +423,9 @@ impl Sender {
                 continue;
             };
             if !requests.contains_key(&leader)
-                && self.in_flight_by_broker.get(&leader).copied().unwrap_or(0)
+                && (self.in_flight_by_broker.get(&leader).copied().unwrap_or(0)
                     >= config.max_in_flight_requests_per_connection
+                    || self.lanes.get(&leader).is_some_and(|l| l.submitting))
             {
                 continue;
             }
@@ -492,22 +535,6 @@ impl Sender {
         }
     }
 
-    fn driver(&mut self, broker_id: i32) -> mpsc::Sender<ProduceJob> {
-        if let Some(driver) = self.drivers.get(&broker_id).filter(|d| !d.is_closed()) {
-            return driver.clone();
-        }
-        let (jobs_tx, jobs_rx) =
-            mpsc::channel(self.shared.config.max_in_flight_requests_per_connection);
-        tokio::spawn(drive_broker(
-            broker_id,
-            self.shared.clone(),
-            jobs_rx,
-            self.events_tx.clone(),
-        ));
-        self.drivers.insert(broker_id, jobs_tx.clone());
-        jobs_tx
-    }
-
     fn maybe_refresh_metadata(&mut self, now: Instant, wakeup: &mut Option<Instant>) {
         let config = &self.shared.config;
         let metadata = self.shared.cluster.metadata();
@@ -546,11 +573,17 @@ impl Sender {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Produced {
+            Event::Submitted {
                 broker_id,
-                batches,
-                outcome,
-            } => self.handle_produced(broker_id, batches, outcome),
+                job,
+                result,
+            } => {
+                self.lanes.entry(broker_id).or_default().submitting = false;
+                match result {
+                    Ok((pending, version)) => self.sent(broker_id, job, pending, version),
+                    Err(error) => self.handle_produced(broker_id, job.batches, Err(error)),
+                }
+            }
             Event::MetadataRefreshed(result) => {
                 self.metadata_in_progress = false;
                 self.metadata_last_refresh = Some(Instant::now());
@@ -827,113 +860,120 @@ fn find_partition<'a>(
         .find(|p| p.index == batch.partition)
 }
 
-/// What the completion task of a broker waits for, in submission order.
-enum Completion {
-    Sent {
-        batches: Vec<ProducerBatch>,
-        pending: crate::connection::PendingResponse,
-        version: i16,
-        give_up_at: Instant,
-    },
-    NotSent {
-        batches: Vec<ProducerBatch>,
-        error: ClusterError,
-    },
+/// One broker's requests, in the order they went on its connection.
+#[derive(Default)]
+struct Lane {
+    /// A request is on its way to the connection in a task of its own
+    /// (connecting, or waiting for room): nothing else goes to this broker
+    /// until it is there.
+    submitting: bool,
+    /// Requests on the connection, oldest first. Their outcomes are taken in
+    /// this order: if a later batch's success were handled before an earlier
+    /// batch's failure, the sender could send new batches past the earlier
+    /// one, and the broker could forget it (it deduplicates against the last
+    /// five batches only) before its retry. Responses on one connection
+    /// arrive in order anyway, so waiting in order costs nothing.
+    sent: VecDeque<SentRequest>,
 }
 
-/// Puts one broker's Produce requests on its connection in drain order, and
-/// hands them to a completion task that reports their outcomes in that same
-/// order. The order of reports matters: if a later batch's success were
-/// handled before an earlier batch's failure, the sender could send new
-/// batches past the earlier one, and the broker could forget it (it
-/// deduplicates against the last five batches only) before its retry.
-async fn drive_broker(
-    broker_id: i32,
-    shared: Arc<Shared>,
-    mut jobs: mpsc::Receiver<ProduceJob>,
-    events: mpsc::Sender<Event>,
-) {
-    let (completions, completions_rx) =
-        mpsc::channel(shared.config.max_in_flight_requests_per_connection);
-    tokio::spawn(complete_in_order(broker_id, completions_rx, events));
-    while let Some(job) = jobs.recv().await {
-        let ProduceJob {
-            batches,
-            give_up_at,
-        } = job;
-        let completion = match submit_produce(broker_id, &shared, &batches).await {
-            Err(error) => Completion::NotSent { batches, error },
-            Ok((pending, version)) => Completion::Sent {
-                batches,
-                pending,
-                version,
-                give_up_at,
-            },
-        };
-        if completions.send(completion).await.is_err() {
-            return;
-        }
-    }
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Option<Bytes>, ConnectionError>> + Send>>;
+
+struct SentRequest {
+    batches: Vec<ProducerBatch>,
+    version: i16,
+    /// The response frame (`None` for `acks=0`, once written).
+    response: ResponseFuture,
 }
 
-/// Waits for each request's outcome in submission order and reports it.
-/// Responses on one connection arrive in order anyway, so waiting in order
-/// costs nothing; the next request is already on the wire meanwhile.
-async fn complete_in_order(
-    broker_id: i32,
-    mut completions: mpsc::Receiver<Completion>,
-    events: mpsc::Sender<Event>,
-) {
-    while let Some(completion) = completions.recv().await {
-        let (batches, outcome) = match completion {
-            Completion::NotSent { batches, error } => (batches, Err(error)),
-            Completion::Sent {
-                batches,
-                pending,
-                version,
-                give_up_at,
-            } => {
-                let outcome = match pending
-                    .wait(Some(tokio::time::Instant::from_std(give_up_at)))
-                    .await
-                {
-                    Ok(None) => Ok(None),
-                    Ok(Some(frame)) => protocol::header::decode_response::<ProduceResponse>(
-                        ApiKey::Produce,
-                        version,
-                        frame,
-                    )
-                    .map(|(_, response)| Some(response))
-                    .map_err(|e| {
-                        ClusterError::Connection(ConnectionError::Decode {
-                            addr: format!("broker {broker_id}"),
-                            api: ApiKey::Produce,
-                            version,
-                            reason: e.to_string(),
-                        })
-                    }),
-                    Err(e) => Err(ClusterError::Connection(e)),
-                };
-                (batches, outcome)
+/// The next outcome of the oldest request of some broker.
+async fn next_response(
+    lanes: &mut HashMap<i32, Lane>,
+) -> (i32, SentRequest, Result<Option<Bytes>, ConnectionError>) {
+    std::future::poll_fn(|cx| {
+        for (broker_id, lane) in lanes.iter_mut() {
+            let Some(oldest) = lane.sent.front_mut() else {
+                continue;
+            };
+            if let Poll::Ready(response) = oldest.response.as_mut().poll(cx) {
+                let sent = lane.sent.pop_front().expect("the oldest is there");
+                return Poll::Ready((*broker_id, sent, response));
             }
-        };
-        let event = Event::Produced {
-            broker_id,
-            batches,
-            outcome,
-        };
-        if events.send(event).await.is_err() {
-            return;
         }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A Produce request's outcome: the decoded response, `None` for `acks=0`.
+fn produce_outcome(
+    broker_id: i32,
+    version: i16,
+    response: Result<Option<Bytes>, ConnectionError>,
+) -> Result<Option<ProduceResponse>, ClusterError> {
+    match response {
+        Ok(None) => Ok(None),
+        Ok(Some(frame)) => {
+            protocol::header::decode_response::<ProduceResponse>(ApiKey::Produce, version, frame)
+                .map(|(_, response)| Some(response))
+                .map_err(|e| {
+                    ClusterError::Connection(ConnectionError::Decode {
+                        addr: format!("broker {broker_id}"),
+                        api: ApiKey::Produce,
+                        version,
+                        reason: e.to_string(),
+                    })
+                })
+        }
+        Err(e) => Err(ClusterError::Connection(e)),
     }
 }
 
+/// Puts a Produce request on `connection` if it has room now; `Ok(None)` if not.
+fn try_submit_produce(
+    shared: &Shared,
+    connection: &Connection,
+    batches: &[ProducerBatch],
+) -> Result<Option<(PendingResponse, i16)>, ClusterError> {
+    let (request, record_sets, version) = produce_request(shared, connection, batches)?;
+    Ok(connection
+        .try_send_request_zero_copy(
+            ApiKey::Produce,
+            version,
+            &request,
+            shared.config.acks != Acks::None,
+            &record_sets,
+        )?
+        .map(|pending| (pending, version)))
+}
+
+/// Puts a Produce request on the broker's connection, connecting first if
+/// needed and waiting for room.
 async fn submit_produce(
     broker_id: i32,
     shared: &Shared,
     batches: &[ProducerBatch],
-) -> Result<(crate::connection::PendingResponse, i16), ClusterError> {
+) -> Result<(PendingResponse, i16), ClusterError> {
     let connection = shared.cluster.broker_connection(broker_id).await?;
+    let (request, record_sets, version) = produce_request(shared, &connection, batches)?;
+    let pending = connection
+        .send_request_zero_copy(
+            ApiKey::Produce,
+            version,
+            &request,
+            shared.config.acks != Acks::None,
+            &record_sets,
+        )
+        .await?;
+    Ok((pending, version))
+}
+
+/// The Produce request for `batches` in the version `connection` speaks, and
+/// the record sets that go to the socket from their own memory.
+fn produce_request(
+    shared: &Shared,
+    connection: &Connection,
+    batches: &[ProducerBatch],
+) -> Result<(ProduceRequest, Vec<Bytes>, i16), ClusterError> {
     let metadata = shared.cluster.metadata();
     let topic_ids: HashMap<&str, uuid::Uuid> = batches
         .iter()
@@ -985,15 +1025,5 @@ async fn submit_produce(
         .with_acks(config.acks.wire_value())
         .with_timeout_ms(config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
         .with_topic_data(topics);
-    let expect_response = config.acks != Acks::None;
-    let pending = connection
-        .send_request_zero_copy(
-            ApiKey::Produce,
-            version,
-            &request,
-            expect_response,
-            &record_sets,
-        )
-        .await?;
-    Ok((pending, version))
+    Ok((request, record_sets, version))
 }
