@@ -17,10 +17,17 @@ use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 
 use crate::server::dispatch::{dispatch, Reply};
+use crate::Broker;
 
 /// Responses smaller than this gather in the connection's write buffer.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-use crate::Broker;
+/// Bounds on the free room in the read buffer before each receive: four
+/// times the last request's size, so that one receive takes a whole
+/// request, or several pipelined ones, rather than a first read of a few
+/// KiB and a second for the rest; small for connections that send small
+/// requests.
+const READ_AHEAD_BYTES_MIN: usize = 8 * 1024;
+const READ_AHEAD_BYTES_MAX: usize = 256 * 1024;
 
 pub struct Connection {
     socket: TcpStream,
@@ -58,23 +65,20 @@ impl Connection {
         let mut pending = FuturesOrdered::new();
         let in_flight_max = broker.config.in_flight_requests_max;
         let mut reading = true;
+        let mut read_ahead = READ_AHEAD_BYTES_MIN;
         loop {
             let can_read = reading && pending.len() < in_flight_max && !*shutdown.borrow();
+            if can_read {
+                frames.read_buffer_mut().reserve(read_ahead);
+            }
             tokio::select! {
-                frame = frames.next(), if can_read => match frame {
-                    Some(Ok(frame)) => match dispatch(&broker, peer, frame.freeze()) {
-                        Ok(reply) => pending.push_back(reply.into_future()),
-                        Err(e) => {
-                            tracing::warn!(%peer, error = %e, "closing connection: bad request");
-                            reading = false;
-                        }
-                    },
-                    Some(Err(e)) => {
-                        tracing::warn!(%peer, error = %e, "closing connection: bad frame");
-                        reading = false;
-                    }
-                    None => reading = false,
-                },
+                // Responses first: a client that keeps a few requests in
+                // flight gets each slot back as soon as its response is
+                // ready, not after every request already in the socket has
+                // been handled, so its next request overlaps our work on the
+                // ones before it. Kafka, too, answers a request before it
+                // reads the connection's next one.
+                biased;
                 Some(response) = pending.next(), if !pending.is_empty() => {
                     // Write this response and every following one that is already
                     // done, then flush once: pipelined responses share syscalls.
@@ -99,6 +103,26 @@ impl Connection {
                         return;
                     }
                 }
+                frame = frames.next(), if can_read => match frame {
+                    Some(Ok(frame)) => {
+                        read_ahead = frame
+                            .len()
+                            .saturating_mul(4)
+                            .clamp(READ_AHEAD_BYTES_MIN, READ_AHEAD_BYTES_MAX);
+                        match dispatch(&broker, peer, frame.freeze()) {
+                            Ok(reply) => pending.push_back(reply.into_future()),
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "closing connection: bad request");
+                                reading = false;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "closing connection: bad frame");
+                        reading = false;
+                    }
+                    None => reading = false,
+                },
                 _ = shutdown.changed(), if !*shutdown.borrow() => {}
                 else => break,
             }
