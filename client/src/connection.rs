@@ -446,31 +446,38 @@ impl Connection {
         expect_response: bool,
         zero_copy: &[Bytes],
     ) -> Result<PendingResponse, ConnectionError> {
+        self.reserve()
+            .await?
+            .send(api, version, body, expect_response, zero_copy)
+    }
+
+    /// Waits for room for one more request: a place under the in-flight
+    /// bound and in the write queue.
+    pub async fn reserve(&self) -> Result<RequestSlot<'_>, ConnectionError> {
         let permit = self
             .in_flight
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| self.disconnected("connection closed"))?;
-        let correlation_id = self.next_correlation_id();
-        let frame = self.encode(api, version, correlation_id, body, zero_copy)?;
-        let (waiting, outgoing) = outgoing(frame, correlation_id, expect_response);
-        self.submit(outgoing).await?;
-        Ok(self.pending(api, version, waiting, permit))
+        if let Some(failure) = self.shared.failure() {
+            return Err(failure);
+        }
+        let queued = self
+            .outgoing
+            .reserve()
+            .await
+            .map_err(|_| self.disconnected("connection tasks ended"))?;
+        Ok(RequestSlot {
+            connection: self,
+            permit,
+            queued,
+        })
     }
 
-    /// [`send_request_zero_copy`](Self::send_request_zero_copy) without
-    /// waiting: `Ok(None)` when the connection has no room for another
-    /// request right now (its in-flight bound or its write queue is full),
-    /// and nothing was sent.
-    pub fn try_send_request_zero_copy<B: Encodable>(
-        &self,
-        api: ApiKey,
-        version: i16,
-        body: &B,
-        expect_response: bool,
-        zero_copy: &[Bytes],
-    ) -> Result<Option<PendingResponse>, ConnectionError> {
+    /// [`reserve`](Self::reserve) without waiting: `Ok(None)` when the
+    /// connection has no room for another request right now.
+    pub fn try_reserve(&self) -> Result<Option<RequestSlot<'_>>, ConnectionError> {
         let permit = match self.in_flight.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => return Ok(None),
@@ -479,18 +486,18 @@ impl Connection {
         if let Some(failure) = self.shared.failure() {
             return Err(failure);
         }
-        let slot = match self.outgoing.try_reserve() {
-            Ok(slot) => slot,
+        let queued = match self.outgoing.try_reserve() {
+            Ok(queued) => queued,
             Err(mpsc::error::TrySendError::Full(())) => return Ok(None),
             Err(mpsc::error::TrySendError::Closed(())) => {
                 return Err(self.disconnected("connection tasks ended"))
             }
         };
-        let correlation_id = self.next_correlation_id();
-        let frame = self.encode(api, version, correlation_id, body, zero_copy)?;
-        let (waiting, outgoing) = outgoing(frame, correlation_id, expect_response);
-        slot.send(outgoing);
-        Ok(Some(self.pending(api, version, waiting, permit)))
+        Ok(Some(RequestSlot {
+            connection: self,
+            permit,
+            queued,
+        }))
     }
 
     fn pending(
@@ -539,16 +546,6 @@ impl Connection {
         })
     }
 
-    async fn submit(&self, outgoing: Outgoing) -> Result<(), ConnectionError> {
-        if let Some(failure) = self.shared.failure() {
-            return Err(failure);
-        }
-        self.outgoing
-            .send(outgoing)
-            .await
-            .map_err(|_| self.disconnected("connection tasks ended"))
-    }
-
     fn disconnected(&self, reason: &str) -> ConnectionError {
         self.shared
             .failure()
@@ -556,6 +553,35 @@ impl Connection {
                 addr: self.shared.addr.clone(),
                 reason: reason.to_string(),
             })
+    }
+}
+
+/// Room for one request on a connection, from [`Connection::reserve`]: a
+/// place under its in-flight bound and in its write queue. Dropping it
+/// gives both back.
+pub struct RequestSlot<'a> {
+    connection: &'a Connection,
+    permit: OwnedSemaphorePermit,
+    queued: mpsc::Permit<'a, Outgoing>,
+}
+
+impl RequestSlot<'_> {
+    /// Encodes the request into the slot's place in the write queue; see
+    /// [`Connection::send_request_zero_copy`].
+    pub fn send<B: Encodable>(
+        self,
+        api: ApiKey,
+        version: i16,
+        body: &B,
+        expect_response: bool,
+        zero_copy: &[Bytes],
+    ) -> Result<PendingResponse, ConnectionError> {
+        let connection = self.connection;
+        let correlation_id = connection.next_correlation_id();
+        let frame = connection.encode(api, version, correlation_id, body, zero_copy)?;
+        let (waiting, outgoing) = outgoing(frame, correlation_id, expect_response);
+        self.queued.send(outgoing);
+        Ok(connection.pending(api, version, waiting, self.permit))
     }
 }
 
@@ -988,8 +1014,13 @@ mod tests {
         };
         let connection = Connection::connect(&addr, &config).await.unwrap();
         let request = protocol::messages::MetadataRequest::default();
-        let try_send =
-            || connection.try_send_request_zero_copy(ApiKey::Metadata, 0, &request, true, &[]);
+        let try_send = || {
+            connection
+                .try_reserve()
+                .unwrap()
+                .map(|slot| slot.send(ApiKey::Metadata, 0, &request, true, &[]))
+                .transpose()
+        };
         let first = try_send().unwrap().expect("room for the first");
         let second = try_send().unwrap().expect("room for the second");
         assert!(try_send().unwrap().is_none(), "no room for a third");

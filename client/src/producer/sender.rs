@@ -26,6 +26,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures::FutureExt;
 
 use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use protocol::messages::produce_response::PartitionProduceResponse;
@@ -37,7 +38,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::backoff::Backoff;
 use crate::cluster::{Cluster, ClusterError};
-use crate::connection::{Connection, ConnectionError, PendingResponse};
+use crate::connection::{Connection, ConnectionError, PendingResponse, RequestSlot};
 use crate::error::ProduceError;
 use crate::metadata::Metadata;
 use crate::producer::accumulator::{Accumulator, PartitionQueue};
@@ -237,9 +238,16 @@ impl Sender {
             let sleep_until = wakeup.map(tokio::time::Instant::from_std);
             let awaiting_responses = self.lanes.values().any(|l| !l.sent.is_empty());
             tokio::select! {
-                (broker_id, sent, response) = next_response(&mut self.lanes), if awaiting_responses => {
-                    let outcome = produce_outcome(broker_id, sent.version, response);
-                    self.handle_produced(broker_id, sent.batches, outcome);
+                first = next_response(&mut self.lanes), if awaiting_responses => {
+                    // Every response already in, of every broker, before the
+                    // next pass: one busy broker does not keep another's
+                    // waiting behind it.
+                    let mut ready = Some(first);
+                    while let Some((broker_id, sent, response)) = ready {
+                        let outcome = produce_outcome(broker_id, sent.version, response);
+                        self.handle_produced(broker_id, sent.batches, outcome);
+                        ready = next_response(&mut self.lanes).now_or_never();
+                    }
                 }
                 Some(event) = self.events_rx.recv() => self.handle(event),
                 _ = self.shared.wake_sender.notified() => {}
@@ -934,16 +942,10 @@ fn try_submit_produce(
     connection: &Connection,
     batches: &[ProducerBatch],
 ) -> Result<Option<(PendingResponse, i16)>, ClusterError> {
-    let (request, record_sets, version) = produce_request(shared, connection, batches)?;
-    Ok(connection
-        .try_send_request_zero_copy(
-            ApiKey::Produce,
-            version,
-            &request,
-            shared.config.acks != Acks::None,
-            &record_sets,
-        )?
-        .map(|pending| (pending, version)))
+    match connection.try_reserve()? {
+        Some(slot) => send_produce(shared, connection, slot, batches).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Puts a Produce request on the broker's connection, connecting first if
@@ -954,16 +956,27 @@ async fn submit_produce(
     batches: &[ProducerBatch],
 ) -> Result<(PendingResponse, i16), ClusterError> {
     let connection = shared.cluster.broker_connection(broker_id).await?;
-    let (request, record_sets, version) = produce_request(shared, &connection, batches)?;
-    let pending = connection
-        .send_request_zero_copy(
-            ApiKey::Produce,
-            version,
-            &request,
-            shared.config.acks != Acks::None,
-            &record_sets,
-        )
-        .await?;
+    let slot = connection.reserve().await?;
+    send_produce(shared, &connection, slot, batches)
+}
+
+/// Builds the Produce request for `batches` into the room `slot` holds on
+/// `connection`; returns it with its version.
+fn send_produce(
+    shared: &Shared,
+    connection: &Connection,
+    slot: RequestSlot<'_>,
+    batches: &[ProducerBatch],
+) -> Result<(PendingResponse, i16), ClusterError> {
+    let (request, record_sets, version) = produce_request(shared, connection, batches)?;
+    let expect_response = shared.config.acks != Acks::None;
+    let pending = slot.send(
+        ApiKey::Produce,
+        version,
+        &request,
+        expect_response,
+        &record_sets,
+    )?;
     Ok((pending, version))
 }
 
