@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot paths (criterion): CRC-32C, batch header
-//! validation, frame decoding, Produce and Fetch request/response codecs,
-//! and segment append and read.
+//! validation, frame decoding, Produce and Fetch request codecs (both ways),
+//! Fetch response encode and decode, and segment append and read.
 //!
 //! Run: `cargo bench -p benches --bench micro`.
 
@@ -132,6 +132,14 @@ fn codecs(c: &mut Criterion) {
             black_box(FetchRequest::decode(&mut body, header.request_api_version).unwrap())
         })
     });
+    group.bench_function("fetch_request_encode_8_partitions", |b| {
+        b.iter(|| {
+            black_box(
+                protocol::header::encode_request(ApiKey::Fetch, 12, 1, Some("bench"), &fetch)
+                    .unwrap(),
+            )
+        })
+    });
     let big_records = Bytes::from(
         [
             batch(16, 1000).to_vec(),
@@ -157,6 +165,18 @@ fn codecs(c: &mut Criterion) {
     group.bench_function("fetch_response_encode_8x64KiB", |b| {
         b.iter(|| {
             black_box(protocol::header::encode_response(ApiKey::Fetch, 12, 1, &response).unwrap())
+        })
+    });
+    // What a consumer does with each response: the record sets stay
+    // references into the frame, so this is the cost of the framing around them.
+    let response_frame =
+        protocol::header::encode_response(ApiKey::Fetch, 12, 1, &response).unwrap();
+    group.bench_function("fetch_response_decode_8x64KiB", |b| {
+        b.iter(|| {
+            let (_, decoded): (i32, FetchResponse) =
+                protocol::header::decode_response(ApiKey::Fetch, 12, response_frame.slice(4..))
+                    .unwrap();
+            black_box(decoded)
         })
     });
     group.finish();

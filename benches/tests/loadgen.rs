@@ -168,3 +168,108 @@ fn max_in_flight_reaches_each_client() {
         );
     }
 }
+
+#[test]
+fn results_table_puts_each_run_beside_its_baseline() {
+    // The standard workloads' table, built from real runs' JSON: the
+    // baselines, a produce/consume row with its ratios, and a row in each
+    // open-loop table (linger 0 and the default linger) at the rate asked for.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).unwrap();
+    let out = dir.path().join("results");
+    std::fs::create_dir_all(&out).unwrap();
+    let disk = dir.path().to_str().unwrap();
+    loadgen(
+        &["baseline", "--dir", disk, "--megabytes", "8"],
+        &out.join("baseline.json"),
+    );
+    let run = |command: &str, extra: &[&str], json: &str| {
+        let mut args = vec![
+            command,
+            "--brokers",
+            broker.addr.as_str(),
+            "--topic",
+            "table",
+            "--message-size",
+            "100",
+        ];
+        args.extend_from_slice(extra);
+        loadgen(&args, &out.join(json));
+    };
+    run(
+        "produce",
+        &["--count", "5000"],
+        "produce-p1-s100-acks1-ours.json",
+    );
+    run(
+        "consume",
+        &["--count", "5000"],
+        "consume-p1-s100-acks1-ours.json",
+    );
+    let open_loop = ["--rate", "20000", "--count", "10000"];
+    let linger_0 = [&open_loop[..], &["--linger-ms", "0"]].concat();
+    run("produce", &linger_0, "latency-p1-s100-acks1-ours.json");
+    run("produce", &open_loop, "lingered-p1-s100-acks1-ours.json");
+
+    let table = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/results-table.py"
+        ))
+        .arg(&out)
+        .output()
+        .expect("run results-table.py");
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("Baselines: raw sequential write"), "{table}");
+    // The produce/consume row: both sides filled in, each with its ratio.
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| 1 part, 100 B,"))
+        .unwrap_or_else(|| panic!("no workload row in {table}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells.len(), 12, "{row}");
+    assert_eq!(cells[2], "ours", "{row}");
+    let baseline = |name: &str| -> f64 {
+        let at = table
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in {table}"))
+            + name.len();
+        let number: String = table[at..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        number.parse().unwrap()
+    };
+    let number = |cell: &str| -> f64 { cell.replace(',', "").parse().unwrap() };
+    for (mb_per_s, ratio, name) in [
+        (cells[4], cells[5], "loopback into a file"),
+        (cells[9], cells[10], "file over loopback"),
+    ] {
+        assert!(number(mb_per_s) > 0.0, "{row}");
+        let expected = number(mb_per_s) / baseline(name);
+        assert!(
+            (number(ratio) - expected).abs() < 0.01,
+            "{row} against {name}: {table}"
+        );
+    }
+    // Each open-loop table has its run, at the target rate.
+    for title in ["(linger 0,", "default linger"] {
+        let at = table
+            .find(title)
+            .unwrap_or_else(|| panic!("no {title} table in {table}"));
+        let rows: Vec<&str> = table[at..]
+            .lines()
+            .skip_while(|l| !l.starts_with("|---"))
+            .skip(1)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(rows.len(), 1, "{table}");
+        assert!(rows[0].starts_with("| 100 B | ours | 20,000 |"), "{table}");
+    }
+}
