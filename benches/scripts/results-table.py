@@ -18,7 +18,8 @@ def load(path):
 
 
 def main(out):
-    base = {row["name"]: row["mb_per_s"] for row in load(os.path.join(out, "baseline.json"))["baseline"]}
+    baseline = load(os.path.join(out, "baseline.json"))
+    base = {row["name"]: row["mb_per_s"] for row in baseline["baseline"]}
     cpus = os.cpu_count()
     print(f"Machine: {platform.machine()}, {cpus} cores, {platform.system()} {platform.release()}")
     print(f"Baselines: raw sequential write {base['raw_sequential_write']:.0f} MB/s, "
@@ -26,6 +27,12 @@ def main(out):
           f"file over loopback {base['file_to_loopback']:.0f} MB/s"
           + (f", first write of new memory {base['new_memory_first_write']:.0f} MB/s"
              if "new_memory_first_write" in base else ""))
+    cores = baseline.get("core_stalls", [])
+    if cores:
+        print(f"Core stalls (a thread reading the clock on each core, {cores[0]['seconds']:.0f} s): "
+              + "; ".join(f"core {c['cpu']} lost {100 * c['stalled_seconds'] / c['seconds']:.2f}% of its time, "
+                          f"{c['stalls_over_1ms'] / c['seconds']:.1f} pauses/s over 1 ms, longest {c['longest_ms']:.2f} ms"
+                          for c in cores))
     print()
     print("| workload | client | produce msg/s | produce MB/s | vs loopback→file | p50 ms | p99 ms | consume msg/s | consume MB/s | vs file→loopback |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -37,7 +37,8 @@ echo "broker on $addr, data in $dir"
 
 # The baselines write about what a workload writes (~512 MB a second): a
 # shorter write fits in the disk's caches and would flatter the machine.
-"$loadgen" baseline --dir "$data" --megabytes "$((seconds * 512))" --json "$out/baseline.json"
+"$loadgen" baseline --dir "$data" --megabytes "$((seconds * 512))" --stall-seconds "$seconds" \
+  --json "$out/baseline.json"
 
 for partitions in 1 8; do
   for size in 100 1024; do

@@ -10,6 +10,12 @@
 //!   byte per 4 KiB page: what each new page of a growing log's page cache
 //!   costs the machine before any bytes are copied.
 //!
+//! - core stalls: one thread per core, pinned, doing nothing but read the
+//!   clock; every pause between two readings is time the core was taken
+//!   from it (by the hypervisor on a VM, or by interrupts and other
+//!   threads). No latency figure on this machine can beat a core that
+//!   vanishes for milliseconds at a time.
+//!
 //! Every side that writes a file fsyncs on the broker's default flush policy
 //! (once a second) and once at the end.
 //!
@@ -172,6 +178,107 @@ pub fn new_memory_first_write(total: u64) -> Rate {
     }
 }
 
+/// A pause between two clock readings of a spinning thread longer than this
+/// is counted as the core being taken away (a timer interrupt takes a few
+/// microseconds).
+pub const STALL_MIN: Duration = Duration::from_micros(100);
+
+/// What one core's spinning thread saw.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreStalls {
+    pub cpu: usize,
+    pub elapsed: Duration,
+    /// Pauses of at least [`STALL_MIN`], and their total.
+    pub stalls: u64,
+    pub stalled: Duration,
+    /// Pauses of more than 1 ms.
+    pub stalls_over_1ms: u64,
+    pub longest: Duration,
+}
+
+impl CoreStalls {
+    /// The share of the run the core was away in pauses of at least [`STALL_MIN`].
+    pub fn lost_share(&self) -> f64 {
+        self.stalled.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Spins one thread pinned to each core this process may run on for
+/// `duration`, reading the clock, and reports the pauses each saw. The
+/// threads run at once, so each core is busy with its own and no other
+/// thread of this machine's idle workload competes for long.
+pub fn core_stalls(duration: Duration) -> std::io::Result<Vec<CoreStalls>> {
+    let cpus = allowed_cpus()?;
+    let threads: Vec<_> = cpus
+        .into_iter()
+        .map(|cpu| {
+            std::thread::spawn(move || -> std::io::Result<CoreStalls> {
+                pin_to(cpu)?;
+                let started = Instant::now();
+                let mut last = started;
+                let mut stalls = CoreStalls {
+                    cpu,
+                    elapsed: Duration::ZERO,
+                    stalls: 0,
+                    stalled: Duration::ZERO,
+                    stalls_over_1ms: 0,
+                    longest: Duration::ZERO,
+                };
+                loop {
+                    let now = Instant::now();
+                    let pause = now - last;
+                    last = now;
+                    if pause >= STALL_MIN {
+                        stalls.stalls += 1;
+                        stalls.stalled += pause;
+                        stalls.longest = stalls.longest.max(pause);
+                        if pause > Duration::from_millis(1) {
+                            stalls.stalls_over_1ms += 1;
+                        }
+                    }
+                    if now - started >= duration {
+                        stalls.elapsed = now - started;
+                        return Ok(stalls);
+                    }
+                }
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("stall probe thread"))
+        .collect()
+}
+
+/// The cores this process may run on.
+fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and the call writes
+    // at most size_of::<cpu_set_t>() bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: cpu is below CPU_SETSIZE, the set's capacity.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: as in allowed_cpus; cpu comes from the allowed set, so it is
+    // below CPU_SETSIZE.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +297,23 @@ mod tests {
         );
         assert!(file_to_loopback(dir.path(), total).unwrap().bytes >= total);
         assert_eq!(new_memory_first_write(total).bytes, total);
+    }
+
+    #[test]
+    fn core_stalls_probes_every_allowed_core_for_the_duration() {
+        // One report per core this process may use, each for the whole
+        // run, with its pauses inside it.
+        let duration = Duration::from_millis(200);
+        let cores = core_stalls(duration).unwrap();
+        assert_eq!(cores.len(), allowed_cpus().unwrap().len());
+        let cpus: std::collections::BTreeSet<usize> = cores.iter().map(|c| c.cpu).collect();
+        assert_eq!(cpus.len(), cores.len(), "one thread per core: {cores:?}");
+        for core in &cores {
+            assert!(core.elapsed >= duration, "{core:?}");
+            assert!(core.stalled <= core.elapsed, "{core:?}");
+            assert!(core.longest <= core.stalled, "{core:?}");
+            assert!(core.stalls_over_1ms <= core.stalls, "{core:?}");
+            assert!((0.0..=1.0).contains(&core.lost_share()), "{core:?}");
+        }
     }
 }

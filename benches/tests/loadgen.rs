@@ -180,7 +180,15 @@ fn results_table_puts_each_run_beside_its_baseline() {
     std::fs::create_dir_all(&out).unwrap();
     let disk = dir.path().to_str().unwrap();
     loadgen(
-        &["baseline", "--dir", disk, "--megabytes", "8"],
+        &[
+            "baseline",
+            "--dir",
+            disk,
+            "--megabytes",
+            "8",
+            "--stall-seconds",
+            "0.2",
+        ],
         &out.join("baseline.json"),
     );
     let run = |command: &str, extra: &[&str], json: &str| {
@@ -226,6 +234,12 @@ fn results_table_puts_each_run_beside_its_baseline() {
     );
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("Baselines: raw sequential write"), "{table}");
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let stalls = table
+        .lines()
+        .find(|l| l.starts_with("Core stalls"))
+        .unwrap_or_else(|| panic!("no core stalls in {table}"));
+    assert_eq!(stalls.matches("% of its time").count(), cores, "{stalls}");
     // The produce/consume row: both sides filled in, each with its ratio.
     let row = table
         .lines()

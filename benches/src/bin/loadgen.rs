@@ -180,6 +180,9 @@ struct BaselineArgs {
     /// Write size of the loopback-to-file sender (a produce batch).
     #[arg(long, default_value_t = 65536)]
     chunk_bytes: usize,
+    /// Seconds of the core-stall probe (a clock-reading thread on each core).
+    #[arg(long, default_value_t = 5.0)]
+    stall_seconds: f64,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -1058,6 +1061,19 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
         "first write of new memory (per 4 KiB page):   {:>8.1} MB/s",
         new_memory.mb_per_s()
     );
+    let cores = baseline::core_stalls(Duration::from_secs_f64(args.stall_seconds))?;
+    for core in &cores {
+        let seconds = core.elapsed.as_secs_f64();
+        println!(
+            "core {} stalls: {:.1}/s over {} us, {:.1}/s over 1 ms, longest {:.2} ms, {:.2}% of the time lost",
+            core.cpu,
+            core.stalls as f64 / seconds,
+            baseline::STALL_MIN.as_micros(),
+            core.stalls_over_1ms as f64 / seconds,
+            core.longest.as_secs_f64() * 1e3,
+            core.lost_share() * 100.0
+        );
+    }
     if let Some(path) = &args.json {
         let row = |name: &str, rate: baseline::Rate| {
             format!(
@@ -1067,12 +1083,27 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
                 rate.mb_per_s()
             )
         };
+        let core_rows: Vec<String> = cores
+            .iter()
+            .map(|core| {
+                format!(
+                    "{{\"cpu\":{},\"seconds\":{:.6},\"stalls\":{},\"stalled_seconds\":{:.6},\"stalls_over_1ms\":{},\"longest_ms\":{:.3}}}",
+                    core.cpu,
+                    core.elapsed.as_secs_f64(),
+                    core.stalls,
+                    core.stalled.as_secs_f64(),
+                    core.stalls_over_1ms,
+                    core.longest.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
         let json = format!(
-            "{{\"baseline\":[{},{},{},{}]}}\n",
+            "{{\"baseline\":[{},{},{},{}],\"core_stalls\":[{}]}}\n",
             row("raw_sequential_write", disk),
             row("loopback_to_file", to_file),
             row("file_to_loopback", from_file),
-            row("new_memory_first_write", new_memory)
+            row("new_memory_first_write", new_memory),
+            core_rows.join(",")
         );
         std::fs::write(path, json)?;
     }
