@@ -10,11 +10,12 @@
 //!   byte per 4 KiB page: what each new page of a growing log's page cache
 //!   costs the machine before any bytes are copied.
 //!
-//! - core stalls: one thread per core, pinned, doing nothing but read the
-//!   clock; every pause between two readings is time the core was taken
-//!   from it (by the hypervisor on a VM, or by interrupts and other
-//!   threads). No latency figure on this machine can beat a core that
-//!   vanishes for milliseconds at a time.
+//! - core stalls (measured first, before any file is being written back):
+//!   one thread per core, pinned, doing nothing but read the clock; every
+//!   pause between two readings is time the core was taken from it (by the
+//!   hypervisor on a VM, or by interrupts and other threads). No latency
+//!   figure on this machine can beat a core that vanishes for milliseconds
+//!   at a time.
 //!
 //! Every side that writes a file fsyncs on the broker's default flush policy
 //! (once a second) and once at the end.

@@ -1040,6 +1040,21 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
         args.dir.display(),
         baseline::FLUSH_INTERVAL
     );
+    // First, while nothing this command wrote is being written back: the
+    // writeback threads would take the cores from the probe.
+    let cores = baseline::core_stalls(Duration::from_secs_f64(args.stall_seconds))?;
+    for core in &cores {
+        let seconds = core.elapsed.as_secs_f64();
+        println!(
+            "core {} stalls: {:.1}/s over {} us, {:.1}/s over 1 ms, longest {:.2} ms, {:.2}% of the time lost",
+            core.cpu,
+            core.stalls as f64 / seconds,
+            baseline::STALL_MIN.as_micros(),
+            core.stalls_over_1ms as f64 / seconds,
+            core.longest.as_secs_f64() * 1e3,
+            core.lost_share() * 100.0
+        );
+    }
     let disk = baseline::raw_sequential_write(dir.path(), total)?;
     println!(
         "raw sequential write (1 MiB writes):          {:>8.1} MB/s",
@@ -1061,19 +1076,6 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
         "first write of new memory (per 4 KiB page):   {:>8.1} MB/s",
         new_memory.mb_per_s()
     );
-    let cores = baseline::core_stalls(Duration::from_secs_f64(args.stall_seconds))?;
-    for core in &cores {
-        let seconds = core.elapsed.as_secs_f64();
-        println!(
-            "core {} stalls: {:.1}/s over {} us, {:.1}/s over 1 ms, longest {:.2} ms, {:.2}% of the time lost",
-            core.cpu,
-            core.stalls as f64 / seconds,
-            baseline::STALL_MIN.as_micros(),
-            core.stalls_over_1ms as f64 / seconds,
-            core.longest.as_secs_f64() * 1e3,
-            core.lost_share() * 100.0
-        );
-    }
     if let Some(path) = &args.json {
         let row = |name: &str, rate: baseline::Rate| {
             format!(
