@@ -1042,7 +1042,9 @@ fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
     );
     // First, while nothing this command wrote is being written back: the
     // writeback threads would take the cores from the probe.
-    let cores = baseline::core_stalls(Duration::from_secs_f64(args.stall_seconds))?;
+    let probe = Duration::try_from_secs_f64(args.stall_seconds)
+        .map_err(|e| anyhow::anyhow!("--stall-seconds {}: {e}", args.stall_seconds))?;
+    let cores = baseline::core_stalls(probe)?;
     for core in &cores {
         let seconds = core.elapsed.as_secs_f64();
         println!(
