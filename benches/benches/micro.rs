@@ -125,6 +125,7 @@ fn codecs(c: &mut Criterion) {
             )]);
     let fetch_frame =
         protocol::header::encode_request(ApiKey::Fetch, 12, 1, Some("bench"), &fetch).unwrap();
+    group.throughput(Throughput::Bytes(fetch_frame.len() as u64));
     group.bench_function("fetch_request_decode_8_partitions", |b| {
         b.iter(|| {
             let mut body = fetch_frame.slice(4..);
