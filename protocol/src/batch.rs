@@ -394,6 +394,11 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// Bytes the batch can take before its buffer has to grow.
+    pub fn capacity_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn push(&mut self, record: &Record) {
         let base_timestamp = *self.base_timestamp.get_or_insert(record.timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);

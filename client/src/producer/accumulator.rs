@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use protocol::batch::Record;
 
-use crate::producer::batch::{BatchOutcome, Delivery, ProducerBatch};
+use crate::producer::batch::{BatchOutcome, BatchShape, Delivery, ProducerBatch};
 use crate::producer::partitioner::next_sticky_partition;
 
 /// The batches of one partition plus its sequence bookkeeping.
@@ -29,6 +29,9 @@ pub(crate) struct PartitionQueue {
     pub next_position: i64,
     /// Positions below this are acknowledged as written.
     pub acked_positions: i64,
+    /// The size of the last batch closed or drained: a new batch starts with
+    /// room for as much.
+    pub last_shape: BatchShape,
 }
 
 impl PartitionQueue {
@@ -39,6 +42,7 @@ impl PartitionQueue {
             retries_in_flight: 0,
             next_position: 0,
             acked_positions: 0,
+            last_shape: BatchShape::default(),
         }
     }
 
@@ -173,12 +177,18 @@ impl Accumulator {
         if !fits {
             if let Some(open) = queue.batches.back_mut().filter(|b| !b.closed) {
                 open.closed = true;
+                queue.last_shape = open.shape();
             }
-            queue.batches.push_back(ProducerBatch::new(
+            let shape = BatchShape {
+                bytes: queue.last_shape.bytes.min(batch_size),
+                ..queue.last_shape
+            };
+            queue.batches.push_back(ProducerBatch::with_capacity(
                 next_id,
                 queues.name.clone(),
                 partition,
                 now(),
+                shape,
             ));
             created = Some(next_id);
             wake_sender = true;
@@ -188,6 +198,7 @@ impl Accumulator {
         if batch.size_bytes() >= batch_size {
             batch.closed = true;
             wake_sender = true;
+            queue.last_shape = batch.shape();
         }
         let batch_id = batch.id;
         if keyless {
@@ -290,6 +301,29 @@ mod tests {
         assert_eq!(queue.batches.len(), 3);
         assert!(queue.batches[0].closed && queue.batches[1].closed && !queue.batches[2].closed);
         assert_eq!(queue.batches[0].record_count(), 3);
+    }
+
+    #[test]
+    fn a_new_batch_has_room_for_as_much_as_the_last_one_without_growing() {
+        // 10 KiB batches of 1 KiB records: the second batch's buffers are
+        // allocated for the first one's size, not grown record by record.
+        let mut acc = Accumulator::new(10 * 1024);
+        let first = append(&mut acc, Some(2), 1000).batch_id;
+        let queue = &acc.topics["t"].partitions[2];
+        let empty = queue.batches[0].capacity().unwrap();
+        assert!(empty.bytes < 2048, "nothing known yet: {empty:?}");
+        while append(&mut acc, Some(2), 1000).batch_id == first {}
+        let queue = &acc.topics["t"].partitions[2];
+        let full = queue.batches[0].shape();
+        assert!(full.records >= 9 && full.bytes > 9 * 1000, "{full:?}");
+        assert_eq!(queue.last_shape, full);
+        let room = queue.batches[1].capacity().unwrap();
+        assert!(room.bytes >= full.bytes, "{room:?} for {full:?}");
+        assert!(room.records >= full.records, "{room:?} for {full:?}");
+        assert!(
+            room.bytes <= 10 * 1024 + 64,
+            "capped at batch_size: {room:?}"
+        );
     }
 
     #[test]

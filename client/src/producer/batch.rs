@@ -94,6 +94,13 @@ struct Sealed {
 /// (either may be unknown), or the error every record gets.
 pub(crate) type BatchOutcome = Result<(Option<i64>, Option<i64>), ProduceError>;
 
+/// The size of a batch in bytes (header included) and records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BatchShape {
+    pub bytes: usize,
+    pub records: usize,
+}
+
 pub(crate) struct ProducerBatch {
     pub id: u64,
     pub topic: Arc<str>,
@@ -121,14 +128,30 @@ pub(crate) struct ProducerBatch {
 }
 
 impl ProducerBatch {
+    #[cfg(test)]
     pub fn new(id: u64, topic: Arc<str>, partition: i32, now: Instant) -> Self {
+        Self::with_capacity(id, topic, partition, now, BatchShape::default())
+    }
+
+    /// A batch whose buffers start with room for `shape`, so that a batch
+    /// like the partition's previous one fills without growing (and
+    /// copying) its buffer on the way.
+    pub fn with_capacity(
+        id: u64,
+        topic: Arc<str>,
+        partition: i32,
+        now: Instant,
+        shape: BatchShape,
+    ) -> Self {
         ProducerBatch {
             id,
             topic,
             partition,
-            builder: Some(BatchBuilder::new()),
+            builder: Some(BatchBuilder::with_capacity(
+                shape.bytes.saturating_sub(BATCH_HEADER_BYTES),
+            )),
             sealed: None,
-            deliveries: Vec::new(),
+            deliveries: Vec::with_capacity(shape.records),
             memory_bytes: 0,
             created_at: now,
             closed: false,
@@ -140,6 +163,23 @@ impl ProducerBatch {
             sequence_position: -1,
             last_error: None,
         }
+    }
+
+    /// The batch's size so far.
+    pub fn shape(&self) -> BatchShape {
+        BatchShape {
+            bytes: self.size_bytes(),
+            records: self.deliveries.len(),
+        }
+    }
+
+    /// Room before a buffer grows: (bytes, records); `None` once sealed.
+    #[cfg(test)]
+    pub fn capacity(&self) -> Option<BatchShape> {
+        self.builder.as_ref().map(|builder| BatchShape {
+            bytes: builder.capacity_bytes(),
+            records: self.deliveries.capacity(),
+        })
     }
 
     pub fn record_count(&self) -> i32 {

@@ -451,6 +451,10 @@ impl Sender {
                 continue;
             }
             let mut batch = queue.batches.pop_front().expect("non-empty queue");
+            if !batch.closed {
+                // Drained open (linger passed): this is how big batches get.
+                queue.last_shape = batch.shape();
+            }
             // The sequence comes first, so sealing builds the batch with it.
             let sequenced = match self.identity.filter(|_| !batch.has_sequence()) {
                 Some(identity) => {
