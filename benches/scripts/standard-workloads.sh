@@ -22,18 +22,46 @@ cargo build --release -p broker -p benches --bins
 broker=target/release/broker
 loadgen=target/release/loadgen
 
-dir=$(mktemp -d "$data/broker.XXXXXX")
+# Every run gets a fresh broker on a fresh data directory, and the previous
+# run's directory is deleted first: each run then starts from the same state
+# and writes into page-cache memory freed a moment ago, as the baselines do.
+# On one long-lived broker each run wrote into memory the runs before it had
+# not used, which on a VM whose host takes back free memory costs a host
+# fault per page and slowed later runs two to three times (docs/benchmarks.md,
+# fix 19). PREFIX: a command the broker runs under (taskset).
+broker_pid=""
+dir=""
 log="$out/broker.log"
-"$broker" --data-dir "$dir" --listen 127.0.0.1:0 >"$log" 2>&1 &
-broker_pid=$!
-trap 'kill $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-  addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$log" | head -n1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "broker did not start:"; cat "$log"; exit 1; }
-echo "broker on $addr, data in $dir"
+: >"$log"
+stop_broker() {
+  if [ -n "$broker_pid" ]; then
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+  fi
+  if [ -n "$dir" ]; then
+    cat "$dir.log" >>"$log" 2>/dev/null || true
+    rm -rf "$dir" "$dir.log"
+  fi
+  broker_pid=""
+  dir=""
+}
+trap stop_broker EXIT
+start_broker() {
+  stop_broker
+  dir=$(mktemp -d "$data/broker.XXXXXX")
+  local run_log="$dir.log"
+  echo "== broker for the next run, data in $dir" >>"$log"
+  $PREFIX "$broker" --data-dir "$dir" --listen 127.0.0.1:0 >"$run_log" 2>&1 &
+  broker_pid=$!
+  addr=""
+  for _ in $(seq 1 100); do
+    addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$run_log" | head -n1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "broker did not start:"; cat "$run_log"; exit 1; }
+}
+PREFIX=""
 
 # The baselines write about what a workload writes (~512 MB a second): a
 # shorter write fits in the disk's caches and would flatter the machine.
@@ -49,6 +77,7 @@ for partitions in 1 8; do
         idem=""
         [ "$acks" = all ] && idem="--idempotence"
         echo "== $name"
+        start_broker
         "$loadgen" produce --brokers "$addr" --topic "$topic" --partitions "$partitions" \
           --message-size "$size" --duration "$seconds" --acks "$acks" $idem --client "$client" \
           --json "$out/produce-$name.json" --plot "$out/produce-$name.svg"
@@ -78,15 +107,18 @@ half_rate() {
 for size in 100 1024; do
   for client in $clients; do
     name="p1-s${size}-acks1-${client}"
+    start_broker
     "$loadgen" produce --brokers "$addr" --topic "max-$name" --partitions 1 \
       --message-size "$size" --duration "$seconds" --acks 1 --client "$client" \
       --json "$out/max-$name.json" >/dev/null
     rate=$(half_rate "$out/max-$name.json")
     echo "== latency $name at $rate msg/s (half of the closed loop just before)"
+    start_broker
     "$loadgen" produce --brokers "$addr" --topic "lat-$name" --partitions 1 \
       --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \
       --client "$client" --json "$out/latency-$name.json" --plot "$out/latency-$name.svg"
     echo "== latency $name at $rate msg/s, default linger"
+    start_broker
     "$loadgen" produce --brokers "$addr" --topic "lingered-$name" --partitions 1 \
       --message-size "$size" --duration "$seconds" --acks 1 --rate "$rate" \
       --client "$client" --json "$out/lingered-$name.json" --plot "$out/lingered-$name.svg"
@@ -97,18 +129,20 @@ done
 # on the other: what is left of the tail when the two do not preempt each
 # other. Machines with fewer than two cores skip this.
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  taskset -a -p -c 1 "$broker_pid" >/dev/null
+  PREFIX="taskset -c 1"
   for size in 100 1024; do
     for client in $clients; do
       name="p1-s${size}-acks1-${client}"
       rate=$(half_rate "$out/max-$name.json")
       echo "== pinned latency $name at $rate msg/s"
+      start_broker
       taskset -c 0 "$loadgen" produce --brokers "$addr" --topic "pin-$name" --partitions 1 \
         --message-size "$size" --duration "$seconds" --acks 1 --linger-ms 0 --rate "$rate" \
         --client "$client" --json "$out/pinned-$name.json" --plot "$out/pinned-$name.svg"
     done
   done
-  taskset -a -p -c "0-$(($(nproc) - 1))" "$broker_pid" >/dev/null
+  PREFIX=""
 fi
+stop_broker
 
 python3 benches/scripts/results-table.py "$out" | tee "$out/results.md"

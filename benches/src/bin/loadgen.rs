@@ -1031,7 +1031,7 @@ async fn end_to_end_command(args: EndToEndArgs) -> anyhow::Result<()> {
 
 fn baseline_command(args: BaselineArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
-    // Holds every baseline's file until all have run (see benches::baseline).
+    // Each baseline deletes its file when done (see benches::baseline).
     let dir = tempfile::tempdir_in(&args.dir)?;
     let total = args.megabytes << 20;
     println!(
