@@ -56,6 +56,37 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Opens the broker's state under `config.data_dir` (logs, topics,
+    /// producer ids, groups); nothing is served yet, and the address
+    /// advertised to clients is set once the listener is bound.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Broker> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let cluster_id = load_or_write_meta(
+            &config.data_dir,
+            config.node_id,
+            config.cluster_id.as_deref(),
+        )?;
+        let logs = Arc::new(
+            LogManager::open(&config.data_dir, config.log.clone(), config.mappings_max)
+                .context("cannot open the logs")?,
+        );
+        let topics = TopicRegistry::load(logs.clone(), config.log.clone())?;
+        let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
+        let groups = GroupCoordinator::new(config.groups.clone(), config.message_bytes_max);
+        Ok(Broker {
+            config,
+            cluster_id,
+            logs,
+            topics,
+            producer_ids,
+            groups,
+            advertised_host: String::new(),
+            advertised_port: 0,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
     pub fn advertised(&self) -> (String, i32) {
         (self.advertised_host.clone(), self.advertised_port)
     }
@@ -72,47 +103,25 @@ pub fn now_ms() -> i64 {
 /// Runs a broker until `shutdown` completes, then stops accepting, finishes
 /// in-flight requests, flushes every log, writes checkpoints and returns.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let cluster_id = load_or_write_meta(
-        &config.data_dir,
-        config.node_id,
-        config.cluster_id.as_deref(),
-    )?;
-    let logs = Arc::new(
-        LogManager::open(&config.data_dir, config.log.clone(), config.mappings_max)
-            .context("cannot open the logs")?,
-    );
-    let topics = TopicRegistry::load(logs.clone(), config.log.clone())?;
-    let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
-    let listener = TcpListener::bind(config.listen)
+    // The logs are recovered before the port opens.
+    let mut broker = Broker::open(config)?;
+    let listener = TcpListener::bind(broker.config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {}", broker.config.listen))?;
     let bound = listener.local_addr()?;
-    let (advertised_host, advertised_port) = match &config.advertised_listener {
+    (broker.advertised_host, broker.advertised_port) = match &broker.config.advertised_listener {
         Some(addr) => split_host_port(addr)?,
         None if bound.ip().is_unspecified() => ("127.0.0.1".to_string(), i32::from(bound.port())),
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
+    let broker = Arc::new(broker);
     tracing::info!(
-        node_id = config.node_id,
-        %cluster_id,
-        data_dir = %config.data_dir.display(),
-        topics = topics.all().len(),
+        node_id = broker.config.node_id,
+        cluster_id = %broker.cluster_id,
+        data_dir = %broker.config.data_dir.display(),
+        topics = broker.topics.all().len(),
         "listening on {bound}"
     );
-    let groups = GroupCoordinator::new(config.groups.clone(), config.message_bytes_max);
-    let broker = Arc::new(Broker {
-        config,
-        cluster_id,
-        logs,
-        topics,
-        producer_ids,
-        groups,
-        advertised_host,
-        advertised_port,
-        shutdown: CancellationToken::new(),
-    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(broker.clone());
     let group_timers = GroupCoordinator::start(&broker);

@@ -78,12 +78,13 @@ fn reply_when_ready<T: protocol::Encodable + Send + 'static>(
         Pending::Ready(response) => Ok(Reply::Now(request.respond(&encode(Some(response)))?)),
         Pending::Waiting(answer) => {
             let shutdown = broker.shutdown.clone();
+            let responder = request.responder();
             let future: BoxFuture<'static, Bytes> = Box::pin(async move {
                 let response = tokio::select! {
                     answer = answer => answer.ok(),
                     _ = shutdown.cancelled() => None,
                 };
-                request
+                responder
                     .respond(&encode(response))
                     .expect("a group response encodes in the version it was asked in")
             });
@@ -695,6 +696,7 @@ pub fn delete_groups(
         return Ok(Reply::Now(request.respond(&encode(results))?));
     }
     let shutdown = broker.shutdown.clone();
+    let responder = request.responder();
     Ok(Reply::Later(Box::pin(async move {
         let mut results = results;
         for (index, answer) in waiting {
@@ -706,7 +708,7 @@ pub fn delete_groups(
                 results[index].1 = error;
             }
         }
-        request
+        responder
             .respond(&encode(results))
             .expect("a DeleteGroups response encodes")
     })))

@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::batch::{validate_record_set, BatchError};
 use protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use protocol::messages::{ProduceRequest, ProduceResponse};
-use protocol::ErrorCode;
+use protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+
+use protocol::{ErrorCode, StrBytes};
 
 use crate::partition::{AppendError, Appended, Partition};
 use crate::server::dispatch::{DispatchError, Reply, Request};
@@ -109,6 +110,14 @@ pub fn handle(
     let timeout = Duration::from_millis(
         (req.timeout_ms.max(0) as u64).min(crate::config::PRODUCE_TIMEOUT_MS_MAX),
     );
+    // What waits must not hold slices of the request frame (its topic names,
+    // the header's client id): they would keep the connection's read buffer
+    // from being reused for the next request (see `Request::responder`).
+    let responder = request.responder();
+    let mut response = response;
+    for topic in &mut response.responses {
+        topic.name = TopicName(StrBytes::from_string(topic.name.0.as_str().to_owned()));
+    }
     Ok(Reply::Later(Box::pin(async move {
         let mut response = response;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -121,7 +130,7 @@ pub fn handle(
             }
         }
         // Encoding our own response cannot fail for a version we decoded.
-        request
+        responder
             .respond(&response)
             .expect("produce response encodes")
     })))
@@ -218,5 +227,75 @@ fn append(
             tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");
             failed(index, code, e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use protocol::batch::{BatchBuilder, Record};
+    use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use protocol::messages::ApiKey;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::server::dispatch::dispatch;
+
+    #[tokio::test]
+    async fn a_waiting_acks_all_reply_lets_go_of_the_request_frame() {
+        // A reply that waits (acks=all) must not hold slices of the request
+        // frame: they would pin the connection's read buffer, so that every
+        // next receive allocates and faults in fresh memory.
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(
+            Broker::open(BrokerConfig {
+                data_dir: dir.path().to_path_buf(),
+                ..BrokerConfig::default()
+            })
+            .unwrap(),
+        );
+        broker
+            .topics
+            .create("t", 1, BTreeMap::new(), false)
+            .unwrap();
+        let mut batch = BatchBuilder::new();
+        batch.push(&Record {
+            key: None,
+            value: Some(Bytes::from_static(b"value")),
+            headers: vec![],
+            timestamp: 1,
+        });
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.build()))])]);
+        let framed =
+            protocol::header::encode_request(ApiKey::Produce, 9, 7, Some("client"), &request)
+                .unwrap();
+        // The frame as the connection hands it over: without the length prefix.
+        let frame = framed.slice(4..);
+        drop(framed);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let reply = dispatch(&broker, peer, frame.clone()).unwrap();
+        let Reply::Later(answer) = reply else {
+            panic!("acks=all answers once the high watermark has passed");
+        };
+        assert!(
+            frame.is_unique(),
+            "the waiting reply still holds the request's bytes"
+        );
+        let answer = answer.await.slice(4..);
+        let (correlation_id, response): (i32, ProduceResponse) =
+            protocol::header::decode_response(ApiKey::Produce, 9, answer).unwrap();
+        assert_eq!(correlation_id, 7);
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(response.responses[0].name.0.as_str(), "t");
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.base_offset, 0);
     }
 }

@@ -76,10 +76,46 @@ impl Request {
         response: &T,
         zero_copy: &[Bytes],
     ) -> Result<Vec<Bytes>, DispatchError> {
+        self.responder().respond_chunks(response, zero_copy)
+    }
+
+    pub fn respond<T: Encodable>(&self, response: &T) -> Result<Bytes, DispatchError> {
+        self.responder().respond(response)
+    }
+
+    /// What encoding this request's response takes, without the request's
+    /// bytes. The header's strings are slices of the request frame, and a
+    /// slice keeps the connection's whole read buffer alive: a reply that
+    /// waits should hold this instead, so the next receive can reuse that
+    /// buffer rather than allocate (and fault in) a new one.
+    pub fn responder(&self) -> Responder {
+        Responder {
+            api: self.api,
+            version: self.version(),
+            correlation_id: self.header.correlation_id,
+        }
+    }
+}
+
+/// Encodes responses to one request (see [`Request::responder`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Responder {
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+impl Responder {
+    /// Encodes `response`, keeping the `zero_copy` byte fields (record sets) by reference.
+    pub fn respond_chunks<T: Encodable>(
+        &self,
+        response: &T,
+        zero_copy: &[Bytes],
+    ) -> Result<Vec<Bytes>, DispatchError> {
         protocol::header::encode_response_chunks(
             self.api,
-            self.version(),
-            self.header.correlation_id,
+            self.version,
+            self.correlation_id,
             response,
             zero_copy,
         )
@@ -90,15 +126,11 @@ impl Request {
     }
 
     pub fn respond<T: Encodable>(&self, response: &T) -> Result<Bytes, DispatchError> {
-        encode_response(
-            self.api,
-            self.version(),
-            self.header.correlation_id,
-            response,
-        )
-        .map_err(|e| DispatchError::Encode {
-            api: self.api,
-            reason: e.to_string(),
+        encode_response(self.api, self.version, self.correlation_id, response).map_err(|e| {
+            DispatchError::Encode {
+                api: self.api,
+                reason: e.to_string(),
+            }
         })
     }
 }
