@@ -8,7 +8,6 @@ use bytes::Bytes;
 use protocol::batch::{validate_record_set, BatchError};
 use protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
-
 use protocol::{ErrorCode, StrBytes};
 
 use crate::partition::{AppendError, Appended, Partition};
