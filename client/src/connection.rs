@@ -710,7 +710,7 @@ async fn write_loop(
         }
         let result = tokio::select! {
             _ = shared.closed.cancelled() => Err(std::io::Error::other("connection closed")),
-            result = write_all_chunks(&mut socket, &message.frame) => result,
+            result = protocol::frame::write_all_chunks(&mut socket, &message.frame) => result,
         };
         match result {
             Ok(()) => {
@@ -742,35 +742,6 @@ async fn write_loop(
         }
     }
     let _ = socket.shutdown().await;
-}
-
-/// Bound on the pieces handed to one `writev`.
-const WRITE_SLICES_MAX: usize = 64;
-
-/// Writes `chunks` in order with vectored writes: one system call for a
-/// whole frame in the common case, whatever the number of pieces.
-async fn write_all_chunks(socket: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
-    let mut index = 0;
-    let mut offset = 0;
-    while index < chunks.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks[index..]
-            .iter()
-            .take(WRITE_SLICES_MAX)
-            .enumerate()
-            .map(|(i, chunk)| std::io::IoSlice::new(if i == 0 { &chunk[offset..] } else { chunk }))
-            .collect();
-        let mut written = socket.write_vectored(&slices).await?;
-        if written == 0 && slices.iter().any(|s| !s.is_empty()) {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while index < chunks.len() && written >= chunks[index].len() - offset {
-            written -= chunks[index].len() - offset;
-            index += 1;
-            offset = 0;
-        }
-        offset += written;
-    }
-    Ok(())
 }
 
 /// Reads response frames and hands each to the oldest outstanding request.
@@ -839,50 +810,6 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf, frame_bytes_max: 
 mod tests {
     use super::*;
     use protocol::messages::api_versions_response::ApiVersion;
-
-    /// Writes `chunks` with `write_all_chunks` and returns what the other
-    /// end of the connection read.
-    async fn written_through_a_socket(chunks: &[Bytes]) -> Vec<u8> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (_, mut write_half) = client.unwrap().into_split();
-        let (mut server, _) = server.unwrap();
-        let reader = tokio::spawn(async move {
-            let mut received = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut received)
-                .await
-                .unwrap();
-            received
-        });
-        write_all_chunks(&mut write_half, chunks).await.unwrap();
-        write_half.shutdown().await.unwrap();
-        drop(write_half);
-        reader.await.unwrap()
-    }
-
-    fn numbered_chunks(lengths: impl IntoIterator<Item = usize>) -> Vec<Bytes> {
-        lengths
-            .into_iter()
-            .enumerate()
-            .map(|(i, len)| Bytes::from((0..len).map(|j| (i * 31 + j) as u8).collect::<Vec<_>>()))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn chunked_frames_arrive_whole_and_in_order_through_partial_writes() {
-        // Pieces larger than the socket buffers go out over many partial
-        // vectored writes; the reader sees exactly their concatenation.
-        let chunks = numbered_chunks([0usize, 5, 3 << 20, 0, 17, 2 << 20, 1]);
-        assert_eq!(written_through_a_socket(&chunks).await, chunks.concat());
-    }
-
-    #[tokio::test]
-    async fn more_pieces_than_one_writev_takes_go_out_in_order() {
-        // Past WRITE_SLICES_MAX pieces the frame takes several writev calls.
-        let chunks = numbered_chunks((0..3 * WRITE_SLICES_MAX + 5).map(|i| i % 7 * 100));
-        assert_eq!(written_through_a_socket(&chunks).await, chunks.concat());
-    }
 
     fn table(entries: &[(i16, i16, i16)]) -> ApiVersions {
         let response = ApiVersionsResponse::default().with_api_keys(

@@ -19,8 +19,6 @@ use tokio_util::codec::FramedRead;
 use crate::server::dispatch::{dispatch, Reply};
 use crate::Broker;
 
-/// Most chunks handed to one vectored write (Linux's IOV_MAX is 1024).
-const WRITE_CHUNKS_MAX: usize = 256;
 /// Bounds on the free room in the read buffer before each receive: four
 /// times the last request's size, so that one receive takes a whole
 /// request, or several pipelined ones, rather than a first read of a few
@@ -58,10 +56,12 @@ impl Connection {
             broker,
             mut shutdown,
         } = self;
-        let (read_half, write_half) = socket.into_split();
+        let (read_half, mut write_half) = socket.into_split();
         let codec = protocol::frame::frame_codec(broker.config.frame_bytes_max);
         let mut frames = FramedRead::new(read_half, codec);
-        let mut writer = ChunkWriter::new(write_half);
+        // Ready responses as the chunks they were encoded in: record sets
+        // stay slices of the segment mappings, never copied here.
+        let mut ready: Vec<bytes::Bytes> = Vec::new();
         let mut pending = FuturesOrdered::new();
         let in_flight_max = broker.config.in_flight_requests_max;
         let mut reading = true;
@@ -87,13 +87,15 @@ impl Connection {
                     let mut next = Some(response);
                     while let Some(response) = next.take() {
                         if let Some(chunks) = response {
-                            writer.queue(chunks);
+                            ready.extend(chunks);
                         }
                         if !pending.is_empty() {
                             next = pending.next().now_or_never().flatten();
                         }
                     }
-                    if let Err(e) = writer.flush().await {
+                    let written = protocol::frame::write_all_chunks(&mut write_half, &ready).await;
+                    ready.clear();
+                    if let Err(e) = written {
                         tracing::debug!(%peer, error = %e, "write failed; closing");
                         return;
                     }
@@ -128,8 +130,7 @@ impl Connection {
                 break;
             }
         }
-        let _ = writer.flush().await;
-        let _ = writer.out.shutdown().await;
+        let _ = write_half.shutdown().await;
         tracing::debug!(%peer, "connection closed");
     }
 }
@@ -145,89 +146,5 @@ impl Reply {
             Reply::LaterChunks(future) => Box::pin(async move { Some(future.await) }),
             Reply::Nothing => Box::pin(futures::future::ready(None)),
         }
-    }
-}
-
-/// Responses waiting to be written, as the chunks they were encoded in:
-/// record sets stay slices of the segment mappings, never copied here.
-struct ChunkWriter {
-    out: tokio::net::tcp::OwnedWriteHalf,
-    queued: std::collections::VecDeque<bytes::Bytes>,
-}
-
-impl ChunkWriter {
-    fn new(out: tokio::net::tcp::OwnedWriteHalf) -> Self {
-        ChunkWriter {
-            out,
-            queued: std::collections::VecDeque::new(),
-        }
-    }
-
-    fn queue(&mut self, chunks: Chunks) {
-        self.queued
-            .extend(chunks.into_iter().filter(|c| !c.is_empty()));
-    }
-
-    /// Writes everything queued, as many chunks per system call as fit.
-    async fn flush(&mut self) -> std::io::Result<()> {
-        while !self.queued.is_empty() {
-            let slices: Vec<std::io::IoSlice<'_>> = self
-                .queued
-                .iter()
-                .take(WRITE_CHUNKS_MAX)
-                .map(|c| std::io::IoSlice::new(c))
-                .collect();
-            let mut written = self.out.write_vectored(&slices).await?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            while written > 0 {
-                let front = self.queued.front_mut().expect("written bytes were queued");
-                if written >= front.len() {
-                    written -= front.len();
-                    self.queued.pop_front();
-                } else {
-                    bytes::Buf::advance(front, written);
-                    written = 0;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::io::AsyncReadExt;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn queued_chunks_arrive_whole_and_in_order_across_partial_writes() {
-        // More chunks than one vectored write takes, and more bytes than the
-        // socket buffers hold, so writes come back partial: every byte must
-        // still arrive once, in order.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (_read_half, write_half) = client.unwrap().into_split();
-        let (mut server, _) = server.unwrap();
-        let mut expected = Vec::new();
-        let mut writer = ChunkWriter::new(write_half);
-        for i in 0..3 * WRITE_CHUNKS_MAX {
-            // Small and large chunks, and empty ones the writer must skip.
-            let len = [0, 7, 70_000][i % 3];
-            let chunk: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
-            expected.extend_from_slice(&chunk);
-            writer.queue(vec![bytes::Bytes::from(chunk)]);
-        }
-        let reader = tokio::spawn(async move {
-            let mut received = vec![0u8; expected.len()];
-            server.read_exact(&mut received).await.unwrap();
-            assert!(received == expected, "bytes differ from what was queued");
-        });
-        writer.flush().await.unwrap();
-        assert!(writer.queued.is_empty());
-        reader.await.unwrap();
     }
 }
