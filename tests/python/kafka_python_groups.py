@@ -63,10 +63,27 @@ def poll_into(c, seen, owner):
             seen.setdefault(r.key, []).append((owner, tp.partition, r.offset))
 
 
+# The admin client, for describing the groups when a wait times out.
+ADMIN = None
+
+
+def state_report(consumers):
+    """What each consumer owns and what the broker says of the groups: printed
+    when a wait times out, so that a failure explains itself."""
+    lines = ["%s owns %s" % (name, sorted(partitions_of(c))) for name, c in consumers]
+    for group in (GROUP, STATIC_GROUP):
+        try:
+            lines.append("%s: %r" % (group, describe(ADMIN, group)))
+        except Exception as e:  # the report must not hide the timeout
+            lines.append("%s: describe failed: %r" % (group, e))
+    return "\n".join(lines)
+
+
 def wait(what, condition, *consumers, seen=None):
     deadline = time.time() + TIMEOUT_S
     while not condition():
-        assert time.time() < deadline, "timed out waiting for " + what
+        if time.time() >= deadline:
+            raise AssertionError("timed out waiting for %s\n%s" % (what, state_report(consumers)))
         for name, c in consumers:
             if seen is None:
                 c.poll(timeout_ms=200)
@@ -208,7 +225,8 @@ def static_members(bootstrap, admin):
 
 
 def main(bootstrap):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    global ADMIN
+    admin = ADMIN = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=1)])
     dynamic_members(bootstrap, admin)
     static_members(bootstrap, admin)
