@@ -18,6 +18,7 @@
 # that percent of the samples, which keeps the SVG to a few hundred KiB.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/lib.sh
 workload=${1:?usage: profile-broker.sh produce-1k|produce-100|consume-1k [SECONDS]}
 seconds=${2:-5}
 out=${OUT:-target/profiles}
@@ -48,13 +49,7 @@ cleanup() {
 trap cleanup EXIT
 "$broker" --data-dir "$dir" --listen 127.0.0.1:0 >"$dir.log" 2>&1 &
 broker_pid=$!
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$dir.log" | head -n1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "the broker did not start:" >&2; cat "$dir.log" >&2; exit 1; }
+addr=$(broker_address "$dir.log")
 
 common=(--brokers "$addr" --topic profile --partitions 1 --message-size "$size" --client "$client")
 case "$workload" in

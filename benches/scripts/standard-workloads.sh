@@ -11,6 +11,7 @@
 # (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/lib.sh
 seconds=${1:-10}
 out=${OUT:-target/bench-results}
 data=${DATA:-target/bench-data}
@@ -53,13 +54,7 @@ start_broker() {
   echo "== broker for the next run, data in $dir" >>"$log"
   $PREFIX "$broker" --data-dir "$dir" --listen 127.0.0.1:0 >"$run_log" 2>&1 &
   broker_pid=$!
-  addr=""
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$run_log" | head -n1)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "broker did not start:"; cat "$run_log"; exit 1; }
+  addr=$(broker_address "$run_log")
 }
 PREFIX=""
 
