@@ -27,7 +27,8 @@ use crate::storage::file::FileLayer;
 use crate::storage::mapping::MappingBudget;
 use crate::storage::metadata;
 use crate::storage::recovery::{self, LoadOptions, RecoveryReport};
-use crate::storage::segment::{Segment, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX};
+use crate::storage::segment::{Segment, SegmentPaths, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX};
+use crate::storage::spare::{Spare, SPARE_SEGMENT_BYTES_MIN};
 
 /// Present in a partition directory once offsets may skip between batches
 /// (the cleaner removed batches, or a follower copied a compacted leader).
@@ -132,6 +133,8 @@ pub struct PartitionLog {
     /// The earliest delete horizon of a tombstone the last cleaning kept: a
     /// clean is due then even if little is dirty. In memory only.
     pub(crate) tombstones_due_ms: Option<i64>,
+    /// The next segment's file, being allocated ahead (see `spare.rs`).
+    spare: Option<Spare>,
 }
 
 fn corrupt(error: BatchError) -> StorageError {
@@ -304,6 +307,7 @@ impl PartitionLog {
                 .filter(|&offset| offset >= 0 && offset <= log_end_offset),
             generation: 0,
             tombstones_due_ms: None,
+            spare: None,
         };
         if options.clean_shutdown {
             log.dir_dirty = false;
@@ -366,6 +370,7 @@ impl PartitionLog {
         let reason = format!("{context} in {}: {error}", self.dir.display());
         tracing::error!(%reason, "partition log goes offline");
         self.offline = Some(reason.clone());
+        self.discard_spare();
         StorageError::Offline { reason }
     }
 
@@ -468,7 +473,59 @@ impl PartitionLog {
         if self.config.flush_policy == FlushPolicy::EveryBatch {
             self.flush()?;
         }
+        self.maybe_start_spare();
         Ok(())
+    }
+
+    /// Starts allocating the next segment's file once the active segment is
+    /// half full, if segments are big enough to have a spare (see `spare.rs`).
+    /// At most one spare is tried per segment: one that fails is cleared at
+    /// the next roll.
+    fn maybe_start_spare(&mut self) {
+        let segment_bytes = self.config.segment_bytes_max;
+        if self.spare.is_some()
+            || segment_bytes < SPARE_SEGMENT_BYTES_MIN
+            || self.active().size_bytes() < segment_bytes / 2
+        {
+            return;
+        }
+        let len = segment_bytes.min(SEGMENT_POSITION_MAX);
+        self.spare = Some(Spare::start(&self.files, &self.dir, len));
+    }
+
+    /// Puts the spare, if it is allocated, in place as the `.log` of the
+    /// segment about to be created at `base_offset`. A spare still being
+    /// allocated is left for the next roll.
+    fn use_spare(&mut self, base_offset: i64) {
+        let Some(spare) = self.spare.as_mut() else {
+            return;
+        };
+        let log_path = SegmentPaths::new(&self.dir, base_offset, None).log;
+        match spare.take_into(&self.files, &log_path) {
+            Ok(_) => {
+                if spare.spent() {
+                    self.spare = None;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not put the spare segment in place");
+                self.discard_spare();
+            }
+        }
+    }
+
+    /// Whether a spare was started; if so, waits until its allocation is
+    /// over and says whether it is ready (for tests).
+    #[cfg(test)]
+    pub(crate) fn spare_ready(&mut self) -> Option<bool> {
+        self.spare.as_mut().map(Spare::wait_ready)
+    }
+
+    /// Stops and removes the spare, if any.
+    fn discard_spare(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.discard(&self.files);
+        }
     }
 
     /// Rolls before an append of `bytes` whose offsets are `[first_offset,
@@ -833,6 +890,7 @@ impl PartitionLog {
                 return Err(self.fail("sealing a segment", error));
             }
         }
+        self.use_spare(base_offset);
         let opened = Segment::open(
             &self.dir,
             base_offset,
@@ -896,6 +954,7 @@ impl PartitionLog {
     /// Takes the partition offline for a reason other than an I/O error.
     pub fn mark_offline(&mut self, reason: &str) {
         self.offline.get_or_insert_with(|| reason.to_string());
+        self.discard_spare();
     }
 
     pub fn is_offline(&self) -> bool {
@@ -1005,6 +1064,7 @@ impl PartitionLog {
         }
         self.unmap();
         self.offline = Some("the log is closed".to_string());
+        self.discard_spare();
         Ok(())
     }
 }

@@ -36,6 +36,7 @@ pub mod offset_map;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub(crate) mod spare;
 pub mod swap;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod hazards;
 mod log_basics;
 mod manager;
 mod model;
+mod spare;
 
 use std::path::PathBuf;
 use std::process::Command;
