@@ -68,13 +68,19 @@ fn a_busy_log_rolls_into_a_segment_allocated_ahead_in_full() {
     assert_eq!(read_all(&reopened), expected, "read back after a reopen");
 }
 
+/// A log past half its first segment, with its spare allocated.
+fn log_with_a_spare(dir: &std::path::Path) -> PartitionLog {
+    let mut log = open_log(dir, spare_config());
+    append_times(&mut log, &batch(1, 1 << 20, 5), 33, &mut Vec::new());
+    assert_eq!(log.spare_ready(), Some(true));
+    assert!(dir.join(SPARE_FILE_NAME).exists());
+    log
+}
+
 #[test]
 fn closing_a_log_removes_its_spare() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = open_log(dir.path(), spare_config());
-    let big = batch(1, 1 << 20, 5);
-    append_times(&mut log, &big, 33, &mut Vec::new());
-    assert_eq!(log.spare_ready(), Some(true));
+    let mut log = log_with_a_spare(dir.path());
     log.close().expect("close");
     assert!(!dir.path().join(SPARE_FILE_NAME).exists());
 }
@@ -82,10 +88,7 @@ fn closing_a_log_removes_its_spare() {
 #[test]
 fn a_log_going_offline_removes_its_spare() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut log = open_log(dir.path(), spare_config());
-    let big = batch(1, 1 << 20, 5);
-    append_times(&mut log, &big, 33, &mut Vec::new());
-    assert_eq!(log.spare_ready(), Some(true));
+    let mut log = log_with_a_spare(dir.path());
     log.mark_offline("the partition was deleted");
     assert!(!dir.path().join(SPARE_FILE_NAME).exists());
 }
