@@ -497,20 +497,13 @@ impl PartitionLog {
     /// segment about to be created at `base_offset`. A spare still being
     /// allocated is left for the next roll.
     fn use_spare(&mut self, base_offset: i64) {
-        let Some(spare) = self.spare.as_mut() else {
+        let Some(spare) = self.spare.take() else {
             return;
         };
         let log_path = SegmentPaths::new(&self.dir, base_offset, None).log;
         match spare.take_into(&self.files, &log_path) {
-            Ok(_) => {
-                if spare.spent() {
-                    self.spare = None;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "could not put the spare segment in place");
-                self.discard_spare();
-            }
+            Ok(kept) => self.spare = kept,
+            Err(error) => tracing::warn!(%error, "could not put the spare segment in place"),
         }
     }
 

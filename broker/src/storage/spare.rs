@@ -34,10 +34,16 @@ const SPARE_ALLOCATION_STEP_BYTES: u64 = 8 << 20;
 
 pub(crate) struct Spare {
     path: PathBuf,
-    /// The allocating thread, until its outcome is taken.
-    job: Option<JoinHandle<io::Result<()>>>,
+    state: State,
+}
+
+enum State {
+    /// The thread is creating and allocating the file.
+    Allocating(JoinHandle<io::Result<()>>),
     /// The file exists with the whole segment allocated.
-    ready: bool,
+    Ready,
+    /// The thread could not be started or could not allocate the file.
+    Failed,
 }
 
 impl Spare {
@@ -61,65 +67,69 @@ impl Spare {
                     Ok(())
                 })
         };
-        match job {
-            Ok(job) => Spare {
-                path,
-                job: Some(job),
-                ready: false,
-            },
+        let state = match job {
+            Ok(job) => State::Allocating(job),
             Err(error) => {
                 tracing::warn!(%error, "no thread for a spare segment; segments grow step by step");
-                Spare {
-                    path,
-                    job: None,
-                    ready: false,
-                }
+                State::Failed
             }
+        };
+        Spare { path, state }
+    }
+
+    /// Takes the thread's outcome once it has one (at once if `wait`).
+    fn settle(&mut self, wait: bool) {
+        let finished = matches!(&self.state, State::Allocating(job) if wait || job.is_finished());
+        if !finished {
+            return;
+        }
+        let State::Allocating(job) = std::mem::replace(&mut self.state, State::Failed) else {
+            unreachable!("checked above");
+        };
+        match job.join() {
+            Ok(Ok(())) => self.state = State::Ready,
+            Ok(Err(error)) => {
+                tracing::warn!(path = %self.path.display(), %error, "could not allocate a spare segment");
+            }
+            Err(_) => tracing::error!("the spare segment thread panicked"),
         }
     }
 
-    /// Whether the spare may still become usable (its thread is running or
-    /// it is ready); a failed spare is discarded and a new one started later.
-    fn settle(&mut self, wait: bool) -> bool {
-        if let Some(job) = self.job.take_if(|job| wait || job.is_finished()) {
-            match job.join() {
-                Ok(Ok(())) => self.ready = true,
-                Ok(Err(error)) => {
-                    tracing::warn!(path = %self.path.display(), %error, "could not allocate a spare segment");
-                }
-                Err(_) => tracing::error!("the spare segment thread panicked"),
-            }
-        }
-        self.ready || self.job.is_some()
-    }
-
-    /// If the spare is allocated, renames it to `log_path` (the `.log` of a
-    /// new segment) and returns true; otherwise leaves it be and returns
-    /// false, and the new segment grows step by step. Never waits.
-    pub(crate) fn take_into(&mut self, files: &FileLayer, log_path: &Path) -> io::Result<bool> {
+    /// At a roll, without waiting: an allocated spare is renamed to
+    /// `log_path` (the `.log` of the new segment) and used up; one still
+    /// being allocated is handed back for the next roll; a failed one is
+    /// removed. `Ok(None)` means the spare is gone.
+    pub(crate) fn take_into(
+        mut self,
+        files: &FileLayer,
+        log_path: &Path,
+    ) -> io::Result<Option<Spare>> {
         self.settle(false);
-        if !self.ready {
-            return Ok(false);
+        match self.state {
+            State::Allocating(_) => Ok(Some(self)),
+            State::Ready => match files.rename(&self.path, log_path) {
+                Ok(()) => Ok(None),
+                Err(error) => {
+                    self.discard(files);
+                    Err(error)
+                }
+            },
+            State::Failed => {
+                self.discard(files);
+                Ok(None)
+            }
         }
-        files.rename(&self.path, log_path)?;
-        self.ready = false;
-        Ok(true)
-    }
-
-    /// Whether this spare is of no more use: it failed, or it was taken.
-    pub(crate) fn spent(&mut self) -> bool {
-        !self.settle(false)
     }
 
     /// Waits for the thread; whether the spare is ready to be taken.
     #[cfg(test)]
     pub(crate) fn wait_ready(&mut self) -> bool {
         self.settle(true);
-        self.ready
+        matches!(self.state, State::Ready)
     }
 
     /// Waits for the thread and removes the file (the log is closing or
-    /// going offline).
+    /// going offline, or the spare failed).
     pub(crate) fn discard(mut self, files: &FileLayer) {
         self.settle(true);
         if let Err(error) = files.remove_file(&self.path) {

@@ -1,7 +1,11 @@
 //! The spare segment: the next segment's file allocated ahead on a thread,
 //! put in place at the roll, and never left behind.
 
+use std::sync::Arc;
+
 use super::*;
+use crate::storage::file::FaultInjector;
+use crate::storage::log::OpenOptions;
 use crate::storage::segment::segment_file_name;
 use crate::storage::spare::{SPARE_FILE_NAME, SPARE_SEGMENT_BYTES_MIN};
 
@@ -66,6 +70,46 @@ fn a_busy_log_rolls_into_a_segment_allocated_ahead_in_full() {
     drop(log);
     let reopened = open_log(dir.path(), spare_config());
     assert_eq!(read_all(&reopened), expected, "read back after a reopen");
+}
+
+#[test]
+fn a_spare_that_cannot_be_allocated_is_dropped_and_the_segment_grows_by_steps() {
+    // A full disk fails the spare's allocation: the roll removes the half-made
+    // file, the next segment grows step by step, and no data is lost.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let (mut log, _) = PartitionLog::open(
+        dir.path(),
+        spare_config(),
+        FileLayer::with_faults(Arc::clone(&faults)),
+        MappingBudget::new(64),
+        OpenOptions::default(),
+    )
+    .expect("open log");
+    let big = batch(1, 1 << 20, 5);
+    let mut expected = Vec::new();
+    append_times(&mut log, &big, 16, &mut expected);
+    // Room for the active segment's next 1 MiB steps up to half a segment
+    // and a little more, not for an 8 MiB step of the spare.
+    faults.limit_allocation(20 << 20);
+    append_times(&mut log, &big, 17, &mut expected);
+    assert_eq!(
+        log.spare_ready(),
+        Some(false),
+        "the spare's allocation failed"
+    );
+    faults.unlimit_allocation();
+    while log.segment_count() == 1 {
+        append_times(&mut log, &big, 1, &mut expected);
+    }
+    let active_base = *log.segment_base_offsets().last().expect("segments");
+    assert!(
+        log_len(dir.path(), active_base) < SPARE_SEGMENT_BYTES_MIN,
+        "the new segment was not made from the failed spare"
+    );
+    assert_eq!(log.spare_ready(), None, "the failed spare was dropped");
+    assert!(!dir.path().join(SPARE_FILE_NAME).exists());
+    assert_eq!(read_all(&log), expected);
 }
 
 /// A log past half its first segment, with its spare allocated.
