@@ -504,6 +504,10 @@ fn build_group<L: LockedLog>(
     segment
         .seal()
         .map_err(|e| plan.io("sealing a cleaned segment", e))?;
+    // Off the append path already: trim now rather than after the swap.
+    segment
+        .trim()
+        .map_err(|e| plan.io("trimming a cleaned segment", e))?;
     // The copy carries its sources' age, for retention by file time.
     let last_modified_ms = group.iter().map(|s| s.last_modified_ms).max().unwrap_or(0);
     plan.files

@@ -217,6 +217,22 @@ impl FileLayer {
         Ok(true)
     }
 
+    /// Shrinks an open file to `len` bytes unless a live mapping in this
+    /// process reaches past `len` (then `false`, changing nothing). A file
+    /// already that short is left alone, so a repeated trim costs no
+    /// `ftruncate`. Working on a descriptor, not a path, the shrink cannot
+    /// reach a file that replaced this one meanwhile (a cleaner's swap).
+    pub(crate) fn shrink_if_unmapped(&self, file: &File, len: u64) -> io::Result<bool> {
+        if file.metadata()?.len() <= len {
+            return Ok(true);
+        }
+        if mapping::maps_past(file_key(file)?, len) {
+            return Ok(false);
+        }
+        file.set_len(len)?;
+        Ok(true)
+    }
+
     /// Replaces `path` by a new file holding its first `len` bytes, leaving the
     /// old inode (and every mapping of it) untouched. Used to cut a file that a
     /// reader still maps: its `Bytes` keep seeing the old contents.

@@ -31,8 +31,13 @@ pub(crate) struct IndexFile {
     entry_bytes: usize,
     entries: usize,
     entries_max: usize,
-    /// Length of the file, all of it allocated.
+    /// Bytes of the file in use (mapped, all of them allocated): room for
+    /// entries to come while the segment is active, exactly the entries once
+    /// it is sealed.
     capacity_bytes: u64,
+    /// Length of the file: `capacity_bytes`, or more until a sealed index's
+    /// trim shrinks it.
+    file_bytes: u64,
     slot: Slot,
 }
 
@@ -56,6 +61,7 @@ impl IndexFile {
             entries: 0,
             entries_max,
             capacity_bytes,
+            file_bytes: capacity_bytes,
             slot: Slot::new(budget),
         };
         let slots = (capacity_bytes / entry_bytes as u64).min(entries_max as u64) as usize;
@@ -130,6 +136,7 @@ impl IndexFile {
             new_capacity - self.capacity_bytes,
         )?;
         self.capacity_bytes = new_capacity;
+        self.file_bytes = self.file_bytes.max(new_capacity);
         Ok(())
     }
 
@@ -166,7 +173,10 @@ impl IndexFile {
         self.slot.clear();
         if self.files.set_len_if_unmapped(&self.path, 0)? {
             self.capacity_bytes = 0;
-        } else if self.capacity_bytes > 0 {
+            self.file_bytes = 0;
+        } else if self.file_bytes > 0 {
+            // Zero the whole file, released room included.
+            self.capacity_bytes = self.file_bytes;
             let map = self.map()?;
             map.slice_mut(0, self.capacity_bytes as usize).fill(0);
         }
@@ -174,19 +184,35 @@ impl IndexFile {
         Ok(())
     }
 
-    /// Shrinks the file to its entries, unless something still maps it.
-    /// Returns whether the file now has no slack.
-    pub(crate) fn trim(&mut self) -> io::Result<bool> {
+    /// Stops using the room past the entries (a sealed segment's index gets
+    /// no more): from now on it is mapped only as far as its entries. The file
+    /// keeps its length until a trim shrinks it ([`IndexFile::slack`]).
+    pub(crate) fn release_slack(&mut self) {
         let used = (self.entries * self.entry_bytes) as u64;
-        if used == self.capacity_bytes {
-            return Ok(true);
-        }
-        self.slot.clear();
-        if self.files.set_len_if_unmapped(&self.path, used)? {
+        if used < self.capacity_bytes {
+            // The cached mapping covers the released room: drop it.
+            self.slot.clear();
             self.capacity_bytes = used;
-            return Ok(true);
         }
-        Ok(false)
+    }
+
+    /// The file, opened, and the length to shrink it to, if it is longer than
+    /// what the index uses.
+    pub(crate) fn slack(&self) -> io::Result<Option<(std::fs::File, u64)>> {
+        if self.file_bytes <= self.capacity_bytes {
+            return Ok(None);
+        }
+        let file = self.files.open_rw(&self.path, false)?;
+        Ok(Some((file, self.capacity_bytes)))
+    }
+
+    pub(crate) fn has_slack(&self) -> bool {
+        self.file_bytes > self.capacity_bytes
+    }
+
+    /// The file was shrunk to what the index uses.
+    pub(crate) fn slack_trimmed(&mut self) {
+        self.file_bytes = self.capacity_bytes;
     }
 
     pub(crate) fn sync(&self) -> io::Result<()> {

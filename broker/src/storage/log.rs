@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use protocol::batch::{BatchError, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
@@ -27,7 +28,9 @@ use crate::storage::file::FileLayer;
 use crate::storage::mapping::MappingBudget;
 use crate::storage::metadata;
 use crate::storage::recovery::{self, LoadOptions, RecoveryReport};
-use crate::storage::segment::{Segment, SegmentPaths, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX};
+use crate::storage::segment::{
+    Segment, SegmentPaths, SegmentTrim, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX,
+};
 use crate::storage::spare::{Spare, SPARE_SEGMENT_BYTES_MIN};
 
 /// Present in a partition directory once offsets may skip between batches
@@ -80,18 +83,27 @@ struct RecordSetShape {
     skips_offsets: bool,
 }
 
-/// An fsync of a partition's dirty files, run without holding the partition lock.
+/// An fsync of a partition's dirty files, and the trims of its newly sealed
+/// segments, run without holding the partition lock.
 pub struct FlushJob {
     files: FileLayer,
     paths: Vec<PathBuf>,
     dir: Option<PathBuf>,
     up_to: i64,
     generation: u64,
+    trims: Vec<SegmentTrim>,
+    /// The log's count of cuts, and its value when the trims were planned.
+    cuts: Arc<Mutex<u64>>,
+    cuts_planned: u64,
+    /// Base offsets of the segments whose files the trims shrank.
+    trimmed: Vec<i64>,
+    trim_error: Option<io::Error>,
 }
 
 impl FlushJob {
-    /// fsyncs the files (and the directory if entries changed).
-    pub fn run(&self) -> io::Result<()> {
+    /// Trims, then fsyncs the files (and the directory if entries changed).
+    pub fn run(&mut self) -> io::Result<()> {
+        self.trim();
         for path in &self.paths {
             match self.files.sync_file(path) {
                 // A segment deleted by retention meanwhile needs no fsync.
@@ -103,6 +115,31 @@ impl FlushJob {
             self.files.sync_dir(dir)?;
         }
         Ok(())
+    }
+
+    /// Shrinks sealed segments' files to their contents, unless the log was
+    /// cut since they were planned: a cut segment may be appended to again,
+    /// past the length planned. Holding the lock keeps a cut from starting
+    /// while a shrink runs.
+    fn trim(&mut self) {
+        if self.trims.is_empty() {
+            return;
+        }
+        let cuts = self.cuts.lock().unwrap_or_else(PoisonError::into_inner);
+        if *cuts != self.cuts_planned {
+            return;
+        }
+        for trim in &self.trims {
+            match trim.run(&self.files) {
+                Ok(true) => self.trimmed.push(trim.base_offset),
+                // A reader still maps a file: the next flush tries again.
+                Ok(false) => {}
+                Err(error) => {
+                    self.trim_error = Some(error);
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -135,6 +172,11 @@ pub struct PartitionLog {
     pub(crate) tombstones_due_ms: Option<i64>,
     /// The next segment's file, being allocated ahead (see `spare.rs`).
     spare: Option<Spare>,
+    /// Counts cuts of segment files in place and closes. A [`FlushJob`]
+    /// shrinks files only while holding it, and only if no cut came since it
+    /// planned the shrink; a cut takes it first, so it waits for a shrink
+    /// under way.
+    cuts: Arc<Mutex<u64>>,
 }
 
 fn corrupt(error: BatchError) -> StorageError {
@@ -308,6 +350,7 @@ impl PartitionLog {
             generation: 0,
             tombstones_due_ms: None,
             spare: None,
+            cuts: Arc::new(Mutex::new(0)),
         };
         if options.clean_shutdown {
             log.dir_dirty = false;
@@ -652,6 +695,7 @@ impl PartitionLog {
     /// fsyncs everything appended; afterwards the recovery point is the log end offset.
     pub fn flush(&mut self) -> Result<(), StorageError> {
         self.check_online()?;
+        self.retry_trims()?;
         let log_end_offset = self.log_end_offset();
         let mut failure = None;
         for segment in self.segments.values_mut() {
@@ -671,14 +715,14 @@ impl PartitionLog {
         }
         self.recovery_point = log_end_offset;
         self.unflushed_since_ms = None;
-        self.retry_trims()?;
         self.check_invariants();
         Ok(())
     }
 
     /// Starts an interval flush that runs outside the partition lock: takes the
-    /// dirty files and the offset they will cover. `None` when no flush is due.
-    /// Appends may go on while [`FlushJob::run`] fsyncs; finish with
+    /// dirty files and the offset they will cover, and plans the trims of the
+    /// sealed segments. `None` when no flush is due. Appends may go on while
+    /// [`FlushJob::run`] trims and fsyncs; finish with
     /// [`PartitionLog::complete_flush`].
     pub fn begin_flush_if_due(&mut self, now_ms: i64) -> Option<FlushJob> {
         if self.offline.is_some() {
@@ -698,12 +742,29 @@ impl PartitionLog {
             .collect();
         let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
         self.unflushed_since_ms = None;
+        let mut trims = Vec::new();
+        for segment in self.segments.values().filter(|s| !s.is_active()) {
+            match segment.plan_trim() {
+                Ok(trim) => trims.extend(trim),
+                // Left pending: a trim under the lock (retention) retries it
+                // and takes the partition offline if it fails again.
+                Err(error) => {
+                    tracing::warn!(dir = %self.dir.display(), %error, "cannot open a sealed segment's files to trim them");
+                }
+            }
+        }
+        let cuts_planned = *self.cuts.lock().unwrap_or_else(PoisonError::into_inner);
         Some(FlushJob {
             files: self.files.clone(),
             paths,
             dir,
             up_to: self.log_end_offset(),
             generation: self.generation,
+            trims,
+            cuts: self.cuts.clone(),
+            cuts_planned,
+            trimmed: Vec::new(),
+            trim_error: None,
         })
     }
 
@@ -719,10 +780,18 @@ impl PartitionLog {
                 // If data was removed or replaced while the fsync ran, what it
                 // covered may not be what the log now holds: leave the recovery
                 // point to the next flush.
+                // Likewise the segments trimmed may have been replaced.
                 if self.generation == job.generation {
                     self.recovery_point = self.recovery_point.max(job.up_to);
+                    for base in &job.trimmed {
+                        if let Some(segment) = self.segments.get_mut(base) {
+                            segment.trimmed();
+                        }
+                    }
                 }
-                self.retry_trims()?;
+                if let Some(error) = job.trim_error {
+                    return Err(self.fail("trimming a segment", error));
+                }
                 self.check_invariants();
                 Ok(())
             }
@@ -753,7 +822,8 @@ impl PartitionLog {
         }
     }
 
-    /// Retries trims that a reader's live mapping deferred.
+    /// Trims the sealed segments now, under the lock: those not trimmed yet,
+    /// and those whose trim a reader's live mapping deferred.
     pub(crate) fn retry_trims(&mut self) -> Result<(), StorageError> {
         let mut failure = None;
         for segment in self.segments.values_mut() {
@@ -808,6 +878,7 @@ impl PartitionLog {
     }
 
     fn truncate_inner(&mut self, offset: i64) -> io::Result<()> {
+        self.count_cut();
         let first_base = *self.segments.keys().next().expect("at least one segment");
         // Segments that start at or after the target go entirely; below the log
         // start (or the first segment) the log restarts empty at the target.
@@ -1033,6 +1104,13 @@ impl PartitionLog {
         self.segments.keys().copied().collect()
     }
 
+    /// Waits for a trim under way outside the lock, and keeps the ones
+    /// already planned from running: segment files are about to change in
+    /// place.
+    fn count_cut(&self) {
+        *self.cuts.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
     /// Drops every cached mapping of this log (readers keep theirs).
     pub fn unmap(&self) {
         for segment in self.segments.values() {
@@ -1044,6 +1122,8 @@ impl PartitionLog {
     /// unmaps, and closes the log: later calls answer `Offline`.
     pub fn close(&mut self) -> Result<(), StorageError> {
         self.check_online()?;
+        // A later open of the log must not meet a trim planned now.
+        self.count_cut();
         self.flush()?;
         let mut failure = None;
         for segment in self.segments.values_mut() {

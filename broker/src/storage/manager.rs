@@ -376,8 +376,8 @@ impl LogManager {
     pub fn flush_due(&self, now_ms: i64) -> Result<(), StorageError> {
         let mut first_error = None;
         for (_, log) in self.all_logs() {
-            // The fsync runs without the partition lock, so appends are not held up by the disk.
-            let Some(job) = lock_log(&log).begin_flush_if_due(now_ms) else {
+            // The trims and fsyncs run without the partition lock, so appends are not held up by the disk.
+            let Some(mut job) = lock_log(&log).begin_flush_if_due(now_ms) else {
                 continue;
             };
             let result = job.run();

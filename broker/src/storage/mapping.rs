@@ -15,8 +15,9 @@
 //! was already clear. A mapping a reader still holds stays alive but is no
 //! longer counted.
 //!
-//! A global registry counts the live mappings of every inode in the process,
-//! so the file layer can refuse to shrink a file that something still maps.
+//! A global registry keeps the lengths of the live mappings of every inode in
+//! the process, so the file layer can refuse to shrink a file under a mapping
+//! that reaches past the new end.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -29,13 +30,13 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::storage::file::{file_key, FileKey, FileLayer};
 
-/// Live mappings per inode, across the whole process.
-static MAPPED_FILES: LazyLock<Mutex<HashMap<FileKey, usize>>> =
+/// The lengths of the live mappings of each inode, across the whole process.
+static MAPPED_FILES: LazyLock<Mutex<HashMap<FileKey, Vec<usize>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 /// Every live [`Map`] in the process, cached or held by readers.
 static MAPS_ALIVE: AtomicUsize = AtomicUsize::new(0);
 
-fn mapped_files() -> MutexGuard<'static, HashMap<FileKey, usize>> {
+fn mapped_files() -> MutexGuard<'static, HashMap<FileKey, Vec<usize>>> {
     // A panic while holding this lock cannot leave the map inconsistent (every
     // update is a single insert or remove), so poisoning is ignored.
     MAPPED_FILES
@@ -45,7 +46,16 @@ fn mapped_files() -> MutexGuard<'static, HashMap<FileKey, usize>> {
 
 /// Whether any mapping of this inode is alive in the process.
 pub(crate) fn is_mapped(key: FileKey) -> bool {
-    mapped_files().get(&key).copied().unwrap_or(0) > 0
+    mapped_files().contains_key(&key)
+}
+
+/// Whether a live mapping of this inode reaches past its first `len` bytes:
+/// shrinking the file to `len` would leave that mapping pages past the end
+/// (SIGBUS on access). Mappings within `len` keep every page they cover.
+pub(crate) fn maps_past(key: FileKey, len: u64) -> bool {
+    mapped_files()
+        .get(&key)
+        .is_some_and(|lengths| lengths.iter().any(|&mapped| mapped as u64 > len))
 }
 
 /// Number of memory maps alive in the process, including those only readers hold.
@@ -96,7 +106,7 @@ impl Map {
         } else {
             options.map_raw_read_only(&file)?
         };
-        *mapped_files().entry(key).or_insert(0) += 1;
+        mapped_files().entry(key).or_default().push(len);
         MAPS_ALIVE.fetch_add(1, Ordering::SeqCst);
         Ok(Map { raw, key, writable })
     }
@@ -153,9 +163,11 @@ impl Map {
 impl Drop for Map {
     fn drop(&mut self) {
         let mut files = mapped_files();
-        if let Some(count) = files.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(lengths) = files.get_mut(&self.key) {
+            if let Some(at) = lengths.iter().position(|&len| len == self.raw.len()) {
+                lengths.swap_remove(at);
+            }
+            if lengths.is_empty() {
                 files.remove(&self.key);
             }
         }
@@ -535,5 +547,31 @@ mod tests {
         assert!(!files.set_len_if_unmapped(&path, 10).expect("set_len"));
         drop(map);
         assert!(files.set_len_if_unmapped(&path, 10).expect("set_len"));
+    }
+
+    #[test]
+    fn a_trim_is_refused_only_under_a_mapping_past_the_new_end() {
+        // Proves shrink_if_unmapped keeps every page a live mapping covers, and allows a shrink that keeps them.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = FileLayer::real();
+        let path = file_with(dir.path(), "d", 3 * 4096);
+        let file = files.open_rw(&path, false).expect("open");
+        let whole = Map::open(&files, &path, 3 * 4096, false).expect("map");
+        let head = Map::open(&files, &path, 4096, false).expect("map");
+        assert!(!files.shrink_if_unmapped(&file, 2 * 4096).expect("shrink"));
+        assert_eq!(file.metadata().unwrap().len(), 3 * 4096, "nothing changed");
+        drop(whole);
+        assert!(files.shrink_if_unmapped(&file, 2 * 4096).expect("shrink"));
+        assert_eq!(file.metadata().unwrap().len(), 2 * 4096);
+        assert!(!files.shrink_if_unmapped(&file, 4095).expect("shrink"));
+        assert!(files.shrink_if_unmapped(&file, 4096).expect("shrink"));
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+        assert_eq!(
+            head.slice(4095, 4096),
+            &[0],
+            "the mapped page is still readable"
+        );
+        drop(head);
+        assert!(!is_mapped(file_key(&file).expect("key")));
     }
 }

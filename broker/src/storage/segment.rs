@@ -29,6 +29,7 @@
 //! must continue the previous one exactly, and recovery cuts the file where one
 //! does not.
 
+use std::fs::File;
 use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,8 +204,13 @@ pub(crate) struct Segment {
     files: FileLayer,
     /// Bytes of whole batches at the start of the file.
     data_len: u64,
-    /// Length of the `.log` file, all of it allocated.
+    /// Bytes of the `.log` file in use, all of them allocated: up to where
+    /// appends have room while the segment is active, exactly the data once
+    /// it is sealed.
     capacity: u64,
+    /// Length of the `.log` file: `capacity`, or more until a sealed
+    /// segment's trim shrinks it.
+    file_bytes: u64,
     next_offset: i64,
     max_timestamp: i64,
     /// Base offset of the first batch with `max_timestamp`, or -1.
@@ -222,12 +228,30 @@ pub(crate) struct Segment {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     active: bool,
-    /// A trim was refused because a reader still maps the file; retried later.
-    trim_pending: bool,
     /// Written since the last fsync.
     dirty: bool,
     /// Batches may start past the end of the previous one (a compacted log).
     offsets_may_skip: bool,
+}
+
+/// The files of a sealed segment to shrink to what it uses (see
+/// [`Segment::plan_trim`]).
+pub(crate) struct SegmentTrim {
+    pub(crate) base_offset: i64,
+    /// Descriptors and the length to keep of each.
+    files: Vec<(File, u64)>,
+}
+
+impl SegmentTrim {
+    /// Shrinks each file unless a live mapping covers it. Returns whether
+    /// every file is now exactly what the segment uses.
+    pub(crate) fn run(&self, layer: &FileLayer) -> io::Result<bool> {
+        let mut all = true;
+        for (file, len) in &self.files {
+            all &= layer.shrink_if_unmapped(file, *len)?;
+        }
+        Ok(all)
+    }
 }
 
 impl Segment {
@@ -303,6 +327,7 @@ impl Segment {
             files: files.clone(),
             data_len: 0,
             capacity,
+            file_bytes: capacity,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -316,7 +341,6 @@ impl Segment {
             offset_index,
             time_index,
             active,
-            trim_pending: false,
             dirty: false,
             offsets_may_skip,
         };
@@ -342,8 +366,12 @@ impl Segment {
     pub(crate) fn offset_of_max_timestamp(&self) -> i64 {
         self.offset_of_max_timestamp
     }
+    /// Some file is longer than what the segment uses: a sealed segment not
+    /// trimmed yet (see [`Segment::plan_trim`]).
     pub(crate) fn trim_pending(&self) -> bool {
-        self.trim_pending
+        self.file_bytes > self.capacity
+            || self.offset_index.file.has_slack()
+            || self.time_index.file.has_slack()
     }
     pub(crate) fn index_is_full(&self) -> bool {
         self.offset_index.file.is_full() || self.time_index.file.is_full()
@@ -577,6 +605,7 @@ impl Segment {
             self.files.replace_with_prefix(&self.paths.log, len)?;
         }
         self.capacity = len;
+        self.file_bytes = len;
         self.written_back = self.written_back.min(whole_pages_end(len));
         self.files.sync_file(&self.paths.log)?;
         Ok(())
@@ -736,6 +765,7 @@ impl Segment {
             self.files
                 .allocate(&self.paths.log, self.capacity, new_capacity - self.capacity)?;
             self.capacity = new_capacity;
+            self.file_bytes = self.file_bytes.max(new_capacity);
         }
         // At most one index entry per batch, and one per index interval.
         let entries = match bytes.checked_div(self.index_interval_bytes) {
@@ -870,7 +900,6 @@ impl Segment {
         self.cut_file(position)?;
         self.offset_index.file.sync()?;
         self.time_index.file.sync()?;
-        self.trim_pending = false;
         self.locate_end()?;
         assert_eq!(self.data_len, position, "truncation must end at the cut");
         if self.offsets_may_skip {
@@ -901,7 +930,10 @@ impl Segment {
     }
 
     /// Turns the active segment into a sealed one: records the final largest
-    /// timestamp in the time index and trims the files to their data.
+    /// timestamp in the time index and stops using the room past the data.
+    /// The files keep their length: shrinking them waits for the journal of
+    /// the file system, so it is left to a trim off the append path
+    /// ([`Segment::plan_trim`], or [`Segment::trim`]).
     pub(crate) fn seal(&mut self) -> io::Result<()> {
         if self.offset_of_max_timestamp >= 0 {
             self.time_index.file.reserve(1)?;
@@ -911,27 +943,62 @@ impl Segment {
         self.active = false;
         self.writer.close();
         self.dirty = true;
-        self.trim()
+        self.release_slack();
+        Ok(())
     }
 
-    /// Shrinks the files to their contents unless a live mapping (a reader's
-    /// `Bytes`) still covers them; then the trim stays pending.
-    pub(crate) fn trim(&mut self) -> io::Result<()> {
-        self.log_slot.clear();
-        let log_trimmed = if self.capacity == self.data_len {
-            true
-        } else if self
-            .files
-            .set_len_if_unmapped(&self.paths.log, self.data_len)?
-        {
+    /// From now on the segment is mapped only as far as its data and entries
+    /// (nothing is appended to it any more).
+    fn release_slack(&mut self) {
+        if self.capacity > self.data_len {
+            // The cached mapping covers the released room: drop it.
+            self.log_slot.clear();
             self.capacity = self.data_len;
-            true
-        } else {
-            false
-        };
-        let index_trimmed = self.offset_index.file.trim()?;
-        let time_trimmed = self.time_index.file.trim()?;
-        self.trim_pending = !(log_trimmed && index_trimmed && time_trimmed);
+        }
+        self.offset_index.file.release_slack();
+        self.time_index.file.release_slack();
+    }
+
+    /// The files of a segment no longer appended to (a sealed one, or any at
+    /// close) that are longer than what it uses, opened, with the lengths to
+    /// shrink them to; `None` if there are none.
+    /// The shrink ([`SegmentTrim::run`]) may then run without the partition
+    /// lock: the segment's readers never touch a byte past those lengths, and
+    /// a descriptor cannot reach a file that replaced this one. Only a cut of
+    /// the segment in place (a truncation) must not overlap it.
+    pub(crate) fn plan_trim(&self) -> io::Result<Option<SegmentTrim>> {
+        if !self.trim_pending() {
+            return Ok(None);
+        }
+        let mut files = Vec::with_capacity(3);
+        if self.file_bytes > self.capacity {
+            files.push((self.files.open_rw(&self.paths.log, false)?, self.capacity));
+        }
+        files.extend(self.offset_index.file.slack()?);
+        files.extend(self.time_index.file.slack()?);
+        Ok(Some(SegmentTrim {
+            base_offset: self.base_offset,
+            files,
+        }))
+    }
+
+    /// A trim planned by [`Segment::plan_trim`] shrank every file.
+    pub(crate) fn trimmed(&mut self) {
+        self.file_bytes = self.capacity;
+        self.offset_index.file.slack_trimmed();
+        self.time_index.file.slack_trimmed();
+    }
+
+    /// Shrinks the files to their contents now, unless a live mapping (a
+    /// reader's `Bytes` of the whole file from when it was active) still
+    /// covers one; then the trim stays pending.
+    pub(crate) fn trim(&mut self) -> io::Result<()> {
+        self.release_slack();
+        if let Some(trim) = self.plan_trim()? {
+            if trim.run(&self.files)? {
+                self.trimmed();
+            }
+        }
         Ok(())
     }
 

@@ -283,13 +283,17 @@ fn a_read_never_spans_two_segments() {
 
 #[test]
 fn segments_roll_by_size_and_are_named_by_zero_padded_base_offset() {
-    // Proves size-based rolling and the 20-digit file names, with trimmed sealed files.
+    // Proves size-based rolling and the 20-digit file names, with sealed files trimmed by the next flush.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open_log(dir.path(), small_config());
     let records = batch(2, 500, 1);
     for _ in 0..60 {
         log.append(&records, 0, 0).expect("append");
     }
+    // The interval flush trims the sealed segments.
+    let mut job = log.begin_flush_if_due(i64::MAX).expect("due");
+    let result = job.run();
+    log.complete_flush(job, result).expect("flush");
     let bases = log.segment_base_offsets();
     assert!(bases.len() > 2);
     for (i, base) in bases.iter().enumerate() {
@@ -509,7 +513,7 @@ fn interval_flush_outside_the_lock_covers_only_what_was_appended_before_it_began
     let records = batch(2, 200, 1);
     log.append(&records, 0, 1000).expect("append");
     assert!(log.begin_flush_if_due(1050).is_none(), "not due yet");
-    let job = log.begin_flush_if_due(1100).expect("due");
+    let mut job = log.begin_flush_if_due(1100).expect("due");
     // The partition lock would be released here; an append lands meanwhile.
     log.append(&records, 0, 1101)
         .expect("append during the fsync");
@@ -520,7 +524,7 @@ fn interval_flush_outside_the_lock_covers_only_what_was_appended_before_it_began
         2,
         "only what was appended before the flush began"
     );
-    let job = log
+    let mut job = log
         .begin_flush_if_due(1201)
         .expect("the later append is due");
     let result = job.run();
@@ -528,7 +532,7 @@ fn interval_flush_outside_the_lock_covers_only_what_was_appended_before_it_began
     assert_eq!(log.recovery_point(), 4);
     // A truncation while an fsync runs leaves the recovery point to the next flush.
     log.append(&records, 0, 1300).expect("append");
-    let job = log.begin_flush_if_due(1400).expect("due");
+    let mut job = log.begin_flush_if_due(1400).expect("due");
     log.truncate_to(4).expect("truncate");
     log.append(&records, 0, 1401).expect("append new data");
     let result = job.run();

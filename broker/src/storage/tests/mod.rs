@@ -11,6 +11,7 @@ mod log_basics;
 mod manager;
 mod model;
 mod spare;
+mod trim;
 
 use std::path::PathBuf;
 use std::process::Command;
