@@ -243,8 +243,8 @@ pub(crate) struct SegmentTrim {
 }
 
 impl SegmentTrim {
-    /// Shrinks each file unless a live mapping covers it. Returns whether
-    /// every file is now exactly what the segment uses.
+    /// Shrinks each file unless a live mapping reaches past the length to
+    /// keep. Returns whether every file is now exactly what the segment uses.
     pub(crate) fn run(&self, layer: &FileLayer) -> io::Result<bool> {
         let mut all = true;
         for (file, len) in &self.files {
@@ -990,8 +990,8 @@ impl Segment {
     }
 
     /// Shrinks the files to their contents now, unless a live mapping (a
-    /// reader's `Bytes` of the whole file from when it was active) still
-    /// covers one; then the trim stays pending.
+    /// reader's `Bytes` of the whole file from when it was active) reaches
+    /// past them; then the trim stays pending.
     pub(crate) fn trim(&mut self) -> io::Result<()> {
         self.release_slack();
         if let Some(trim) = self.plan_trim()? {
