@@ -875,6 +875,52 @@ fn the_cleaner_abandons_its_work_when_the_log_changes_between_its_steps() {
 }
 
 #[test]
+fn a_trim_planned_before_a_cleaning_leaves_the_cleaned_copy_whole() {
+    // Proves the flush job's trim reaches only the files it opened: a cleaned copy swapped in under the same name, longer than the segment it replaced, keeps every byte.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open_log(dir.path(), compact_config());
+    let mut written = Written::default();
+    written.append(&mut log, &records(&[("a", Some("1"))]), 1);
+    log.roll(1).expect("roll");
+    for i in 0..20 {
+        let batch = [(format!("k{i}"), Some(format!("value {i}")))];
+        written.append(&mut log, &batch, 1);
+    }
+    log.roll(1).expect("roll");
+    written.append(&mut log, &records(&[("tail", Some("t"))]), 1);
+    let first_data = std::fs::read(dir.path().join(segment_file_name(0, "log")))
+        .expect("first segment")
+        .iter()
+        .rposition(|&b| b != 0)
+        .expect("data")
+        + 1;
+    // Planned now: trims of both sealed segments, neither trimmed since its roll.
+    let mut job = log.begin_flush_if_due(10_000).expect("due");
+
+    // The partition lock would be released here: a cleaning merges the two
+    // sealed segments into one copy named like the first, and longer than it.
+    cleaned(log.clean(100, &CleanerConfig::default()).expect("clean"));
+    let merged = dir.path().join(segment_file_name(0, "log"));
+    let merged_len = std::fs::metadata(&merged).unwrap().len();
+    assert!(
+        merged_len > first_data as u64,
+        "the copy ({merged_len} bytes) is longer than the first segment's data ({first_data})"
+    );
+    // With no cached mapping left, nothing but the descriptors keeps the
+    // planned shrink off the copy.
+    log.unmap();
+    let result = job.run();
+    log.complete_flush(job, result).expect("flush");
+
+    assert_eq!(std::fs::metadata(&merged).unwrap().len(), merged_len);
+    let expected = check_compacted(&log, &written);
+    assert_eq!(expected.len(), 22, "21 keys and the tail");
+    log.close().expect("close");
+    let reopened = open_log(dir.path(), compact_config());
+    assert_eq!(check_compacted(&reopened, &written), expected);
+}
+
+#[test]
 fn clean_pass_reports_a_corrupt_partition_once_and_cleans_the_others() {
     // Proves a CRC failure stops cleaning of that partition only, without touching its data.
     let dir = tempfile::tempdir().expect("tempdir");
