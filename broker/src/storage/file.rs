@@ -229,6 +229,9 @@ impl FileLayer {
         if mapping::maps_past(file_key(file)?, len) {
             return Ok(false);
         }
+        if let Some(faults) = &self.faults {
+            faults.check_trim()?;
+        }
         file.set_len(len)?;
         Ok(true)
     }
@@ -526,7 +529,7 @@ pub enum CrashMode {
     FlipBit,
 }
 
-/// Faults for tests: a disk that fills up, writes and fsyncs that fail, and a
+/// Faults for tests: a disk that fills up, writes, fsyncs and trims that fail, and a
 /// record of every file's contents at its last fsync, to simulate a power loss.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
@@ -537,6 +540,7 @@ pub struct FaultInjector {
     writebacks: Mutex<HashMap<PathBuf, Vec<(u64, u64)>>>,
     sync_fails: AtomicBool,
     write_fails: AtomicBool,
+    trim_fails: AtomicBool,
     /// Renames and removals that may still succeed while `file_ops_limited`.
     file_ops_left: AtomicU64,
     file_ops_limited: AtomicBool,
@@ -589,6 +593,11 @@ impl FaultInjector {
     /// Makes every write of a `Writer` fail with EIO while `fails` is true.
     pub fn fail_writes(&self, fails: bool) {
         self.write_fails.store(fails, Ordering::SeqCst);
+    }
+
+    /// Makes every trim of a file fail with EIO while `fails` is true.
+    pub fn fail_trims(&self, fails: bool) {
+        self.trim_fails.store(fails, Ordering::SeqCst);
     }
 
     /// From now on, `ops` more renames and removals succeed; every later one
@@ -647,6 +656,13 @@ impl FaultInjector {
 
     fn check_write(&self) -> io::Result<()> {
         if self.write_fails.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+
+    fn check_trim(&self) -> io::Result<()> {
+        if self.trim_fails.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         Ok(())

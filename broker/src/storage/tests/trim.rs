@@ -3,9 +3,11 @@
 //! lock; a truncation that reopens the segment meanwhile must stop it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::*;
 use crate::storage::segment::segment_file_name;
+use crate::storage::{FaultInjector, StorageError};
 
 /// Lengths of a segment's `.log`, `.index` and `.timeindex` files.
 fn file_lengths(dir: &Path, base_offset: i64) -> [u64; 3] {
@@ -41,6 +43,13 @@ fn ends_with_an_entry(path: &Path, entry_bytes: usize) -> bool {
         && bytes
             .chunks(entry_bytes)
             .all(|entry| entry.iter().any(|&b| b != 0))
+}
+
+/// Closes the log and checks that reopening it reads back `expected`.
+fn assert_reopens_with(mut log: PartitionLog, dir: &Path, expected: &[Vec<u8>]) {
+    log.close().expect("close");
+    let reopened = open_log(dir, small_config());
+    assert_eq!(read_all(&reopened), expected);
 }
 
 /// Runs the interval flush the way the manager does, returning whether it
@@ -109,9 +118,7 @@ fn a_roll_leaves_the_trim_to_the_interval_flush() {
     assert!(run_flush_job(&mut log, 20_000));
     assert_eq!(file_lengths(dir.path(), 0)[0], sealed_data);
     let expected = read_all(&log);
-    log.close().expect("close");
-    let reopened = open_log(dir.path(), small_config());
-    assert_eq!(read_all(&reopened), expected);
+    assert_reopens_with(log, dir.path(), &expected);
 }
 
 #[test]
@@ -153,9 +160,7 @@ fn a_truncation_between_planning_and_running_a_trim_stops_it() {
         file_lengths(dir.path(), 0)[0] >= data_bytes(&log, 0),
         "the file still holds every batch"
     );
-    log.close().expect("close");
-    let reopened = open_log(dir.path(), small_config());
-    assert_eq!(read_all(&reopened), expected);
+    assert_reopens_with(log, dir.path(), &expected);
 }
 
 #[test]
@@ -185,4 +190,41 @@ fn a_trim_by_the_flush_waits_for_a_reader_of_the_whole_file() {
         sealed_data,
         "trimmed once the reader let go"
     );
+}
+
+#[test]
+fn a_trim_that_fails_in_the_flush_job_takes_the_partition_offline_and_loses_nothing() {
+    // Proves an I/O error shrinking a file outside the lock is reported like any other storage error, and the data reads back after a restart.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = FaultInjector::new();
+    let (mut log, _) = PartitionLog::open(
+        dir.path(),
+        small_config(),
+        FileLayer::with_faults(Arc::clone(&faults)),
+        MappingBudget::new(64),
+        OpenOptions::default(),
+    )
+    .expect("open");
+    for i in 0..12 {
+        log.append(&batch(1, 1000, i), 0, 0).expect("append");
+    }
+    log.roll(0).expect("roll");
+    let expected = read_all(&log);
+    let mut job = log.begin_flush_if_due(10_000).expect("due");
+    faults.fail_trims(true);
+    let result = job.run();
+    let error = log
+        .complete_flush(job, result)
+        .expect_err("the trim failed");
+    assert!(
+        matches!(&error, StorageError::Offline { reason } if reason.contains("trimming a segment")),
+        "{error}"
+    );
+    assert!(log.is_offline());
+    drop(log);
+
+    // Loading trims what the failed job left.
+    let reopened = open_log(dir.path(), small_config());
+    assert_eq!(read_all(&reopened), expected);
+    assert_eq!(file_lengths(dir.path(), 0)[0], data_bytes(&reopened, 0));
 }
