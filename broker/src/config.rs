@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
+    /// `default.replication.factor`: replicas of a topic created without a factor.
+    pub default_replication_factor: i16,
     pub frame_bytes_max: usize,
     pub message_bytes_max: usize,
     pub connections_max: usize,
@@ -64,6 +66,7 @@ impl Default for BrokerConfig {
             cluster_id: None,
             auto_create_topics: true,
             default_partitions: 1,
+            default_replication_factor: 1,
             frame_bytes_max: protocol::frame::FRAME_BYTES_MAX_DEFAULT,
             message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
@@ -185,6 +188,17 @@ impl BrokerConfig {
                     });
                 }
                 self.default_partitions = n;
+            }
+            "default.replication.factor" => {
+                let n: i16 = parse(key, value)?;
+                if n < 1 {
+                    return Err(ConfigError::Value {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "must be at least 1".into(),
+                    });
+                }
+                self.default_replication_factor = n;
             }
             "socket.request.max.bytes" => self.frame_bytes_max = parse(key, value)?,
             "message.max.bytes" => self.message_bytes_max = parse(key, value)?,

@@ -7,20 +7,32 @@
 //! - [`handlers`]: one file per API family (produce, fetch, metadata, topics, groups, ...).
 //! - [`group`]: the group coordinator: consumer groups and committed offsets in
 //!   `__consumer_offsets` (a state machine per offsets partition, and its runtime).
-//! - [`topics`] and [`partition`]: the topics this broker hosts and each
-//!   partition's serving state (leader epoch, high watermark) over its log.
+//! - [`metadata`]: the metadata image (brokers, topics, partitions) built
+//!   from committed records, and the deltas that drive local actions.
+//! - [`controller`]: the only writer of metadata: decides requests against
+//!   the image and commits records.
+//! - [`replica_manager`] and [`partition`]: the partitions this broker hosts,
+//!   and each one's serving state (role, leader epoch, high watermark) over its log.
+//! - [`topics`]: topic rules (names, configs) and topics found on disk.
+//! - [`ids`]: newtypes for broker ids, epochs and offsets; [`errors`]: where
+//!   internal errors become Kafka error codes.
 //! - [`storage`]: the segment log engine: mmap segments, indexes, recovery,
 //!   retention, checkpoints.
 //!
 //! [`run`] starts a broker and serves until the shutdown future completes.
 
 pub mod config;
+pub mod controller;
+pub mod errors;
 mod fsutil;
 pub mod group;
 pub mod handlers;
+pub mod ids;
+pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod replica_manager;
 pub mod server;
 pub mod storage;
 pub mod topics;
@@ -35,20 +47,31 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
+use crate::controller::{Controller, ControllerConfig};
 use crate::group::GroupCoordinator;
+use crate::ids::BrokerId;
+use crate::metadata::{Endpoint, MetadataImage, MetadataLoader, MetadataPublisher, MetadataRecord};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica_manager::ReplicaManager;
 use crate::storage::LogManager;
-use crate::topics::TopicRegistry;
+
+/// The name of the listener clients connect to.
+pub const CLIENT_LISTENER_NAME: &str = "PLAINTEXT";
 
 /// Shared state of a running broker.
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub logs: Arc<LogManager>,
-    pub topics: TopicRegistry,
+    /// The cluster as this broker knows it; handlers read [`Broker::image`].
+    pub metadata: Arc<MetadataLoader>,
+    /// Where metadata changes are submitted.
+    pub controller: Controller,
+    /// The partitions this broker hosts.
+    pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdAllocator,
     /// Consumer groups and committed offsets.
-    pub groups: GroupCoordinator,
+    pub groups: Arc<GroupCoordinator>,
     advertised_host: String,
     advertised_port: i32,
     /// Cancelled when shutdown begins; long waits end early on it.
@@ -71,24 +94,99 @@ impl Broker {
             LogManager::open(&config.data_dir, config.log.clone(), config.mappings_max)
                 .context("cannot open the logs")?,
         );
-        let topics = TopicRegistry::load(logs.clone(), config.log.clone())?;
+        let node = BrokerId(config.node_id);
+        let replicas = Arc::new(ReplicaManager::new(node, logs.clone(), config.log.clone()));
+        let groups = Arc::new(GroupCoordinator::new(
+            config.groups.clone(),
+            config.message_bytes_max,
+        ));
+        let metadata = Arc::new(MetadataLoader::default());
+        metadata.set_publishers(vec![
+            replicas.clone() as Arc<dyn MetadataPublisher>,
+            Arc::new(GroupsPublisher {
+                groups: groups.clone(),
+                replicas: replicas.clone(),
+            }),
+        ]);
+        let controller = Controller::new(
+            ControllerConfig {
+                default_partitions: config.default_partitions,
+                default_replication_factor: config.default_replication_factor,
+            },
+            metadata.clone(),
+        );
+        // The topics on disk, adopted as this broker's, and the broker itself.
+        let mut startup = topics::bootstrap_records(&logs, node)?;
+        let (host, port) = match &config.advertised_listener {
+            Some(addr) => split_host_port(addr)?,
+            None => (
+                config.listen.ip().to_string(),
+                i32::from(config.listen.port()),
+            ),
+        };
+        startup.push(registration(node, host.clone(), port));
+        controller.commit_at_startup(startup);
         let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
-        let groups = GroupCoordinator::new(config.groups.clone(), config.message_bytes_max);
         Ok(Broker {
             config,
             cluster_id,
             logs,
-            topics,
+            metadata,
+            controller,
+            replicas,
             producer_ids,
             groups,
-            advertised_host: String::new(),
-            advertised_port: 0,
+            advertised_host: host,
+            advertised_port: port,
             shutdown: CancellationToken::new(),
         })
     }
 
     pub fn advertised(&self) -> (String, i32) {
         (self.advertised_host.clone(), self.advertised_port)
+    }
+
+    pub fn node_id(&self) -> BrokerId {
+        BrokerId(self.config.node_id)
+    }
+
+    /// The cluster as of the last metadata change applied here.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+}
+
+/// A broker's registration with its client endpoint, unfenced.
+fn registration(node: BrokerId, host: String, port: i32) -> MetadataRecord {
+    MetadataRecord::RegisterBroker {
+        id: node,
+        incarnation: uuid::Uuid::new_v4(),
+        endpoints: vec![Endpoint {
+            name: CLIENT_LISTENER_NAME.to_string(),
+            host,
+            port: u16::try_from(port).unwrap_or(0),
+        }],
+        rack: None,
+        fenced: false,
+    }
+}
+
+/// Tells the group coordinator when the offsets topic's partitions arrive.
+struct GroupsPublisher {
+    groups: Arc<GroupCoordinator>,
+    replicas: Arc<ReplicaManager>,
+}
+
+impl MetadataPublisher for GroupsPublisher {
+    fn publish(&self, _image: &Arc<MetadataImage>, delta: &metadata::MetadataDelta) {
+        if delta
+            .created_topics
+            .iter()
+            .any(|t| t.name == group::OFFSETS_TOPIC)
+        {
+            let partitions = self.replicas.topic_partitions(group::OFFSETS_TOPIC);
+            self.groups.offsets_topic_created(&partitions);
+        }
     }
 }
 
@@ -109,17 +207,26 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         .await
         .with_context(|| format!("cannot listen on {}", broker.config.listen))?;
     let bound = listener.local_addr()?;
-    (broker.advertised_host, broker.advertised_port) = match &broker.config.advertised_listener {
+    let advertised = match &broker.config.advertised_listener {
         Some(addr) => split_host_port(addr)?,
         None if bound.ip().is_unspecified() => ("127.0.0.1".to_string(), i32::from(bound.port())),
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
+    if advertised != broker.advertised() {
+        // The port was picked at bind time: register the address clients can reach.
+        broker.controller.commit_at_startup(vec![registration(
+            broker.node_id(),
+            advertised.0.clone(),
+            advertised.1,
+        )]);
+        (broker.advertised_host, broker.advertised_port) = advertised;
+    }
     let broker = Arc::new(broker);
     tracing::info!(
         node_id = broker.config.node_id,
         cluster_id = %broker.cluster_id,
         data_dir = %broker.config.data_dir.display(),
-        topics = broker.topics.all().len(),
+        topics = broker.image().topic_count(),
         "listening on {bound}"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -138,10 +245,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     let _ = group_timers.await;
     let shutting_down = broker.clone();
     tokio::task::spawn_blocking(move || {
-        for topic in shutting_down.topics.all() {
-            for partition in &topic.partitions {
-                partition.snapshot_producer_state();
-            }
+        for partition in shutting_down.replicas.all() {
+            partition.snapshot_producer_state();
         }
         shutting_down.logs.shutdown()
     })

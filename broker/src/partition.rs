@@ -1,10 +1,11 @@
 //! A partition as the broker serves it: the log plus the replication state
-//! around it (leader epoch, high watermark). With one broker the in-sync
-//! replica set is this broker alone, so the high watermark follows the log
-//! end offset; the shape (a watched high watermark that `acks=all` and
-//! consumer long-polls wait on) is the one replication fills in later.
+//! around it (its role: leader or follower, and the leader epoch, both from
+//! the metadata image; the high watermark). Until followers replicate, the
+//! high watermark follows the log end offset; the shape (a watched high
+//! watermark that `acks=all` and consumer long-polls wait on) is the one
+//! replication fills in.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -13,8 +14,9 @@ use uuid::Uuid;
 use protocol::batch::{batches, BatchHeader};
 use protocol::ErrorCode;
 
+use crate::ids::{BrokerId, LeaderEpoch};
 use crate::producer_state::{BatchIdentity, ProducerStateTable, Verdict};
-use crate::storage::{AppendInfo, PartitionLog, ReadInfo, StorageError};
+use crate::storage::{AppendInfo, LogConfig, PartitionLog, ReadInfo, StorageError};
 
 /// Bytes read at a time while replaying the log into producer state.
 const REPLAY_READ_BYTES: usize = 4 << 20;
@@ -31,6 +33,8 @@ pub enum AppendError {
     Sequence { code: ErrorCode },
     #[error("an idempotent record set must hold exactly one batch, not {batches}")]
     MultipleIdempotentBatches { batches: usize },
+    #[error("this broker does not lead the partition (leader {leader})")]
+    NotLeader { leader: BrokerId },
 }
 
 /// The outcome of an accepted append.
@@ -51,11 +55,22 @@ pub enum ReadBound {
     LogEnd,
 }
 
+/// Who leads a partition and in which epoch, as the metadata image says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    pub leader: BrokerId,
+    pub leader_epoch: LeaderEpoch,
+    /// This broker is the leader.
+    pub leads: bool,
+}
+
 pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub topic_id: Uuid,
-    pub leader_epoch: i32,
+    /// Read-locked across a leader's append, so that no batch is appended
+    /// in an epoch this broker no longer leads.
+    role: RwLock<Role>,
     log: Arc<Mutex<PartitionLog>>,
     /// Idempotent producers' recent sequences. Locked before `log` whenever both are held.
     producers: Mutex<ProducerStateTable>,
@@ -68,7 +83,7 @@ impl Partition {
         topic: String,
         index: i32,
         topic_id: Uuid,
-        leader_epoch: i32,
+        role: Role,
         log: Arc<Mutex<PartitionLog>>,
     ) -> Partition {
         let (log_end_offset, producers) = {
@@ -80,7 +95,7 @@ impl Partition {
             topic,
             index,
             topic_id,
-            leader_epoch,
+            role: RwLock::new(role),
             log,
             producers: Mutex::new(producers),
             high_watermark,
@@ -91,9 +106,45 @@ impl Partition {
         lock(&self.log)
     }
 
+    pub fn role(&self) -> Role {
+        *self.role.read().expect("role lock")
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.role().leader_epoch
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role().leads
+    }
+
+    /// Takes the role the metadata image gives. Epochs never go back: an
+    /// older image cannot be applied after a newer one.
+    pub fn set_role(&self, role: Role) {
+        let mut current = self.role.write().expect("role lock");
+        assert!(
+            role.leader_epoch >= current.leader_epoch,
+            "leader epoch of {}-{} moves back from {} to {}",
+            self.topic,
+            self.index,
+            current.leader_epoch,
+            role.leader_epoch
+        );
+        if *current != role {
+            tracing::info!(topic = %self.topic, partition = self.index, leader = %role.leader, leader_epoch = %role.leader_epoch, leads = role.leads, "partition role changed");
+        }
+        *current = role;
+    }
+
     /// Appends validated batches as leader: checks idempotent producers'
     /// sequences, appends, and advances the high watermark, waking consumers.
     pub fn append_as_leader(&self, records: &Bytes, now_ms: i64) -> Result<Appended, AppendError> {
+        let role = self.role.read().expect("role lock");
+        if !role.leads {
+            return Err(AppendError::NotLeader {
+                leader: role.leader,
+            });
+        }
         let mut producers = self.producers.lock().expect("producer state lock");
         let identity = idempotent_identity(records)?;
         if let Some(identity) = &identity {
@@ -111,7 +162,7 @@ impl Partition {
         let (info, log_end_offset) = {
             let mut log = self.log();
             let segments_before = log.segment_count();
-            let info = log.append(records, self.leader_epoch, now_ms)?;
+            let info = log.append(records, role.leader_epoch.0, now_ms)?;
             if log.segment_count() > segments_before {
                 // The batch opened a new segment: snapshot the state as of its start,
                 // so recovery replays at most one segment.
@@ -123,6 +174,7 @@ impl Partition {
             producers.record(identity, info.base_offset, info.last_offset);
         }
         drop(producers);
+        drop(role);
         assert!(
             info.last_offset < log_end_offset,
             "appended offsets must lie below the log end offset"
@@ -180,6 +232,11 @@ impl Partition {
 
     pub fn log_end_offset(&self) -> i64 {
         self.log().log_end_offset()
+    }
+
+    /// Applies changed topic config overrides to the log.
+    pub fn set_log_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        self.log().set_config(config)
     }
 
     pub fn is_offline(&self) -> bool {

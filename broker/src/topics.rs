@@ -1,40 +1,25 @@
-//! The topics this broker hosts: names, ids, partitions and per-topic config
-//! overrides. With one broker this registry is the cluster metadata; the
-//! controller quorum replaces its source of truth later, not its interface.
+//! Topic rules (names, config overrides, internal topics) and the topics a
+//! data directory holds on disk. Which topics exist is decided by the
+//! controller and known from the metadata image; this file only checks
+//! requests against Kafka's rules and reads what an older data dir holds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::path::Path;
 
 use protocol::ErrorCode;
-use uuid::Uuid;
 
-use crate::partition::Partition;
+use crate::ids::BrokerId;
+use crate::metadata::{MetadataImage, MetadataRecord, PartitionRegistration};
 use crate::storage::{LogConfig, LogManager, TopicPartition};
 
 /// Kafka's bound on topic names (so `<topic>-<partition>` fits a file name).
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
-/// Leader epoch of every partition on a single broker (no leader changes yet).
-pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
 /// File in the data dir that keeps per-topic config overrides.
 const TOPIC_CONFIGS_FILE: &str = "topic-configs";
 
 /// Topics the broker keeps for itself: clients cannot produce to, create or delete them.
 pub fn is_internal(name: &str) -> bool {
     name == crate::group::OFFSETS_TOPIC
-}
-
-pub struct Topic {
-    pub name: String,
-    pub id: Uuid,
-    pub partitions: Vec<Arc<Partition>>,
-    pub configs: BTreeMap<String, String>,
-}
-
-impl Topic {
-    pub fn is_internal(&self) -> bool {
-        is_internal(&self.name)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,19 +29,12 @@ pub struct TopicError {
 }
 
 impl TopicError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         TopicError {
             code,
             message: message.into(),
         }
     }
-}
-
-pub struct TopicRegistry {
-    logs: Arc<LogManager>,
-    default_log_config: LogConfig,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
-    configs_path: PathBuf,
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
@@ -167,279 +145,76 @@ pub fn log_config_for(
     Ok(config)
 }
 
-impl TopicRegistry {
-    /// Rebuilds the registry from the partitions the log manager found on disk.
-    pub fn load(logs: Arc<LogManager>, default_log_config: LogConfig) -> anyhow::Result<Self> {
-        let configs_path = logs.data_dir().join(TOPIC_CONFIGS_FILE);
-        let stored_configs = read_topic_configs(&configs_path)?;
-        let mut by_topic: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
-        for tp in logs.partitions() {
-            by_topic.entry(tp.topic.clone()).or_default().push(tp);
-        }
-        let mut topics = HashMap::new();
-        for (name, mut tps) in by_topic {
-            tps.sort();
-            let configs = stored_configs.get(&name).cloned().unwrap_or_default();
-            // The storage engine opens every log with the defaults; topic overrides are ours.
-            let log_config = log_config_for(&default_log_config, &configs)
-                .map_err(|e| anyhow::anyhow!("topic {name}: {}", e.message))?;
-            let mut partitions = Vec::new();
-            let mut topic_id = None;
-            for (expected, tp) in tps.iter().enumerate() {
-                if tp.partition != expected as i32 {
-                    anyhow::bail!(
-                        "topic {name} is missing partition {expected} on disk (found {})",
-                        tp.partition
-                    );
+/// Records that describe the topics a data directory written before the
+/// metadata log existed holds (each partition led by this broker, epochs at
+/// their start), so the first start with a metadata log adopts that data.
+/// Partitions must be numbered densely and agree on their topic id.
+pub fn bootstrap_records(logs: &LogManager, node: BrokerId) -> anyhow::Result<Vec<MetadataRecord>> {
+    let stored_configs = read_topic_configs(&logs.data_dir().join(TOPIC_CONFIGS_FILE))?;
+    let mut by_topic: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
+    for tp in logs.partitions() {
+        by_topic.entry(tp.topic.clone()).or_default().push(tp);
+    }
+    let mut records = Vec::new();
+    for (name, mut tps) in by_topic {
+        tps.sort();
+        let configs = stored_configs.get(&name).cloned().unwrap_or_default();
+        log_config_for(&LogConfig::default(), &configs)
+            .map_err(|e| anyhow::anyhow!("topic {name}: {}", e.message))?;
+        let mut topic_id = None;
+        for (expected, tp) in tps.iter().enumerate() {
+            if tp.partition != expected as i32 {
+                anyhow::bail!(
+                    "topic {name} is missing partition {expected} on disk (found {})",
+                    tp.partition
+                );
+            }
+            let log = logs
+                .get(tp)
+                .ok_or_else(|| anyhow::anyhow!("partition {tp:?} vanished while loading"))?;
+            let id = log.lock().expect("fresh lock").topic_id();
+            topic_id = Some(match (topic_id, id) {
+                (None, Some(id)) => id,
+                (Some(known), Some(id)) if known == id => id,
+                (Some(known), Some(id)) => {
+                    anyhow::bail!("partition {tp:?} has topic id {id}, others have {known}")
                 }
-                let log = logs
-                    .get(tp)
-                    .ok_or_else(|| anyhow::anyhow!("partition {tp:?} vanished while loading"))?;
-                let id = {
-                    let mut log = log.lock().expect("fresh lock");
-                    if !configs.is_empty() {
-                        log.set_config(log_config.clone())?;
-                    }
-                    log.topic_id()
-                };
-                let id = match (topic_id, id) {
-                    (None, Some(id)) => id,
-                    (Some(known), Some(id)) if known == id => id,
-                    (Some(known), Some(id)) => {
-                        anyhow::bail!("partition {tp:?} has topic id {id}, others have {known}")
-                    }
-                    (_, None) => anyhow::bail!("partition {tp:?} has no partition.metadata"),
-                };
-                topic_id = Some(id);
-                partitions.push(Arc::new(Partition::new(
-                    name.clone(),
-                    tp.partition,
-                    id,
-                    SINGLE_NODE_LEADER_EPOCH,
-                    log,
-                )));
-            }
-            let Some(id) = topic_id else { continue };
-            topics.insert(
-                name.clone(),
-                Arc::new(Topic {
-                    name,
-                    id,
-                    partitions,
-                    configs,
-                }),
-            );
+                (_, None) => anyhow::bail!("partition {tp:?} has no partition.metadata"),
+            });
         }
-        Ok(TopicRegistry {
-            logs,
-            default_log_config,
-            topics: RwLock::new(topics),
-            configs_path,
-        })
+        let Some(id) = topic_id else { continue };
+        records.push(MetadataRecord::Topic { name, id });
+        for tp in &tps {
+            records.push(MetadataRecord::Partition {
+                topic_id: id,
+                partition: tp.partition,
+                registration: PartitionRegistration::new(vec![node]),
+            });
+        }
+        for (key, value) in configs {
+            records.push(MetadataRecord::TopicConfig {
+                topic_id: id,
+                key,
+                value: Some(value),
+            });
+        }
     }
-
-    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().expect("topics lock").get(name).cloned()
-    }
-
-    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .find(|t| t.id == id)
-            .cloned()
-    }
-
-    pub fn all(&self) -> Vec<Arc<Topic>> {
-        let mut all: Vec<_> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
-    }
-
-    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let topic = self.get(topic)?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| topic.partitions.get(i).cloned())
-    }
-
-    /// Creates a topic with `partitions` partitions. With `validate_only`, checks and returns
-    /// without creating anything.
-    pub fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, TopicError> {
-        validate_topic_name(name)?;
-        if !(1..=crate::config::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-            return Err(TopicError::new(
-                ErrorCode::INVALID_PARTITIONS,
-                format!(
-                    "partition count {partitions} is outside 1..={}",
-                    crate::config::PARTITIONS_PER_TOPIC_MAX
-                ),
-            ));
-        }
-        let log_config = log_config_for(&self.default_log_config, &configs)?;
-        let mut topics = self.topics.write().expect("topics lock");
-        if topics.contains_key(name) {
-            return Err(TopicError::new(
-                ErrorCode::TOPIC_ALREADY_EXISTS,
-                format!("topic {name} already exists"),
-            ));
-        }
-        let id = Uuid::new_v4();
-        if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_string(),
-                id,
-                partitions: Vec::new(),
-                configs,
-            }));
-        }
-        let mut created = Vec::new();
-        for index in 0..partitions {
-            let tp = TopicPartition {
-                topic: name.to_string(),
-                partition: index,
-            };
-            let log = self
-                .logs
-                .create_with_topic_id(&tp, log_config.clone(), id)
-                .map_err(|e| TopicError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
-            created.push(Arc::new(Partition::new(
-                name.to_string(),
-                index,
-                id,
-                SINGLE_NODE_LEADER_EPOCH,
-                log,
-            )));
-        }
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            partitions: created,
-            configs,
-        });
-        topics.insert(name.to_string(), topic.clone());
-        self.persist_configs(&topics)?;
-        tracing::info!(topic = name, partitions, %id, "created topic");
-        Ok(topic)
-    }
-
-    pub fn delete(&self, name: &str) -> Result<Uuid, TopicError> {
-        let mut topics = self.topics.write().expect("topics lock");
-        let topic = topics.remove(name).ok_or_else(|| {
-            TopicError::new(
-                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("topic {name} does not exist"),
-            )
-        })?;
-        for partition in &topic.partitions {
-            let tp = TopicPartition {
-                topic: name.to_string(),
-                partition: partition.index,
-            };
-            self.logs
-                .delete(&tp)
-                .map_err(|e| TopicError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
-        }
-        self.persist_configs(&topics)?;
-        tracing::info!(topic = name, "deleted topic");
-        Ok(topic.id)
-    }
-
-    /// Grows a topic to `total` partitions.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        total: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let mut topics = self.topics.write().expect("topics lock");
-        let topic = topics.get(name).cloned().ok_or_else(|| {
-            TopicError::new(
-                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                format!("topic {name} does not exist"),
-            )
-        })?;
-        let current = topic.partitions.len() as i32;
-        if total <= current {
-            return Err(TopicError::new(
-                ErrorCode::INVALID_PARTITIONS,
-                format!("topic {name} has {current} partitions; the new count must be larger"),
-            ));
-        }
-        if total > crate::config::PARTITIONS_PER_TOPIC_MAX {
-            return Err(TopicError::new(
-                ErrorCode::INVALID_PARTITIONS,
-                format!(
-                    "partition count {total} exceeds {}",
-                    crate::config::PARTITIONS_PER_TOPIC_MAX
-                ),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let log_config = log_config_for(&self.default_log_config, &topic.configs)?;
-        let mut partitions = topic.partitions.clone();
-        for index in current..total {
-            let tp = TopicPartition {
-                topic: name.to_string(),
-                partition: index,
-            };
-            let log = self
-                .logs
-                .create_with_topic_id(&tp, log_config.clone(), topic.id)
-                .map_err(|e| TopicError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))?;
-            partitions.push(Arc::new(Partition::new(
-                name.to_string(),
-                index,
-                topic.id,
-                SINGLE_NODE_LEADER_EPOCH,
-                log,
-            )));
-        }
-        topics.insert(
-            name.to_string(),
-            Arc::new(Topic {
-                name: name.to_string(),
-                id: topic.id,
-                partitions,
-                configs: topic.configs.clone(),
-            }),
-        );
-        tracing::info!(topic = name, from = current, to = total, "added partitions");
-        Ok(())
-    }
-
-    fn persist_configs(&self, topics: &HashMap<String, Arc<Topic>>) -> Result<(), TopicError> {
-        let mut text = String::new();
-        let mut names: Vec<_> = topics.keys().collect();
-        names.sort();
-        for name in names {
-            for (key, value) in &topics[name].configs {
-                text.push_str(&format!("{name} {key}={value}\n"));
-            }
-        }
-        crate::fsutil::write_atomically(&self.configs_path, text.as_bytes())
-            .map_err(|e| TopicError::new(ErrorCode::KAFKA_STORAGE_ERROR, e.to_string()))
-    }
+    Ok(records)
 }
 
-fn read_topic_configs(
-    path: &std::path::Path,
-) -> anyhow::Result<HashMap<String, BTreeMap<String, String>>> {
+/// Keeps the topic config overrides of `image` in the data dir, where
+/// [`bootstrap_records`] finds them.
+pub fn write_topic_configs(data_dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
+    let mut text = String::new();
+    for topic in image.topics() {
+        for (key, value) in &topic.configs {
+            text.push_str(&format!("{} {key}={value}\n", topic.name));
+        }
+    }
+    crate::fsutil::write_atomically(&data_dir.join(TOPIC_CONFIGS_FILE), text.as_bytes())
+}
+
+fn read_topic_configs(path: &Path) -> anyhow::Result<HashMap<String, BTreeMap<String, String>>> {
     let mut out: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,

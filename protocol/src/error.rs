@@ -42,6 +42,38 @@ impl ErrorCode {
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = ErrorCode(45);
     pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = ErrorCode(46);
     pub const UNKNOWN_PRODUCER_ID: ErrorCode = ErrorCode(59);
+    pub const OFFSET_METADATA_TOO_LARGE: ErrorCode = ErrorCode(12);
+    pub const COORDINATOR_LOAD_IN_PROGRESS: ErrorCode = ErrorCode(14);
+    pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = ErrorCode(15);
+    pub const NOT_COORDINATOR: ErrorCode = ErrorCode(16);
+    pub const ILLEGAL_GENERATION: ErrorCode = ErrorCode(22);
+    pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode = ErrorCode(23);
+    pub const INVALID_GROUP_ID: ErrorCode = ErrorCode(24);
+    pub const UNKNOWN_MEMBER_ID: ErrorCode = ErrorCode(25);
+    pub const INVALID_SESSION_TIMEOUT: ErrorCode = ErrorCode(26);
+    pub const REBALANCE_IN_PROGRESS: ErrorCode = ErrorCode(27);
+    pub const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = ErrorCode(28);
+    pub const NON_EMPTY_GROUP: ErrorCode = ErrorCode(68);
+    pub const GROUP_ID_NOT_FOUND: ErrorCode = ErrorCode(69);
+    pub const MEMBER_ID_REQUIRED: ErrorCode = ErrorCode(79);
+    pub const GROUP_MAX_SIZE_REACHED: ErrorCode = ErrorCode(81);
+    pub const FENCED_INSTANCE_ID: ErrorCode = ErrorCode(82);
+    pub const GROUP_SUBSCRIBED_TO_TOPIC: ErrorCode = ErrorCode(86);
+    pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode = ErrorCode(39);
+    pub const NOT_CONTROLLER: ErrorCode = ErrorCode(41);
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = ErrorCode(53);
+    pub const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(74);
+    pub const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(75);
+    pub const STALE_BROKER_EPOCH: ErrorCode = ErrorCode(77);
+    pub const ELECTION_NOT_NEEDED: ErrorCode = ErrorCode(84);
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(80);
+    pub const DUPLICATE_BROKER_REGISTRATION: ErrorCode = ErrorCode(101);
+    pub const BROKER_ID_NOT_REGISTERED: ErrorCode = ErrorCode(102);
+    pub const INELIGIBLE_REPLICA: ErrorCode = ErrorCode(107);
+    pub const NEW_LEADER_ELECTED: ErrorCode = ErrorCode(108);
+    pub const OFFSET_NOT_AVAILABLE: ErrorCode = ErrorCode(78);
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode = ErrorCode(20);
+    pub const INVALID_UPDATE_VERSION: ErrorCode = ErrorCode(95);
 
     pub fn code(self) -> i16 {
         self.0
@@ -75,6 +107,145 @@ impl std::fmt::Display for ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_named_code_is_kafkas() {
+        // Each name in the table is the code Kafka's protocol definition gives that error.
+        let table = [
+            (ErrorCode::UNKNOWN_SERVER_ERROR, "UNKNOWN_SERVER_ERROR"),
+            (ErrorCode::OFFSET_OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE"),
+            (ErrorCode::CORRUPT_MESSAGE, "CORRUPT_MESSAGE"),
+            (
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                "UNKNOWN_TOPIC_OR_PARTITION",
+            ),
+            (ErrorCode::INVALID_FETCH_SIZE, "INVALID_FETCH_SIZE"),
+            (ErrorCode::LEADER_NOT_AVAILABLE, "LEADER_NOT_AVAILABLE"),
+            (ErrorCode::NOT_LEADER_OR_FOLLOWER, "NOT_LEADER_OR_FOLLOWER"),
+            (ErrorCode::REQUEST_TIMED_OUT, "REQUEST_TIMED_OUT"),
+            (ErrorCode::MESSAGE_TOO_LARGE, "MESSAGE_TOO_LARGE"),
+            (
+                ErrorCode::INVALID_TOPIC_EXCEPTION,
+                "INVALID_TOPIC_EXCEPTION",
+            ),
+            (ErrorCode::RECORD_LIST_TOO_LARGE, "RECORD_LIST_TOO_LARGE"),
+            (ErrorCode::NOT_ENOUGH_REPLICAS, "NOT_ENOUGH_REPLICAS"),
+            (ErrorCode::INVALID_REQUIRED_ACKS, "INVALID_REQUIRED_ACKS"),
+            (ErrorCode::INVALID_TIMESTAMP, "INVALID_TIMESTAMP"),
+            (ErrorCode::UNSUPPORTED_VERSION, "UNSUPPORTED_VERSION"),
+            (ErrorCode::TOPIC_ALREADY_EXISTS, "TOPIC_ALREADY_EXISTS"),
+            (ErrorCode::INVALID_PARTITIONS, "INVALID_PARTITIONS"),
+            (
+                ErrorCode::INVALID_REPLICATION_FACTOR,
+                "INVALID_REPLICATION_FACTOR",
+            ),
+            (ErrorCode::INVALID_REQUEST, "INVALID_REQUEST"),
+            (ErrorCode::INVALID_CONFIG, "INVALID_CONFIG"),
+            (ErrorCode::POLICY_VIOLATION, "POLICY_VIOLATION"),
+            (ErrorCode::KAFKA_STORAGE_ERROR, "KAFKA_STORAGE_ERROR"),
+            (ErrorCode::UNKNOWN_TOPIC_ID, "UNKNOWN_TOPIC_ID"),
+            (ErrorCode::INCONSISTENT_TOPIC_ID, "INCONSISTENT_TOPIC_ID"),
+            (ErrorCode::INVALID_RECORD, "INVALID_RECORD"),
+            (
+                ErrorCode::TOPIC_AUTHORIZATION_FAILED,
+                "TOPIC_AUTHORIZATION_FAILED",
+            ),
+            (ErrorCode::INVALID_PRODUCER_EPOCH, "INVALID_PRODUCER_EPOCH"),
+            (
+                ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ),
+            (
+                ErrorCode::DUPLICATE_SEQUENCE_NUMBER,
+                "DUPLICATE_SEQUENCE_NUMBER",
+            ),
+            (ErrorCode::UNKNOWN_PRODUCER_ID, "UNKNOWN_PRODUCER_ID"),
+            (
+                ErrorCode::OFFSET_METADATA_TOO_LARGE,
+                "OFFSET_METADATA_TOO_LARGE",
+            ),
+            (
+                ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
+                "COORDINATOR_LOAD_IN_PROGRESS",
+            ),
+            (
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                "COORDINATOR_NOT_AVAILABLE",
+            ),
+            (ErrorCode::NOT_COORDINATOR, "NOT_COORDINATOR"),
+            (ErrorCode::ILLEGAL_GENERATION, "ILLEGAL_GENERATION"),
+            (
+                ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
+                "INCONSISTENT_GROUP_PROTOCOL",
+            ),
+            (ErrorCode::INVALID_GROUP_ID, "INVALID_GROUP_ID"),
+            (ErrorCode::UNKNOWN_MEMBER_ID, "UNKNOWN_MEMBER_ID"),
+            (
+                ErrorCode::INVALID_SESSION_TIMEOUT,
+                "INVALID_SESSION_TIMEOUT",
+            ),
+            (ErrorCode::REBALANCE_IN_PROGRESS, "REBALANCE_IN_PROGRESS"),
+            (
+                ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
+                "INVALID_COMMIT_OFFSET_SIZE",
+            ),
+            (ErrorCode::NON_EMPTY_GROUP, "NON_EMPTY_GROUP"),
+            (ErrorCode::GROUP_ID_NOT_FOUND, "GROUP_ID_NOT_FOUND"),
+            (ErrorCode::MEMBER_ID_REQUIRED, "MEMBER_ID_REQUIRED"),
+            (ErrorCode::GROUP_MAX_SIZE_REACHED, "GROUP_MAX_SIZE_REACHED"),
+            (ErrorCode::FENCED_INSTANCE_ID, "FENCED_INSTANCE_ID"),
+            (
+                ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC,
+                "GROUP_SUBSCRIBED_TO_TOPIC",
+            ),
+            (
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                "INVALID_REPLICA_ASSIGNMENT",
+            ),
+            (ErrorCode::NOT_CONTROLLER, "NOT_CONTROLLER"),
+            (
+                ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            ),
+            (ErrorCode::FENCED_LEADER_EPOCH, "FENCED_LEADER_EPOCH"),
+            (ErrorCode::UNKNOWN_LEADER_EPOCH, "UNKNOWN_LEADER_EPOCH"),
+            (ErrorCode::STALE_BROKER_EPOCH, "STALE_BROKER_EPOCH"),
+            (ErrorCode::ELECTION_NOT_NEEDED, "ELECTION_NOT_NEEDED"),
+            (
+                ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
+                "PREFERRED_LEADER_NOT_AVAILABLE",
+            ),
+            (
+                ErrorCode::DUPLICATE_BROKER_REGISTRATION,
+                "DUPLICATE_BROKER_REGISTRATION",
+            ),
+            (
+                ErrorCode::BROKER_ID_NOT_REGISTERED,
+                "BROKER_ID_NOT_REGISTERED",
+            ),
+            (ErrorCode::INELIGIBLE_REPLICA, "INELIGIBLE_REPLICA"),
+            (ErrorCode::NEW_LEADER_ELECTED, "NEW_LEADER_ELECTED"),
+            (ErrorCode::OFFSET_NOT_AVAILABLE, "OFFSET_NOT_AVAILABLE"),
+            (
+                ErrorCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+            ),
+            (ErrorCode::INVALID_UPDATE_VERSION, "INVALID_UPDATE_VERSION"),
+        ];
+        for (code, name) in table {
+            let kafka = ResponseError::try_from_code(code.0).expect(name);
+            let kafka_name: String = format!("{kafka:?}")
+                .chars()
+                .flat_map(|c| {
+                    let sep = c.is_ascii_uppercase().then_some('_');
+                    sep.into_iter()
+                        .chain(std::iter::once(c.to_ascii_uppercase()))
+                })
+                .skip(1)
+                .collect();
+            assert_eq!(kafka_name, name, "code {}", code.0);
+        }
+    }
 
     #[test]
     fn retriability_follows_the_kafka_definition() {

@@ -18,10 +18,6 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
-use protocol::ErrorCode;
-
-use crate::group::error_codes::*;
 use crate::group::messages::*;
 use crate::group::records::{GroupMetadataValue, OffsetCommitValue, RecordKey};
 use crate::group::state::{
@@ -30,13 +26,15 @@ use crate::group::state::{
 use crate::group::timers::Deadlines;
 use crate::group::GroupConfig;
 use crate::storage::TopicPartition;
+use bytes::Bytes;
+use protocol::ErrorCode;
 
 /// How long a new member may wait in a JoinGroup before it is dropped
 /// (Kafka's `NewMemberJoinTimeoutMs`): a client that gave up and retried
 /// must not leave a defunct member behind for a whole rebalance.
 pub const NEW_MEMBER_JOIN_TIMEOUT_MS: i64 = 5 * 60 * 1000;
 /// Groups one `__consumer_offsets` partition holds; new groups past it are refused
-/// with `COORDINATOR_NOT_AVAILABLE` until offset expiry removes some.
+/// with `ErrorCode::COORDINATOR_NOT_AVAILABLE` until offset expiry removes some.
 pub const GROUPS_PER_PARTITION_MAX: usize = 20_000;
 /// Tombstones written in one append by the expiry pass.
 pub const TOMBSTONES_PER_APPEND_MAX: usize = 1_000;
@@ -150,7 +148,7 @@ impl MemberIds {
 enum TimerKey {
     /// A member's session: it must heartbeat (or be in a rebalance) by then.
     Heartbeat { group_id: String, member_id: String },
-    /// A member told `MEMBER_ID_REQUIRED` must join with its id by then.
+    /// A member told `ErrorCode::MEMBER_ID_REQUIRED` must join with its id by then.
     PendingMember { group_id: String, member_id: String },
     /// The end of the initial delay or of the rebalance timeout.
     Join { group_id: String },
@@ -321,7 +319,7 @@ impl<R> Coordinator<R> {
     }
 
     /// Gives up the partition (its leadership moved): every waiting request
-    /// is answered `NOT_COORDINATOR`, so its client looks for the new coordinator.
+    /// is answered `ErrorCode::NOT_COORDINATOR`, so its client looks for the new coordinator.
     pub fn unload(mut self) -> Vec<Command<R>> {
         let mut out = Vec::new();
         for (_, mut group) in self.groups.drain() {
@@ -329,11 +327,17 @@ impl<R> Coordinator<R> {
                 if let Some(to) = member.awaiting_join.take() {
                     out.push(join_reply(
                         to,
-                        JoinGroupResult::error(member.member_id.clone(), NOT_COORDINATOR),
+                        JoinGroupResult::error(
+                            member.member_id.clone(),
+                            ErrorCode::NOT_COORDINATOR,
+                        ),
                     ));
                 }
                 if let Some(to) = member.awaiting_sync.take() {
-                    out.push(sync_reply(to, SyncGroupResult::error(NOT_COORDINATOR)));
+                    out.push(sync_reply(
+                        to,
+                        SyncGroupResult::error(ErrorCode::NOT_COORDINATOR),
+                    ));
                 }
             }
         }
@@ -342,14 +346,17 @@ impl<R> Coordinator<R> {
                 PendingWrite::OffsetCommit { reply, order, .. } => out.push(Command::Reply {
                     to: reply,
                     response: Response::OffsetCommit(OffsetCommitResult {
-                        partitions: order.into_iter().map(|tp| (tp, NOT_COORDINATOR)).collect(),
+                        partitions: order
+                            .into_iter()
+                            .map(|tp| (tp, ErrorCode::NOT_COORDINATOR))
+                            .collect(),
                     }),
                 }),
                 PendingWrite::Deletion {
                     reply: Some((to, response)),
                 } => out.push(Command::Reply {
                     to,
-                    response: failed_deletion(response, NOT_COORDINATOR),
+                    response: failed_deletion(response, ErrorCode::NOT_COORDINATOR),
                 }),
                 _ => {}
             }
@@ -454,7 +461,7 @@ impl<R> Coordinator<R> {
     fn join_group(&mut self, reply: R, request: JoinGroup, now_ms: i64, out: &mut Vec<Command<R>>) {
         let error = |code| JoinGroupResult::error(request.member_id.clone(), code);
         if request.group_id.is_empty() || request.group_id.len() > RECORD_STRING_BYTES_MAX {
-            return out.push(join_reply(reply, error(INVALID_GROUP_ID)));
+            return out.push(join_reply(reply, error(ErrorCode::INVALID_GROUP_ID)));
         }
         let prefix_bytes_max = RECORD_STRING_BYTES_MAX - MEMBER_ID_SUFFIX_BYTES;
         let too_long = request.client_id.len() > prefix_bytes_max
@@ -474,17 +481,20 @@ impl<R> Coordinator<R> {
         if request.session_timeout_ms < self.config.session_timeout_ms_min
             || request.session_timeout_ms > self.config.session_timeout_ms_max
         {
-            return out.push(join_reply(reply, error(INVALID_SESSION_TIMEOUT)));
+            return out.push(join_reply(reply, error(ErrorCode::INVALID_SESSION_TIMEOUT)));
         }
         let is_unknown_member = request.member_id.is_empty();
         let mut group = match self.groups.remove(&request.group_id) {
             Some(group) => group,
             None if !is_unknown_member => {
-                return out.push(join_reply(reply, error(UNKNOWN_MEMBER_ID)));
+                return out.push(join_reply(reply, error(ErrorCode::UNKNOWN_MEMBER_ID)));
             }
             None if self.groups.len() >= GROUPS_PER_PARTITION_MAX => {
                 tracing::warn!(group = %request.group_id, "refusing a new group: {GROUPS_PER_PARTITION_MAX} groups on this partition");
-                return out.push(join_reply(reply, error(COORDINATOR_NOT_AVAILABLE)));
+                return out.push(join_reply(
+                    reply,
+                    error(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+                ));
             }
             None => Group::new(request.group_id.clone(), now_ms),
         };
@@ -493,7 +503,7 @@ impl<R> Coordinator<R> {
             self.remove_member_quietly(&mut group, &request.member_id, out);
             out.push(join_reply(
                 reply,
-                JoinGroupResult::error("", GROUP_MAX_SIZE_REACHED),
+                JoinGroupResult::error("", ErrorCode::GROUP_MAX_SIZE_REACHED),
             ));
         } else if is_unknown_member {
             self.join_new_member(&mut group, reply, request, now_ms, out);
@@ -541,13 +551,13 @@ impl<R> Coordinator<R> {
         if group.is(GroupState::Dead) {
             return out.push(join_reply(
                 reply,
-                JoinGroupResult::error("", COORDINATOR_NOT_AVAILABLE),
+                JoinGroupResult::error("", ErrorCode::COORDINATOR_NOT_AVAILABLE),
             ));
         }
         if !group.supports_protocols(&request.protocol_type, &request.protocols) {
             return out.push(join_reply(
                 reply,
-                JoinGroupResult::error("", INCONSISTENT_GROUP_PROTOCOL),
+                JoinGroupResult::error("", ErrorCode::INCONSISTENT_GROUP_PROTOCOL),
             ));
         }
         let prefix = request
@@ -584,7 +594,7 @@ impl<R> Coordinator<R> {
                 );
                 out.push(join_reply(
                     reply,
-                    JoinGroupResult::error(new_member_id, MEMBER_ID_REQUIRED),
+                    JoinGroupResult::error(new_member_id, ErrorCode::MEMBER_ID_REQUIRED),
                 ));
             }
             None => {
@@ -604,10 +614,16 @@ impl<R> Coordinator<R> {
         let member_id = request.member_id.clone();
         let error = |code| JoinGroupResult::error(member_id.clone(), code);
         if group.is(GroupState::Dead) {
-            return out.push(join_reply(reply, error(COORDINATOR_NOT_AVAILABLE)));
+            return out.push(join_reply(
+                reply,
+                error(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+            ));
         }
         if !group.supports_protocols(&request.protocol_type, &request.protocols) {
-            return out.push(join_reply(reply, error(INCONSISTENT_GROUP_PROTOCOL)));
+            return out.push(join_reply(
+                reply,
+                error(ErrorCode::INCONSISTENT_GROUP_PROTOCOL),
+            ));
         }
         if group.pending_members.contains(&member_id) {
             if request.group_instance_id.is_some() {
@@ -625,10 +641,10 @@ impl<R> Coordinator<R> {
         let unknown_instance = instance.is_some_and(|i| group.static_member_id(i).is_none());
         if group.is_static_member_fenced(instance, &member_id) {
             tracing::info!(group = %group.group_id, member = %member_id, instance = ?instance, "fencing an old incarnation of a static member");
-            return out.push(join_reply(reply, error(FENCED_INSTANCE_ID)));
+            return out.push(join_reply(reply, error(ErrorCode::FENCED_INSTANCE_ID)));
         }
         if !group.has_member(&member_id) || unknown_instance {
-            return out.push(join_reply(reply, error(UNKNOWN_MEMBER_ID)));
+            return out.push(join_reply(reply, error(ErrorCode::UNKNOWN_MEMBER_ID)));
         }
         let matches = group
             .member(&member_id)
@@ -660,7 +676,7 @@ impl<R> Coordinator<R> {
                 out.push(join_reply(reply, result));
             }
             GroupState::Empty | GroupState::Dead => {
-                out.push(join_reply(reply, error(UNKNOWN_MEMBER_ID)));
+                out.push(join_reply(reply, error(ErrorCode::UNKNOWN_MEMBER_ID)));
             }
         }
     }
@@ -755,7 +771,7 @@ impl<R> Coordinator<R> {
 
     /// Takes a member's new protocols and timeouts and parks its JoinGroup.
     /// A JoinGroup it already had waiting is superseded (Kafka drops it
-    /// unanswered; here it gets `REBALANCE_IN_PROGRESS` so nothing waits forever).
+    /// unanswered; here it gets `ErrorCode::REBALANCE_IN_PROGRESS` so nothing waits forever).
     #[allow(clippy::too_many_arguments)]
     fn update_member(
         &mut self,
@@ -774,7 +790,7 @@ impl<R> Coordinator<R> {
         if let Some(superseded) = member.awaiting_join.replace(reply) {
             out.push(join_reply(
                 superseded,
-                JoinGroupResult::error(member_id, REBALANCE_IN_PROGRESS),
+                JoinGroupResult::error(member_id, ErrorCode::REBALANCE_IN_PROGRESS),
             ));
         }
     }
@@ -808,11 +824,14 @@ impl<R> Coordinator<R> {
         if let Some(to) = fenced_join {
             out.push(join_reply(
                 to,
-                JoinGroupResult::error(old_member_id.clone(), FENCED_INSTANCE_ID),
+                JoinGroupResult::error(old_member_id.clone(), ErrorCode::FENCED_INSTANCE_ID),
             ));
         }
         if let Some(to) = fenced_sync {
-            out.push(sync_reply(to, SyncGroupResult::error(FENCED_INSTANCE_ID)));
+            out.push(sync_reply(
+                to,
+                SyncGroupResult::error(ErrorCode::FENCED_INSTANCE_ID),
+            ));
         }
         // The old id's session ends with it; the new id's starts now.
         self.deadlines.cancel(&TimerKey::Heartbeat {
@@ -898,7 +917,12 @@ impl<R> Coordinator<R> {
         out: &mut Vec<Command<R>>,
     ) {
         if group.is(GroupState::CompletingRebalance) {
-            self.reset_and_propagate_assignment_error(group, REBALANCE_IN_PROGRESS, now_ms, out);
+            self.reset_and_propagate_assignment_error(
+                group,
+                ErrorCode::REBALANCE_IN_PROGRESS,
+                now_ms,
+                out,
+            );
         }
         self.deadlines.cancel(&TimerKey::Sync {
             group_id: group.group_id.clone(),
@@ -1105,7 +1129,7 @@ impl<R> Coordinator<R> {
     }
 
     /// Removes a member without triggering anything; its waiting requests
-    /// are answered `UNKNOWN_MEMBER_ID` so the client rejoins if it is alive.
+    /// are answered `ErrorCode::UNKNOWN_MEMBER_ID` so the client rejoins if it is alive.
     fn remove_member_quietly(
         &mut self,
         group: &mut Group<R>,
@@ -1120,11 +1144,14 @@ impl<R> Coordinator<R> {
             if let Some(to) = member.awaiting_join {
                 out.push(join_reply(
                     to,
-                    JoinGroupResult::error("", UNKNOWN_MEMBER_ID),
+                    JoinGroupResult::error("", ErrorCode::UNKNOWN_MEMBER_ID),
                 ));
             }
             if let Some(to) = member.awaiting_sync {
-                out.push(sync_reply(to, SyncGroupResult::error(UNKNOWN_MEMBER_ID)));
+                out.push(sync_reply(
+                    to,
+                    SyncGroupResult::error(ErrorCode::UNKNOWN_MEMBER_ID),
+                ));
             }
         }
     }
@@ -1133,19 +1160,23 @@ impl<R> Coordinator<R> {
 
     fn sync_group(&mut self, reply: R, request: SyncGroup, now_ms: i64, out: &mut Vec<Command<R>>) {
         let Some(mut group) = self.groups.remove(&request.group_id) else {
-            return out.push(sync_reply(reply, SyncGroupResult::error(UNKNOWN_MEMBER_ID)));
+            return out.push(sync_reply(
+                reply,
+                SyncGroupResult::error(ErrorCode::UNKNOWN_MEMBER_ID),
+            ));
         };
         if let Err(error) = validate_sync_group(&group, &request) {
             out.push(sync_reply(reply, SyncGroupResult::error(error)));
             return self.restore(group);
         }
         match group.state() {
-            GroupState::Empty => {
-                out.push(sync_reply(reply, SyncGroupResult::error(UNKNOWN_MEMBER_ID)))
-            }
+            GroupState::Empty => out.push(sync_reply(
+                reply,
+                SyncGroupResult::error(ErrorCode::UNKNOWN_MEMBER_ID),
+            )),
             GroupState::PreparingRebalance => out.push(sync_reply(
                 reply,
-                SyncGroupResult::error(REBALANCE_IN_PROGRESS),
+                SyncGroupResult::error(ErrorCode::REBALANCE_IN_PROGRESS),
             )),
             GroupState::CompletingRebalance => {
                 let member = group
@@ -1154,7 +1185,7 @@ impl<R> Coordinator<R> {
                 if let Some(superseded) = member.awaiting_sync.replace(reply) {
                     out.push(sync_reply(
                         superseded,
-                        SyncGroupResult::error(REBALANCE_IN_PROGRESS),
+                        SyncGroupResult::error(ErrorCode::REBALANCE_IN_PROGRESS),
                     ));
                 }
                 group.pending_sync_members.remove(&request.member_id);
@@ -1214,10 +1245,10 @@ impl<R> Coordinator<R> {
 
     fn heartbeat(&mut self, request: &Heartbeat, now_ms: i64) -> ErrorCode {
         let Some(group) = self.groups.get(&request.group_id) else {
-            return UNKNOWN_MEMBER_ID;
+            return ErrorCode::UNKNOWN_MEMBER_ID;
         };
         if group.is(GroupState::Dead) {
-            return COORDINATOR_NOT_AVAILABLE;
+            return ErrorCode::COORDINATOR_NOT_AVAILABLE;
         }
         if let Err(error) =
             group.validate_member(&request.member_id, request.group_instance_id.as_deref())
@@ -1225,13 +1256,14 @@ impl<R> Coordinator<R> {
             return error;
         }
         if request.generation_id != group.generation_id {
-            return ILLEGAL_GENERATION;
+            return ErrorCode::ILLEGAL_GENERATION;
         }
         let (answer, session_timeout_ms) = match group.state() {
-            GroupState::Empty => return UNKNOWN_MEMBER_ID,
-            GroupState::PreparingRebalance => {
-                (REBALANCE_IN_PROGRESS, group.member(&request.member_id))
-            }
+            GroupState::Empty => return ErrorCode::UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => (
+                ErrorCode::REBALANCE_IN_PROGRESS,
+                group.member(&request.member_id),
+            ),
             GroupState::CompletingRebalance | GroupState::Stable => {
                 (ErrorCode::NONE, group.member(&request.member_id))
             }
@@ -1261,14 +1293,14 @@ impl<R> Coordinator<R> {
                 members: request
                     .members
                     .into_iter()
-                    .map(|m| (m, UNKNOWN_MEMBER_ID))
+                    .map(|m| (m, ErrorCode::UNKNOWN_MEMBER_ID))
                     .collect(),
             };
         };
         if group.is(GroupState::Dead) {
             self.restore(group);
             return LeaveGroupResult {
-                error: COORDINATOR_NOT_AVAILABLE,
+                error: ErrorCode::COORDINATOR_NOT_AVAILABLE,
                 members: Vec::new(),
             };
         }
@@ -1300,7 +1332,7 @@ impl<R> Coordinator<R> {
                         );
                         ErrorCode::NONE
                     }
-                    None => UNKNOWN_MEMBER_ID,
+                    None => ErrorCode::UNKNOWN_MEMBER_ID,
                 }
             } else if group.pending_members.remove(&identity.member_id) {
                 self.deadlines.cancel(&TimerKey::PendingMember {
@@ -1352,7 +1384,7 @@ impl<R> Coordinator<R> {
             partitions: order.iter().map(|tp| (tp.clone(), error)).collect(),
         };
         if request.group_id.len() > RECORD_STRING_BYTES_MAX {
-            return out.push(commit_reply(reply, fail_all(INVALID_GROUP_ID)));
+            return out.push(commit_reply(reply, fail_all(ErrorCode::INVALID_GROUP_ID)));
         }
         let mut group = match self.groups.remove(&request.group_id) {
             Some(group) => group,
@@ -1361,14 +1393,17 @@ impl<R> Coordinator<R> {
             None if request.generation_id < 0 => {
                 if self.groups.len() >= GROUPS_PER_PARTITION_MAX {
                     tracing::warn!(group = %request.group_id, "refusing a new group: {GROUPS_PER_PARTITION_MAX} groups on this partition");
-                    return out.push(commit_reply(reply, fail_all(COORDINATOR_NOT_AVAILABLE)));
+                    return out.push(commit_reply(
+                        reply,
+                        fail_all(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+                    ));
                 }
                 Group::new(request.group_id.clone(), now_ms)
             }
             None if request.group_id_not_found_supported => {
-                return out.push(commit_reply(reply, fail_all(GROUP_ID_NOT_FOUND)));
+                return out.push(commit_reply(reply, fail_all(ErrorCode::GROUP_ID_NOT_FOUND)));
             }
-            None => return out.push(commit_reply(reply, fail_all(ILLEGAL_GENERATION))),
+            None => return out.push(commit_reply(reply, fail_all(ErrorCode::ILLEGAL_GENERATION))),
         };
         if let Err(error) = validate_offset_commit(&group, &request) {
             out.push(commit_reply(reply, fail_all(error)));
@@ -1388,7 +1423,7 @@ impl<R> Coordinator<R> {
         let mut written = Vec::new();
         for (tp, offset) in request.offsets {
             if offset.metadata.len() > self.config.offset_metadata_bytes_max {
-                refused.insert(tp, OFFSET_METADATA_TOO_LARGE);
+                refused.insert(tp, ErrorCode::OFFSET_METADATA_TOO_LARGE);
                 continue;
             }
             written.push((
@@ -1441,13 +1476,13 @@ impl<R> Coordinator<R> {
         let Some(mut group) = self.groups.remove(&group_id) else {
             return out.push(Command::Reply {
                 to: reply,
-                response: Response::DeleteGroup(GROUP_ID_NOT_FOUND),
+                response: Response::DeleteGroup(ErrorCode::GROUP_ID_NOT_FOUND),
             });
         };
         let error = match group.state() {
-            GroupState::Dead => GROUP_ID_NOT_FOUND,
+            GroupState::Dead => ErrorCode::GROUP_ID_NOT_FOUND,
             GroupState::Empty => ErrorCode::NONE,
-            _ => NON_EMPTY_GROUP,
+            _ => ErrorCode::NON_EMPTY_GROUP,
         };
         if !error.is_ok() {
             out.push(Command::Reply {
@@ -1486,14 +1521,14 @@ impl<R> Coordinator<R> {
         let Some(mut group) = self.groups.remove(&request.group_id) else {
             return out.push(Command::Reply {
                 to: reply,
-                response: refused(GROUP_ID_NOT_FOUND),
+                response: refused(ErrorCode::GROUP_ID_NOT_FOUND),
             });
         };
         let group_error = match group.state() {
-            GroupState::Dead => Some(GROUP_ID_NOT_FOUND),
+            GroupState::Dead => Some(ErrorCode::GROUP_ID_NOT_FOUND),
             GroupState::Empty => None,
             _ if group.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE) => None,
-            _ => Some(NON_EMPTY_GROUP),
+            _ => Some(ErrorCode::NON_EMPTY_GROUP),
         };
         if let Some(error) = group_error {
             out.push(Command::Reply {
@@ -1507,7 +1542,7 @@ impl<R> Coordinator<R> {
         for tp in request.partitions {
             // A live consumer group keeps the offsets of topics it consumes.
             if !group.is(GroupState::Empty) && group.is_subscribed_to(&tp.topic) {
-                partitions.push((tp, GROUP_SUBSCRIBED_TO_TOPIC));
+                partitions.push((tp, ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC));
                 continue;
             }
             if group.offsets.remove(&tp).is_some() {
@@ -1995,20 +2030,20 @@ impl<R> Coordinator<R> {
 /// Kafka's SyncGroup checks, in Kafka's order.
 fn validate_sync_group<R>(group: &Group<R>, request: &SyncGroup) -> Result<(), ErrorCode> {
     if group.is(GroupState::Dead) {
-        return Err(COORDINATOR_NOT_AVAILABLE);
+        return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
     }
     group.validate_member(&request.member_id, request.group_instance_id.as_deref())?;
     if request.generation_id != group.generation_id {
-        return Err(ILLEGAL_GENERATION);
+        return Err(ErrorCode::ILLEGAL_GENERATION);
     }
     if let Some(protocol_type) = &request.protocol_type {
         if group.protocol_type.as_ref() != Some(protocol_type) {
-            return Err(INCONSISTENT_GROUP_PROTOCOL);
+            return Err(ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
         }
     }
     if let Some(protocol_name) = &request.protocol_name {
         if group.protocol_name.as_ref() != Some(protocol_name) {
-            return Err(INCONSISTENT_GROUP_PROTOCOL);
+            return Err(ErrorCode::INCONSISTENT_GROUP_PROTOCOL);
         }
     }
     Ok(())
@@ -2017,7 +2052,7 @@ fn validate_sync_group<R>(group: &Group<R>, request: &SyncGroup) -> Result<(), E
 /// Kafka's OffsetCommit checks for a classic group.
 fn validate_offset_commit<R>(group: &Group<R>, request: &OffsetCommit) -> Result<(), ErrorCode> {
     if group.is(GroupState::Dead) {
-        return Err(COORDINATOR_NOT_AVAILABLE);
+        return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
     }
     if request.generation_id < 0 && group.is(GroupState::Empty) {
         // Generation -1: an admin client or a consumer without group
@@ -2030,15 +2065,15 @@ fn validate_offset_commit<R>(group: &Group<R>, request: &OffsetCommit) -> Result
     {
         group.validate_member(&request.member_id, request.group_instance_id.as_deref())?;
         if request.generation_id != group.generation_id {
-            return Err(ILLEGAL_GENERATION);
+            return Err(ErrorCode::ILLEGAL_GENERATION);
         }
     } else if !group.is(GroupState::Empty) {
         // Only members commit into a group that has members.
-        return Err(UNKNOWN_MEMBER_ID);
+        return Err(ErrorCode::UNKNOWN_MEMBER_ID);
     }
     if group.is(GroupState::CompletingRebalance) {
         // The member has its new generation but not its assignment yet.
-        return Err(REBALANCE_IN_PROGRESS);
+        return Err(ErrorCode::REBALANCE_IN_PROGRESS);
     }
     Ok(())
 }
@@ -2046,8 +2081,8 @@ fn validate_offset_commit<R>(group: &Group<R>, request: &OffsetCommit) -> Result
 /// Kafka's mapping of a failed group-metadata append to what clients expect.
 pub fn group_write_error(error: ErrorCode) -> ErrorCode {
     match error.code() {
-        3 | 19 | 20 | 7 => COORDINATOR_NOT_AVAILABLE,
-        6 | 56 => NOT_COORDINATOR,
+        3 | 19 | 20 | 7 => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        6 | 56 => ErrorCode::NOT_COORDINATOR,
         10 | 18 | 4 => ErrorCode::UNKNOWN_SERVER_ERROR,
         _ => error,
     }
@@ -2056,7 +2091,7 @@ pub fn group_write_error(error: ErrorCode) -> ErrorCode {
 /// Kafka's mapping of a failed offset-commit append.
 pub fn offset_write_error(error: ErrorCode) -> ErrorCode {
     match error.code() {
-        10 | 18 | 4 => INVALID_COMMIT_OFFSET_SIZE,
+        10 | 18 | 4 => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
         _ => group_write_error(error),
     }
 }

@@ -27,7 +27,7 @@ pub struct JoinGroup {
     pub protocol_type: String,
     /// In the member's order of preference.
     pub protocols: Vec<Protocol>,
-    /// JoinGroup v4+: a new member first gets its id with `MEMBER_ID_REQUIRED`.
+    /// JoinGroup v4+: a new member first gets its id with `ErrorCode::MEMBER_ID_REQUIRED`.
     pub require_known_member_id: bool,
     /// JoinGroup v9+: a static leader rejoining a stable group may be told to skip assignment.
     pub supports_skip_assignment: bool,
@@ -147,7 +147,7 @@ pub struct OffsetCommit {
     pub group_instance_id: Option<String>,
     /// OffsetCommit v2-v4: how long to keep these offsets; `None` for the broker default.
     pub retention_ms: Option<i64>,
-    /// OffsetCommit v9+ answers `GROUP_ID_NOT_FOUND` where older versions got `ILLEGAL_GENERATION`.
+    /// OffsetCommit v9+ answers `ErrorCode::GROUP_ID_NOT_FOUND` where older versions got `ErrorCode::ILLEGAL_GENERATION`.
     pub group_id_not_found_supported: bool,
     pub offsets: Vec<(TopicPartition, OffsetToCommit)>,
 }

@@ -2,9 +2,10 @@
 //! [`Coordinator`] per `__consumer_offsets` partition (a "shard"), each
 //! behind its own lock.
 //!
-//! - Creates `__consumer_offsets` on first use (as Kafka does), or loads its
-//!   partitions at startup in the background; a partition still loading
-//!   answers `COORDINATOR_LOAD_IN_PROGRESS`. Loading and unloading are per
+//! - `__consumer_offsets` is asked of the controller on first use (as Kafka
+//!   does); a shard per partition is installed when the topic appears in the
+//!   metadata, and loaded at startup in the background; a partition still loading
+//!   answers `ErrorCode::COORDINATOR_LOAD_IN_PROGRESS`. Loading and unloading are per
 //!   partition ([`GroupCoordinator::become_leader`],
 //!   [`GroupCoordinator::resign`]), ready for leadership moves.
 //! - Feeds each request to its group's shard and performs the commands: a
@@ -22,17 +23,16 @@ use protocol::batch::{batches, decode_records, BatchBuilder, BatchHeader, Record
 use protocol::ErrorCode;
 use tokio::sync::{oneshot, Notify};
 
+use crate::errors::KafkaErrorCode;
 use crate::group::coordinator::{
     Command, Coordinator, Event, MemberIds, OffsetsRecord, RecordValue,
 };
-use crate::group::error_codes::*;
 use crate::group::load::{LoadError, Loader};
 use crate::group::messages::*;
 use crate::group::records;
 use crate::group::{partition_for, GroupConfig, OFFSETS_TOPIC};
 use crate::partition::{AppendError, Partition, ReadBound};
 use crate::storage::StorageError;
-use crate::topics::TopicRegistry;
 use crate::Broker;
 
 /// Bytes read at a time while loading a partition.
@@ -63,10 +63,10 @@ impl ShardState {
     /// The error a request gets when the shard cannot serve it.
     fn unavailable(&self) -> ErrorCode {
         match self {
-            ShardState::Loading => COORDINATOR_LOAD_IN_PROGRESS,
+            ShardState::Loading => ErrorCode::COORDINATOR_LOAD_IN_PROGRESS,
             ShardState::Active(_) => ErrorCode::NONE,
-            ShardState::Failed => COORDINATOR_NOT_AVAILABLE,
-            ShardState::NotLeader => NOT_COORDINATOR,
+            ShardState::Failed => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            ShardState::NotLeader => ErrorCode::NOT_COORDINATOR,
         }
     }
 }
@@ -99,8 +99,6 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     /// One per partition of `__consumer_offsets`, once the topic exists.
     shards: OnceLock<Vec<Arc<Shard>>>,
-    /// Serialises creating the topic.
-    create_lock: Mutex<()>,
     /// Woken when a shard's earliest deadline moved earlier.
     deadlines_changed: Notify,
     /// Largest batch the coordinator appends (the broker's `message.max.bytes`).
@@ -112,7 +110,6 @@ impl GroupCoordinator {
         GroupCoordinator {
             config,
             shards: OnceLock::new(),
-            create_lock: Mutex::new(()),
             deadlines_changed: Notify::new(),
             batch_bytes_max,
         }
@@ -122,25 +119,51 @@ impl GroupCoordinator {
         &self.config
     }
 
-    /// Starts the coordinator of a running broker: loads `__consumer_offsets`
-    /// in the background if it exists, and starts the timer task.
+    /// Starts the coordinator of a running broker: loads the partitions of
+    /// `__consumer_offsets` still loading, in the background, and starts the timer task.
     pub fn start(broker: &Arc<Broker>) -> tokio::task::JoinHandle<()> {
         let groups = &broker.groups;
-        if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
-            let shards = groups.install_shards(&topic.partitions);
-            if topic.partitions.len() as i32 != groups.config.offsets_topic_partitions {
+        if let Some(shards) = groups.shards.get() {
+            if shards.len() as i32 != groups.config.offsets_topic_partitions {
                 tracing::warn!(
-                    existing = topic.partitions.len(),
+                    existing = shards.len(),
                     configured = groups.config.offsets_topic_partitions,
                     "{OFFSETS_TOPIC} keeps its existing partition count; offsets.topic.num.partitions applies only when it is created"
                 );
             }
-            for shard in shards {
+            for shard in shards
+                .iter()
+                .filter(|s| matches!(*s.lock(), ShardState::Loading))
+            {
                 let broker = broker.clone();
+                let shard = shard.clone();
                 tokio::task::spawn_blocking(move || broker.groups.load(&shard));
             }
         }
         tokio::spawn(drive_deadlines(broker.clone()))
+    }
+
+    /// The offsets topic now exists, with `partitions` hosted here: one shard
+    /// per partition. An empty partition (a topic created just now) is
+    /// loaded at once, so the request that asked for the topic is served;
+    /// others load in the background once the broker starts.
+    pub fn offsets_topic_created(&self, partitions: &[Arc<Partition>]) {
+        let complete = partitions
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.index == i as i32);
+        if partitions.is_empty() || !complete {
+            tracing::warn!(
+                hosted = partitions.len(),
+                "{OFFSETS_TOPIC} is not wholly hosted here; its groups are coordinated elsewhere"
+            );
+            return;
+        }
+        for shard in self.install_shards(partitions) {
+            if shard.partition.log_end_offset() == shard.partition.log_start_offset() {
+                self.load(&shard);
+            }
+        }
     }
 
     /// One shard per partition of the offsets topic, each Loading until loaded.
@@ -164,82 +187,33 @@ impl GroupCoordinator {
         shards
     }
 
-    /// The shards, creating `__consumer_offsets` first if `create` and it does not exist.
-    fn shards(
-        &self,
-        topics: &TopicRegistry,
-        create: bool,
-    ) -> Result<Option<&[Arc<Shard>]>, ErrorCode> {
-        if let Some(shards) = self.shards.get() {
-            return Ok(Some(shards));
-        }
-        if !create {
-            return Ok(None);
-        }
-        let _creating = self.create_lock.lock().expect("create lock");
-        if let Some(shards) = self.shards.get() {
-            return Ok(Some(shards));
-        }
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => self.create_offsets_topic(topics)?,
-        };
-        let shards = self.install_shards(&topic.partitions);
-        // A topic created just now (or by a racing request) holds little or
-        // nothing: load it here, so the first request is served at once.
-        for shard in &shards {
-            self.load(shard);
-        }
-        Ok(self.shards.get().map(Vec::as_slice))
+    /// Whether `__consumer_offsets` exists (its shards are installed).
+    pub fn has_offsets_topic(&self) -> bool {
+        self.shards.get().is_some()
     }
 
-    /// Creates `__consumer_offsets`. Its records must outlive any time-based
-    /// deletion, so it asks for `cleanup.policy=compact` (the latest record per
-    /// key is all the coordinator needs), and where the storage engine does not
-    /// offer compaction, falls back to `delete` with unlimited retention: the
-    /// log is then kept whole (see docs/groups.md).
-    fn create_offsets_topic(
-        &self,
-        topics: &TopicRegistry,
-    ) -> Result<Arc<crate::topics::Topic>, ErrorCode> {
-        let segment_bytes = self.config.offsets_topic_segment_bytes.to_string();
-        let compacted = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), segment_bytes.clone()),
-        ]);
-        let kept_whole = BTreeMap::from([
-            ("retention.ms".to_string(), "-1".to_string()),
-            ("segment.bytes".to_string(), segment_bytes),
-        ]);
-        let partitions = self.config.offsets_topic_partitions;
-        let created = match topics.create(OFFSETS_TOPIC, partitions, compacted, false) {
-            Err(e) if e.code == ErrorCode::INVALID_CONFIG => {
-                tracing::info!(
-                    "the storage engine does not compact; {OFFSETS_TOPIC} keeps its whole log"
-                );
-                topics.create(OFFSETS_TOPIC, partitions, kept_whole, false)
-            }
-            other => other,
-        };
-        match created {
-            Ok(topic) => Ok(topic),
-            Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {
-                topics.get(OFFSETS_TOPIC).ok_or(COORDINATOR_NOT_AVAILABLE)
-            }
-            Err(e) => {
-                tracing::error!(error = %e.message, "cannot create {OFFSETS_TOPIC}");
-                Err(COORDINATOR_NOT_AVAILABLE)
-            }
+    /// What `__consumer_offsets` is created with. Its records must outlive
+    /// any time-based deletion, so it asks for `cleanup.policy=compact` (the
+    /// latest record per key is all the coordinator needs).
+    pub fn offsets_topic(&self) -> crate::controller::NewTopic {
+        crate::controller::NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    self.config.offsets_topic_segment_bytes.to_string(),
+                ),
+            ]),
         }
     }
 
-    fn shard_for(
-        &self,
-        topics: &TopicRegistry,
-        group_id: &str,
-        create: bool,
-    ) -> Result<Option<Arc<Shard>>, ErrorCode> {
-        let Some(shards) = self.shards(topics, create)? else {
+    /// `group_id`'s shard; `None` while `__consumer_offsets` does not exist.
+    fn shard_for(&self, group_id: &str) -> Result<Option<Arc<Shard>>, ErrorCode> {
+        let Some(shards) = self.shards.get() else {
             return Ok(None);
         };
         let index = partition_for(group_id, shards.len() as i32);
@@ -248,14 +222,10 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition of `group_id` if this broker can
     /// coordinate it now (FindCoordinator), creating the topic on first use.
-    pub fn coordinator_status(
-        &self,
-        topics: &TopicRegistry,
-        group_id: &str,
-    ) -> Result<i32, ErrorCode> {
+    pub fn coordinator_status(&self, group_id: &str) -> Result<i32, ErrorCode> {
         let shard = self
-            .shard_for(topics, group_id, true)?
-            .expect("created shards exist");
+            .shard_for(group_id)?
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
         let state = shard.lock();
         match &*state {
             ShardState::Active(_) => Ok(shard.index),
@@ -264,7 +234,7 @@ impl GroupCoordinator {
     }
 
     /// Loads (or reloads) one partition: the shard answers
-    /// `COORDINATOR_LOAD_IN_PROGRESS` meanwhile. Blocking; called at
+    /// `ErrorCode::COORDINATOR_LOAD_IN_PROGRESS` meanwhile. Blocking; called at
     /// startup and when this broker becomes the partition's leader.
     fn load(&self, shard: &Shard) {
         {
@@ -308,7 +278,7 @@ impl GroupCoordinator {
     }
 
     /// This broker is no longer the leader of offsets partition `index`:
-    /// drop its groups, answering waiting requests `NOT_COORDINATOR`.
+    /// drop its groups, answering waiting requests `ErrorCode::NOT_COORDINATOR`.
     pub fn resign(&self, index: i32) {
         let Some(shard) = self.shards.get().and_then(|s| s.get(index as usize)) else {
             return;
@@ -326,13 +296,12 @@ impl GroupCoordinator {
     /// Feeds one event to `group_id`'s shard and performs the commands.
     fn submit(
         &self,
-        topics: &TopicRegistry,
         group_id: &str,
         event: impl FnOnce(Replier) -> Event<Replier>,
     ) -> Result<Pending, ErrorCode> {
         let shard = self
-            .shard_for(topics, group_id, true)?
-            .expect("created shards exist");
+            .shard_for(group_id)?
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
         let (reply, mut answer) = oneshot::channel();
         self.with_active(&shard, |coordinator, now_ms| {
             coordinator.handle(event(reply), now_ms)
@@ -441,7 +410,7 @@ impl GroupCoordinator {
             Ok(_) => Ok(()),
             Err(AppendError::Storage(e)) => {
                 tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
-                Err(crate::handlers::storage_error_code(&e))
+                Err(e.error_code())
             }
             Err(e) => {
                 tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
@@ -452,96 +421,49 @@ impl GroupCoordinator {
 
     // ---- requests -------------------------------------------------------------
 
-    pub fn join_group(
-        &self,
-        topics: &TopicRegistry,
-        request: JoinGroup,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn join_group(&self, request: JoinGroup) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::JoinGroup {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::JoinGroup { reply, request })
     }
 
-    pub fn sync_group(
-        &self,
-        topics: &TopicRegistry,
-        request: SyncGroup,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn sync_group(&self, request: SyncGroup) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::SyncGroup {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::SyncGroup { reply, request })
     }
 
-    pub fn heartbeat(
-        &self,
-        topics: &TopicRegistry,
-        request: Heartbeat,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn heartbeat(&self, request: Heartbeat) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::Heartbeat {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::Heartbeat { reply, request })
     }
 
-    pub fn leave_group(
-        &self,
-        topics: &TopicRegistry,
-        request: LeaveGroup,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn leave_group(&self, request: LeaveGroup) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::LeaveGroup {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::LeaveGroup { reply, request })
     }
 
-    pub fn offset_commit(
-        &self,
-        topics: &TopicRegistry,
-        request: OffsetCommit,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn offset_commit(&self, request: OffsetCommit) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::OffsetCommit {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::OffsetCommit { reply, request })
     }
 
-    pub fn delete_group(
-        &self,
-        topics: &TopicRegistry,
-        group_id: String,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn delete_group(&self, group_id: String) -> Result<Pending, ErrorCode> {
         let key = group_id.clone();
-        self.submit(topics, &key, |reply| Event::DeleteGroup { reply, group_id })
+        self.submit(&key, |reply| Event::DeleteGroup { reply, group_id })
     }
 
-    pub fn offset_delete(
-        &self,
-        topics: &TopicRegistry,
-        request: OffsetDelete,
-    ) -> Result<Pending, ErrorCode> {
+    pub fn offset_delete(&self, request: OffsetDelete) -> Result<Pending, ErrorCode> {
         let group_id = request.group_id.clone();
-        self.submit(topics, &group_id, |reply| Event::OffsetDelete {
-            reply,
-            request,
-        })
+        self.submit(&group_id, |reply| Event::OffsetDelete { reply, request })
     }
 
     /// Reads from `group_id`'s shard without changing it; `None` for a group
     /// whose offsets topic does not exist yet (so nothing is known about it).
     fn read<T>(
         &self,
-        topics: &TopicRegistry,
         group_id: &str,
         read: impl FnOnce(&Coordinator<Replier>) -> T,
     ) -> Result<Option<T>, ErrorCode> {
-        let Some(shard) = self.shard_for(topics, group_id, false)? else {
+        let Some(shard) = self.shard_for(group_id)? else {
             return Ok(None);
         };
         let state = shard.lock();
@@ -553,26 +475,21 @@ impl GroupCoordinator {
 
     pub fn fetch_offsets(
         &self,
-        topics: &TopicRegistry,
         group_id: &str,
         wanted: Option<&[(String, Vec<i32>)]>,
     ) -> Result<FetchedOffsets, ErrorCode> {
         let empty = Coordinator::<Replier>::new(self.config.clone(), MemberIds::Random);
         Ok(
-            match self.read(topics, group_id, |c| c.fetch_offsets(group_id, wanted))? {
+            match self.read(group_id, |c| c.fetch_offsets(group_id, wanted))? {
                 Some(fetched) => fetched,
                 None => empty.fetch_offsets(group_id, wanted),
             },
         )
     }
 
-    pub fn describe_group(
-        &self,
-        topics: &TopicRegistry,
-        group_id: &str,
-    ) -> Result<Option<GroupDescription>, ErrorCode> {
+    pub fn describe_group(&self, group_id: &str) -> Result<Option<GroupDescription>, ErrorCode> {
         Ok(self
-            .read(topics, group_id, |c| c.describe_group(group_id))?
+            .read(group_id, |c| c.describe_group(group_id))?
             .flatten())
     }
 

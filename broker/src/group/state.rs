@@ -154,7 +154,7 @@ pub struct Group<R> {
     members: BTreeMap<String, Member<R>>,
     /// group.instance.id -> member id of the static members.
     static_members: HashMap<String, String>,
-    /// Members told `MEMBER_ID_REQUIRED` that have not joined with their id yet.
+    /// Members told `ErrorCode::MEMBER_ID_REQUIRED` that have not joined with their id yet.
     pub pending_members: BTreeSet<String>,
     /// Members of the current generation that have not sent SyncGroup yet.
     pub pending_sync_members: BTreeSet<String>,
@@ -312,7 +312,7 @@ impl<R> Group<R> {
 
     /// Gives a static member a new member id (KIP-345), keeping its place,
     /// assignment and leadership. Returns the member's pending join and sync
-    /// requests, which the caller answers `FENCED_INSTANCE_ID`.
+    /// requests, which the caller answers `ErrorCode::FENCED_INSTANCE_ID`.
     pub fn replace_static_member(
         &mut self,
         group_instance_id: &str,
@@ -349,7 +349,7 @@ impl<R> Group<R> {
     }
 
     /// Kafka's member check: a named instance must map to `member_id`
-    /// (`FENCED_INSTANCE_ID` otherwise), and the member must exist.
+    /// (`ErrorCode::FENCED_INSTANCE_ID` otherwise), and the member must exist.
     pub fn validate_member(
         &self,
         member_id: &str,
@@ -357,15 +357,13 @@ impl<R> Group<R> {
     ) -> Result<(), protocol::ErrorCode> {
         match group_instance_id {
             Some(instance) => match self.static_member_id(instance) {
-                None => Err(crate::group::error_codes::UNKNOWN_MEMBER_ID),
+                None => Err(protocol::ErrorCode::UNKNOWN_MEMBER_ID),
                 Some(current) if current != member_id => {
-                    Err(crate::group::error_codes::FENCED_INSTANCE_ID)
+                    Err(protocol::ErrorCode::FENCED_INSTANCE_ID)
                 }
                 Some(_) => Ok(()),
             },
-            None if !self.has_member(member_id) => {
-                Err(crate::group::error_codes::UNKNOWN_MEMBER_ID)
-            }
+            None if !self.has_member(member_id) => Err(protocol::ErrorCode::UNKNOWN_MEMBER_ID),
             None => Ok(()),
         }
     }

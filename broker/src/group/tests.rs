@@ -9,7 +9,6 @@ use protocol::ErrorCode;
 use crate::group::coordinator::{
     Command, Coordinator, Event, MemberIds, OffsetsRecord, RecordValue,
 };
-use crate::group::error_codes::*;
 use crate::group::load::Loader;
 use crate::group::messages::*;
 use crate::group::records::{self, RecordKey};
@@ -122,7 +121,7 @@ impl Harness {
     fn join_new(&mut self, group: &str, client: &str) -> (u64, String) {
         let first = self.join(join_request(group, "", client));
         let result = self.join_result(first);
-        assert_eq!(result.error, MEMBER_ID_REQUIRED);
+        assert_eq!(result.error, ErrorCode::MEMBER_ID_REQUIRED);
         let member_id = result.member_id;
         (
             self.join(join_request(group, &member_id, client)),
@@ -320,11 +319,11 @@ fn subscription(topics: &[&str]) -> Bytes {
 
 #[test]
 fn new_member_learns_its_id_then_leads_generation_one() {
-    // JoinGroup v4+: MEMBER_ID_REQUIRED hands out an id; joining with it makes generation 1 with this member as leader.
+    // JoinGroup v4+: ErrorCode::MEMBER_ID_REQUIRED hands out an id; joining with it makes generation 1 with this member as leader.
     let mut h = Harness::new();
     let first = h.join(join_request("g", "", "client-a"));
     let required = h.join_result(first);
-    assert_eq!(required.error, MEMBER_ID_REQUIRED);
+    assert_eq!(required.error, ErrorCode::MEMBER_ID_REQUIRED);
     assert!(
         required.member_id.starts_with("client-a-"),
         "{}",
@@ -384,7 +383,7 @@ fn second_member_joining_makes_both_rejoin_into_the_next_generation() {
         "B waits in PreparingRebalance"
     );
     assert_eq!(h.state("g"), Some(GroupState::PreparingRebalance));
-    assert_eq!(h.heartbeat("g", 1, &a), REBALANCE_IN_PROGRESS);
+    assert_eq!(h.heartbeat("g", 1, &a), ErrorCode::REBALANCE_IN_PROGRESS);
     let rejoin_a = h.join(join_request("g", &a, "a"));
     let leader = h.join_result(rejoin_a);
     let follower = h.join_result(join_b);
@@ -423,7 +422,7 @@ fn member_that_does_not_rejoin_in_the_rebalance_timeout_is_removed() {
     // B keeps heartbeating (so its session lives) but never rejoins; its heartbeats say a rebalance is on.
     for _ in 0..5 {
         h.advance(i64::from(REBALANCE_MS) / 6);
-        assert_eq!(h.heartbeat("g", 2, &b), REBALANCE_IN_PROGRESS);
+        assert_eq!(h.heartbeat("g", 2, &b), ErrorCode::REBALANCE_IN_PROGRESS);
     }
     assert!(h.response(rejoin_a).is_none());
     h.advance(i64::from(REBALANCE_MS) / 6);
@@ -435,7 +434,7 @@ fn member_that_does_not_rejoin_in_the_rebalance_timeout_is_removed() {
     expected.sort();
     assert_eq!(members, expected);
     assert_eq!(h.join_result(join_c).generation_id, 3);
-    assert_eq!(h.heartbeat("g", 3, &b), UNKNOWN_MEMBER_ID);
+    assert_eq!(h.heartbeat("g", 3, &b), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 #[test]
@@ -455,12 +454,12 @@ fn silent_member_is_removed_after_its_session_timeout() {
     // B has said nothing for a whole session timeout.
     h.advance(i64::from(SESSION_MS) / 4);
     assert_eq!(h.state("g"), Some(GroupState::PreparingRebalance));
-    assert_eq!(h.heartbeat("g", 2, &a), REBALANCE_IN_PROGRESS);
+    assert_eq!(h.heartbeat("g", 2, &a), ErrorCode::REBALANCE_IN_PROGRESS);
     let rejoin = h.join(join_request("g", &a, "a"));
     let result = h.join_result(rejoin);
     assert_eq!(result.generation_id, 3);
     assert_eq!(result.members.len(), 1);
-    assert_eq!(h.heartbeat("g", 3, &b), UNKNOWN_MEMBER_ID);
+    assert_eq!(h.heartbeat("g", 3, &b), ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 #[test]
@@ -482,23 +481,29 @@ fn leaving_rebalances_and_the_last_leave_empties_the_group() {
     assert_eq!(value.generation, 4);
     assert!(value.members.is_empty());
     assert_eq!(value.protocol, None);
-    // Leaving again, or an unknown member, is UNKNOWN_MEMBER_ID.
-    assert_eq!(h.leave("g", &a).members[0].1, UNKNOWN_MEMBER_ID);
-    assert_eq!(h.leave("nope", &a).members[0].1, UNKNOWN_MEMBER_ID);
+    // Leaving again, or an unknown member, is ErrorCode::UNKNOWN_MEMBER_ID.
+    assert_eq!(h.leave("g", &a).members[0].1, ErrorCode::UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        h.leave("nope", &a).members[0].1,
+        ErrorCode::UNKNOWN_MEMBER_ID
+    );
 }
 
 #[test]
 fn requests_from_wrong_generations_and_unknown_members_are_refused() {
-    // The errors clients rely on: ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS.
+    // The errors clients rely on: ErrorCode::ILLEGAL_GENERATION, ErrorCode::UNKNOWN_MEMBER_ID, ErrorCode::REBALANCE_IN_PROGRESS.
     let mut h = Harness::new();
     let (a, b) = h.stable_pair("g");
-    assert_eq!(h.heartbeat("g", 1, &a), ILLEGAL_GENERATION);
-    assert_eq!(h.heartbeat("g", 2, "stranger"), UNKNOWN_MEMBER_ID);
-    assert_eq!(h.heartbeat("nope", 2, &a), UNKNOWN_MEMBER_ID);
+    assert_eq!(h.heartbeat("g", 1, &a), ErrorCode::ILLEGAL_GENERATION);
+    assert_eq!(
+        h.heartbeat("g", 2, "stranger"),
+        ErrorCode::UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(h.heartbeat("nope", 2, &a), ErrorCode::UNKNOWN_MEMBER_ID);
     let sync = h.sync("g", 1, &a, vec![]);
-    assert_eq!(h.sync_result(sync).error, ILLEGAL_GENERATION);
+    assert_eq!(h.sync_result(sync).error, ErrorCode::ILLEGAL_GENERATION);
     let sync = h.sync("g", 2, "stranger", vec![]);
-    assert_eq!(h.sync_result(sync).error, UNKNOWN_MEMBER_ID);
+    assert_eq!(h.sync_result(sync).error, ErrorCode::UNKNOWN_MEMBER_ID);
     // A Stable group answers a follower's SyncGroup with its current assignment.
     let sync = h.sync("g", 2, &b, vec![]);
     assert_eq!(h.sync_result(sync).assignment, Bytes::from_static(b"b"));
@@ -506,18 +511,18 @@ fn requests_from_wrong_generations_and_unknown_members_are_refused() {
     let rejoin = h.join(join_request("g", &a, "a"));
     assert_eq!(h.state("g"), Some(GroupState::PreparingRebalance));
     let sync = h.sync("g", 2, &b, vec![]);
-    assert_eq!(h.sync_result(sync).error, REBALANCE_IN_PROGRESS);
+    assert_eq!(h.sync_result(sync).error, ErrorCode::REBALANCE_IN_PROGRESS);
     assert!(h.response(rejoin).is_none());
     // A JoinGroup with a member id the group never issued.
     let join = h.join(join_request("g", "ghost", "x"));
-    assert_eq!(h.join_result(join).error, UNKNOWN_MEMBER_ID);
+    assert_eq!(h.join_result(join).error, ErrorCode::UNKNOWN_MEMBER_ID);
     let join = h.join(join_request("nope", "ghost", "x"));
-    assert_eq!(h.join_result(join).error, UNKNOWN_MEMBER_ID);
+    assert_eq!(h.join_result(join).error, ErrorCode::UNKNOWN_MEMBER_ID);
 }
 
 #[test]
 fn session_timeouts_outside_the_configured_bounds_are_refused() {
-    // INVALID_SESSION_TIMEOUT below group.min.session.timeout.ms or above group.max.session.timeout.ms.
+    // ErrorCode::INVALID_SESSION_TIMEOUT below group.min.session.timeout.ms or above group.max.session.timeout.ms.
     let mut h = Harness::new();
     for session in [999, 1_800_001] {
         let join = h.join(JoinGroup {
@@ -526,17 +531,17 @@ fn session_timeouts_outside_the_configured_bounds_are_refused() {
         });
         assert_eq!(
             h.join_result(join).error,
-            INVALID_SESSION_TIMEOUT,
+            ErrorCode::INVALID_SESSION_TIMEOUT,
             "{session}"
         );
     }
     let join = h.join(join_request("", "", "a"));
-    assert_eq!(h.join_result(join).error, INVALID_GROUP_ID);
+    assert_eq!(h.join_result(join).error, ErrorCode::INVALID_GROUP_ID);
 }
 
 #[test]
 fn members_without_a_common_protocol_are_refused() {
-    // INCONSISTENT_GROUP_PROTOCOL for another protocol type or no protocol shared with every member.
+    // ErrorCode::INCONSISTENT_GROUP_PROTOCOL for another protocol type or no protocol shared with every member.
     let mut h = Harness::new();
     let (join_a, _) = h.join_new("g", "a");
     assert!(h.join_result(join_a).error.is_ok());
@@ -544,7 +549,10 @@ fn members_without_a_common_protocol_are_refused() {
         protocol_type: "connect".into(),
         ..join_request("g", "", "b")
     });
-    assert_eq!(h.join_result(other_type).error, INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(
+        h.join_result(other_type).error,
+        ErrorCode::INCONSISTENT_GROUP_PROTOCOL
+    );
     let no_common = h.join(JoinGroup {
         protocols: vec![Protocol {
             name: "sticky".into(),
@@ -552,12 +560,18 @@ fn members_without_a_common_protocol_are_refused() {
         }],
         ..join_request("g", "", "c")
     });
-    assert_eq!(h.join_result(no_common).error, INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(
+        h.join_result(no_common).error,
+        ErrorCode::INCONSISTENT_GROUP_PROTOCOL
+    );
     let none = h.join(JoinGroup {
         protocols: vec![],
         ..join_request("h", "", "d")
     });
-    assert_eq!(h.join_result(none).error, INCONSISTENT_GROUP_PROTOCOL);
+    assert_eq!(
+        h.join_result(none).error,
+        ErrorCode::INCONSISTENT_GROUP_PROTOCOL
+    );
     assert_eq!(
         h.state("h"),
         None,
@@ -616,7 +630,7 @@ fn static_member_rejoining_a_stable_group_keeps_its_assignment_without_a_rebalan
     assert_eq!(
         a.error,
         ErrorCode::NONE,
-        "static members skip MEMBER_ID_REQUIRED"
+        "static members skip ErrorCode::MEMBER_ID_REQUIRED"
     );
     let b = h.join(static_join("g", "", "instance-b"));
     assert!(h.response(b).is_none());
@@ -653,14 +667,14 @@ fn static_member_rejoining_a_stable_group_keeps_its_assignment_without_a_rebalan
     // The old incarnation is fenced.
     assert_eq!(
         h.heartbeat_as("g", 2, &b.member_id, Some("instance-b")),
-        FENCED_INSTANCE_ID
+        ErrorCode::FENCED_INSTANCE_ID
     );
     assert_eq!(
         h.heartbeat_as("g", 2, &restarted.member_id, Some("instance-b")),
         ErrorCode::NONE
     );
     let old = h.join(static_join("g", &b.member_id, "instance-b"));
-    assert_eq!(h.join_result(old).error, FENCED_INSTANCE_ID);
+    assert_eq!(h.join_result(old).error, ErrorCode::FENCED_INSTANCE_ID);
 }
 
 #[test]
@@ -733,7 +747,7 @@ fn admin_can_remove_a_static_member_by_instance_id() {
         panic!()
     };
     assert_eq!(result.members[0].1, ErrorCode::NONE);
-    assert_eq!(result.members[1].1, UNKNOWN_MEMBER_ID);
+    assert_eq!(result.members[1].1, ErrorCode::UNKNOWN_MEMBER_ID);
     // It was the only member: the rebalance completes at once into an Empty generation.
     assert_eq!(h.state("g"), Some(GroupState::Empty));
     assert_eq!(h.coordinator.group("g").unwrap().generation_id, 2);
@@ -741,11 +755,11 @@ fn admin_can_remove_a_static_member_by_instance_id() {
 
 #[test]
 fn pending_member_that_never_joins_stops_blocking_the_rebalance_at_its_session_timeout() {
-    // A member id handed out with MEMBER_ID_REQUIRED holds the join phase until used or expired.
+    // A member id handed out with ErrorCode::MEMBER_ID_REQUIRED holds the join phase until used or expired.
     let mut h = Harness::new();
     let (a, _b) = h.stable_pair("g");
     let first = h.join(join_request("g", "", "c"));
-    assert_eq!(h.join_result(first).error, MEMBER_ID_REQUIRED);
+    assert_eq!(h.join_result(first).error, ErrorCode::MEMBER_ID_REQUIRED);
     // Another join starts a rebalance; everyone rejoins except the pending member.
     let rejoin_a = h.join(join_request("g", &a, "a"));
     h.leave("g", &_b);
@@ -757,7 +771,7 @@ fn pending_member_that_never_joins_stops_blocking_the_rebalance_at_its_session_t
     assert_eq!(h.join_result(rejoin_a).generation_id, 3);
     // A group whose only trace is an unused member id disappears with it.
     let first = h.join(join_request("fresh", "", "d"));
-    assert_eq!(h.join_result(first).error, MEMBER_ID_REQUIRED);
+    assert_eq!(h.join_result(first).error, ErrorCode::MEMBER_ID_REQUIRED);
     assert_eq!(h.state("fresh"), Some(GroupState::Empty));
     h.advance(i64::from(SESSION_MS));
     assert_eq!(h.state("fresh"), None);
@@ -792,7 +806,7 @@ fn initial_rebalance_delay_collects_members_arriving_together() {
 
 #[test]
 fn group_max_size_refuses_extra_members() {
-    // GROUP_MAX_SIZE_REACHED once group.max.size members are in.
+    // ErrorCode::GROUP_MAX_SIZE_REACHED once group.max.size members are in.
     let mut h = Harness::with_config(GroupConfig {
         group_members_max: 1,
         ..config()
@@ -801,7 +815,7 @@ fn group_max_size_refuses_extra_members() {
     assert!(h.join_result(join_a).error.is_ok());
     h.sync("g", 1, &a, vec![]);
     let b = h.join(join_request("g", "", "b"));
-    assert_eq!(h.join_result(b).error, GROUP_MAX_SIZE_REACHED);
+    assert_eq!(h.join_result(b).error, ErrorCode::GROUP_MAX_SIZE_REACHED);
 }
 
 #[test]
@@ -848,22 +862,22 @@ fn commits_are_checked_against_membership_and_generation() {
     assert_eq!(h.commit("g", 2, &a, &[("t", 0, 5)]), vec![ErrorCode::NONE]);
     assert_eq!(
         h.commit("g", 1, &a, &[("t", 0, 6)]),
-        vec![ILLEGAL_GENERATION]
+        vec![ErrorCode::ILLEGAL_GENERATION]
     );
     assert_eq!(
         h.commit("g", 2, "stranger", &[("t", 0, 6)]),
-        vec![UNKNOWN_MEMBER_ID]
+        vec![ErrorCode::UNKNOWN_MEMBER_ID]
     );
     assert_eq!(
         h.commit("g", -1, "", &[("t", 0, 6)]),
-        vec![UNKNOWN_MEMBER_ID],
+        vec![ErrorCode::UNKNOWN_MEMBER_ID],
         "a live group takes commits from members only"
     );
     assert_eq!(h.committed("g", "t", 0), 5);
-    // An unknown group with a generation: ILLEGAL_GENERATION (GROUP_ID_NOT_FOUND from v9).
+    // An unknown group with a generation: ErrorCode::ILLEGAL_GENERATION (ErrorCode::GROUP_ID_NOT_FOUND from v9).
     assert_eq!(
         h.commit("nope", 3, "m", &[("t", 0, 1)]),
-        vec![ILLEGAL_GENERATION]
+        vec![ErrorCode::ILLEGAL_GENERATION]
     );
     let request = OffsetCommit {
         group_id: "nope".into(),
@@ -885,20 +899,20 @@ fn commits_are_checked_against_membership_and_generation() {
     let Some(Response::OffsetCommit(result)) = h.response(id) else {
         panic!()
     };
-    assert_eq!(result.partitions[0].1, GROUP_ID_NOT_FOUND);
-    // During CompletingRebalance a member with the new generation gets REBALANCE_IN_PROGRESS.
+    assert_eq!(result.partitions[0].1, ErrorCode::GROUP_ID_NOT_FOUND);
+    // During CompletingRebalance a member with the new generation gets ErrorCode::REBALANCE_IN_PROGRESS.
     h.join(join_request("g", &a, "a"));
     h.join(join_request("g", &_b, "b"));
     assert_eq!(h.state("g"), Some(GroupState::CompletingRebalance));
     assert_eq!(
         h.commit("g", 3, &a, &[("t", 0, 9)]),
-        vec![REBALANCE_IN_PROGRESS]
+        vec![ErrorCode::REBALANCE_IN_PROGRESS]
     );
 }
 
 #[test]
 fn oversized_metadata_is_refused_per_partition() {
-    // OFFSET_METADATA_TOO_LARGE for that partition only; the others commit.
+    // ErrorCode::OFFSET_METADATA_TOO_LARGE for that partition only; the others commit.
     let mut h = Harness::with_config(GroupConfig {
         offset_metadata_bytes_max: 4,
         ..config()
@@ -939,7 +953,7 @@ fn oversized_metadata_is_refused_per_partition() {
             .iter()
             .map(|(_, e)| *e)
             .collect::<Vec<_>>(),
-        vec![OFFSET_METADATA_TOO_LARGE, ErrorCode::NONE]
+        vec![ErrorCode::OFFSET_METADATA_TOO_LARGE, ErrorCode::NONE]
     );
     let fetched = h
         .coordinator
@@ -950,16 +964,19 @@ fn oversized_metadata_is_refused_per_partition() {
 
 #[test]
 fn failed_commit_append_reports_the_error_and_keeps_the_old_offset() {
-    // An offset is only committed once its record is in the log; a storage failure maps to NOT_COORDINATOR.
+    // An offset is only committed once its record is in the log; a storage failure maps to ErrorCode::NOT_COORDINATOR.
     let mut h = Harness::new();
     h.commit("g", -1, "", &[("t", 0, 1)]);
     h.fail_appends = Some(ErrorCode::KAFKA_STORAGE_ERROR);
-    assert_eq!(h.commit("g", -1, "", &[("t", 0, 2)]), vec![NOT_COORDINATOR]);
+    assert_eq!(
+        h.commit("g", -1, "", &[("t", 0, 2)]),
+        vec![ErrorCode::NOT_COORDINATOR]
+    );
     assert_eq!(h.committed("g", "t", 0), 1);
     h.fail_appends = Some(ErrorCode::MESSAGE_TOO_LARGE);
     assert_eq!(
         h.commit("g", -1, "", &[("t", 0, 3)]),
-        vec![INVALID_COMMIT_OFFSET_SIZE]
+        vec![ErrorCode::INVALID_COMMIT_OFFSET_SIZE]
     );
 }
 
@@ -971,7 +988,7 @@ fn failed_assignment_append_sends_the_group_back_to_rebalance() {
     assert_eq!(h.join_result(join_a).generation_id, 1);
     h.fail_appends = Some(ErrorCode::KAFKA_STORAGE_ERROR);
     let sync = h.sync("g", 1, &a, vec![(a.clone(), Bytes::from_static(b"x"))]);
-    assert_eq!(h.sync_result(sync).error, NOT_COORDINATOR);
+    assert_eq!(h.sync_result(sync).error, ErrorCode::NOT_COORDINATOR);
     assert_eq!(h.state("g"), Some(GroupState::PreparingRebalance));
 }
 
@@ -1076,7 +1093,7 @@ fn simple_group_offsets_expire_from_their_commit_and_explicit_retention_wins() {
 
 #[test]
 fn delete_group_needs_an_empty_group_and_writes_tombstones() {
-    // DeleteGroups: NON_EMPTY_GROUP with members, GROUP_ID_NOT_FOUND if unknown, tombstones otherwise.
+    // DeleteGroups: ErrorCode::NON_EMPTY_GROUP with members, ErrorCode::GROUP_ID_NOT_FOUND if unknown, tombstones otherwise.
     let mut h = Harness::new();
     let (a, b) = h.stable_pair("g");
     h.commit("g", 2, &a, &[("t", 0, 1), ("u", 0, 2)]);
@@ -1088,8 +1105,8 @@ fn delete_group_needs_an_empty_group_and_writes_tombstones() {
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(delete(&mut h, "g"), NON_EMPTY_GROUP);
-    assert_eq!(delete(&mut h, "nope"), GROUP_ID_NOT_FOUND);
+    assert_eq!(delete(&mut h, "g"), ErrorCode::NON_EMPTY_GROUP);
+    assert_eq!(delete(&mut h, "nope"), ErrorCode::GROUP_ID_NOT_FOUND);
     h.leave("g", &a);
     h.leave("g", &b);
     let before = h.log.len();
@@ -1106,7 +1123,7 @@ fn delete_group_needs_an_empty_group_and_writes_tombstones() {
 
 #[test]
 fn offset_delete_spares_topics_a_live_consumer_group_subscribes_to() {
-    // OffsetDelete: GROUP_SUBSCRIBED_TO_TOPIC for subscribed topics of a live group; others are removed.
+    // OffsetDelete: ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC for subscribed topics of a live group; others are removed.
     let mut h = Harness::new();
     let (a, _) = h.stable_pair("g");
     h.commit("g", 2, &a, &[("t", 0, 1), ("old", 0, 2)]);
@@ -1125,7 +1142,7 @@ fn offset_delete_spares_topics_a_live_consumer_group_subscribes_to() {
             .iter()
             .map(|(_, e)| *e)
             .collect::<Vec<_>>(),
-        vec![GROUP_SUBSCRIBED_TO_TOPIC, ErrorCode::NONE]
+        vec![ErrorCode::GROUP_SUBSCRIBED_TO_TOPIC, ErrorCode::NONE]
     );
     assert_eq!(h.committed("g", "t", 0), 1);
     assert_eq!(h.committed("g", "old", 0), -1);
@@ -1137,7 +1154,7 @@ fn offset_delete_spares_topics_a_live_consumer_group_subscribes_to() {
     let Some(Response::OffsetDelete(result)) = h.response(id) else {
         panic!()
     };
-    assert_eq!(result.error, GROUP_ID_NOT_FOUND);
+    assert_eq!(result.error, ErrorCode::GROUP_ID_NOT_FOUND);
 }
 
 #[test]
@@ -1229,7 +1246,7 @@ fn groups_and_offsets_reload_from_their_records() {
 
 #[test]
 fn unloading_answers_every_waiting_request_not_coordinator() {
-    // When leadership moves, waiting JoinGroups and SyncGroups end with NOT_COORDINATOR.
+    // When leadership moves, waiting JoinGroups and SyncGroups end with ErrorCode::NOT_COORDINATOR.
     let mut h = Harness::new();
     let (a, _) = h.stable_pair("g");
     let (join_c, _) = h.join_new("g", "c");
@@ -1241,18 +1258,18 @@ fn unloading_answers_every_waiting_request_not_coordinator() {
     );
     let commands = coordinator.unload();
     h.perform(commands);
-    assert_eq!(h.join_result(join_c).error, NOT_COORDINATOR);
-    assert_eq!(h.join_result(rejoin_a).error, NOT_COORDINATOR);
+    assert_eq!(h.join_result(join_c).error, ErrorCode::NOT_COORDINATOR);
+    assert_eq!(h.join_result(rejoin_a).error, ErrorCode::NOT_COORDINATOR);
 }
 
 #[test]
 fn a_superseded_join_is_answered_so_nothing_waits_forever() {
-    // A member sending JoinGroup twice in one rebalance gets REBALANCE_IN_PROGRESS on the first.
+    // A member sending JoinGroup twice in one rebalance gets ErrorCode::REBALANCE_IN_PROGRESS on the first.
     let mut h = Harness::new();
     let (a, _) = h.stable_pair("g");
     let first = h.join(join_request("g", &a, "a"));
     let second = h.join(join_request("g", &a, "a"));
-    assert_eq!(h.join_result(first).error, REBALANCE_IN_PROGRESS);
+    assert_eq!(h.join_result(first).error, ErrorCode::REBALANCE_IN_PROGRESS);
     assert!(h.response(second).is_none());
 }
 

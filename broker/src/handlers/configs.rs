@@ -150,12 +150,12 @@ pub fn describe_configs(
 ) -> Result<Reply, DispatchError> {
     let req: DescribeConfigsRequest = request.decode(&mut body)?;
     let mut results = Vec::with_capacity(req.resources.len());
+    let image = broker.image();
     for resource in req.resources {
         let name = resource.resource_name.to_string();
         let entries = match resource.resource_type {
-            RESOURCE_TOPIC => broker
-                .topics
-                .get(&name)
+            RESOURCE_TOPIC => image
+                .topic(&name)
                 .map(|t| topic_entries(broker, &t.configs))
                 .ok_or((
                     ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,

@@ -1,19 +1,17 @@
 //! FindCoordinator: which broker coordinates a consumer group. The
 //! coordinator of a group is the leader of partition `hash(group) % N` of
 //! `__consumer_offsets` (see `group::partition_for`); with one broker that is
-//! this one, once the partition is loaded. The first lookup creates the topic,
-//! as in Kafka.
+//! this one, once the partition is loaded. The first lookup has the
+//! controller create the topic, as in Kafka.
 
 use std::sync::Arc;
 
+use crate::server::dispatch::{DispatchError, Reply, Request};
+use crate::Broker;
 use bytes::Bytes;
 use protocol::messages::find_coordinator_response::Coordinator;
 use protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use protocol::{ErrorCode, StrBytes};
-
-use crate::group::error_codes::COORDINATOR_NOT_AVAILABLE;
-use crate::server::dispatch::{DispatchError, Reply, Request};
-use crate::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -23,6 +21,47 @@ pub fn find_coordinator(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: FindCoordinatorRequest = request.decode(&mut body)?;
+    let version = request.version();
+    if req.key_type != KEY_TYPE_GROUP || broker.groups.has_offsets_topic() {
+        return Ok(Reply::Now(request.respond(&answer(broker, &req, version))?));
+    }
+    // The first lookup asks the controller for the offsets topic and answers once it exists.
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let wanted = broker.groups.offsets_topic();
+        match broker.controller.create_topic(wanted, false).await {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
+            Err(e) => {
+                tracing::error!(error = %e.message, "cannot create {}", crate::group::OFFSETS_TOPIC)
+            }
+        }
+        // Encoding our own response cannot fail for a version we decoded.
+        responder
+            .respond(&answer(&broker, &req, version))
+            .expect("find coordinator response encodes")
+    })))
+}
+
+/// Has the controller create `__consumer_offsets` unless it exists; returns
+/// once it exists here (or creating it failed, which is logged: the group
+/// requests then answer `COORDINATOR_NOT_AVAILABLE`).
+pub async fn ensure_offsets_topic(broker: &Broker) {
+    if broker.groups.has_offsets_topic() {
+        return;
+    }
+    let wanted = broker.groups.offsets_topic();
+    match broker.controller.create_topic(wanted, false).await {
+        Ok(_) => {}
+        Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
+        Err(e) => {
+            tracing::error!(error = %e.message, "cannot create {}", crate::group::OFFSETS_TOPIC)
+        }
+    }
+}
+
+fn answer(broker: &Broker, req: &FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let (host, port) = broker.advertised();
     let answer = |key: StrBytes| {
         let unavailable = |code: ErrorCode, message: &'static str| {
@@ -36,12 +75,12 @@ pub fn find_coordinator(
         };
         if req.key_type != KEY_TYPE_GROUP {
             // Transactions (and share groups) are not offered: no coordinator for them.
-            return unavailable(COORDINATOR_NOT_AVAILABLE, "transactions are not supported");
+            return unavailable(
+                ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                "transactions are not supported",
+            );
         }
-        match broker
-            .groups
-            .coordinator_status(&broker.topics, key.as_str())
-        {
+        match broker.groups.coordinator_status(key.as_str()) {
             Ok(_partition) => Coordinator::default()
                 .with_key(key.clone())
                 .with_node_id(BrokerId(broker.config.node_id))
@@ -52,7 +91,7 @@ pub fn find_coordinator(
         }
     };
     // Versions 0-3 ask for one key; 4 and later for a list.
-    let response = if request.version() >= 4 {
+    if version >= 4 {
         FindCoordinatorResponse::default()
             .with_coordinators(req.coordinator_keys.iter().cloned().map(answer).collect())
     } else {
@@ -63,6 +102,5 @@ pub fn find_coordinator(
             .with_node_id(single.node_id)
             .with_host(single.host)
             .with_port(single.port)
-    };
-    Ok(Reply::Now(request.respond(&response)?))
+    }
 }

@@ -16,12 +16,10 @@ use protocol::ErrorCode;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::errors::KafkaErrorCode;
 use crate::partition::{Partition, ReadBound};
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
-
-const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(74);
-const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(76);
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -121,15 +119,16 @@ fn respond(request: &Request, response: &FetchResponse) -> Result<Vec<Bytes>, Di
 fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i32) -> Plan {
     let mut topics = Vec::new();
     let mut wanted = Vec::new();
+    let image = broker.image();
     for fetch_topic in &req.topics {
         let (topic, unknown) = if version >= 13 {
             (
-                broker.topics.get_by_id(fetch_topic.topic_id),
+                image.topic_by_id(fetch_topic.topic_id),
                 ErrorCode::UNKNOWN_TOPIC_ID,
             )
         } else {
             (
-                broker.topics.get(fetch_topic.topic.0.as_str()),
+                image.topic(fetch_topic.topic.0.as_str()),
                 ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
             )
         };
@@ -137,13 +136,8 @@ fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i
         topics.push((fetch_topic.topic.clone(), fetch_topic.topic_id));
         for p in &fetch_topic.partitions {
             let partition = topic
-                .as_ref()
-                .and_then(|t| {
-                    usize::try_from(p.partition)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i).cloned())
-                })
-                .ok_or(unknown);
+                .ok_or(unknown)
+                .and_then(|t| broker.replicas.leader_partition(t, p.partition));
             wanted.push(Wanted {
                 topic_slot: slot,
                 index: p.partition,
@@ -220,12 +214,12 @@ fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> Part
     };
     if plan.version >= 9
         && w.current_leader_epoch >= 0
-        && w.current_leader_epoch != partition.leader_epoch
+        && w.current_leader_epoch != partition.leader_epoch().0
     {
-        let code = if w.current_leader_epoch < partition.leader_epoch {
-            FENCED_LEADER_EPOCH
+        let code = if w.current_leader_epoch < partition.leader_epoch().0 {
+            ErrorCode::FENCED_LEADER_EPOCH
         } else {
-            UNKNOWN_LEADER_EPOCH
+            ErrorCode::UNKNOWN_LEADER_EPOCH
         };
         return with_offsets(base.with_error_code(code.code()));
     }
@@ -237,6 +231,6 @@ fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> Part
                 .with_error_code(ErrorCode::NONE.code())
                 .with_records(Some(read.records))
         }
-        Err(e) => with_offsets(base).with_error_code(super::storage_error_code(&e).code()),
+        Err(e) => with_offsets(base).with_error_code(e.error_code().code()),
     }
 }

@@ -5,7 +5,7 @@
 //! response of that version; `group::GroupCoordinator` does the work.
 //!
 //! JoinGroup and SyncGroup may have to wait for the rest of the group; they
-//! answer later, or `NOT_COORDINATOR` when the broker shuts down first.
+//! answer later, or `ErrorCode::NOT_COORDINATOR` when the broker shuts down first.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,7 +37,6 @@ use protocol::messages::{
 use protocol::{ErrorCode, StrBytes};
 
 use crate::group::coordinator::GROUP_AUTHORIZED_OPERATIONS;
-use crate::group::error_codes::*;
 use crate::group::messages::*;
 use crate::group::runtime::Pending;
 use crate::server::dispatch::{DispatchError, Reply, Request};
@@ -67,7 +66,7 @@ fn client_id(request: &Request) -> String {
 }
 
 /// Answers now when the coordinator did, otherwise once it does (or
-/// `NOT_COORDINATOR` at shutdown, so the client looks again after the restart).
+/// `ErrorCode::NOT_COORDINATOR` at shutdown, so the client looks again after the restart).
 fn reply_when_ready<T: protocol::Encodable + Send + 'static>(
     broker: &Arc<Broker>,
     request: Request,
@@ -133,11 +132,11 @@ pub fn join_group(
     let encode = move |response: Option<Response>| {
         let result = match response {
             Some(Response::JoinGroup(result)) => result,
-            _ => JoinGroupResult::error(member_id.clone(), NOT_COORDINATOR),
+            _ => JoinGroupResult::error(member_id.clone(), ErrorCode::NOT_COORDINATOR),
         };
         join_group_response(result, version)
     };
-    match broker.groups.join_group(&broker.topics, join) {
+    match broker.groups.join_group(join) {
         Ok(pending) => reply_when_ready(broker, request, pending, encode),
         Err(code) => {
             let response = encode(Some(Response::JoinGroup(JoinGroupResult::error(
@@ -201,17 +200,17 @@ pub fn sync_group(
     let encode = move |response: Option<Response>| {
         let result = match response {
             Some(Response::SyncGroup(result)) => result,
-            _ => SyncGroupResult::error(NOT_COORDINATOR),
+            _ => SyncGroupResult::error(ErrorCode::NOT_COORDINATOR),
         };
         sync_group_response(result)
     };
-    match broker.groups.sync_group(&broker.topics, sync) {
+    match broker.groups.sync_group(sync) {
         Ok(pending) => reply_when_ready(broker, request, pending, encode),
         Err(code) => {
             // A loading coordinator has lost the rebalance in progress: the
             // member rejoins (older clients do not expect LOAD_IN_PROGRESS here).
-            let code = if code == COORDINATOR_LOAD_IN_PROGRESS {
-                REBALANCE_IN_PROGRESS
+            let code = if code == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS {
+                ErrorCode::REBALANCE_IN_PROGRESS
             } else {
                 code
             };
@@ -244,11 +243,11 @@ pub fn heartbeat(
         member_id: text(&req.member_id),
         group_instance_id: req.group_instance_id.as_ref().map(text),
     };
-    let error = match broker.groups.heartbeat(&broker.topics, heartbeat) {
+    let error = match broker.groups.heartbeat(heartbeat) {
         Ok(Pending::Ready(Response::Heartbeat(error))) => error,
         Ok(_) => ErrorCode::UNKNOWN_SERVER_ERROR,
         // While loading, Kafka answers heartbeats blindly: the group's state is not known yet.
-        Err(code) if code == COORDINATOR_LOAD_IN_PROGRESS => ErrorCode::NONE,
+        Err(code) if code == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS => ErrorCode::NONE,
         Err(code) => code,
     };
     let response = HeartbeatResponse::default().with_error_code(error.code());
@@ -285,7 +284,7 @@ pub fn leave_group(
         group_id: text(&req.group_id.0),
         members,
     };
-    let result = match broker.groups.leave_group(&broker.topics, leave) {
+    let result = match broker.groups.leave_group(leave) {
         Ok(Pending::Ready(Response::LeaveGroup(result))) => result,
         Ok(_) => LeaveGroupResult {
             error: ErrorCode::UNKNOWN_SERVER_ERROR,
@@ -335,15 +334,14 @@ pub fn offset_commit(
     let mut order = Vec::new();
     let mut refused = std::collections::HashMap::new();
     let mut offsets = Vec::new();
+    let image = broker.image();
     for topic in &req.topics {
         let name = text(&topic.name.0);
-        let known = broker.topics.get(&name);
+        let known = image.topic(&name);
         for partition in &topic.partitions {
             let tp = TopicPartition::new(name.clone(), partition.partition_index);
             order.push(tp.clone());
-            let exists = known.as_ref().is_some_and(|t| {
-                usize::try_from(partition.partition_index).is_ok_and(|i| i < t.partitions.len())
-            });
+            let exists = known.is_some_and(|t| t.partition(partition.partition_index).is_some());
             if !exists {
                 refused.insert(tp, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
                 continue;
@@ -383,7 +381,10 @@ pub fn offset_commit(
         };
         errors.extend(refused.iter().map(|(tp, e)| (tp.clone(), *e)));
         let topics = by_topic(&order, |tp| {
-            let error = errors.get(tp).copied().unwrap_or(NOT_COORDINATOR);
+            let error = errors
+                .get(tp)
+                .copied()
+                .unwrap_or(ErrorCode::NOT_COORDINATOR);
             OffsetCommitResponsePartition::default()
                 .with_partition_index(tp.partition)
                 .with_error_code(error.code())
@@ -400,7 +401,7 @@ pub fn offset_commit(
     if commit.offsets.is_empty() {
         return Ok(Reply::Now(request.respond(&encode(None))?));
     }
-    match broker.groups.offset_commit(&broker.topics, commit) {
+    match broker.groups.offset_commit(commit) {
         Ok(pending) => reply_when_ready(broker, request, pending, encode),
         Err(code) => {
             let result = OffsetCommitResult {
@@ -456,10 +457,9 @@ pub fn offset_fetch(
     let fetched: Vec<(String, Result<FetchedOffsets, ErrorCode>)> = wanted
         .iter()
         .map(|w| {
-            let result =
-                broker
-                    .groups
-                    .fetch_offsets(&broker.topics, &w.group_id, w.topics.as_deref());
+            let result = broker
+                .groups
+                .fetch_offsets(&w.group_id, w.topics.as_deref());
             (w.group_id.clone(), result)
         })
         .collect();
@@ -613,10 +613,7 @@ pub fn describe_groups(
             let described = DescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(authorized_operations);
-            match broker
-                .groups
-                .describe_group(&broker.topics, group_id.0.as_str())
-            {
+            match broker.groups.describe_group(group_id.0.as_str()) {
                 Ok(Some(description)) => described
                     .with_group_state(StrBytes::from_static_str(description.state))
                     .with_protocol_type(str_bytes(description.protocol_type))
@@ -638,7 +635,7 @@ pub fn describe_groups(
                     ),
                 // Kafka 4.x: v6+ says the group is not found; older versions see a Dead group.
                 Ok(None) if version >= 6 => described
-                    .with_error_code(GROUP_ID_NOT_FOUND.code())
+                    .with_error_code(ErrorCode::GROUP_ID_NOT_FOUND.code())
                     .with_error_message(Some(str_bytes(format!(
                         "Group {} not found.",
                         group_id.0.as_str()
@@ -663,10 +660,7 @@ pub fn delete_groups(
     let mut results = Vec::with_capacity(req.groups_names.len());
     let mut waiting = Vec::new();
     for group_id in &req.groups_names {
-        match broker
-            .groups
-            .delete_group(&broker.topics, text(&group_id.0))
-        {
+        match broker.groups.delete_group(text(&group_id.0)) {
             Ok(Pending::Ready(Response::DeleteGroup(error))) => {
                 results.push((group_id.clone(), error))
             }
@@ -675,7 +669,7 @@ pub fn delete_groups(
             }
             Ok(Pending::Waiting(answer)) => {
                 waiting.push((results.len(), answer));
-                results.push((group_id.clone(), NOT_COORDINATOR));
+                results.push((group_id.clone(), ErrorCode::NOT_COORDINATOR));
             }
             Err(code) => results.push((group_id.clone(), code)),
         }
@@ -723,9 +717,10 @@ pub fn offset_delete(
     let mut order = Vec::new();
     let mut refused = std::collections::HashMap::new();
     let mut partitions = Vec::new();
+    let image = broker.image();
     for topic in &req.topics {
         let name = text(&topic.name.0);
-        let known = broker.topics.get(&name).is_some();
+        let known = image.topic(&name).is_some();
         for partition in &topic.partitions {
             let tp = TopicPartition::new(name.clone(), partition.partition_index);
             order.push(tp.clone());
@@ -744,7 +739,7 @@ pub fn offset_delete(
         let result = match response {
             Some(Response::OffsetDelete(result)) => result,
             _ => OffsetDeleteResult {
-                error: NOT_COORDINATOR,
+                error: ErrorCode::NOT_COORDINATOR,
                 partitions: Vec::new(),
             },
         };
@@ -769,7 +764,7 @@ pub fn offset_delete(
         .collect();
         OffsetDeleteResponse::default().with_topics(topics)
     };
-    match broker.groups.offset_delete(&broker.topics, delete) {
+    match broker.groups.offset_delete(delete) {
         Ok(pending) => reply_when_ready(broker, request, pending, encode),
         Err(code) => {
             let result = OffsetDeleteResult {

@@ -28,25 +28,24 @@ pub fn handle(
 ) -> Result<Reply, DispatchError> {
     let req: ListOffsetsRequest = request.decode(&mut body)?;
     let mut topics = Vec::with_capacity(req.topics.len());
+    let image = broker.image();
     for topic in req.topics {
-        let found = broker.topics.get(topic.name.0.as_str());
+        let found = image.topic(topic.name.0.as_str());
         let partitions = topic
             .partitions
             .iter()
             .map(|p| {
-                let partition = found.as_ref().and_then(|t| {
-                    usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i).cloned())
-                });
+                let partition = found
+                    .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+                    .and_then(|t| broker.replicas.leader_partition(t, p.partition_index));
                 match partition {
-                    None => ListOffsetsPartitionResponse::default()
+                    Err(code) => ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code())
+                        .with_error_code(code.code())
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1),
-                    Some(partition) => lookup(&partition, p.partition_index, p.timestamp),
+                    Ok(partition) => lookup(&partition, p.partition_index, p.timestamp),
                 }
             })
             .collect();
@@ -63,7 +62,7 @@ pub fn handle(
 fn lookup(partition: &Partition, index: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
     let base = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
-        .with_leader_epoch(partition.leader_epoch);
+        .with_leader_epoch(partition.leader_epoch().0);
     if partition.is_offline() {
         return base
             .with_error_code(ErrorCode::KAFKA_STORAGE_ERROR.code())

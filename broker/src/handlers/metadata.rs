@@ -1,9 +1,12 @@
-//! Metadata: brokers, the cluster id, and topics with their partitions,
-//! creating requested topics on the fly when auto-creation is on.
+//! Metadata: brokers, the cluster id, the controller, and topics with their
+//! partitions, all from this broker's metadata image. Requested topics that
+//! do not exist are created through the controller when auto-creation is on,
+//! and the answer waits for them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use protocol::messages::metadata_request::MetadataRequestTopic;
 use protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -11,8 +14,9 @@ use protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName}
 use protocol::{ErrorCode, StrBytes};
 use uuid::Uuid;
 
+use crate::controller::NewTopic;
+use crate::metadata::{MetadataImage, TopicImage};
 use crate::server::dispatch::{DispatchError, Reply, Request};
-use crate::topics::Topic;
 use crate::Broker;
 
 /// Kafka's value for "authorized operations not requested".
@@ -36,77 +40,103 @@ pub fn handle(
     } else {
         true
     };
-    let mut topics = Vec::new();
-    match wanted {
-        None => {
-            for topic in broker.topics.all() {
-                topics.push(describe_topic(broker, &topic));
-            }
-        }
-        Some(list) => {
-            for wanted in list {
-                let entry = match wanted.name {
-                    Some(name) => lookup_by_name(broker, name.0.as_str(), allow_auto_create),
-                    None => match broker.topics.get_by_id(wanted.topic_id) {
-                        Some(topic) => describe_topic(broker, &topic),
-                        None => error_topic(None, wanted.topic_id, ErrorCode::UNKNOWN_TOPIC_ID),
-                    },
-                };
-                topics.push(entry);
-            }
-        }
+    let image = broker.image();
+    let to_create: Vec<String> = wanted
+        .iter()
+        .flatten()
+        .filter_map(|w| w.name.as_ref().map(|n| n.0.to_string()))
+        .filter(|name| may_auto_create(broker, &image, name, allow_auto_create))
+        .collect();
+    if to_create.is_empty() {
+        let response = answer(broker, &image, wanted.as_deref());
+        return Ok(Reply::Now(request.respond(&response)?));
     }
-    let (host, port) = broker.advertised();
-    let response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)])
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        for name in to_create {
+            let wanted = NewTopic {
+                name: name.clone(),
+                partitions: -1,
+                replication_factor: -1,
+                ..Default::default()
+            };
+            match broker.controller.create_topic(wanted, false).await {
+                // Another request may have created it meanwhile: it is described below.
+                Ok(_) => {}
+                Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
+                Err(e) => tracing::warn!(topic = name, error = %e.message, "auto-creation failed"),
+            }
+        }
+        let response = answer(&broker, &broker.image(), wanted.as_deref());
+        // Encoding our own response cannot fail for a version we decoded.
+        responder
+            .respond(&response)
+            .expect("metadata response encodes")
+    })))
+}
+
+/// A topic that a Metadata request asks for, does not exist, and may be created.
+fn may_auto_create(broker: &Broker, image: &MetadataImage, name: &str, allowed: bool) -> bool {
+    allowed
+        && broker.config.auto_create_topics
+        && image.topic(name).is_none()
+        && crate::topics::validate_topic_name(name).is_ok()
+        // Internal topics are created by the broker when it needs them, never on request.
+        && !crate::topics::is_internal(name)
+}
+
+fn answer(
+    broker: &Broker,
+    image: &MetadataImage,
+    wanted: Option<&[MetadataRequestTopic]>,
+) -> MetadataResponse {
+    let topics = match wanted {
+        None => image
+            .topics()
+            .map(|t| describe_topic(broker, image, t))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .map(|wanted| match &wanted.name {
+                Some(name) => lookup_by_name(broker, image, name.0.as_str()),
+                None => match image.topic_by_id(wanted.topic_id) {
+                    Some(topic) => describe_topic(broker, image, topic),
+                    None => error_topic(None, wanted.topic_id, ErrorCode::UNKNOWN_TOPIC_ID),
+                },
+            })
+            .collect(),
+    };
+    let brokers = image
+        .live_brokers()
+        .filter_map(|b| {
+            let endpoint = b.client_endpoint()?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id.0))
+                    .with_host(StrBytes::from_string(endpoint.host.clone()))
+                    .with_port(i32::from(endpoint.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
-    Ok(Reply::Now(request.respond(&response)?))
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn lookup_by_name(
-    broker: &Arc<Broker>,
-    name: &str,
-    allow_auto_create: bool,
-) -> MetadataResponseTopic {
-    if let Some(topic) = broker.topics.get(name) {
-        return describe_topic(broker, &topic);
+fn lookup_by_name(broker: &Broker, image: &MetadataImage, name: &str) -> MetadataResponseTopic {
+    if let Some(topic) = image.topic(name) {
+        return describe_topic(broker, image, topic);
     }
-    let name_error = crate::topics::validate_topic_name(name).err();
-    if let Some(e) = name_error {
-        return error_topic(Some(name), Uuid::nil(), e.code);
-    }
-    // Internal topics are created by the broker when it needs them, never on request.
-    if !(allow_auto_create && broker.config.auto_create_topics) || crate::topics::is_internal(name)
-    {
-        return error_topic(
-            Some(name),
-            Uuid::nil(),
-            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-        );
-    }
-    match broker.topics.create(
-        name,
-        broker.config.default_partitions,
-        Default::default(),
-        false,
-    ) {
-        Ok(topic) => describe_topic(broker, &topic),
-        // Another request created it between our lookup and create: describe that one.
-        Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => match broker.topics.get(name) {
-            Some(topic) => describe_topic(broker, &topic),
-            None => error_topic(Some(name), Uuid::nil(), ErrorCode::LEADER_NOT_AVAILABLE),
-        },
-        Err(e) => {
-            tracing::warn!(topic = name, error = %e.message, "auto-creation failed");
-            error_topic(Some(name), Uuid::nil(), e.code)
-        }
-    }
+    let code = match crate::topics::validate_topic_name(name) {
+        Err(e) => e.code,
+        Ok(()) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+    };
+    error_topic(Some(name), Uuid::nil(), code)
 }
 
 fn error_topic(name: Option<&str>, id: Uuid, code: ErrorCode) -> MetadataResponseTopic {
@@ -117,25 +147,48 @@ fn error_topic(name: Option<&str>, id: Uuid, code: ErrorCode) -> MetadataRespons
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn describe_topic(broker: &Arc<Broker>, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+fn describe_topic(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
+    let ids = |brokers: &[crate::ids::BrokerId]| brokers.iter().map(|b| BrokerId(b.0)).collect();
     let partitions = topic
         .partitions
         .iter()
-        .map(|p| {
-            let code = if p.is_offline() {
+        .enumerate()
+        .map(|(index, registration)| {
+            let index = index as i32;
+            let live = |b: &crate::ids::BrokerId| image.broker(*b).is_some_and(|r| !r.fenced);
+            let mut offline: Vec<_> = registration
+                .replicas
+                .iter()
+                .filter(|b| !live(b))
+                .copied()
+                .collect();
+            // This broker's own replica is offline when its log is.
+            let local_offline = broker
+                .replicas
+                .get(&topic.name, index)
+                .is_some_and(|p| p.is_offline());
+            if local_offline {
+                offline.push(broker.node_id());
+            }
+            let code = if local_offline && registration.leader == broker.node_id() {
                 ErrorCode::KAFKA_STORAGE_ERROR
+            } else if !live(&registration.leader) {
+                ErrorCode::LEADER_NOT_AVAILABLE
             } else {
                 ErrorCode::NONE
             };
             MetadataResponsePartition::default()
                 .with_error_code(code.code())
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(if p.is_offline() { vec![node] } else { vec![] })
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(registration.leader.0))
+                .with_leader_epoch(registration.leader_epoch.0)
+                .with_replica_nodes(ids(&registration.replicas))
+                .with_isr_nodes(ids(&registration.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()

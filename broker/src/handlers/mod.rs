@@ -11,16 +11,3 @@ pub mod metadata;
 pub mod produce;
 pub mod producer_id;
 pub mod topics;
-
-use protocol::ErrorCode;
-
-use crate::storage::StorageError;
-
-/// The one place storage errors become Kafka error codes.
-pub fn storage_error_code(error: &StorageError) -> ErrorCode {
-    match error {
-        StorageError::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-        StorageError::CorruptBatch(_) => ErrorCode::CORRUPT_MESSAGE,
-        _ => ErrorCode::KAFKA_STORAGE_ERROR,
-    }
-}

@@ -10,6 +10,7 @@ use protocol::messages::produce_response::{PartitionProduceResponse, TopicProduc
 use protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use protocol::{ErrorCode, StrBytes};
 
+use crate::errors::KafkaErrorCode;
 use crate::partition::{AppendError, Appended, Partition};
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
@@ -46,11 +47,12 @@ pub fn handle(
     let now_ms = crate::now_ms();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut waits = Vec::new();
+    let image = broker.image();
     for topic_data in req.topic_data {
         let topic = if request.version() >= 13 {
-            broker.topics.get_by_id(topic_data.topic_id)
+            image.topic_by_id(topic_data.topic_id)
         } else {
-            broker.topics.get(topic_data.name.0.as_str())
+            image.topic(topic_data.name.0.as_str())
         };
         let unknown = if request.version() >= 13 {
             ErrorCode::UNKNOWN_TOPIC_ID
@@ -66,21 +68,22 @@ pub fn handle(
                     format!("acks must be -1, 0 or 1, not {acks}"),
                 )
             } else {
-                match topic.as_ref().and_then(|t| {
-                    usize::try_from(data.index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i).cloned())
-                }) {
+                match topic.map(|t| (t, broker.replicas.leader_partition(t, data.index))) {
                     None => failed(data.index, unknown, "unknown topic or partition"),
-                    Some(partition) if crate::topics::is_internal(&partition.topic) => failed(
+                    Some((_, Err(code))) => failed(
+                        data.index,
+                        code,
+                        format!("partition {} is not led by this broker", data.index),
+                    ),
+                    Some((t, Ok(_))) if t.is_internal() => failed(
                         data.index,
                         ErrorCode::INVALID_TOPIC_EXCEPTION,
                         "internal topics are written by the broker only",
                     ),
-                    Some(partition) => {
-                        let max = topic
-                            .as_ref()
-                            .and_then(|t| t.configs.get("max.message.bytes"))
+                    Some((t, Ok(partition))) => {
+                        let max = t
+                            .configs
+                            .get("max.message.bytes")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(broker.config.message_bytes_max);
                         append(&partition, data.records, acks, max, now_ms)
@@ -218,21 +221,16 @@ fn append(
                 format!("producer sequence check failed: {code}"),
             )
         }
-        Err(e @ AppendError::MultipleIdempotentBatches { .. }) => {
-            failed(index, ErrorCode::INVALID_RECORD, e.to_string())
-        }
-        Err(AppendError::Storage(e)) => {
-            let code = super::storage_error_code(&e);
+        Err(e @ AppendError::Storage(_)) => {
             tracing::error!(topic = %partition.topic, partition = index, error = %e, "append failed");
-            failed(index, code, e.to_string())
+            failed(index, e.error_code(), e.to_string())
         }
+        Err(e) => failed(index, e.error_code(), e.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use protocol::batch::{BatchBuilder, Record};
     use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use protocol::messages::ApiKey;
@@ -255,8 +253,17 @@ mod tests {
             .unwrap(),
         );
         broker
-            .topics
-            .create("t", 1, BTreeMap::new(), false)
+            .controller
+            .create_topic(
+                crate::controller::NewTopic {
+                    name: "t".into(),
+                    partitions: 1,
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
             .unwrap();
         let mut batch = BatchBuilder::new();
         batch.push(&Record {

@@ -11,9 +11,6 @@ use protocol::ErrorCode;
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
 
-/// Transactions are not offered; a transactional id is refused with this code.
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = ErrorCode(53);
-
 pub fn handle(
     broker: &Arc<Broker>,
     request: &Request,
@@ -22,7 +19,7 @@ pub fn handle(
     let req: InitProducerIdRequest = request.decode(&mut body)?;
     let response = if req.transactional_id.is_some() {
         InitProducerIdResponse::default()
-            .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code())
+            .with_error_code(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     } else if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1

@@ -1,4 +1,6 @@
-//! CreateTopics, DeleteTopics and CreatePartitions.
+//! CreateTopics, DeleteTopics and CreatePartitions: each topic's change is
+//! submitted to the controller, and the answer waits until it is committed
+//! and applied here.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,12 +16,15 @@ use protocol::messages::{
 use protocol::{ErrorCode, StrBytes};
 use uuid::Uuid;
 
+use crate::controller::NewTopic;
+use crate::ids::BrokerId;
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::topics::TopicError;
 use crate::Broker;
 
-/// The only replication factor a single broker can honour.
-const SINGLE_NODE_REPLICATION_FACTOR: i16 = 1;
+fn broker_ids(ids: &[protocol::messages::BrokerId]) -> Vec<BrokerId> {
+    ids.iter().map(|b| BrokerId(b.0)).collect()
+}
 
 pub fn create_topics(
     broker: &Arc<Broker>,
@@ -27,71 +32,60 @@ pub fn create_topics(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: CreateTopicsRequest = request.decode(&mut body)?;
-    let mut results = Vec::with_capacity(req.topics.len());
-    for topic in req.topics {
-        let name = topic.name.0.to_string();
-        let result = CreatableTopicResult::default().with_name(topic.name.clone());
-        let outcome = (|| -> Result<(Uuid, i32), TopicError> {
-            if crate::topics::is_internal(&name) {
-                return Err(TopicError {
-                    code: ErrorCode::INVALID_TOPIC_EXCEPTION,
-                    message: format!("{name} is internal to the broker and created by it"),
-                });
-            }
-            let partitions = if !topic.assignments.is_empty() {
-                for assignment in &topic.assignments {
-                    if assignment
-                        .broker_ids
-                        .iter()
-                        .any(|b| b.0 != broker.config.node_id)
-                    {
-                        return Err(TopicError {
-                            code: ErrorCode::INVALID_REPLICATION_FACTOR,
-                            message: format!("broker {} is the only broker", broker.config.node_id),
-                        });
-                    }
-                }
-                topic.assignments.len() as i32
-            } else if topic.num_partitions == -1 {
-                broker.config.default_partitions
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let mut results = Vec::with_capacity(req.topics.len());
+        for topic in req.topics {
+            let name = topic.name.0.to_string();
+            let result = CreatableTopicResult::default().with_name(topic.name.clone());
+            let outcome = if crate::topics::is_internal(&name) {
+                Err(TopicError::new(
+                    ErrorCode::INVALID_TOPIC_EXCEPTION,
+                    format!("{name} is internal to the broker and created by it"),
+                ))
             } else {
-                topic.num_partitions
+                let mut assignments = topic.assignments.clone();
+                assignments.sort_by_key(|a| a.partition_index);
+                let configs: BTreeMap<String, String> = topic
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                let wanted = NewTopic {
+                    name,
+                    partitions: topic.num_partitions,
+                    replication_factor: topic.replication_factor,
+                    assignments: assignments
+                        .iter()
+                        .map(|a| broker_ids(&a.broker_ids))
+                        .collect(),
+                    configs,
+                };
+                broker
+                    .controller
+                    .create_topic(wanted, req.validate_only)
+                    .await
             };
-            let replication_factor = topic.replication_factor;
-            if replication_factor != -1 && replication_factor != SINGLE_NODE_REPLICATION_FACTOR {
-                return Err(TopicError {
-                    code: ErrorCode::INVALID_REPLICATION_FACTOR,
-                    message: format!(
-                        "replication factor {replication_factor} is larger than the 1 available broker"
-                    ),
-                });
-            }
-            let mut configs = BTreeMap::new();
-            for config in &topic.configs {
-                if let Some(value) = &config.value {
-                    configs.insert(config.name.to_string(), value.to_string());
-                }
-            }
-            let created = broker
-                .topics
-                .create(&name, partitions, configs, req.validate_only)?;
-            Ok((created.id, partitions))
-        })();
-        results.push(match outcome {
-            Ok((id, partitions)) => result
-                .with_topic_id(id)
-                .with_error_code(ErrorCode::NONE.code())
-                .with_num_partitions(partitions)
-                .with_replication_factor(SINGLE_NODE_REPLICATION_FACTOR),
-            Err(e) => result
-                .with_error_code(e.code.code())
-                .with_error_message(Some(StrBytes::from_string(e.message)))
-                .with_num_partitions(-1)
-                .with_replication_factor(-1),
-        });
-    }
-    let response = CreateTopicsResponse::default().with_topics(results);
-    Ok(Reply::Now(request.respond(&response)?))
+            results.push(match outcome {
+                Ok(created) => result
+                    .with_topic_id(created.id)
+                    .with_error_code(ErrorCode::NONE.code())
+                    .with_num_partitions(created.partitions)
+                    .with_replication_factor(created.replication_factor),
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message)))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1),
+            });
+        }
+        let response = CreateTopicsResponse::default().with_topics(results);
+        // Encoding our own response cannot fail for a version we decoded.
+        responder
+            .respond(&response)
+            .expect("create topics response encodes")
+    })))
 }
 
 pub fn delete_topics(
@@ -112,40 +106,47 @@ pub fn delete_topics(
             .map(|n| (Some(n.0.to_string()), Uuid::nil()))
             .collect()
     };
-    let mut responses = Vec::with_capacity(wanted.len());
-    for (name, id) in wanted {
-        let name = match name {
-            Some(name) => Some(name),
-            None => broker.topics.get_by_id(id).map(|t| t.name.clone()),
-        };
-        let result = DeletableTopicResult::default()
-            .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
-            .with_topic_id(id);
-        let outcome = match &name {
-            Some(name) if crate::topics::is_internal(name) => Err(TopicError {
-                code: ErrorCode::INVALID_TOPIC_EXCEPTION,
-                message: format!("{name} is internal to the broker and cannot be deleted"),
-            }),
-            Some(name) => broker
-                .topics
-                .delete(name)
-                .inspect(|_| broker.groups.topic_deleted(name)),
-            None => Err(TopicError {
-                code: ErrorCode::UNKNOWN_TOPIC_ID,
-                message: format!("no topic has id {id}"),
-            }),
-        };
-        responses.push(match outcome {
-            Ok(deleted_id) => result
-                .with_topic_id(deleted_id)
-                .with_error_code(ErrorCode::NONE.code()),
-            Err(e) => result
-                .with_error_code(e.code.code())
-                .with_error_message(Some(StrBytes::from_string(e.message))),
-        });
-    }
-    let response = DeleteTopicsResponse::default().with_responses(responses);
-    Ok(Reply::Now(request.respond(&response)?))
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let mut responses = Vec::with_capacity(wanted.len());
+        for (name, id) in wanted {
+            let name = match name {
+                Some(name) => Some(name),
+                None => broker.image().topic_by_id(id).map(|t| t.name.clone()),
+            };
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+                .with_topic_id(id);
+            let outcome = match &name {
+                Some(name) if crate::topics::is_internal(name) => Err(TopicError::new(
+                    ErrorCode::INVALID_TOPIC_EXCEPTION,
+                    format!("{name} is internal to the broker and cannot be deleted"),
+                )),
+                Some(name) => broker
+                    .controller
+                    .delete_topic(name)
+                    .await
+                    .inspect(|_| broker.groups.topic_deleted(name)),
+                None => Err(TopicError::new(
+                    ErrorCode::UNKNOWN_TOPIC_ID,
+                    format!("no topic has id {id}"),
+                )),
+            };
+            responses.push(match outcome {
+                Ok(deleted_id) => result
+                    .with_topic_id(deleted_id)
+                    .with_error_code(ErrorCode::NONE.code()),
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            });
+        }
+        let response = DeleteTopicsResponse::default().with_responses(responses);
+        responder
+            .respond(&response)
+            .expect("delete topics response encodes")
+    })))
 }
 
 pub fn create_partitions(
@@ -154,24 +155,37 @@ pub fn create_partitions(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: CreatePartitionsRequest = request.decode(&mut body)?;
-    let results = req
-        .topics
-        .iter()
-        .map(|topic| {
-            let outcome = broker.topics.create_partitions(
-                topic.name.0.as_str(),
-                topic.count,
-                req.validate_only,
-            );
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let mut results = Vec::with_capacity(req.topics.len());
+        for topic in &req.topics {
+            let assignments = topic
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| broker_ids(&a.broker_ids))
+                .collect();
+            let outcome = broker
+                .controller
+                .create_partitions(
+                    topic.name.0.as_str(),
+                    topic.count,
+                    assignments,
+                    req.validate_only,
+                )
+                .await;
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            match outcome {
+            results.push(match outcome {
                 Ok(()) => result.with_error_code(ErrorCode::NONE.code()),
                 Err(e) => result
                     .with_error_code(e.code.code())
                     .with_error_message(Some(StrBytes::from_string(e.message))),
-            }
-        })
-        .collect();
-    let response = CreatePartitionsResponse::default().with_results(results);
-    Ok(Reply::Now(request.respond(&response)?))
+            });
+        }
+        let response = CreatePartitionsResponse::default().with_results(results);
+        responder
+            .respond(&response)
+            .expect("create partitions response encodes")
+    })))
 }

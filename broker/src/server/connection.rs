@@ -138,7 +138,7 @@ impl Connection {
 type Chunks = Vec<bytes::Bytes>;
 
 impl Reply {
-    fn into_future(self) -> futures::future::BoxFuture<'static, Option<Chunks>> {
+    pub(crate) fn into_future(self) -> futures::future::BoxFuture<'static, Option<Chunks>> {
         match self {
             Reply::Now(bytes) => Box::pin(futures::future::ready(Some(vec![bytes]))),
             Reply::Chunks(chunks) => Box::pin(futures::future::ready(Some(chunks))),

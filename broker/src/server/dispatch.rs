@@ -158,6 +158,66 @@ pub fn dispatch(
     let (api, header) = decode_request_header(&mut frame)?;
     let request = Request { api, header, peer };
     let body = frame;
+    if creates_offsets_topic(api) && !broker.groups.has_offsets_topic() {
+        return defer_until_offsets_topic(broker, request, body);
+    }
+    route(broker, request, body)
+}
+
+/// Group requests that need `__consumer_offsets`, which the first of them
+/// creates (as FindCoordinator does).
+fn creates_offsets_topic(api: ApiKey) -> bool {
+    matches!(
+        api,
+        ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::DeleteGroups
+            | ApiKey::OffsetDelete
+    )
+}
+
+/// Serves a group request once the controller has created the offsets
+/// topic. The body is decoded first, so that a malformed request still
+/// closes the connection at once.
+fn defer_until_offsets_topic(
+    broker: &Arc<Broker>,
+    request: Request,
+    body: Bytes,
+) -> Result<Reply, DispatchError> {
+    use protocol::messages::{
+        DeleteGroupsRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+        OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest,
+    };
+    let mut check = body.clone();
+    match request.api {
+        ApiKey::JoinGroup => request.decode::<JoinGroupRequest>(&mut check).map(drop),
+        ApiKey::SyncGroup => request.decode::<SyncGroupRequest>(&mut check).map(drop),
+        ApiKey::Heartbeat => request.decode::<HeartbeatRequest>(&mut check).map(drop),
+        ApiKey::LeaveGroup => request.decode::<LeaveGroupRequest>(&mut check).map(drop),
+        ApiKey::OffsetCommit => request.decode::<OffsetCommitRequest>(&mut check).map(drop),
+        ApiKey::DeleteGroups => request.decode::<DeleteGroupsRequest>(&mut check).map(drop),
+        ApiKey::OffsetDelete => request.decode::<OffsetDeleteRequest>(&mut check).map(drop),
+        _ => Ok(()),
+    }?;
+    let broker = broker.clone();
+    Ok(Reply::LaterChunks(Box::pin(async move {
+        handlers::coordinator::ensure_offsets_topic(&broker).await;
+        match route(&broker, request, body) {
+            Ok(reply) => reply.into_future().await.unwrap_or_default(),
+            Err(e) => {
+                // The body decoded above; only encoding our own response can fail here.
+                tracing::error!(error = %e, "cannot answer a deferred group request");
+                Vec::new()
+            }
+        }
+    })))
+}
+
+fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, DispatchError> {
+    let api = request.api;
     match api {
         ApiKey::ApiVersions => handlers::api_versions::handle(broker, &request, body),
         ApiKey::Metadata => handlers::metadata::handle(broker, &request, body),

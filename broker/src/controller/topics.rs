@@ -1,0 +1,236 @@
+//! The controller's decisions on topics: a request and the current image in,
+//! the records to commit (or a Kafka error) out. No I/O: ids and the image
+//! are given, so every decision is a function of its arguments.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protocol::ErrorCode;
+use uuid::Uuid;
+
+use crate::controller::placement::assign_replicas;
+use crate::controller::ControllerConfig;
+use crate::ids::BrokerId;
+use crate::metadata::{MetadataImage, MetadataRecord, PartitionRegistration};
+use crate::storage::LogConfig;
+use crate::topics::{log_config_for, validate_topic_name, TopicError};
+
+/// A topic to create, as CreateTopics or auto-creation asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// `-1`: `num.partitions`.
+    pub partitions: i32,
+    /// `-1`: `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replicas per partition; empty to let the controller place them.
+    pub assignments: Vec<Vec<BrokerId>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+fn live_broker_ids(image: &MetadataImage) -> Vec<BrokerId> {
+    image.live_brokers().map(|b| b.id).collect()
+}
+
+/// Checks explicit assignments: every partition has distinct replicas on
+/// live brokers, and all have the same count.
+fn check_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<BrokerId>],
+) -> Result<i16, TopicError> {
+    let live: BTreeSet<BrokerId> = live_broker_ids(image).into_iter().collect();
+    let factor = assignments[0].len();
+    for (index, replicas) in assignments.iter().enumerate() {
+        let distinct: BTreeSet<BrokerId> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() || replicas.len() != factor {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                format!("partition {index}: replicas {replicas:?} must be distinct and as many as the other partitions'"),
+            ));
+        }
+        if let Some(unknown) = replicas.iter().find(|b| !live.contains(b)) {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                format!("partition {index}: broker {unknown} is not a live broker"),
+            ));
+        }
+    }
+    Ok(factor as i16)
+}
+
+/// The replicas of `partitions` new partitions of factor `replication_factor`.
+fn place(
+    image: &MetadataImage,
+    partitions: i32,
+    replication_factor: i16,
+    start: usize,
+) -> Result<Vec<Vec<BrokerId>>, TopicError> {
+    let live = live_broker_ids(image);
+    if replication_factor < 1 || replication_factor as usize > live.len() {
+        return Err(TopicError::new(
+            ErrorCode::INVALID_REPLICATION_FACTOR,
+            format!(
+                "replication factor {replication_factor} is larger than the {} available broker{}",
+                live.len(),
+                if live.len() == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    Ok(assign_replicas(
+        &live,
+        partitions,
+        replication_factor as usize,
+        start,
+    ))
+}
+
+fn check_partition_count(partitions: i32) -> Result<(), TopicError> {
+    if !(1..=crate::config::PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
+        return Err(TopicError::new(
+            ErrorCode::INVALID_PARTITIONS,
+            format!(
+                "partition count {partitions} is outside 1..={}",
+                crate::config::PARTITIONS_PER_TOPIC_MAX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records that create `topic` with id `id`.
+pub fn create_topic(
+    image: &MetadataImage,
+    topic: &NewTopic,
+    config: &ControllerConfig,
+    id: Uuid,
+) -> Result<(Vec<MetadataRecord>, CreatedTopic), TopicError> {
+    validate_topic_name(&topic.name)?;
+    let (replicas, replication_factor) = if !topic.assignments.is_empty() {
+        let factor = check_assignments(image, &topic.assignments)?;
+        check_partition_count(topic.assignments.len() as i32)?;
+        (topic.assignments.clone(), factor)
+    } else {
+        let partitions = match topic.partitions {
+            -1 => config.default_partitions,
+            n => n,
+        };
+        check_partition_count(partitions)?;
+        let factor = match topic.replication_factor {
+            -1 => config.default_replication_factor,
+            n => n,
+        };
+        // Start each topic where the previous one left off, so leaders spread.
+        let start = image.topics().map(|t| t.partitions.len()).sum();
+        (place(image, partitions, factor, start)?, factor)
+    };
+    log_config_for(&LogConfig::default(), &topic.configs)?;
+    if image.topic(&topic.name).is_some() {
+        return Err(TopicError::new(
+            ErrorCode::TOPIC_ALREADY_EXISTS,
+            format!("topic {} already exists", topic.name),
+        ));
+    }
+    let mut records = Vec::with_capacity(replicas.len() + topic.configs.len() + 1);
+    records.push(MetadataRecord::Topic {
+        name: topic.name.clone(),
+        id,
+    });
+    for (index, replicas) in replicas.iter().enumerate() {
+        records.push(MetadataRecord::Partition {
+            topic_id: id,
+            partition: index as i32,
+            registration: PartitionRegistration::new(replicas.clone()),
+        });
+    }
+    for (key, value) in &topic.configs {
+        records.push(MetadataRecord::TopicConfig {
+            topic_id: id,
+            key: key.clone(),
+            value: Some(value.clone()),
+        });
+    }
+    let created = CreatedTopic {
+        id,
+        partitions: replicas.len() as i32,
+        replication_factor,
+    };
+    Ok((records, created))
+}
+
+/// Records that delete topic `name`; its id is returned.
+pub fn delete_topic(
+    image: &MetadataImage,
+    name: &str,
+) -> Result<(Vec<MetadataRecord>, Uuid), TopicError> {
+    let topic = image.topic(name).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    Ok((vec![MetadataRecord::RemoveTopic { id: topic.id }], topic.id))
+}
+
+/// Records that grow topic `name` to `total` partitions, placed like its
+/// first partition's replication factor (or as `assignments` say).
+pub fn create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    total: i32,
+    assignments: &[Vec<BrokerId>],
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    let topic = image.topic(name).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    let current = topic.partitions.len() as i32;
+    if total <= current {
+        return Err(TopicError::new(
+            ErrorCode::INVALID_PARTITIONS,
+            format!("topic {name} has {current} partitions; the new count must be larger"),
+        ));
+    }
+    if total > crate::config::PARTITIONS_PER_TOPIC_MAX {
+        return Err(TopicError::new(
+            ErrorCode::INVALID_PARTITIONS,
+            format!(
+                "partition count {total} exceeds {}",
+                crate::config::PARTITIONS_PER_TOPIC_MAX
+            ),
+        ));
+    }
+    let added = total - current;
+    let replicas = if assignments.is_empty() {
+        let factor = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+        place(image, added, factor, current as usize)?
+    } else {
+        if assignments.len() as i32 != added {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "{} assignments for {added} new partitions",
+                    assignments.len()
+                ),
+            ));
+        }
+        check_assignments(image, assignments)?;
+        assignments.to_vec()
+    };
+    Ok(replicas
+        .into_iter()
+        .enumerate()
+        .map(|(i, replicas)| MetadataRecord::Partition {
+            topic_id: topic.id,
+            partition: current + i as i32,
+            registration: PartitionRegistration::new(replicas),
+        })
+        .collect())
+}

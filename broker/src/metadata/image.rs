@@ -1,0 +1,254 @@
+//! The metadata image: what a broker knows of the cluster (brokers, topics,
+//! partitions), as of an offset of the metadata log. An image is immutable;
+//! applying committed records makes a new one that shares every unchanged
+//! topic with the old (`Arc`s), so an image per change is cheap and readers
+//! never lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::ids::{BrokerId, Offset};
+use crate::metadata::records::{BrokerRegistration, MetadataRecord, PartitionRegistration};
+
+/// A topic as the metadata log describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    /// Indexed by partition number.
+    pub partitions: Vec<PartitionRegistration>,
+    /// Overrides of the broker's log defaults.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn partition(&self, index: i32) -> Option<&PartitionRegistration> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    pub fn is_internal(&self) -> bool {
+        crate::topics::is_internal(&self.name)
+    }
+}
+
+/// A record that does not fit the image it is applied to: the controller
+/// never commits one, so this is a bug or damage, reported and skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no topic has id {0}")]
+    UnknownTopic(Uuid),
+    #[error("topic {name} (or id {id}) already exists")]
+    TopicExists { name: String, id: Uuid },
+    #[error("topic {topic_id} has no partition {partition}")]
+    UnknownPartition { topic_id: Uuid, partition: i32 },
+    #[error("partition {partition} of topic {topic_id} is not the next one")]
+    PartitionOutOfOrder { topic_id: Uuid, partition: i32 },
+    #[error("broker {0} is not registered")]
+    UnknownBroker(BrokerId),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    /// The offset of the last record applied (`Offset::NONE` for the empty image).
+    offset: Option<Offset>,
+    brokers: BTreeMap<BrokerId, Arc<BrokerRegistration>>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    names_by_id: HashMap<Uuid, String>,
+}
+
+impl MetadataImage {
+    pub fn empty() -> MetadataImage {
+        MetadataImage::default()
+    }
+
+    pub fn offset(&self) -> Offset {
+        self.offset.unwrap_or(Offset::NONE)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicImage>> {
+        self.names_by_id.get(&id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn broker(&self, id: BrokerId) -> Option<&Arc<BrokerRegistration>> {
+        self.brokers.get(&id)
+    }
+
+    /// Every registered broker, fenced or not, by id.
+    pub fn brokers(&self) -> impl Iterator<Item = &Arc<BrokerRegistration>> {
+        self.brokers.values()
+    }
+
+    /// Registered brokers that are not fenced: those that may lead and are offered to clients.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &Arc<BrokerRegistration>> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// The image after a batch of committed records, the first at `first_offset`.
+    /// A record that does not fit is skipped and reported; the others apply.
+    pub fn apply(
+        &self,
+        first_offset: Offset,
+        records: &[MetadataRecord],
+    ) -> (MetadataImage, Vec<ApplyError>) {
+        let mut next = self.clone();
+        let mut errors = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            let offset = Offset(first_offset.0 + i as i64);
+            assert!(
+                offset > self.offset(),
+                "records apply in log order: {offset} after {}",
+                self.offset()
+            );
+            if let Err(e) = next.apply_one(offset, record) {
+                errors.push(e);
+            }
+            next.offset = Some(offset);
+        }
+        (next, errors)
+    }
+
+    fn apply_one(&mut self, offset: Offset, record: &MetadataRecord) -> Result<(), ApplyError> {
+        match record {
+            MetadataRecord::RegisterBroker {
+                id,
+                incarnation,
+                endpoints,
+                rack,
+                fenced,
+            } => {
+                self.brokers.insert(
+                    *id,
+                    Arc::new(BrokerRegistration {
+                        id: *id,
+                        incarnation: *incarnation,
+                        epoch: offset.0,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                        fenced: *fenced,
+                    }),
+                );
+            }
+            MetadataRecord::UnregisterBroker { id } => {
+                self.brokers
+                    .remove(id)
+                    .ok_or(ApplyError::UnknownBroker(*id))?;
+            }
+            MetadataRecord::FenceBroker { id } | MetadataRecord::UnfenceBroker { id } => {
+                let broker = self
+                    .brokers
+                    .get_mut(id)
+                    .ok_or(ApplyError::UnknownBroker(*id))?;
+                Arc::make_mut(broker).fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+            }
+            MetadataRecord::Topic { name, id } => {
+                if self.topics.contains_key(name) || self.names_by_id.contains_key(id) {
+                    return Err(ApplyError::TopicExists {
+                        name: name.clone(),
+                        id: *id,
+                    });
+                }
+                self.names_by_id.insert(*id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Arc::new(TopicImage {
+                        name: name.clone(),
+                        id: *id,
+                        partitions: Vec::new(),
+                        configs: BTreeMap::new(),
+                    }),
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                registration,
+            } => {
+                let topic = self.topic_mut(*topic_id)?;
+                if *partition != topic.partitions.len() as i32 {
+                    return Err(ApplyError::PartitionOutOfOrder {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                    });
+                }
+                topic.partitions.push(registration.clone());
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+            } => {
+                let topic = self.topic_mut(*topic_id)?;
+                let registration = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|i| topic.partitions.get_mut(i))
+                    .ok_or(ApplyError::UnknownPartition {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                    })?;
+                if let Some(leader) = leader {
+                    if *leader != registration.leader {
+                        registration.leader = *leader;
+                        registration.leader_epoch = registration.leader_epoch.next();
+                    }
+                }
+                if let Some(isr) = isr {
+                    registration.isr = isr.clone();
+                }
+                if let Some(replicas) = replicas {
+                    registration.replicas = replicas.clone();
+                }
+                registration.partition_epoch = registration.partition_epoch.next();
+            }
+            MetadataRecord::RemoveTopic { id } => {
+                let name = self
+                    .names_by_id
+                    .remove(id)
+                    .ok_or(ApplyError::UnknownTopic(*id))?;
+                self.topics.remove(&name);
+            }
+            MetadataRecord::TopicConfig {
+                topic_id,
+                key,
+                value,
+            } => {
+                let topic = self.topic_mut(*topic_id)?;
+                match value {
+                    Some(value) => topic.configs.insert(key.clone(), value.clone()),
+                    None => topic.configs.remove(key),
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn topic_mut(&mut self, id: Uuid) -> Result<&mut TopicImage, ApplyError> {
+        let name = self
+            .names_by_id
+            .get(&id)
+            .ok_or(ApplyError::UnknownTopic(id))?;
+        let topic = self
+            .topics
+            .get_mut(name)
+            .expect("every id names a topic of the image");
+        Ok(Arc::make_mut(topic))
+    }
+}

@@ -1,0 +1,116 @@
+//! The records of the cluster metadata log. Each mirrors a Kafka KRaft
+//! record of the same name (`RegisterBrokerRecord`, `TopicRecord`,
+//! `PartitionRecord`, `PartitionChangeRecord`, ...); a controller decision is
+//! a batch of them, applied atomically.
+
+use uuid::Uuid;
+
+use crate::ids::{BrokerId, LeaderEpoch, PartitionEpoch};
+
+/// A listener a broker serves clients on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A broker as registered with the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub id: BrokerId,
+    /// Random per process start: tells a restart from a retried registration.
+    pub incarnation: Uuid,
+    /// The metadata offset of the registration; a stale broker's requests carry an older one.
+    pub epoch: i64,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is not offered to clients.
+    pub fenced: bool,
+}
+
+impl BrokerRegistration {
+    /// The endpoint clients connect to (the first listener).
+    pub fn client_endpoint(&self) -> Option<&Endpoint> {
+        self.endpoints.first()
+    }
+}
+
+/// Where a partition lives and who leads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// `BrokerId::NONE` when no replica can lead.
+    pub leader: BrokerId,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+}
+
+impl PartitionRegistration {
+    /// A new partition led by its first replica, with every replica in sync.
+    pub fn new(replicas: Vec<BrokerId>) -> PartitionRegistration {
+        assert!(!replicas.is_empty(), "a partition has at least one replica");
+        PartitionRegistration {
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: LeaderEpoch::INITIAL,
+            partition_epoch: PartitionEpoch::INITIAL,
+        }
+    }
+
+    pub fn is_replica(&self, broker: BrokerId) -> bool {
+        self.replicas.contains(&broker)
+    }
+}
+
+/// One change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetadataRecord {
+    /// A broker registers (or re-registers after a restart); its epoch is the record's offset.
+    RegisterBroker {
+        id: BrokerId,
+        incarnation: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+        fenced: bool,
+    },
+    UnregisterBroker {
+        id: BrokerId,
+    },
+    FenceBroker {
+        id: BrokerId,
+    },
+    UnfenceBroker {
+        id: BrokerId,
+    },
+    Topic {
+        name: String,
+        id: Uuid,
+    },
+    /// A partition of a topic created just before (partitions are numbered densely).
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        registration: PartitionRegistration,
+    },
+    /// A change of leader, ISR or replicas. Applying it bumps the partition
+    /// epoch, and the leader epoch too when the leader changes.
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        leader: Option<BrokerId>,
+        isr: Option<Vec<BrokerId>>,
+        replicas: Option<Vec<BrokerId>>,
+    },
+    RemoveTopic {
+        id: Uuid,
+    },
+    /// Sets (`Some`) or removes (`None`) a topic config override.
+    TopicConfig {
+        topic_id: Uuid,
+        key: String,
+        value: Option<String>,
+    },
+}
