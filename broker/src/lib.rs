@@ -9,6 +9,8 @@
 //!   `__consumer_offsets` (a state machine per offsets partition, and its runtime).
 //! - [`topics`] and [`partition`]: the topics this broker hosts and each
 //!   partition's serving state (leader epoch, high watermark) over its log.
+//! - [`quorum`]: the replicated metadata log (openraft over a log of our
+//!   storage engine), its controller listener and snapshots.
 //! - [`storage`]: the segment log engine: mmap segments, indexes, recovery,
 //!   retention, checkpoints.
 //!
@@ -21,6 +23,7 @@ pub mod handlers;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod quorum;
 pub mod server;
 pub mod storage;
 pub mod topics;
