@@ -275,10 +275,12 @@ impl LogShared {
         Ok(())
     }
 
-    /// Entries in `[start, end)`, which must all be present.
+    /// The entries present in `[start, end)`: those purged or past the log
+    /// end are left out (openraft then sends a snapshot, or waits).
     fn entries(&self, start: u64, end: u64) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let mut entries = Vec::new();
         let log = self.log();
+        let start = start.max(log.log_start_offset() as u64);
         let end = end.min(log.log_end_offset() as u64);
         let mut next = start;
         while next < end {

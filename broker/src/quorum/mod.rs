@@ -246,6 +246,9 @@ pub struct QuorumDescription {
 struct QuorumInner {
     node_id: i32,
     raft: Raft<TypeConfig>,
+    /// Read for the high watermark: exact as soon as an entry is applied,
+    /// where openraft's metrics follow a little later.
+    state_machine: Arc<SmShared>,
     peers: Arc<Peers>,
     leader: watch::Receiver<Option<i32>>,
     /// When each peer was last seen caught up (ms since the epoch).
@@ -337,7 +340,7 @@ impl Quorum {
                 peers: peers.clone(),
             },
             LogStore::new(log.clone()),
-            QuorumStateMachine::new(sm),
+            QuorumStateMachine::new(sm.clone()),
         )
         .await
         .map_err(stopped)?;
@@ -377,6 +380,7 @@ impl Quorum {
             inner: Arc::new(QuorumInner {
                 node_id: config.node_id,
                 raft,
+                state_machine: sm,
                 peers,
                 leader: leader_rx,
                 caught_up_ms,
@@ -462,9 +466,11 @@ impl Quorum {
         QuorumDescription {
             leader: metrics.current_leader.map(to_kafka_id),
             leader_epoch: metrics.current_term,
-            high_watermark: metrics
-                .last_applied
-                .map_or(0, |log_id| log_id.index as i64 + 1),
+            high_watermark: self
+                .inner
+                .state_machine
+                .last_applied_index()
+                .map_or(0, |index| index as i64 + 1),
             voters: membership.voter_ids().map(replica).collect(),
             learners: membership.learner_ids().map(replica).collect(),
         }

@@ -163,6 +163,11 @@ impl SmShared {
         Ok(Arc::new(shared))
     }
 
+    /// The index of the last entry applied (of any kind).
+    pub fn last_applied_index(&self) -> Option<u64> {
+        self.applied().last_applied.map(|log_id| log_id.index)
+    }
+
     fn applied(&self) -> MutexGuard<'_, Applied> {
         self.applied.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -421,6 +421,51 @@ async fn restarted_voter_recovers_snapshot_and_log_without_reinitializing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_catches_up_with_what_it_missed() {
+    // A follower stopped while the others commit and snapshot comes back with the same state.
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_voters(3, dir.path(), |config| {
+        config.snapshot_every_entries = 10;
+        config.segment_bytes_max = 512;
+    })
+    .await;
+    let leader = wait_for_one_leader(&nodes.iter().collect::<Vec<_>>()).await;
+    for i in 0..15 {
+        nodes[leader]
+            .quorum
+            .propose(payload(i))
+            .await
+            .expect("propose");
+    }
+    let follower = (leader + 1) % 3;
+    wait_applied(&nodes[follower], 15).await;
+    let mut nodes: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+    let stopped = nodes[follower].take().unwrap();
+    let config = stopped.config.clone();
+    stopped.quorum.shutdown().await;
+    let leader_node = nodes[leader].as_ref().unwrap();
+    for i in 15..40 {
+        leader_node
+            .quorum
+            .propose(payload(i))
+            .await
+            .expect("propose");
+    }
+    let restarted = restart_node(config).await;
+    assert_eq!(
+        restarted.machine.restores(),
+        1,
+        "its own snapshot is restored at start"
+    );
+    wait_applied(&restarted, 40).await;
+    assert_eq!(restarted.machine.applied(), leader_node.machine.applied());
+    nodes[follower] = Some(restarted);
+    for node in nodes.into_iter().flatten() {
+        node.quorum.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purged_log_reaches_a_late_learner_as_a_snapshot() {
     // Below the snapshot the log is gone; a learner added later gets the snapshot, then the log.
     let dir = tempfile::tempdir().unwrap();
