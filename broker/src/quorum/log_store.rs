@@ -46,15 +46,17 @@ const READ_BYTES_MAX: usize = 1 << 20;
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
-/// Builds the engine's configuration for the quorum's log: fsync is ours to
-/// call (after every append), nothing is deleted by retention.
+/// Builds the engine's configuration for the quorum's log: nothing is
+/// deleted by retention, and an interval flush of 0 ms makes every append
+/// due for the flush that [`LogStore`] runs after it, outside the log's lock
+/// (the engine's interval flush), so readers never wait for an fsync.
 pub fn log_config(segment_bytes_max: u64) -> LogConfig {
     LogConfig {
         segment_bytes_max,
         segment_ms_max: u64::MAX / 2,
         retention_bytes: None,
         retention_ms: None,
-        flush_policy: FlushPolicy::OnRoll,
+        flush_policy: FlushPolicy::IntervalMs(0),
         preallocate_step_bytes: segment_bytes_max.clamp(4096, 1 << 20),
         cleanup_policy: CleanupPolicy::DELETE,
         ..LogConfig::default()
@@ -198,6 +200,7 @@ impl PersistedState {
 /// The log and the state file, shared by the store and its readers.
 pub struct LogShared {
     dir: PathBuf,
+    files: FileLayer,
     log: Mutex<PartitionLog>,
     state: Mutex<PersistedState>,
 }
@@ -211,8 +214,13 @@ fn read_error(context: &str, error: impl std::fmt::Display) -> StorageError<Node
 }
 
 impl LogShared {
-    /// Opens the log in `dir` (recovering it) and reads the state file.
-    pub fn open(dir: &Path, segment_bytes_max: u64) -> Result<Arc<LogShared>, String> {
+    /// Opens the log in `dir` (recovering it) and reads the state file. Every
+    /// file goes through `files` (fault injection in tests).
+    pub fn open(
+        dir: &Path,
+        segment_bytes_max: u64,
+        files: FileLayer,
+    ) -> Result<Arc<LogShared>, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let state_path = dir.join(STATE_FILE);
         let state = match std::fs::read_to_string(&state_path) {
@@ -233,7 +241,7 @@ impl LogShared {
         let (mut log, report) = PartitionLog::open(
             dir,
             log_config(segment_bytes_max),
-            FileLayer::real(),
+            files.clone(),
             MappingBudget::new(MAPPINGS_MAX),
             options,
         )
@@ -252,6 +260,7 @@ impl LogShared {
         }
         Ok(Arc::new(LogShared {
             dir: dir.to_path_buf(),
+            files,
             log: Mutex::new(log),
             state: Mutex::new(state),
         }))
@@ -270,7 +279,8 @@ impl LogShared {
         let mut state = self.state();
         let mut next = state.clone();
         change(&mut next);
-        crate::fsutil::write_atomically(&self.dir.join(STATE_FILE), next.encode().as_bytes())?;
+        self.files
+            .write_atomically(&self.dir.join(STATE_FILE), next.encode().as_bytes())?;
         *state = next;
         Ok(())
     }
@@ -442,12 +452,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<Bytes>, _>>()?;
         let shared = self.shared.clone();
         let result = blocking(move || {
-            let mut log = shared.log();
-            for batch in &batches {
-                log.append_as_follower(batch)
-                    .map_err(|e| io_error("append", e))?;
+            let flush = {
+                let mut log = shared.log();
+                for batch in &batches {
+                    log.append_as_follower(batch)
+                        .map_err(|e| io_error("append", e))?;
+                }
+                // Due whatever the wall clock did since the append.
+                log.begin_flush_if_due(i64::MAX)
+            };
+            // openraft sends no other write until this one returns, so the
+            // fsync covers exactly what was just appended.
+            if let Some(mut flush) = flush {
+                let outcome = flush.run();
+                let mut log = shared.log();
+                log.complete_flush(flush, outcome)
+                    .map_err(|e| io_error("flush", e))?;
+                assert!(
+                    log.recovery_point() == log.log_end_offset(),
+                    "every appended entry is flushed before it is reported so"
+                );
             }
-            log.flush().map_err(|e| io_error("flush", e))
+            Ok(())
         })
         .await;
         match &result {

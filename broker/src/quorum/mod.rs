@@ -40,6 +40,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,6 +58,7 @@ use crate::quorum::log_store::{LogShared, LogStore};
 use crate::quorum::network::{NetworkFactory, Peers};
 use crate::quorum::state_machine::{QuorumStateMachine, SmShared};
 use crate::quorum::types::{NodeId, Payload, TypeConfig};
+use crate::storage::FileLayer;
 
 pub use crate::quorum::wire::{ENTRY_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX};
 
@@ -254,6 +256,9 @@ struct QuorumInner {
     /// When each peer was last seen caught up (ms since the epoch).
     caught_up_ms: Arc<Mutex<HashMap<NodeId, i64>>>,
     stop: CancellationToken,
+    /// Set to stop without closing the log (a simulated crash, in tests).
+    #[cfg(test)]
+    crashed: Arc<AtomicBool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -315,17 +320,46 @@ impl Quorum {
         frame_handler: Option<FrameHandler>,
         shutdown: CancellationToken,
     ) -> Result<Quorum, QuorumError> {
+        let files = FileLayer::real();
+        Quorum::start_with_files(
+            config,
+            listener,
+            state_machine,
+            frame_handler,
+            shutdown,
+            files,
+        )
+        .await
+    }
+
+    /// [`Quorum::start_on`] with every file of the quorum going through
+    /// `files` (fault injection in tests).
+    pub(crate) async fn start_with_files(
+        config: QuorumConfig,
+        listener: Option<TcpListener>,
+        state_machine: Arc<dyn StateMachine>,
+        frame_handler: Option<FrameHandler>,
+        shutdown: CancellationToken,
+        files: FileLayer,
+    ) -> Result<Quorum, QuorumError> {
         config
             .validate()
             .map_err(|reason| QuorumError::InvalidConfig { reason })?;
+        // Only a lone voter is never contacted by another node.
+        if listener.is_none() && !(config.is_voter() && config.voters.len() == 1) {
+            return Err(QuorumError::InvalidConfig {
+                reason: "a learner, or a voter among several, needs a controller listener"
+                    .to_string(),
+            });
+        }
         let raft_config = config
             .raft_config()
             .map_err(|reason| QuorumError::InvalidConfig { reason })?;
         let node_id = to_node_id(config.node_id);
         let (dir, segment_bytes_max) = (config.dir.clone(), config.segment_bytes_max);
         let (log, sm) = tokio::task::spawn_blocking(move || {
-            let log = LogShared::open(&dir, segment_bytes_max)?;
-            let sm = SmShared::open(&dir, state_machine)?;
+            let log = LogShared::open(&dir, segment_bytes_max, files.clone())?;
+            let sm = SmShared::open(&dir, state_machine, files)?;
             Ok::<_, String>((log, sm))
         })
         .await
@@ -367,12 +401,16 @@ impl Quorum {
         // Stops openraft and closes the log once asked to, whichever way.
         let stopping_raft = raft.clone();
         let stopping = stop.clone();
+        let crashed = Arc::new(AtomicBool::new(false));
+        let crashing = crashed.clone();
         tasks.push(tokio::spawn(async move {
             stopping.cancelled().await;
             if let Err(error) = stopping_raft.shutdown().await {
                 tracing::warn!(%error, "openraft did not stop cleanly");
             }
-            let _ = tokio::task::spawn_blocking(move || log.close()).await;
+            if !crashing.load(Ordering::Acquire) {
+                let _ = tokio::task::spawn_blocking(move || log.close()).await;
+            }
         }));
         tracing::info!(node_id, voters = ?config.voters, dir = %config.dir.display(),
             voter = config.is_voter(), "metadata quorum started");
@@ -385,6 +423,8 @@ impl Quorum {
                 leader: leader_rx,
                 caught_up_ms,
                 stop,
+                #[cfg(test)]
+                crashed,
                 tasks: Mutex::new(tasks),
             }),
         })
@@ -523,6 +563,14 @@ impl Quorum {
         for task in tasks {
             let _ = task.await;
         }
+    }
+
+    /// Stops like a crash: openraft and the tasks end, and the log is left
+    /// as it is, without the flush and trims of a close.
+    #[cfg(test)]
+    pub(crate) async fn crash(self) {
+        self.inner.crashed.store(true, Ordering::Release);
+        self.shutdown().await;
     }
 
     /// openraft's handle, for tests and diagnostics.

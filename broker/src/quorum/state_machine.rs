@@ -27,6 +27,7 @@ use openraft::{
 
 use crate::quorum::types::{NodeId, Payload, TypeConfig};
 use crate::quorum::StateMachine;
+use crate::storage::FileLayer;
 
 /// Snapshot files end with this.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
@@ -51,6 +52,7 @@ struct Applied {
 pub struct SmShared {
     app: Arc<dyn StateMachine>,
     dir: PathBuf,
+    files: FileLayer,
     applied: Mutex<Applied>,
 }
 
@@ -145,10 +147,16 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(Meta, Vec<u8>), String> {
 
 impl SmShared {
     /// Restores the newest readable snapshot in `dir` into `app`, if any.
-    pub fn open(dir: &Path, app: Arc<dyn StateMachine>) -> Result<Arc<SmShared>, String> {
+    /// Snapshot files are written through `files`.
+    pub fn open(
+        dir: &Path,
+        app: Arc<dyn StateMachine>,
+        files: FileLayer,
+    ) -> Result<Arc<SmShared>, String> {
         let shared = SmShared {
             app,
             dir: dir.to_path_buf(),
+            files,
             applied: Mutex::new(Applied::default()),
         };
         if let Some((meta, data)) = shared.newest_snapshot().map_err(|e| e.to_string())? {
@@ -192,9 +200,10 @@ impl SmShared {
     fn store(&self, meta: &Meta, data: &[u8]) -> std::io::Result<()> {
         let last = meta.last_log_id.expect("a stored snapshot has a log id");
         let bytes = encode_snapshot(meta, data).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomically(&self.dir.join(snapshot_file_name(&last)), &bytes)?;
+        self.files
+            .write_atomically(&self.dir.join(snapshot_file_name(&last)), &bytes)?;
         for (_, _, path) in snapshot_files(&self.dir)?.into_iter().skip(SNAPSHOTS_KEPT) {
-            std::fs::remove_file(&path)?;
+            self.files.remove_file(&path)?;
         }
         Ok(())
     }

@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::storage::file::CrashMode;
+use crate::storage::FaultInjector;
 
 /// Bound on waiting for a leader in a cluster of several voters.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
@@ -642,4 +644,56 @@ async fn controller_listener_hands_other_frames_to_the_application() {
         .unwrap();
     assert!(end.is_none_or(|r| r.is_err()), "the connection is closed");
     quorum.shutdown().await;
+}
+
+/// Seeds of the power-loss test (each also picks the crash mode).
+const POWER_LOSS_SEEDS: u64 = 6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_proposals_survive_a_power_loss() {
+    // Whatever a power loss does to unflushed bytes, every acknowledged payload is there after a restart.
+    for seed in 1..=POWER_LOSS_SEEDS {
+        let mode = match seed % 3 {
+            0 => CrashMode::DropUnflushed,
+            1 => CrashMode::TornTail,
+            _ => CrashMode::FlipBit,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = snapshotting_config(dir.path());
+        let faults = FaultInjector::new();
+        let machine = Arc::new(VecMachine::default());
+        let quorum = Quorum::start_with_files(
+            config.clone(),
+            None,
+            machine.clone(),
+            None,
+            CancellationToken::new(),
+            FileLayer::with_faults(faults.clone()),
+        )
+        .await
+        .expect("start");
+        wait_until("the single voter to lead", LEADER_WAIT, || {
+            quorum.is_leader()
+        })
+        .await;
+        let count = 23 + seed as usize;
+        for i in 0..count {
+            quorum.propose(payload(i)).await.expect("propose");
+        }
+        let acknowledged = machine.applied();
+        quorum.crash().await;
+        faults
+            .simulate_power_loss(&config.dir, mode, seed)
+            .expect("simulate power loss");
+
+        let node = restart_node(config).await;
+        wait_leader(&node).await;
+        wait_applied(&node, count).await;
+        assert_eq!(
+            node.machine.applied(),
+            acknowledged,
+            "seed {seed}, {mode:?}: the acknowledged payloads, in order"
+        );
+        node.quorum.shutdown().await;
+    }
 }
