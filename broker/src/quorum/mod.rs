@@ -388,7 +388,16 @@ impl Quorum {
                 stop.clone(),
             )));
         }
-        bootstrap(&config, &raft).await?;
+        if let Err(error) = bootstrap(&config, &raft).await {
+            // Nothing is left running behind a failed start.
+            stop.cancel();
+            let _ = raft.shutdown().await;
+            for task in tasks {
+                let _ = task.await;
+            }
+            log.close();
+            return Err(error);
+        }
         let (leader_tx, leader_rx) = watch::channel(None);
         let caught_up_ms = Arc::new(Mutex::new(HashMap::new()));
         tasks.push(tokio::spawn(watch_metrics(
