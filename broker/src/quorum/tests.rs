@@ -256,6 +256,53 @@ async fn three_voters_elect_one_leader_and_apply_the_same_payloads_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lowest_voter_initializes_the_cluster() {
+    // Voters 2 and 3 started first stay pristine; voter 1 alone initializes, once, for all.
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = BTreeMap::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3 {
+        let listener = bind_local().await;
+        voters.insert(id, listener.local_addr().unwrap());
+        listeners.insert(id, listener);
+    }
+    let mut nodes = Vec::new();
+    for id in [3, 2, 1] {
+        let mut config = test_config(id, &voters, dir.path());
+        config.listen = Some(voters[&id]);
+        let node = start_node(config, listeners.remove(&id)).await;
+        let initialized = node.quorum.raft().is_initialized().await.unwrap();
+        assert_eq!(
+            initialized,
+            id == 1,
+            "voter {id} initialized: {initialized}"
+        );
+        nodes.push(node);
+    }
+    let leader = wait_for_one_leader(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes[leader]
+        .quorum
+        .propose(payload(0))
+        .await
+        .expect("propose");
+    for node in &nodes {
+        wait_applied(node, 1).await;
+        let metrics = node.quorum.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let voter_ids: Vec<NodeId> = membership.voter_ids().collect();
+        assert_eq!(voter_ids, vec![1, 2, 3]);
+        // The one initialization is the membership entry at index 0.
+        assert_eq!(
+            metrics.membership_config.log_id().map(|id| id.index),
+            Some(0)
+        );
+    }
+    for node in nodes {
+        node.quorum.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposal_on_a_follower_is_refused_with_the_leader_id() {
     // A follower does not append; it names the leader instead.
     let dir = tempfile::tempdir().unwrap();
