@@ -128,6 +128,38 @@ impl QuorumConfig {
         }
     }
 
+    /// Parses `--controller-voters`: `ID@HOST:PORT,...`, each host resolved
+    /// now (an IP address, or a name that resolves to at least one).
+    pub fn parse_voters(text: &str) -> Result<BTreeMap<i32, SocketAddr>, String> {
+        let mut voters = BTreeMap::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let (id, address) = item
+                .split_once('@')
+                .ok_or_else(|| format!("voter {item:?} is not ID@HOST:PORT"))?;
+            let id: i32 = id
+                .parse()
+                .map_err(|e| format!("voter {item:?} has a bad id: {e}"))?;
+            if id < 0 {
+                return Err(format!("voter {item:?} has a negative id"));
+            }
+            let address = std::net::ToSocketAddrs::to_socket_addrs(address)
+                .map_err(|e| format!("voter {item:?}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("voter {item:?} resolves to no address"))?;
+            if voters.insert(id, address).is_some() {
+                return Err(format!("voter {id} is listed twice"));
+            }
+        }
+        if voters.is_empty() {
+            return Err("no voters listed".to_string());
+        }
+        Ok(voters)
+    }
+
     pub fn is_voter(&self) -> bool {
         self.voters.contains_key(&self.node_id)
     }

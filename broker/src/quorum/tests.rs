@@ -744,3 +744,24 @@ async fn acknowledged_proposals_survive_a_power_loss() {
         node.quorum.shutdown().await;
     }
 }
+
+#[test]
+fn controller_voters_parse_from_the_command_line_form() {
+    // `ID@HOST:PORT,...` gives the voter map; malformed lists are refused with a reason.
+    let voters =
+        QuorumConfig::parse_voters("1@127.0.0.1:9093, 2@[::1]:9094,3@localhost:9095").unwrap();
+    assert_eq!(voters.len(), 3);
+    assert_eq!(voters[&1], "127.0.0.1:9093".parse::<SocketAddr>().unwrap());
+    assert_eq!(voters[&2], "[::1]:9094".parse::<SocketAddr>().unwrap());
+    assert_eq!(voters[&3].port(), 9095);
+    for bad in [
+        "",
+        "1",
+        "x@127.0.0.1:1",
+        "-1@127.0.0.1:1",
+        "1@127.0.0.1",
+        "1@127.0.0.1:1,1@127.0.0.1:2",
+    ] {
+        assert!(QuorumConfig::parse_voters(bad).is_err(), "{bad:?}");
+    }
+}
