@@ -587,8 +587,14 @@ impl Quorum {
             .raft
             .change_membership(change, false)
             .await
-            .map(|_| ())
-            .map_err(client_write_error)
+            .map_err(client_write_error)?;
+        self.inner.peers.forget(to_node_id(node_id));
+        self.inner
+            .caught_up_ms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&to_node_id(node_id));
+        Ok(())
     }
 
     /// Stops openraft, the listener and the watcher, and closes the log.

@@ -213,6 +213,15 @@ impl Peers {
         peer.clone()
     }
 
+    /// Drops the connection to a node that left the membership; openraft's
+    /// clients of it, if any still run, keep theirs until they end.
+    pub fn forget(&self, node_id: NodeId) {
+        self.by_node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&node_id);
+    }
+
     /// When `node_id` last answered an AppendEntries, ms since the epoch.
     pub fn last_append_response_ms(&self, node_id: NodeId) -> Option<i64> {
         let peers = self.by_node.lock().unwrap_or_else(PoisonError::into_inner);
