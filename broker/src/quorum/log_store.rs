@@ -562,6 +562,48 @@ mod tests {
         }
     }
 
+    /// Cases per property test of the entry codec.
+    const CODEC_CASES: u32 = 256;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: CODEC_CASES, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn any_payload_round_trips_at_any_index_and_term(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            index in 0u64..(i64::MAX as u64),
+            term in 0u64..(i32::MAX as u64),
+        ) {
+            // decode(encode(entry)) == entry, with the index and term in the batch header.
+            let entry = Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(Payload(payload.clone())) };
+            let batch = encode_entry(&entry).unwrap();
+            let decoded = decode_entry(&batch).unwrap();
+            proptest::prop_assert_eq!(decoded.log_id, entry.log_id);
+            match decoded.payload {
+                EntryPayload::Normal(Payload(bytes)) => proptest::prop_assert_eq!(bytes, payload),
+                other => proptest::prop_assert!(false, "decoded {:?}", other),
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_entry_decoder(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            // Bytes from the disk may be anything; decoding them is an error or an entry.
+            let _ = decode_entry(&Bytes::from(bytes));
+        }
+    }
+
+    #[test]
+    fn term_past_a_leader_epoch_is_refused() {
+        // A term that does not fit partitionLeaderEpoch cannot be stored silently truncated.
+        let entry = Entry {
+            log_id: log_id(i32::MAX as u64 + 1, 0),
+            payload: EntryPayload::<TypeConfig>::Blank,
+        };
+        assert!(encode_entry(&entry).is_err());
+    }
+
     #[test]
     fn state_file_round_trips_and_rejects_garbage() {
         // The vote and last purged id survive the text form; malformed text is an error.

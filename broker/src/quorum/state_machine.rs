@@ -351,6 +351,28 @@ impl RaftStateMachine<TypeConfig> for QuorumStateMachine {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_snapshot_decoder(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            // A snapshot file may be damaged in any way; reading it is an error or a snapshot,
+            // also when a matching CRC lets the damage reach the parsing behind it.
+            let _ = decode_snapshot(&bytes);
+            let mut with_crc = bytes.clone();
+            with_crc.extend_from_slice(&crc32c::crc32c(&bytes).to_be_bytes());
+            let _ = decode_snapshot(&with_crc);
+            let mut framed = SNAPSHOT_MAGIC.to_vec();
+            framed.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+            framed.extend_from_slice(&bytes);
+            let crc = crc32c::crc32c(&framed);
+            framed.extend_from_slice(&crc.to_be_bytes());
+            let _ = decode_snapshot(&framed);
+        }
+    }
+
     #[test]
     fn snapshot_files_round_trip_and_reject_damage() {
         // A snapshot file decodes to its meta and data; any flipped bit or cut is refused.

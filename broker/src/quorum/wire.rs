@@ -198,6 +198,23 @@ mod tests {
         assert_eq!(body, (5, "x".to_string()));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        #[test]
+        fn arbitrary_frames_never_panic_the_decoders(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            // A peer may send anything: each decoder answers an error or a value.
+            let mut frame = Bytes::from(bytes.clone());
+            if decode_request_header(&mut frame).is_ok() {
+                let _ = decode_body::<openraft::raft::AppendEntriesRequest<crate::quorum::types::TypeConfig>>(&frame);
+                let _ = decode_body::<openraft::raft::VoteRequest<u64>>(&frame);
+            }
+            let _ = decode_response::<Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>>>(Bytes::from(bytes));
+        }
+    }
+
     #[test]
     fn truncated_or_garbage_frames_are_errors_not_panics() {
         // Every prefix of a valid frame, and random bytes, decode to an error or a value, never a panic.
