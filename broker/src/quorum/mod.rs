@@ -437,6 +437,7 @@ impl Quorum {
             leader_tx,
             caught_up_ms.clone(),
             Duration::from_millis(config.heartbeat_interval_ms),
+            config.election_timeout_ms,
             stop.clone(),
         )));
         // Stops openraft and closes the log once asked to, whichever way.
@@ -678,23 +679,74 @@ async fn bootstrap(config: &QuorumConfig, raft: &Raft<TypeConfig>) -> Result<(),
     }
 }
 
-/// Publishes the leader's id as it changes, and notes when each peer is
-/// caught up with the leader's log (checked on every metrics change and
-/// every heartbeat interval).
+/// A random duration in `[min_ms, max_ms)`, fresh at each call.
+fn random_timeout(min_ms: u64, max_ms: u64) -> Duration {
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    Duration::from_millis(min_ms + random % (max_ms - min_ms).max(1))
+}
+
+/// Breaks split votes that openraft 0.9 would repeat: it draws each node's
+/// election timeout once, at start, and checks it only on its ticks, so two
+/// voters whose timeouts and ticks happen to line up can both stand for
+/// election in every round and split the vote each time (seen as a 15 s
+/// stall, about one failover in 25, in the failover test). A voter that has
+/// known no leader for a random time in the election timeout range, drawn
+/// afresh each time, stands for election itself; the rounds then drift apart.
+struct SplitVoteBreaker {
+    election_timeout_ms: (u64, u64),
+    leaderless_since: Option<tokio::time::Instant>,
+    patience: Duration,
+}
+
+impl SplitVoteBreaker {
+    fn new(election_timeout_ms: (u64, u64)) -> SplitVoteBreaker {
+        SplitVoteBreaker {
+            election_timeout_ms,
+            leaderless_since: None,
+            patience: random_timeout(election_timeout_ms.0, election_timeout_ms.1),
+        }
+    }
+
+    /// Whether to stand for election now, given whether this node is a
+    /// voter that knows no leader.
+    fn should_elect(&mut self, leaderless_voter: bool) -> bool {
+        if !leaderless_voter {
+            self.leaderless_since = None;
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        let since = *self.leaderless_since.get_or_insert(now);
+        if now.duration_since(since) < self.patience {
+            return false;
+        }
+        self.leaderless_since = Some(now);
+        let (min, max) = self.election_timeout_ms;
+        self.patience = random_timeout(min, max);
+        true
+    }
+}
+
+/// Publishes the leader's id as it changes, notes when each peer is caught
+/// up with the leader's log, and breaks repeated split votes (see
+/// [`SplitVoteBreaker`]); checked on every metrics change and every
+/// heartbeat interval.
 async fn watch_metrics(
     raft: Raft<TypeConfig>,
     leader_tx: watch::Sender<Option<i32>>,
     caught_up_ms: Arc<Mutex<HashMap<NodeId, i64>>>,
     interval: Duration,
+    election_timeout_ms: (u64, u64),
     stop: CancellationToken,
 ) {
     let mut metrics = raft.metrics();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut breaker = SplitVoteBreaker::new(election_timeout_ms);
     loop {
-        let (leader, caught_up): (Option<i32>, Vec<NodeId>) = {
+        let (leader, caught_up, leaderless_voter) = {
             let metrics = metrics.borrow_and_update();
-            let caught_up = match (&metrics.replication, metrics.last_log_index) {
+            let caught_up: Vec<NodeId> = match (&metrics.replication, metrics.last_log_index) {
                 (Some(replication), Some(last_index)) => replication
                     .iter()
                     .filter(|(_, matched)| matched.is_some_and(|m| m.index >= last_index))
@@ -702,7 +754,20 @@ async fn watch_metrics(
                     .collect(),
                 _ => Vec::new(),
             };
-            (metrics.current_leader.map(to_kafka_id), caught_up)
+            let voter = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == metrics.id);
+            let leaderless_voter = voter
+                && metrics.current_leader.is_none()
+                && metrics.state != ServerState::Leader
+                && metrics.running_state.is_ok();
+            (
+                metrics.current_leader.map(to_kafka_id),
+                caught_up,
+                leaderless_voter,
+            )
         };
         leader_tx.send_if_modified(|current| {
             let changed = *current != leader;
@@ -714,6 +779,12 @@ async fn watch_metrics(
             let mut times = caught_up_ms.lock().unwrap_or_else(PoisonError::into_inner);
             for id in caught_up {
                 times.insert(id, now);
+            }
+        }
+        if breaker.should_elect(leaderless_voter) {
+            tracing::info!("no leader for an election timeout: standing for election");
+            if raft.trigger().elect().await.is_err() {
+                return;
             }
         }
         tokio::select! {

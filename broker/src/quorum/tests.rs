@@ -408,6 +408,18 @@ fn snapshotting_config(dir: &Path) -> QuorumConfig {
     config
 }
 
+/// Waits until no snapshot is due or being built and the log is purged up
+/// to the newest snapshot: the files stop changing.
+async fn wait_snapshots_settled(quorum: &Quorum, snapshot_every_entries: u64) {
+    wait_until("no snapshot or purge under way", APPLY_WAIT, || {
+        let metrics = quorum.raft().metrics().borrow().clone();
+        let applied = metrics.last_applied.map_or(0, |id| id.index);
+        let snapshot = metrics.snapshot.map_or(0, |id| id.index);
+        applied - snapshot < snapshot_every_entries && metrics.purged == metrics.snapshot
+    })
+    .await;
+}
+
 async fn wait_leader(node: &Node) {
     wait_until("the single voter to lead", LEADER_WAIT, || {
         node.quorum.is_leader()
@@ -524,29 +536,21 @@ async fn purged_log_reaches_a_late_learner_as_a_snapshot() {
     for i in 0..35 {
         leader.quorum.propose(payload(i)).await.expect("propose");
     }
-    wait_until("a purge", APPLY_WAIT, || {
-        leader
-            .quorum
-            .raft()
-            .metrics()
-            .borrow()
-            .purged
-            .is_some_and(|p| p.index >= 10)
-    })
-    .await;
+    wait_snapshots_settled(&leader.quorum, config.snapshot_every_entries).await;
     let purged = leader
         .quorum
         .raft()
         .metrics()
         .borrow()
         .purged
-        .unwrap()
-        .index;
-    wait_until("segments below the purge deleted", APPLY_WAIT, || {
-        segment_bases(&config.dir)[0] > 0
-    })
-    .await;
-    assert!(segment_bases(&config.dir)[0] <= purged + 1);
+        .map(|id| id.index);
+    let purged = purged.expect("35 entries make at least one snapshot and purge");
+    assert!(purged >= 10);
+    let first_base = segment_bases(&config.dir)[0];
+    assert!(
+        first_base > 0 && first_base <= purged + 1,
+        "segments wholly below {purged} are deleted, the one holding it stays: first is {first_base}"
+    );
 
     let learner_listener = bind_local().await;
     let learner_addr = learner_listener.local_addr().unwrap();
@@ -727,6 +731,10 @@ async fn acknowledged_proposals_survive_a_power_loss() {
         for i in 0..count {
             quorum.propose(payload(i)).await.expect("propose");
         }
+        // A real crash stops everything at once; here a snapshot being built
+        // or a purge deleting segments would go on writing beside the
+        // simulated power loss, so the crash waits until neither is due.
+        wait_snapshots_settled(&quorum, config.snapshot_every_entries).await;
         let acknowledged = machine.applied();
         quorum.crash().await;
         faults
@@ -763,5 +771,30 @@ fn controller_voters_parse_from_the_command_line_form() {
         "1@127.0.0.1:1,1@127.0.0.1:2",
     ] {
         assert!(QuorumConfig::parse_voters(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn split_vote_breaker_waits_a_random_election_timeout_and_resets_on_a_leader() {
+    // Leaderless, it fires after a time within the range, then waits afresh; a leader resets it.
+    let (min, max) = (30, 60);
+    let mut breaker = SplitVoteBreaker::new((min, max));
+    assert!(!breaker.should_elect(true), "not at once");
+    let started = Instant::now();
+    wait_until("the breaker to fire", LEADER_WAIT, || {
+        breaker.should_elect(true)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(min),
+        "fired after {waited:?}"
+    );
+    assert!(!breaker.should_elect(true), "a fresh wait after firing");
+    assert!(!breaker.should_elect(false));
+    assert!(!breaker.should_elect(true), "a leader seen resets the wait");
+    for _ in 0..100 {
+        let timeout = random_timeout(min, max);
+        assert!(timeout >= Duration::from_millis(min) && timeout < Duration::from_millis(max));
     }
 }
