@@ -528,7 +528,8 @@ async fn restarted_follower_catches_up_with_what_it_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purged_log_reaches_a_late_learner_as_a_snapshot() {
-    // Below the snapshot the log is gone; a learner added later gets the snapshot, then the log.
+    // Below the snapshot the log is gone; a learner added later gets the snapshot, then the
+    // log, and after a restart from its own files what it missed.
     let dir = tempfile::tempdir().unwrap();
     let config = snapshotting_config(dir.path());
     let leader = start_node(config.clone(), None).await;
@@ -583,6 +584,20 @@ async fn purged_log_reaches_a_late_learner_as_a_snapshot() {
         Err(QuorumError::NotLeader { leader: Some(1) }) => {}
         other => panic!("a learner must refuse proposals, got {other:?}"),
     }
+    // A restarted learner starts from its own files and is fed what it missed.
+    let learner_config = learner.config.clone();
+    learner.quorum.shutdown().await;
+    for i in 36..40 {
+        leader.quorum.propose(payload(i)).await.expect("propose");
+    }
+    let learner = restart_node(learner_config).await;
+    assert_eq!(
+        learner.machine.restores(),
+        1,
+        "its stored snapshot is restored"
+    );
+    wait_applied(&learner, 40).await;
+    assert_eq!(learner.machine.applied(), leader.machine.applied());
     leader
         .quorum
         .remove_learner(9)
