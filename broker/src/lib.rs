@@ -16,6 +16,8 @@
 //! - [`topics`]: topic rules (names, configs) and topics found on disk.
 //! - [`ids`]: newtypes for broker ids, epochs and offsets; [`errors`]: where
 //!   internal errors become Kafka error codes.
+//! - [`quorum`]: the replicated metadata log (openraft over a log of our
+//!   storage engine), its controller listener and snapshots.
 //! - [`storage`]: the segment log engine: mmap segments, indexes, recovery,
 //!   retention, checkpoints.
 //!
@@ -32,6 +34,7 @@ pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod quorum;
 pub mod replica_manager;
 pub mod server;
 pub mod storage;

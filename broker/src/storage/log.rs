@@ -924,6 +924,53 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Empties the log and restarts it at `offset`, which may lie past the log
+    /// end (Kafka's `truncateFullyAndStartAt`): a replica that installs a
+    /// snapshot newer than its whole log keeps none of the log. The leader
+    /// epoch cache is cleared, and the change is fsynced.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_online()?;
+        assert!(offset >= 0, "a log cannot start at {offset}");
+        if let Err(error) = self.restart_empty_at(offset) {
+            return Err(self.fail("truncating fully", error));
+        }
+        self.generation += 1;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.unflushed_since_ms = None;
+        self.cleaner_offset = None;
+        // Every epoch entry starts at or past 0: this drops them all.
+        if let Err(error) = self.epochs.truncate_from_end(&self.files, 0) {
+            return Err(self.fail("clearing the leader epoch cache", error));
+        }
+        assert_eq!(self.log_end_offset(), offset, "the restarted log is empty");
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn restart_empty_at(&mut self, offset: i64) -> io::Result<()> {
+        self.count_cut();
+        self.discard_spare();
+        let doomed: Vec<i64> = self.segments.keys().copied().collect();
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed segment");
+            segment.delete()?;
+        }
+        let segment = Segment::open(
+            &self.dir,
+            offset,
+            &self.config,
+            &self.files,
+            &self.budget,
+            true,
+            self.offsets_may_skip,
+        )?;
+        self.segments.insert(offset, segment);
+        self.files.sync_dir(&self.dir)?;
+        self.dir_dirty = false;
+        Ok(())
+    }
+
     /// Seals the active segment and starts a new one at the log end offset.
     /// Does nothing if the active segment is empty. Under the `EveryBatch` and
     /// `OnRoll` policies the log is then fsynced.

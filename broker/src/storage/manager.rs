@@ -179,6 +179,10 @@ impl LogManager {
                     .map_err(|e| StorageError::io(format!("remove {}", path.display()), e))?;
                 continue;
             }
+            // The metadata quorum's log is opened by the quorum, never as a topic.
+            if name == crate::quorum::METADATA_LOG_DIR_NAME {
+                continue;
+            }
             let Some(tp) = TopicPartition::from_dir_name(name) else {
                 tracing::warn!(dir = %path.display(), "skipping a directory that names no partition");
                 continue;

@@ -609,3 +609,32 @@ fn set_log_start_offset_hides_older_batches() {
     );
     assert!(log.set_log_start_offset(10_000).is_err());
 }
+
+#[test]
+fn truncate_fully_restarts_an_empty_log_past_its_end() {
+    // Proves a log can restart empty at an offset past its end (a replica
+    // installing a newer snapshot), and that the restart survives a reopen.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open_log(dir.path(), small_config());
+    let records = batch(3, 300, 5);
+    for _ in 0..30 {
+        log.append(&records, 1, 0).expect("append");
+    }
+    assert!(log.segment_count() > 1);
+    log.truncate_fully_and_start_at(500)
+        .expect("truncate fully");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 500));
+    assert_eq!(log.segment_count(), 1);
+    assert!(log.epoch_entries().is_empty());
+    assert!(read_all(&log).is_empty());
+    let info = log.append(&records, 2, 0).expect("append");
+    assert_eq!(info.base_offset, 500);
+    log.flush().expect("flush");
+    let expected = vec![stored(&records, 500, 2)];
+    assert_eq!(read_all(&log), expected);
+    drop(log);
+    let log = open_log(dir.path(), small_config());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 503));
+    assert_eq!(read_all(&log), expected);
+    assert_eq!(log.epoch_entries(), vec![(2, 500)]);
+}

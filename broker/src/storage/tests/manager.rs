@@ -276,3 +276,15 @@ fn retention_pass_deletes_old_segments_and_persists_the_log_start() {
     let starts = read_offsets(&dir.path().join(LOG_START_OFFSET_CHECKPOINT_FILE)).unwrap();
     assert_eq!(starts.get(&tp), Some(&start));
 }
+
+#[test]
+fn metadata_quorum_log_is_not_opened_as_a_partition() {
+    // Proves the manager leaves `__cluster_metadata-0` to the quorum, which opens it itself.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quorum_dir = dir.path().join(crate::quorum::METADATA_LOG_DIR_NAME);
+    let mut log = open_log(&quorum_dir, small_config());
+    log.append(&batch(1, 10, 1), 0, 0).expect("append");
+    log.close().expect("close");
+    let manager = LogManager::open(dir.path(), small_config(), 16).expect("open");
+    assert!(manager.partitions().is_empty());
+}
