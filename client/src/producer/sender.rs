@@ -47,6 +47,7 @@ use crate::producer::config::{Acks, ProducerConfig};
 use crate::producer::idempotence::{
     init_producer_id, sequence_verdict, InitProducerIdError, ProducerIdentity, SequenceVerdict,
 };
+use crate::producer::supervisor::SenderExit;
 
 /// The Produce versions this client speaks (3 is the oldest Kafka 4 serves;
 /// 13 addresses topics by id).
@@ -74,6 +75,10 @@ pub(crate) struct Shared {
     pub batch_completed: Notify,
     /// The current producer id and epoch; `None` when not idempotent.
     pub identity: Mutex<Option<ProducerIdentity>>,
+    /// Why the sender task stopped, once it has (the accumulator's).
+    pub exit: Arc<SenderExit>,
+    /// Test support: a panic for the sender task to raise.
+    pub injected_panic: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -86,7 +91,7 @@ impl Shared {
 
     /// Reports on every finished batch, without the accumulator lock held
     /// while record callbacks run, then marks them complete for `flush`.
-    fn report_finished(&self) {
+    pub(crate) fn report_finished(&self) {
         let finished =
             std::mem::take(&mut self.accumulator.lock().expect("accumulator lock").finished);
         if finished.is_empty() {
@@ -217,6 +222,15 @@ impl Sender {
     /// Runs until the producer is gone and every batch has been reported on.
     pub async fn run(mut self, mut producer_gone: watch::Receiver<()>) {
         loop {
+            let injected = self
+                .shared
+                .injected_panic
+                .lock()
+                .expect("injected panic lock")
+                .take();
+            if let Some(message) = injected {
+                panic!("{message}");
+            }
             let now = Instant::now();
             let mut wakeup = self.expire(now);
             self.maybe_bump_epoch(now, &mut wakeup);
