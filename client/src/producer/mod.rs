@@ -19,7 +19,7 @@ mod batch;
 mod sender;
 mod supervisor;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::batch::Record;
@@ -120,7 +120,12 @@ impl Producer {
     /// The producer id and epoch in use, or `None` when the producer is not
     /// idempotent (switched off, or the broker lacks InitProducerId).
     pub fn identity(&self) -> Option<ProducerIdentity> {
-        *self.handle.shared.identity.lock().expect("identity lock")
+        *self
+            .handle
+            .shared
+            .identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn config(&self) -> &ProducerConfig {
@@ -266,7 +271,7 @@ impl Producer {
             timestamp: delivery.timestamp,
         };
         let appended = {
-            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let mut accumulator = lock_accumulator(&shared.accumulator);
             if accumulator.sender_stopped {
                 // The sender died since the check above and failed what was
                 // queued; nothing would ever report on this record.
@@ -307,7 +312,7 @@ impl Producer {
     pub async fn flush(&self) {
         let shared = &self.handle.shared;
         let target = {
-            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let mut accumulator = lock_accumulator(&shared.accumulator);
             accumulator.flushes_in_progress += 1;
             accumulator.newest_batch_id()
         };
@@ -317,12 +322,7 @@ impl Producer {
             let completed = shared.batch_completed.notified();
             tokio::pin!(completed);
             completed.as_mut().enable();
-            if shared
-                .accumulator
-                .lock()
-                .expect("accumulator lock")
-                .complete_up_to(target)
-            {
+            if lock_accumulator(&shared.accumulator).complete_up_to(target) {
                 return;
             }
             completed.await;
@@ -403,7 +403,7 @@ struct FlushGuard<'a> {
 
 impl Drop for FlushGuard<'_> {
     fn drop(&mut self) {
-        let mut accumulator = self.shared.accumulator.lock().expect("accumulator lock");
+        let mut accumulator = lock_accumulator(&self.shared.accumulator);
         assert!(accumulator.flushes_in_progress > 0, "flush count balanced");
         accumulator.flushes_in_progress -= 1;
     }
@@ -453,6 +453,14 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Locks the accumulator for `send` and `flush`. Should the sender task
+/// die holding the lock, its supervisor sweeps what it left (see
+/// `supervisor`); until then `send` and `flush` go on rather than panic in
+/// the application's task on the poisoned lock.
+fn lock_accumulator(accumulator: &Mutex<Accumulator>) -> MutexGuard<'_, Accumulator> {
+    accumulator.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Bytes a sender that found the buffer full waits to be free before it

@@ -222,15 +222,6 @@ impl Sender {
     /// Runs until the producer is gone and every batch has been reported on.
     pub async fn run(mut self, mut producer_gone: watch::Receiver<()>) {
         loop {
-            let injected = self
-                .shared
-                .injected_panic
-                .lock()
-                .expect("injected panic lock")
-                .take();
-            if let Some(message) = injected {
-                panic!("{message}");
-            }
             let now = Instant::now();
             let mut wakeup = self.expire(now);
             self.maybe_bump_epoch(now, &mut wakeup);
@@ -280,6 +271,17 @@ impl Sender {
     fn expire(&mut self, now: Instant) -> Option<Instant> {
         let delivery_timeout = self.shared.config.delivery_timeout;
         let mut accumulator = self.shared.accumulator.lock().expect("accumulator lock");
+        let injected = self
+            .shared
+            .injected_panic
+            .lock()
+            .expect("injected panic lock")
+            .take();
+        if let Some(message) = injected {
+            // With the accumulator lock held, the worst place to die: the
+            // lock is poisoned, and the supervisor must still sweep it.
+            panic!("{message}");
+        }
         let mut expired = Vec::new();
         let mut next = None;
         for queues in accumulator.topics.values_mut() {

@@ -102,6 +102,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>, sender: impl Future<Output = 
         panic_message(&*payload)
     );
     tracing::error!(%reason, "producer sender task died; failing every undelivered record");
+    // The sender may have died holding these locks. What it left half
+    // changed in the accumulator is swept below; the identity is only read.
+    shared.accumulator.clear_poison();
+    shared.identity.clear_poison();
     shared.exit.stop(reason.clone());
     // Dropping the sender's state drops the batches it held (in flight or
     // waiting for a connection); each reports `SenderStopped` with the
