@@ -64,7 +64,9 @@
 //! partition's position past them; commits (`commit_sync`, `commit_async`,
 //! or auto-commit) store those positions. Records are delivered at least
 //! once: after a crash or a rebalance, the records since the last commit
-//! come again.
+//! come again. `Consumer::stream` hands the records out one at a time as a
+//! `futures::Stream`. Every async method of the consumer is cancel-safe:
+//! `poll` may lose a `select!` without losing records.
 
 pub mod backoff;
 pub mod cluster;
@@ -95,7 +97,7 @@ pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
     ConsumerConfig, ConsumerConnectError, ConsumerRecord, ConsumerRecords, GroupError, Header,
     OffsetAndMetadata, OffsetFetchError, PollError, RebalanceContext, RebalanceListener,
-    RecordError, SubscribeError, TimestampType, TopicPartition,
+    RecordError, RecordStream, SubscribeError, TimestampType, TopicPartition,
 };
 pub use error::{ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{
