@@ -408,13 +408,16 @@ async fn run_or_drop<F: Future>(future: F, cancel: Cancel) -> Option<F::Output> 
 
 #[test]
 fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() {
-    // poll, the stream, the commits, committed, unsubscribe and close are each dropped after 0-6 polls or 0-20 ms; the records handed out never skip or repeat an offset, and a fresh consumer resumes between the last acknowledged commit and the last record handed out.
+    // connect, poll, the stream, the commits, committed, unsubscribe, assign and close are each dropped after 0-6 polls or 0-20 ms; the records handed out never skip or repeat an offset, and a fresh consumer resumes between the last acknowledged commit and the last record handed out.
     const PARTITIONS: i32 = 3;
     const PER_PARTITION: usize = 800;
     const POLLS_MAX: u64 = 6;
     const MS_MAX: u64 = 20;
-    /// Unsubscribe and subscribe again every this many steps.
+    /// Every this many steps the consumer leaves its group: by
+    /// `unsubscribe` (then it subscribes again) and by `assign` in turn.
     const REJOIN_EVERY: u64 = 150;
+    /// Connects dropped before the consumer under test connects.
+    const CONNECT_DROPS: usize = 8;
     let topic = "dropped";
     let group = "dropped-readers";
     let mut rng = Rng(seed());
@@ -423,6 +426,15 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = 40;
+        let mut connects_dropped = 0;
+        for _ in 0..CONNECT_DROPS {
+            let cancel = Cancel::draw(&mut rng, POLLS_MAX, MS_MAX);
+            match run_or_drop(Consumer::connect(config.clone()), cancel).await {
+                Some(connected) => connected.unwrap().close().await.unwrap(),
+                None => connects_dropped += 1,
+            }
+        }
+        eprintln!("connect dropped {connects_dropped} of {CONNECT_DROPS} times");
         let mut consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let partitions: Vec<TopicPartition> = (0..PARTITIONS)
@@ -450,10 +462,10 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
             };
             // Every REJOIN_EVERY-th step (a rem, since the workspace's
             // rust-version predates `is_multiple_of`).
-            let method = if step.rem_euclid(REJOIN_EVERY) == 0 {
-                "unsubscribe"
-            } else {
-                method
+            let method = match (step.rem_euclid(REJOIN_EVERY), step / REJOIN_EVERY) {
+                (0, rejoins) if rejoins.rem_euclid(2) == 1 => "unsubscribe",
+                (0, _) => "assign",
+                _ => method,
             };
             let completed = match method {
                 "poll" => match run_or_drop(consumer.poll(POLL_SLICE), cancel).await {
@@ -535,6 +547,16 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
                     // Wherever it stopped, the consumer rejoins and starts
                     // again from the group's commits.
                     consumer.subscribe(&[topic]).unwrap();
+                    oracle.restart();
+                    completed
+                }
+                "assign" => {
+                    // Leaves the group (if it had not been dropped before it
+                    // began) and reads on from the commits as a standalone
+                    // member, until the next rejoin subscribes again.
+                    let completed = run_or_drop(consumer.assign(&partitions), cancel)
+                        .await
+                        .is_some();
                     oracle.restart();
                     completed
                 }
