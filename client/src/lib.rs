@@ -92,6 +92,28 @@ pub(crate) async fn yield_if_single_threaded() {
     }
 }
 
+/// The message of a caught panic (its payload is a `&str` or a `String`
+/// when it came from `panic!`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Why a spawned task ended without an outcome: its panic message, or that
+/// it was cancelled.
+pub(crate) fn join_error_reason(task: &str, error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return format!("the {task} was cancelled: {error}");
+    }
+    format!(
+        "the {task} panicked: {}",
+        panic_message(&*error.into_panic())
+    )
+}
+
 pub use compression::Compression;
 pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,

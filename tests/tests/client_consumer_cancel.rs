@@ -2,7 +2,7 @@
 //! broker binary: a `poll` raced against a timer in `select!` (the way an
 //! application races it against Ctrl-C), every public async method dropped
 //! at the await points it reaches, the record stream, and a panicking fetch
-//! task. Each run draws its cancellations from a seeded generator and
+//! task or heartbeat task. Each run draws its cancellations from a seeded generator and
 //! prints the seed; `CANCEL_SEED=<seed>` replays a run.
 //!
 //! The oracle is the same everywhere: per partition, the records handed to
@@ -34,8 +34,8 @@ const IDLE_POLL_TIMEOUT: Duration = Duration::from_millis(1500);
 /// lowered to allow it).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
-/// Bound on a poll surfacing a failed fetch task.
-const FETCH_FAILURE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a poll surfacing a failed fetch or heartbeat task.
+const TASK_FAILURE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The seed of this run: `CANCEL_SEED`, or the clock.
 fn seed() -> u64 {
@@ -667,11 +667,11 @@ fn panicking_fetch_task_surfaces_from_poll_and_skips_nothing() {
             .collect();
         consumer.assign(&partitions).await.unwrap();
         consumer.inject_fetch_task_panics(1, "injected fetch panic");
-        let deadline = Instant::now() + FETCH_FAILURE_TIMEOUT;
+        let deadline = Instant::now() + TASK_FAILURE_TIMEOUT;
         let error = loop {
             assert!(
                 Instant::now() < deadline,
-                "no poll reported the panicked fetch task within {FETCH_FAILURE_TIMEOUT:?}"
+                "no poll reported the panicked fetch task within {TASK_FAILURE_TIMEOUT:?}"
             );
             match consumer.poll(POLL_SLICE).await {
                 Ok(records) => {
@@ -699,5 +699,78 @@ fn panicking_fetch_task_surfaces_from_poll_and_skips_nothing() {
             }
         }
         oracle.assert_clean();
+    });
+}
+
+#[test]
+fn panicking_heartbeat_task_surfaces_from_poll_and_the_member_keeps_its_generation() {
+    // A heartbeat task that panics makes the next poll fail with HeartbeatTaskFailed (carrying the panic message); it is started again, so the member keeps its generation across three session timeouts and reads every record once.
+    const PARTITIONS: i32 = 2;
+    const PER_PARTITION: usize = 300;
+    /// Short, so that a member without heartbeats would be dropped soon.
+    const SHORT_SESSION_TIMEOUT: Duration = Duration::from_secs(2);
+    let topic = "heartbeat-panics";
+    let group = "heartbeat-readers";
+    current_thread_runtime().block_on(async {
+        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
+        let mut config = group_config(&broker.addr, group);
+        config.session_timeout = SHORT_SESSION_TIMEOUT;
+        config.heartbeat_interval = Duration::from_millis(300);
+        config.max_poll_records = 10;
+        let mut consumer = Consumer::connect(config).await.unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        while oracle.handed_out == 0 {
+            assert!(Instant::now() < deadline, "the consumer never joined");
+            for record in &consumer.poll(POLL_SLICE).await.unwrap() {
+                oracle.handed(record);
+            }
+        }
+        let generation = consumer.group_generation().expect("joined");
+        consumer.inject_heartbeat_panic("injected heartbeat panic");
+        let deadline = Instant::now() + TASK_FAILURE_TIMEOUT;
+        let error = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no poll reported the panicked heartbeat task within {TASK_FAILURE_TIMEOUT:?}"
+            );
+            match consumer.poll(POLL_SLICE).await {
+                Ok(records) => {
+                    for record in &records {
+                        oracle.handed(record);
+                    }
+                }
+                Err(error) => break error,
+            }
+        };
+        match &error {
+            PollError::HeartbeatTaskFailed { reason } => {
+                assert!(reason.contains("injected heartbeat panic"), "{error}")
+            }
+            other => panic!("expected HeartbeatTaskFailed, got {other:?}"),
+        }
+        // Slowly, so that the member outlives several session timeouts.
+        let watch_until = Instant::now() + 3 * SHORT_SESSION_TIMEOUT;
+        while Instant::now() < watch_until || !oracle.everything_handed_out() {
+            assert!(
+                Instant::now() < deadline + CONSUME_TIMEOUT,
+                "the consumer stalled"
+            );
+            for record in &consumer.poll(POLL_SLICE).await.unwrap() {
+                oracle.handed(record);
+            }
+            tokio::time::sleep(POLL_SLICE).await;
+        }
+        // The coordinator still knows the member in that generation: a
+        // member whose heartbeats had stopped would have been dropped, and
+        // its commit refused (UNKNOWN_MEMBER_ID).
+        assert_eq!(consumer.group_generation(), Some(generation));
+        consumer
+            .commit_sync()
+            .await
+            .expect("the member kept its generation: heartbeats went on");
+        oracle.assert_clean();
+        consumer.close().await.unwrap();
     });
 }

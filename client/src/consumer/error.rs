@@ -125,6 +125,12 @@ pub enum PollError {
     /// next `poll`.
     #[error("a consumer lookup task failed: {reason}")]
     LookupTaskFailed { reason: String },
+    /// The heartbeat task ended (it panicked). It has been started again;
+    /// if it was dead for longer than `session_timeout`, the coordinator
+    /// dropped the member, and the next `poll` finds its partitions lost
+    /// and rejoins.
+    #[error("the consumer's heartbeat task failed: {reason}")]
+    HeartbeatTaskFailed { reason: String },
     #[error("the consumer is closed")]
     Closed,
 }

@@ -363,7 +363,7 @@ impl Fetcher {
                 // are fetched again after a backoff. The failure is a bug
                 // (a panic); `poll` reports it rather than returning nothing
                 // for as long as it repeats.
-                let reason = join_error_reason(error);
+                let reason = crate::join_error_reason("fetch task", error);
                 tracing::error!(broker_id = node_id, %reason, "fetch task failed");
                 let retry_at = Instant::now() + self.config.retry_backoff;
                 for tp in &partitions {
@@ -552,21 +552,6 @@ impl Fetcher {
         }
         Ok(out)
     }
-}
-
-/// What a fetch task's `JoinError` says: its panic message, or that it
-/// was cancelled.
-fn join_error_reason(error: tokio::task::JoinError) -> String {
-    if !error.is_panic() {
-        return format!("the fetch task was cancelled: {error}");
-    }
-    let payload = error.into_panic();
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string());
-    format!("the fetch task panicked: {message}")
 }
 
 /// One fetch: send, wait, decode every partition into records.

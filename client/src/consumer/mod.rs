@@ -149,6 +149,9 @@ pub struct Consumer {
     metadata_retry_at: Instant,
     next_auto_commit: Instant,
     auto_commit_in_flight: Option<JoinHandle<Result<(), CommitError>>>,
+    /// The heartbeat task (with a group), watched by `poll`: it is spawned,
+    /// and a panic would otherwise end the heartbeats unnoticed.
+    heartbeat: Option<JoinHandle<()>>,
     /// Records collected but not yet handed to the application.
     undelivered: Undelivered,
 }
@@ -198,11 +201,13 @@ impl Consumer {
             })
             .await?,
         );
-        let group = config.group_id.clone().map(|group_id| {
-            let group = Arc::new(Group::new(group_id, config.clone(), cluster.clone()));
-            tokio::spawn(membership::heartbeat_loop(group.clone()));
-            group
-        });
+        let group = config
+            .group_id
+            .clone()
+            .map(|group_id| Arc::new(Group::new(group_id, config.clone(), cluster.clone())));
+        let heartbeat = group
+            .as_ref()
+            .map(|group| tokio::spawn(membership::heartbeat_loop(group.clone())));
         let now = Instant::now();
         Ok(Consumer {
             fetcher: Fetcher::new(cluster.clone(), config.clone()),
@@ -223,6 +228,7 @@ impl Consumer {
             metadata_retry_at: now,
             next_auto_commit: now + config.auto_commit_interval,
             auto_commit_in_flight: None,
+            heartbeat,
             undelivered: Undelivered::default(),
         })
     }
@@ -559,6 +565,38 @@ impl Consumer {
         self.fetcher.inject_panics(count, message);
     }
 
+    /// Test support, not for applications: the heartbeat task panics with
+    /// `message` when it next wakes.
+    #[doc(hidden)]
+    pub fn inject_heartbeat_panic(&mut self, message: &str) {
+        if let Some(group) = &self.group {
+            *group
+                .injected_heartbeat_panic
+                .lock()
+                .expect("injected panic lock") = Some(message.to_string());
+        }
+    }
+
+    /// Starts the heartbeat task again if it ended (a panic: it only ends
+    /// by itself when the consumer is closed or dropped); returns why it
+    /// ended, for `poll` to report once.
+    fn restart_dead_heartbeat(&mut self) -> Option<String> {
+        if !self
+            .heartbeat
+            .as_ref()
+            .is_some_and(|heartbeat| heartbeat.is_finished())
+        {
+            return None;
+        }
+        let dead = self.heartbeat.take().expect("checked above");
+        let group = self.group.clone().expect("a heartbeat task has a group");
+        self.heartbeat = Some(tokio::spawn(membership::heartbeat_loop(group)));
+        match dead.now_or_never() {
+            Some(Err(error)) => Some(crate::join_error_reason("heartbeat task", error)),
+            _ => None,
+        }
+    }
+
     /// The body of `poll`: waits up to `timeout` until records are
     /// collected into `undelivered` (none when it times out), doing the
     /// group work meanwhile. Positions move past the records collected;
@@ -577,6 +615,10 @@ impl Consumer {
             self.background_done(done)?;
         }
         loop {
+            if let Some(reason) = self.restart_dead_heartbeat() {
+                tracing::error!(%reason, "consumer heartbeat task died; started again");
+                return Err(PollError::HeartbeatTaskFailed { reason });
+            }
             if let Some(failure) = self.fetcher.take_task_failure() {
                 return Err(PollError::FetchTaskFailed {
                     broker_id: failure.broker_id,

@@ -22,9 +22,10 @@ use tokio::sync::oneshot;
 
 use crate::compression::{compress, Compression, CompressionError};
 use crate::error::ProduceError;
+use crate::panic_message;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::record::RecordMetadata;
-use crate::producer::supervisor::{panic_message, SenderExit};
+use crate::producer::supervisor::SenderExit;
 
 /// "No producer id / epoch / sequence" on the wire.
 pub const NO_PRODUCER_ID: i64 = -1;

@@ -18,7 +18,6 @@
 //!   sweep), and closes the buffer's semaphore, so a `send` waiting for
 //!   room stops waiting.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 
 use crate::error::ProduceError;
+use crate::panic_message;
 use crate::producer::batch::{DeliveryCallback, ProducerBatch};
 use crate::producer::sender::Shared;
 
@@ -78,15 +78,6 @@ impl SenderExit {
     fn take_deferred(&self) -> Vec<DeliveryCallback> {
         std::mem::take(&mut self.state.lock().expect("sender exit lock").deferred)
     }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Runs the sender task; if it panics, fails everything it left so that
