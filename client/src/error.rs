@@ -65,6 +65,11 @@ pub enum SendError {
     },
     #[error("the producer is closed")]
     Closed,
+    /// The producer's sender task died (a panic: a bug, reported rather
+    /// than hidden); this producer accepts no more records. `reason` says
+    /// why it died.
+    #[error("the producer's sender task stopped: {reason}")]
+    SenderStopped { reason: String },
 }
 
 /// Why a record that `send` accepted was not delivered.
@@ -114,10 +119,12 @@ pub enum ProduceError {
         partition: i32,
         reason: String,
     },
-    /// The producer's background task ended without reporting on this
-    /// record; this is a bug, reported rather than hidden.
-    #[error("the producer's sender task stopped before reporting on this record")]
-    SenderStopped,
+    /// The producer's sender task died (a panic: a bug, reported rather
+    /// than hidden) before reporting on this record. The record may or may
+    /// not have been written, if it had been sent. `reason` says why the
+    /// task died.
+    #[error("the producer's sender task stopped before reporting on this record: {reason}")]
+    SenderStopped { reason: String },
 }
 
 impl ProduceError {
@@ -128,7 +135,7 @@ impl ProduceError {
             | ProduceError::RetriesExhausted { attempts, .. }
             | ProduceError::DeliveryTimeout { attempts, .. }
             | ProduceError::Connection { attempts, .. } => *attempts,
-            ProduceError::Compression { .. } | ProduceError::SenderStopped => 0,
+            ProduceError::Compression { .. } | ProduceError::SenderStopped { .. } => 0,
         }
     }
 

@@ -64,7 +64,9 @@
 //! partition's position past them; commits (`commit_sync`, `commit_async`,
 //! or auto-commit) store those positions. Records are delivered at least
 //! once: after a crash or a rebalance, the records since the last commit
-//! come again.
+//! come again. `Consumer::stream` hands the records out one at a time as a
+//! `futures::Stream`. Every async method of the consumer is cancel-safe:
+//! `poll` may lose a `select!` without losing records.
 
 pub mod backoff;
 pub mod cluster;
@@ -90,12 +92,34 @@ pub(crate) async fn yield_if_single_threaded() {
     }
 }
 
+/// The message of a caught panic (its payload is a `&str` or a `String`
+/// when it came from `panic!`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// Why a spawned task ended without an outcome: its panic message, or that
+/// it was cancelled.
+pub(crate) fn join_error_reason(task: &str, error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return format!("the {task} was cancelled: {error}");
+    }
+    format!(
+        "the {task} panicked: {}",
+        panic_message(&*error.into_panic())
+    )
+}
+
 pub use compression::Compression;
 pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
     ConsumerConfig, ConsumerConnectError, ConsumerRecord, ConsumerRecords, GroupError, Header,
     OffsetAndMetadata, OffsetFetchError, PollError, RebalanceContext, RebalanceListener,
-    RecordError, SubscribeError, TimestampType, TopicPartition,
+    RecordError, RecordStream, SubscribeError, TimestampType, TopicPartition,
 };
 pub use error::{ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{

@@ -110,6 +110,8 @@ pub struct Group {
     pub events: Notify,
     /// Stops the heartbeat task (close, drop).
     pub stop: CancellationToken,
+    /// Test support: a panic for the heartbeat task to raise.
+    pub injected_heartbeat_panic: Mutex<Option<String>>,
 }
 
 impl Group {
@@ -131,6 +133,7 @@ impl Group {
             discovering: tokio::sync::Mutex::new(()),
             events: Notify::new(),
             stop: CancellationToken::new(),
+            injected_heartbeat_panic: Mutex::new(None),
         }
     }
 

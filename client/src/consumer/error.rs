@@ -114,6 +114,23 @@ pub enum PollError {
     Committed(#[from] OffsetFetchError),
     #[error(transparent)]
     Group(#[from] GroupError),
+    /// A fetch task ended without an outcome: it panicked (a bug, reported
+    /// rather than hidden). No position moved; its partitions are fetched
+    /// again after `retry_backoff`, so the next `poll` goes on (and fails
+    /// the same way while the panic repeats).
+    #[error("the fetch from broker {broker_id} failed: {reason}")]
+    FetchTaskFailed { broker_id: i32, reason: String },
+    /// A background lookup (committed offsets, ListOffsets, metadata) ended
+    /// without an outcome: it panicked. The lookups start again with the
+    /// next `poll`.
+    #[error("a consumer lookup task failed: {reason}")]
+    LookupTaskFailed { reason: String },
+    /// The heartbeat task ended (it panicked). It has been started again;
+    /// if it was dead for longer than `session_timeout`, the coordinator
+    /// dropped the member, and the next `poll` finds its partitions lost
+    /// and rejoins.
+    #[error("the consumer's heartbeat task failed: {reason}")]
+    HeartbeatTaskFailed { reason: String },
     #[error("the consumer is closed")]
     Closed,
 }

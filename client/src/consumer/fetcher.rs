@@ -158,18 +158,25 @@ struct FetchSettings {
     check_crcs: bool,
 }
 
-/// What a fetch task reports.
+/// What a fetch task reports (its partitions are in `Fetcher::task_targets`).
 struct FetchOutcome {
-    partitions: Vec<TopicPartition>,
     result: Result<Vec<CompletedFetch>, String>,
+}
+
+/// A fetch task that ended without an outcome (it panicked, or was
+/// cancelled): a bug, which `poll` reports.
+#[derive(Debug, Clone)]
+pub struct FetchTaskFailure {
+    pub broker_id: i32,
+    pub reason: String,
 }
 
 pub struct Fetcher {
     cluster: Arc<Cluster>,
     config: Arc<ConsumerConfig>,
     in_flight: JoinSet<FetchOutcome>,
-    /// Which broker each fetch task is fetching from.
-    task_nodes: HashMap<tokio::task::Id, i32>,
+    /// Which broker each fetch task is fetching from, and which partitions.
+    task_targets: HashMap<tokio::task::Id, (i32, Vec<TopicPartition>)>,
     nodes_in_flight: HashSet<i32>,
     partitions_in_flight: HashSet<TopicPartition>,
     completed: VecDeque<CompletedFetch>,
@@ -179,6 +186,10 @@ pub struct Fetcher {
     /// Rotates the partition order of requests, so that a partition whose
     /// data does not fit after the others' is first next time.
     rotation: usize,
+    /// A fetch task that failed since `poll` last looked.
+    task_failure: Option<FetchTaskFailure>,
+    /// Test support: how many of the next fetch tasks panic, and with what.
+    injected_panics: Option<(u32, String)>,
 }
 
 impl Fetcher {
@@ -187,14 +198,26 @@ impl Fetcher {
             cluster,
             config,
             in_flight: JoinSet::new(),
-            task_nodes: HashMap::new(),
+            task_targets: HashMap::new(),
             nodes_in_flight: HashSet::new(),
             partitions_in_flight: HashSet::new(),
             completed: VecDeque::new(),
             buffered_bytes: 0,
             metadata_refresh_needed: false,
             rotation: 0,
+            task_failure: None,
+            injected_panics: None,
         }
+    }
+
+    /// Test support: the next `count` fetch tasks panic with `message`.
+    pub fn inject_panics(&mut self, count: u32, message: &str) {
+        self.injected_panics = (count > 0).then(|| (count, message.to_string()));
+    }
+
+    /// The failure of a fetch task since the last call, if one failed.
+    pub fn take_task_failure(&mut self) -> Option<FetchTaskFailure> {
+        self.task_failure.take()
     }
 
     /// Drops everything buffered (after the assignment was replaced).
@@ -280,10 +303,25 @@ impl Fetcher {
             }
             self.nodes_in_flight.insert(node_id);
             let cluster = self.cluster.clone();
-            let handle = self
-                .in_flight
-                .spawn(fetch_from(cluster, node_id, targets, settings));
-            self.task_nodes.insert(handle.id(), node_id);
+            let partitions: Vec<TopicPartition> = targets.iter().map(|t| t.tp.clone()).collect();
+            let injected_panic = self.injected_panics.as_mut().map(|(count, message)| {
+                *count -= 1;
+                message.clone()
+            });
+            if self
+                .injected_panics
+                .as_ref()
+                .is_some_and(|(count, _)| *count == 0)
+            {
+                self.injected_panics = None;
+            }
+            let handle = self.in_flight.spawn(async move {
+                if let Some(message) = injected_panic {
+                    panic!("{message}");
+                }
+                fetch_from(cluster, node_id, targets, settings).await
+            });
+            self.task_targets.insert(handle.id(), (node_id, partitions));
         }
     }
 
@@ -310,22 +348,38 @@ impl Fetcher {
         assignment: &mut AssignmentState,
     ) {
         let (id, outcome) = match joined {
-            Ok((id, outcome)) => (id, Some(outcome)),
-            Err(e) => {
-                tracing::error!(error = %e, "fetch task failed");
-                (e.id(), None)
+            Ok((id, outcome)) => (id, Ok(outcome)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        let (node_id, partitions) = self
+            .task_targets
+            .remove(&id)
+            .expect("every fetch task is listed");
+        self.nodes_in_flight.remove(&node_id);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Nothing was fetched, so no position moved: the partitions
+                // are fetched again after a backoff. The failure is a bug
+                // (a panic); `poll` reports it rather than returning nothing
+                // for as long as it repeats.
+                let reason = crate::join_error_reason("fetch task", error);
+                tracing::error!(broker_id = node_id, %reason, "fetch task failed");
+                let retry_at = Instant::now() + self.config.retry_backoff;
+                for tp in &partitions {
+                    self.partitions_in_flight.remove(tp);
+                    if let Some(state) = assignment.get_mut(tp) {
+                        state.retry_at = Some(retry_at);
+                    }
+                }
+                self.task_failure = Some(FetchTaskFailure {
+                    broker_id: node_id,
+                    reason,
+                });
+                return;
             }
         };
-        if let Some(node_id) = self.task_nodes.remove(&id) {
-            self.nodes_in_flight.remove(&node_id);
-        }
-        let Some(outcome) = outcome else {
-            // The task died without saying which partitions it had; forget
-            // them all (a duplicate fetch is harmless, a stuck one is not).
-            self.partitions_in_flight.clear();
-            return;
-        };
-        for tp in &outcome.partitions {
+        for tp in &partitions {
             self.partitions_in_flight.remove(tp);
         }
         match outcome.result {
@@ -336,10 +390,10 @@ impl Fetcher {
                 }
             }
             Err(reason) => {
-                tracing::debug!(%reason, partitions = outcome.partitions.len(), "fetch failed; backing off");
+                tracing::debug!(%reason, partitions = partitions.len(), "fetch failed; backing off");
                 self.metadata_refresh_needed = true;
                 let retry_at = Instant::now() + self.config.retry_backoff;
-                for tp in &outcome.partitions {
+                for tp in &partitions {
                     if let Some(state) = assignment.get_mut(tp) {
                         state.retry_at = Some(retry_at);
                     }
@@ -360,14 +414,17 @@ impl Fetcher {
         }
     }
 
-    /// Hands out up to `max` buffered records, moving positions past them.
+    /// Takes up to `max` buffered records, moving positions past them, and
+    /// notes in `before` where each partition that gave records stood
+    /// before them (the records are handed out later; see `undelivered`).
     /// An error (out of range without a reset policy, an undecodable batch)
-    /// is returned once the records before it have been handed out.
+    /// is returned once the records before it have been taken.
     pub fn collect(
         &mut self,
         assignment: &mut AssignmentState,
         max: usize,
         reset_policy: AutoOffsetReset,
+        before: &mut Vec<(TopicPartition, Position)>,
     ) -> Result<Vec<ConsumerRecord>, PollError> {
         let mut out: Vec<ConsumerRecord> = Vec::new();
         let mut index = 0;
@@ -399,6 +456,10 @@ impl Fetcher {
                     &mut out,
                 );
                 if got > 0 {
+                    let previous = state.position.expect("matched above");
+                    if !before.iter().any(|(tp, _)| *tp == fetch.tp) {
+                        before.push((fetch.tp.clone(), previous));
+                    }
                     let last = out.last().expect("read at least one record");
                     // Positions only move forward, and only past returned records.
                     assert!(
@@ -500,9 +561,8 @@ async fn fetch_from(
     targets: Vec<FetchTarget>,
     settings: FetchSettings,
 ) -> FetchOutcome {
-    let partitions: Vec<TopicPartition> = targets.iter().map(|t| t.tp.clone()).collect();
     let result = fetch_and_decode(&cluster, node_id, &targets, settings).await;
-    FetchOutcome { partitions, result }
+    FetchOutcome { result }
 }
 
 async fn fetch_and_decode(

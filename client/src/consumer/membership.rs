@@ -337,6 +337,14 @@ pub async fn heartbeat_loop(group: Arc<Group>) {
             _ = group.stop.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
         }
+        let injected = group
+            .injected_heartbeat_panic
+            .lock()
+            .expect("injected panic lock")
+            .take();
+        if let Some(message) = injected {
+            panic!("{message}");
+        }
         next = Instant::now() + config.heartbeat_interval;
         let (member, last_poll) = {
             let state = group.state();

@@ -20,6 +20,9 @@
 //! - `fetcher`: one fetch in flight per broker, decoding off the caller's
 //!   task, a bounded buffer of fetched records.
 //! - `state`: positions, pauses and pending resets per assigned partition.
+//! - `undelivered`: records collected but not yet handed out (what keeps
+//!   `poll` cancel-safe).
+//! - `stream`: [`RecordStream`], the records as a `futures::Stream`.
 //! - `list_offsets`: log start and end offsets for resets.
 //!
 //! # Threading
@@ -29,6 +32,15 @@
 //! fetch in flight, and short lookups (committed offsets, ListOffsets,
 //! metadata). None of them touch the assignment: `poll` applies what they
 //! found, and calls the rebalance listener, on the caller's task.
+//!
+//! # Cancel safety
+//!
+//! Every public async method may be dropped at any await point without
+//! losing a record: a position moves past a record only once the record is
+//! handed to the caller (records collected by a dropped `poll` wait in the
+//! consumer for the next call), and a commit never covers a record not
+//! handed out. What a dropped call may leave undone is said in each
+//! method's `# Cancel safety` section.
 
 pub mod assignor;
 pub mod codec;
@@ -45,6 +57,8 @@ mod list_offsets;
 mod membership;
 mod offsets;
 mod state;
+mod stream;
+mod undelivered;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -72,12 +86,14 @@ pub use listener::{RebalanceContext, RebalanceListener};
 pub use record::{
     ConsumerRecord, ConsumerRecords, Header, OffsetAndMetadata, TimestampType, TopicPartition,
 };
+pub use stream::{RecordStream, STREAM_POLL_TIMEOUT};
 
 use coordinator::{Group, Member, Phase};
 use fetcher::Fetcher;
 use list_offsets::ListedOffset;
 use membership::{JoinFailure, JoinPlan, Joined};
 use state::{AssignmentState, OffsetReset};
+use undelivered::Undelivered;
 
 type JoinFuture = Pin<Box<dyn Future<Output = Result<Joined, JoinFailure>> + Send>>;
 
@@ -105,7 +121,7 @@ enum Background {
 /// What ended a wait in `poll`.
 enum Woken {
     Other,
-    Background(Background),
+    Background(Result<Background, tokio::task::JoinError>),
     Joined(Result<Joined, JoinFailure>),
 }
 
@@ -133,6 +149,11 @@ pub struct Consumer {
     metadata_retry_at: Instant,
     next_auto_commit: Instant,
     auto_commit_in_flight: Option<JoinHandle<Result<(), CommitError>>>,
+    /// The heartbeat task (with a group), watched by `poll`: it is spawned,
+    /// and a panic would otherwise end the heartbeats unnoticed.
+    heartbeat: Option<JoinHandle<()>>,
+    /// Records collected but not yet handed to the application.
+    undelivered: Undelivered,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -158,6 +179,11 @@ impl Drop for Consumer {
 impl Consumer {
     /// Reaches the cluster and, with a `group_id`, starts the heartbeat task
     /// (it heartbeats once the consumer has joined).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropped, no consumer exists yet, and the connections
+    /// opened so far close.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer, ConsumerConnectError> {
         config.validate()?;
         let config = Arc::new(config);
@@ -175,11 +201,13 @@ impl Consumer {
             })
             .await?,
         );
-        let group = config.group_id.clone().map(|group_id| {
-            let group = Arc::new(Group::new(group_id, config.clone(), cluster.clone()));
-            tokio::spawn(membership::heartbeat_loop(group.clone()));
-            group
-        });
+        let group = config
+            .group_id
+            .clone()
+            .map(|group_id| Arc::new(Group::new(group_id, config.clone(), cluster.clone())));
+        let heartbeat = group
+            .as_ref()
+            .map(|group| tokio::spawn(membership::heartbeat_loop(group.clone())));
         let now = Instant::now();
         Ok(Consumer {
             fetcher: Fetcher::new(cluster.clone(), config.clone()),
@@ -200,6 +228,8 @@ impl Consumer {
             metadata_retry_at: now,
             next_auto_commit: now + config.auto_commit_interval,
             auto_commit_in_flight: None,
+            heartbeat,
+            undelivered: Undelivered::default(),
         })
     }
 
@@ -218,6 +248,7 @@ impl Consumer {
         if topics.iter().any(String::is_empty) {
             return Err(SubscribeError::EmptyTopicName);
         }
+        self.rewind_undelivered();
         if self.mode == Mode::Assigned {
             self.assignment.clear();
             self.fetcher.clear_buffer();
@@ -247,13 +278,29 @@ impl Consumer {
     /// `group_id`, they start at their committed offsets (and commits go to
     /// that group); otherwise by `auto_offset_reset`. Leaves the group if
     /// the consumer was subscribed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. The new assignment is in place before the first await;
+    /// only the requests of leaving a group remain then. Dropped during
+    /// those, the revocation commit (with auto-commit) or the LeaveGroup
+    /// may not be sent: the records since the last commit are delivered
+    /// again to the partitions' next owners, who get them once the
+    /// coordinator drops this member (after `session_timeout`).
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
         if partitions.iter().any(|tp| tp.topic.is_empty()) {
             return Err(SubscribeError::EmptyTopicName);
         }
-        if matches!(self.mode, Mode::Subscribed(_)) {
-            self.unsubscribe().await;
-        }
+        self.rewind_undelivered();
+        let leaving = if matches!(self.mode, Mode::Subscribed(_)) {
+            let leaving = self.begin_leave("the consumer unsubscribed", true);
+            self.assignment.clear();
+            self.fetcher.clear_buffer();
+            self.mode = Mode::None;
+            leaving
+        } else {
+            None
+        };
         let keep: BTreeSet<&TopicPartition> = partitions.iter().collect();
         let dropped: Vec<TopicPartition> = self
             .assignment
@@ -271,18 +318,33 @@ impl Consumer {
             Mode::Assigned
         };
         self.next_metadata_refresh = Instant::now();
+        if let Some(leaving) = leaving {
+            leaving.send(self.config.default_api_timeout).await;
+        }
         Ok(())
     }
 
     /// Leaves the group (after committing, with auto-commit, and the
     /// listener's revocation callback) or drops the manual assignment.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. The consumer is unsubscribed before the first await;
+    /// only the revocation commit and the LeaveGroup remain then, and
+    /// dropped, they may not be sent (as for [`assign`](Self::assign)).
     pub async fn unsubscribe(&mut self) {
-        if matches!(self.mode, Mode::Subscribed(_)) {
-            self.leave_group("the consumer unsubscribed", true).await;
-        }
+        self.rewind_undelivered();
+        let leaving = if matches!(self.mode, Mode::Subscribed(_)) {
+            self.begin_leave("the consumer unsubscribed", true)
+        } else {
+            None
+        };
         self.assignment.clear();
         self.fetcher.clear_buffer();
         self.mode = Mode::None;
+        if let Some(leaving) = leaving {
+            leaving.send(self.config.default_api_timeout).await;
+        }
     }
 
     /// The partitions assigned to this consumer right now.
@@ -306,12 +368,41 @@ impl Consumer {
     }
 
     /// The offset of the next record `poll` returns for `partition`, once
-    /// known (after the committed offset or reset was looked up).
+    /// known (after the committed offset or reset was looked up): the
+    /// offset after the last record handed out, which is what a commit of
+    /// the positions stores.
     pub fn position(&self, partition: &TopicPartition) -> Option<i64> {
+        if let Some(delivered) = self.undelivered.position_of(partition) {
+            return Some(delivered.offset);
+        }
         self.assignment
             .get(partition)
             .and_then(|s| s.position)
             .map(|p| p.offset)
+    }
+
+    /// What a commit of the positions stores: per partition, the offset
+    /// after the last record handed out.
+    fn delivered_positions(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        let mut positions = self.assignment.positions();
+        for (tp, offset) in positions.iter_mut() {
+            if let Some(delivered) = self.undelivered.position_of(tp) {
+                offset.offset = delivered.offset;
+                offset.leader_epoch = delivered.leader_epoch;
+            }
+        }
+        positions
+    }
+
+    /// Puts every partition with records collected but not handed out back
+    /// before them, and drops those records (they are fetched again): for
+    /// calls that change positions or the assignment.
+    fn rewind_undelivered(&mut self) {
+        for (tp, delivered) in self.undelivered.rewind() {
+            if let Some(state) = self.assignment.get_mut(&tp) {
+                state.position = Some(delivered);
+            }
+        }
     }
 
     /// The high watermark of `partition` in the last fetch response.
@@ -324,6 +415,8 @@ impl Consumer {
     /// Moves the position of an assigned partition: the next `poll` returns
     /// records from `offset` (records buffered from elsewhere are dropped).
     pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
+        self.assigned_mut(partition)?;
+        self.rewind_undelivered();
         self.assigned_mut(partition)?.seek(offset);
         Ok(())
     }
@@ -349,6 +442,7 @@ impl Consumer {
         for tp in partitions {
             self.assigned_mut(tp)?;
         }
+        self.rewind_undelivered();
         for tp in partitions {
             let state = self.assigned_mut(tp)?;
             state.awaiting_committed = false;
@@ -387,6 +481,7 @@ impl Consumer {
         for tp in partitions {
             self.assigned_mut(tp)?;
         }
+        self.rewind_undelivered();
         for tp in partitions {
             self.assigned_mut(tp)?.paused = paused;
         }
@@ -425,10 +520,92 @@ impl Consumer {
     /// Before returning, the next fetches are sent, so data arrives while
     /// the application processes this batch.
     ///
-    /// Let `poll` run to completion (bound it with `timeout`, not by
-    /// dropping its future): dropped in the middle of a rebalance, it may
-    /// leave the rebalance half applied until the group rebalances again.
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: `poll` may lose a `select!` (to a timer, to Ctrl-C)
+    /// without losing records. A position moves past a record only when
+    /// the record is handed out; records `poll` had already collected when
+    /// it was dropped are kept and returned, first, by the next `poll` (or
+    /// the [`stream`](Self::stream)), and until then neither a commit nor
+    /// [`position`](Self::position) counts them. Dropped during group work,
+    /// what `poll` leaves undone is picked up by the next `poll`: a join
+    /// round goes on, and a commit before a revocation may not be sent,
+    /// so the records since the last commit are delivered again to the
+    /// partitions' next owner.
     pub async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
+        if self.undelivered.is_empty() {
+            self.fill(timeout).await?;
+        }
+        Ok(ConsumerRecords::from_vec(self.undelivered.take_all()))
+    }
+
+    /// Hands out the records as a [`futures::Stream`], one at a time: the
+    /// everyday way to consume. The stream never ends; it yields a
+    /// [`PollError`] where `poll` would return one, and goes on after it.
+    /// It does what `poll` does (group work, auto-commit) in rounds of at
+    /// most [`STREAM_POLL_TIMEOUT`].
+    ///
+    /// The stream borrows the consumer. Commit with auto-commit, or drop
+    /// the stream and call `commit_sync`: a commit of the positions then
+    /// covers exactly the records the stream yielded.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `poll`: dropping `stream.next()`, or the stream,
+    /// loses no record; records collected but not yielded wait in the
+    /// consumer for the next `next()` or `poll`.
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream::new(self)
+    }
+
+    /// Test support, not for applications: the next `count` fetch tasks
+    /// panic with `message`, to check what a panicking fetch task does.
+    #[doc(hidden)]
+    pub fn inject_fetch_task_panics(&mut self, count: u32, message: &str) {
+        self.fetcher.inject_panics(count, message);
+    }
+
+    /// Test support, not for applications: the heartbeat task panics with
+    /// `message` when it next wakes.
+    #[doc(hidden)]
+    pub fn inject_heartbeat_panic(&mut self, message: &str) {
+        if let Some(group) = &self.group {
+            *group
+                .injected_heartbeat_panic
+                .lock()
+                .expect("injected panic lock") = Some(message.to_string());
+        }
+    }
+
+    /// Starts the heartbeat task again if it ended (a panic: it only ends
+    /// by itself when the consumer is closed or dropped); returns why it
+    /// ended, for `poll` to report once.
+    fn restart_dead_heartbeat(&mut self) -> Option<String> {
+        if !self
+            .heartbeat
+            .as_ref()
+            .is_some_and(|heartbeat| heartbeat.is_finished())
+        {
+            return None;
+        }
+        let dead = self.heartbeat.take().expect("checked above");
+        let group = self.group.clone().expect("a heartbeat task has a group");
+        self.heartbeat = Some(tokio::spawn(membership::heartbeat_loop(group)));
+        match dead.now_or_never() {
+            Some(Err(error)) => Some(crate::join_error_reason("heartbeat task", error)),
+            _ => None,
+        }
+    }
+
+    /// The body of `poll`: waits up to `timeout` until records are
+    /// collected into `undelivered` (none when it times out), doing the
+    /// group work meanwhile. Positions move past the records collected;
+    /// they count as handed out only once taken from `undelivered`.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), PollError> {
+        assert!(
+            self.undelivered.is_empty(),
+            "records are collected only once the last ones were handed out"
+        );
         if self.mode == Mode::None {
             return Err(PollError::NotSubscribed);
         }
@@ -438,6 +615,16 @@ impl Consumer {
             self.background_done(done)?;
         }
         loop {
+            if let Some(reason) = self.restart_dead_heartbeat() {
+                tracing::error!(%reason, "consumer heartbeat task died; started again");
+                return Err(PollError::HeartbeatTaskFailed { reason });
+            }
+            if let Some(failure) = self.fetcher.take_task_failure() {
+                return Err(PollError::FetchTaskFailed {
+                    broker_id: failure.broker_id,
+                    reason: failure.reason,
+                });
+            }
             if let Some(group) = &self.group {
                 // Waiting inside poll counts as polling (max_poll_interval).
                 group.state().last_poll = Instant::now();
@@ -453,14 +640,20 @@ impl Consumer {
                     partition: tp.partition,
                 });
             }
+            let mut before = Vec::new();
             let records = self.fetcher.collect(
                 &mut self.assignment,
                 self.config.max_poll_records,
                 self.config.auto_offset_reset,
+                &mut before,
             )?;
             self.fetcher
                 .send_fetches(&self.assignment, &self.cluster.metadata());
             if !records.is_empty() {
+                // Kept in the consumer, not on this future's stack: if the
+                // future is dropped at the yield below, the next call hands
+                // them out.
+                self.undelivered.keep(records, before);
                 // Let the fetches just sent reach the socket, and responses
                 // that arrived be read, before the application takes the
                 // records: on a single-threaded runtime nothing else runs
@@ -468,15 +661,15 @@ impl Consumer {
                 // consumer is the poll that finds the buffer empty, and the
                 // broker would sit idle while these records are processed.
                 crate::yield_if_single_threaded().await;
-                return Ok(ConsumerRecords::from_vec(records));
+                return Ok(());
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(ConsumerRecords::default());
+                return Ok(());
             }
             match self.wait(self.wake_at(deadline)).await {
                 Woken::Other => {}
-                Woken::Background(done) => self.background_outcome(done)?,
+                Woken::Background(done) => self.background_done(done)?,
                 Woken::Joined(result) => self.join_result = Some(result),
             }
         }
@@ -549,13 +742,7 @@ impl Consumer {
         let woken = tokio::select! {
             _ = fetcher.wait_for_fetch(assignment) => Woken::Other,
             result = join_done => Woken::Joined(result),
-            done = background_done => match done {
-                Ok(outcome) => Woken::Background(outcome),
-                Err(e) => {
-                    tracing::error!(error = %e, "consumer background task failed");
-                    Woken::Other
-                }
-            },
+            done = background_done => Woken::Background(done),
             _ = group_event => Woken::Other,
             _ = tokio::time::sleep_until(wake_at) => Woken::Other,
         };
@@ -572,11 +759,16 @@ impl Consumer {
         match done {
             Ok(outcome) => self.background_outcome(outcome),
             Err(e) => {
+                // Which lookup it was is unknown: let each start again. The
+                // failure is a bug (a panic); reported, not retried silently
+                // for as long as it repeats.
                 tracing::error!(error = %e, "consumer background task failed");
                 self.committed_lookup_in_flight = false;
                 self.list_offsets_in_flight = false;
                 self.metadata_refresh_in_flight = false;
-                Ok(())
+                Err(PollError::LookupTaskFailed {
+                    reason: e.to_string(),
+                })
             }
         }
     }
@@ -1011,37 +1203,50 @@ impl Consumer {
         queued.unwrap_or_default()
     }
 
-    /// Gives up the group membership: commit and revocation callback (when
-    /// in a generation), LeaveGroup (dynamic members only: a static member
-    /// keeps its place for its session timeout).
-    async fn leave_group(&mut self, reason: &str, auto_commit: bool) {
-        let Some(group) = self.group.clone() else {
-            return;
-        };
+    /// Gives up the group membership: the revocation callback (when in a
+    /// generation), then the consumer's and the group's state say it left.
+    /// Returns the requests that remain: the commit, and LeaveGroup
+    /// (dynamic members only: a static member keeps its place for its
+    /// session timeout). Synchronous, so that a caller dropped while the
+    /// requests are under way leaves the consumer in a state it can go on
+    /// from.
+    fn begin_leave(&mut self, reason: &str, auto_commit: bool) -> Option<LeaveRequests> {
+        let group = self.group.clone()?;
         self.join = None;
         self.join_result = None;
         let phase = group.state().phase;
         let owned = self.assignment.partitions();
+        let commit_member = self
+            .commit_member(&group)
+            .unwrap_or_else(|_| group.member());
+        let mut commit = BTreeMap::new();
         if phase == Phase::Stable {
-            let commit = self.revoke(&owned, auto_commit);
+            commit = self.revoke(&owned, auto_commit);
             self.assignment.clear();
             self.fetcher.clear_buffer();
-            self.commit_for_rebalance(&group, commit).await;
         } else if !owned.is_empty() {
             self.lose_partitions(owned);
         }
         let member = group.member();
-        if self.config.group_instance_id.is_none() {
-            if let Err(error) = membership::leave(&group, &member, reason).await {
-                tracing::debug!(group = %group.group_id, ?error, "LeaveGroup failed");
-            }
+        let leave = self
+            .config
+            .group_instance_id
+            .is_none()
+            .then(|| (member, reason.to_string()));
+        {
+            let mut state = group.state();
+            state.phase = Phase::Unjoined;
+            state.generation_id = -1;
+            state.member_id.clear();
+            state.rejoin_needed = None;
+            state.membership_lost = None;
         }
-        let mut state = group.state();
-        state.phase = Phase::Unjoined;
-        state.generation_id = -1;
-        state.member_id.clear();
-        state.rejoin_needed = None;
-        state.membership_lost = None;
+        Some(LeaveRequests {
+            group,
+            commit,
+            commit_member,
+            leave,
+        })
     }
 
     /// The identity commits carry: the generation for a subscribed
@@ -1089,7 +1294,7 @@ impl Consumer {
         if matches!(self.mode, Mode::Subscribed(_)) && group.state().phase != Phase::Stable {
             return;
         }
-        let offsets = self.assignment.positions();
+        let offsets = self.delivered_positions();
         if offsets.is_empty() {
             return;
         }
@@ -1112,13 +1317,25 @@ impl Consumer {
     /// Commits the positions of every assigned partition (what `poll` has
     /// returned) and waits for the answer, retrying retriable errors up to
     /// `default_api_timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropped, the commit may or may not have reached the
+    /// coordinator (it is sent once, or not at all, per attempt); either
+    /// way it covers only records handed out, and a later commit goes out
+    /// behind it on the coordinator connection, so it cannot overwrite a
+    /// newer one.
     pub async fn commit_sync(&mut self) -> Result<(), CommitError> {
-        let offsets = self.assignment.positions();
+        let offsets = self.delivered_positions();
         self.commit_offsets_sync(offsets).await
     }
 
     /// Commits the given offsets (each the offset of the *next* record to
     /// read) and waits for the answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`commit_sync`](Self::commit_sync).
     pub async fn commit_offsets_sync(
         &mut self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -1133,12 +1350,23 @@ impl Consumer {
     /// Sends a commit of the positions and returns at once with a future
     /// of its outcome (one attempt, no retries). Commits, sync or async,
     /// reach the coordinator in the order they were made.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropped before it returns (while it looks for the
+    /// coordinator or waits for room on its connection), the commit is
+    /// not sent; once it returned, it is on its way whether or not the
+    /// [`CommitFuture`] is awaited.
     pub async fn commit_async(&mut self) -> CommitFuture {
-        let offsets = self.assignment.positions();
+        let offsets = self.delivered_positions();
         self.commit_offsets_async(offsets).await
     }
 
     /// `commit_async` of the given offsets.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`commit_async`](Self::commit_async).
     pub async fn commit_offsets_async(
         &mut self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -1158,6 +1386,10 @@ impl Consumer {
 
     /// The committed offsets of `partitions` in the consumer's group (`None`
     /// where nothing is committed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn committed(
         &mut self,
         partitions: &[TopicPartition],
@@ -1172,14 +1404,23 @@ impl Consumer {
     /// the listener's revocation callback; leaves the group (dynamic
     /// members); stops the background tasks and closes the connections.
     /// Returns the outcome of the final commit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that nothing is lost: dropped, the consumer is
+    /// dropped with it, and what it had not done yet is not done. The
+    /// final commit may not be sent (the records since the last commit are
+    /// delivered again to the partitions' next owner), nor LeaveGroup (the
+    /// coordinator drops the member after `session_timeout`).
     pub async fn close(mut self) -> Result<(), CommitError> {
+        self.rewind_undelivered();
         let mut result = Ok(());
         if let Some(group) = self.group.clone() {
             if self.config.auto_commit() {
                 if let Some(previous) = self.auto_commit_in_flight.take() {
                     let _ = previous.await;
                 }
-                let offsets = self.assignment.positions();
+                let offsets = self.delivered_positions();
                 let committable = match &self.mode {
                     Mode::Subscribed(_) => group.state().phase == Phase::Stable,
                     Mode::Assigned => true,
@@ -1191,8 +1432,9 @@ impl Consumer {
             }
             if matches!(self.mode, Mode::Subscribed(_)) {
                 // The final commit is done: no second one while leaving.
-                self.leave_group("the consumer is being closed", false)
-                    .await;
+                if let Some(leaving) = self.begin_leave("the consumer is being closed", false) {
+                    leaving.send(self.config.default_api_timeout).await;
+                }
             }
             group.stop.cancel();
             group.coordinator_unknown(None, "consumer closed");
@@ -1200,6 +1442,46 @@ impl Consumer {
         self.background.abort_all();
         self.cluster.close();
         result
+    }
+}
+
+/// What leaving a group still has to send once the consumer's state says
+/// it left (see `Consumer::begin_leave`).
+struct LeaveRequests {
+    group: Arc<Group>,
+    /// The revocation commit (possibly empty), with the generation it
+    /// belongs to.
+    commit: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    commit_member: Member,
+    /// The member to take out of the group, and why; `None` for a static
+    /// member.
+    leave: Option<(Member, String)>,
+}
+
+impl LeaveRequests {
+    /// Commits (waiting for the answer, as before any revocation), then
+    /// sends LeaveGroup. Failures are logged: the records since the last
+    /// commit are delivered again, and a member that did not leave is
+    /// dropped after its session timeout.
+    async fn send(self, default_api_timeout: Duration) {
+        let LeaveRequests {
+            group,
+            commit,
+            commit_member,
+            leave,
+        } = self;
+        if !commit.is_empty() {
+            if let Err(error) =
+                offsets::commit_sync(&group, &commit, &commit_member, default_api_timeout).await
+            {
+                tracing::warn!(group = %group.group_id, %error, "commit while leaving the group failed; the records since the last commit will be delivered again");
+            }
+        }
+        if let Some((member, reason)) = leave {
+            if let Err(error) = membership::leave(&group, &member, &reason).await {
+                tracing::debug!(group = %group.group_id, ?error, "LeaveGroup failed");
+            }
+        }
     }
 }
 

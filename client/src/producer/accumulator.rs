@@ -15,6 +15,7 @@ use protocol::batch::Record;
 
 use crate::producer::batch::{BatchOutcome, BatchShape, Delivery, ProducerBatch};
 use crate::producer::partitioner::next_sticky_partition;
+use crate::producer::supervisor::SenderExit;
 
 /// The batches of one partition plus its sequence bookkeeping.
 pub(crate) struct PartitionQueue {
@@ -97,6 +98,11 @@ pub(crate) struct Accumulator {
     /// sender reports them after letting go of the lock, so that record
     /// callbacks never run while `send` waits for the lock.
     pub finished: Vec<(ProducerBatch, BatchOutcome)>,
+    /// Set once the sender task died: nothing is accepted any more.
+    pub sender_stopped: bool,
+    /// Shared with every batch: why the sender stopped, for a batch dropped
+    /// without a report.
+    pub exit: Arc<SenderExit>,
 }
 
 impl Accumulator {
@@ -109,22 +115,28 @@ impl Accumulator {
             flushes_in_progress: 0,
             closing: false,
             finished: Vec::new(),
+            sender_stopped: false,
+            exit: Arc::default(),
         }
     }
 
     /// The queues of `topic`, with at least `partition_count` partitions;
     /// one map lookup when the topic is known.
-    fn topic_mut(&mut self, topic: &str, partition_count: i32) -> &mut TopicQueues {
-        if !self.topics.contains_key(topic) {
+    fn topic_mut<'a>(
+        topics: &'a mut HashMap<Arc<str>, TopicQueues>,
+        topic: &str,
+        partition_count: i32,
+    ) -> &'a mut TopicQueues {
+        if !topics.contains_key(topic) {
             let name: Arc<str> = Arc::from(topic);
             let queues = TopicQueues {
                 name: name.clone(),
                 partitions: Vec::new(),
                 sticky: None,
             };
-            self.topics.insert(name, queues);
+            topics.insert(name, queues);
         }
-        let queues = self.topics.get_mut(topic).expect("inserted above");
+        let queues = topics.get_mut(topic).expect("inserted above");
         // Partitions are only ever added to a topic, never removed.
         while queues.partitions.len() < partition_count as usize {
             queues.partitions.push(PartitionQueue::new());
@@ -149,7 +161,7 @@ impl Accumulator {
     ) -> Appended {
         let batch_size = self.batch_size;
         let next_id = self.next_batch_id;
-        let queues = self.topic_mut(topic, partition_count);
+        let queues = Self::topic_mut(&mut self.topics, topic, partition_count);
         let keyless = partition.is_none();
         let partition = partition.unwrap_or_else(|| match queues.sticky {
             Some((sticky, batch_id)) if sticky < partition_count => {
@@ -189,6 +201,7 @@ impl Accumulator {
                 partition,
                 now(),
                 shape,
+                self.exit.clone(),
             ));
             created = Some(next_id);
             wake_sender = true;
@@ -232,6 +245,16 @@ impl Accumulator {
     pub fn mark_complete(&mut self, batch_id: u64) {
         let removed = self.incomplete.remove(&batch_id);
         assert!(removed, "batch {batch_id} completed twice");
+    }
+
+    /// Marks every batch as reported on, after the sender died: those it
+    /// held reported `SenderStopped` when they were dropped.
+    pub fn forget_incomplete(&mut self) {
+        assert!(
+            self.sender_stopped,
+            "only a dead sender leaves batches behind"
+        );
+        self.incomplete.clear();
     }
 
     /// Whether nothing is queued anywhere (in-flight batches are not counted).

@@ -22,8 +22,10 @@ use tokio::sync::oneshot;
 
 use crate::compression::{compress, Compression, CompressionError};
 use crate::error::ProduceError;
+use crate::panic_message;
 use crate::producer::idempotence::ProducerIdentity;
 use crate::producer::record::RecordMetadata;
+use crate::producer::supervisor::SenderExit;
 
 /// "No producer id / epoch / sequence" on the wire.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -78,8 +80,22 @@ impl Delivery {
             Report::Future(sender) => {
                 let _ = sender.send(result);
             }
-            Report::Callback(callback) => callback(result),
+            Report::Callback(callback) => run_callback(callback, result),
         }
+    }
+}
+
+/// Runs a delivery callback. A callback that panics is the application's
+/// bug; caught here, it costs the application that one report, where
+/// uncaught it would kill the sender task and with it every later report.
+/// As the Java client does, the panic is logged and the sender carries on.
+pub(crate) fn run_callback(
+    callback: DeliveryCallback,
+    result: Result<RecordMetadata, ProduceError>,
+) {
+    let run = std::panic::AssertUnwindSafe(|| callback(result));
+    if let Err(payload) = std::panic::catch_unwind(run) {
+        tracing::error!(panic = %panic_message(&*payload), "a delivery callback panicked; the producer carries on");
     }
 }
 
@@ -125,12 +141,43 @@ pub(crate) struct ProducerBatch {
     /// The same as a position that never wraps (see `wire_sequence`); -1 without.
     pub sequence_position: i64,
     pub last_error: Option<String>,
+    /// Why the sender stopped, should this batch be dropped without a report.
+    exit: Arc<SenderExit>,
+}
+
+impl Drop for ProducerBatch {
+    /// A batch is reported on (`succeed` or `fail`) before it goes, except
+    /// when the sender task died holding it: its records then get
+    /// `SenderStopped`, so that no future waits forever.
+    fn drop(&mut self) {
+        if self.deliveries.is_empty() {
+            return;
+        }
+        let error = self.exit.error();
+        for delivery in self.deliveries.drain(..) {
+            match delivery.report {
+                Report::Future(sender) => {
+                    let _ = sender.send(Err(error.clone()));
+                }
+                // A callback that panicked now would abort the process.
+                Report::Callback(callback) if std::thread::panicking() => self.exit.defer(callback),
+                Report::Callback(callback) => run_callback(callback, Err(error.clone())),
+            }
+        }
+    }
 }
 
 impl ProducerBatch {
     #[cfg(test)]
     pub fn new(id: u64, topic: Arc<str>, partition: i32, now: Instant) -> Self {
-        Self::with_capacity(id, topic, partition, now, BatchShape::default())
+        Self::with_capacity(
+            id,
+            topic,
+            partition,
+            now,
+            BatchShape::default(),
+            Arc::default(),
+        )
     }
 
     /// A batch whose buffers start with room for `shape`, so that a batch
@@ -142,6 +189,7 @@ impl ProducerBatch {
         partition: i32,
         now: Instant,
         shape: BatchShape,
+        exit: Arc<SenderExit>,
     ) -> Self {
         ProducerBatch {
             id,
@@ -162,6 +210,7 @@ impl ProducerBatch {
             base_sequence: NO_SEQUENCE,
             sequence_position: -1,
             last_error: None,
+            exit,
         }
     }
 
@@ -292,8 +341,8 @@ impl ProducerBatch {
     }
 
     /// Reports success to every record: offsets `base_offset + i`, or unknown.
-    pub fn succeed(self, base_offset: Option<i64>, log_append_time: Option<i64>) {
-        for (i, delivery) in self.deliveries.into_iter().enumerate() {
+    pub fn succeed(mut self, base_offset: Option<i64>, log_append_time: Option<i64>) {
+        for (i, delivery) in std::mem::take(&mut self.deliveries).into_iter().enumerate() {
             let metadata = RecordMetadata {
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -305,8 +354,8 @@ impl ProducerBatch {
     }
 
     /// Reports `error` to every record.
-    pub fn fail(self, error: ProduceError) {
-        for delivery in self.deliveries {
+    pub fn fail(mut self, error: ProduceError) {
+        for delivery in std::mem::take(&mut self.deliveries) {
             delivery.report(Err(error.clone()));
         }
     }
@@ -478,9 +527,16 @@ mod tests {
             .collect();
         assert_eq!(offsets, [Some(100), Some(101), Some(102)]);
         let (batch, receivers) = batch_of(2);
-        batch.fail(ProduceError::SenderStopped);
+        batch.fail(ProduceError::SenderStopped {
+            reason: "test".to_string(),
+        });
         for mut r in receivers {
-            assert_eq!(r.try_recv().unwrap(), Err(ProduceError::SenderStopped));
+            assert_eq!(
+                r.try_recv().unwrap(),
+                Err(ProduceError::SenderStopped {
+                    reason: "test".to_string()
+                })
+            );
         }
     }
 

@@ -17,8 +17,9 @@ pub mod record;
 mod accumulator;
 mod batch;
 mod sender;
+mod supervisor;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use protocol::batch::Record;
@@ -93,17 +94,21 @@ impl Producer {
         } else {
             None
         };
+        let accumulator = Accumulator::new(config.batch_size);
         let shared = Arc::new(Shared {
-            accumulator: Mutex::new(Accumulator::new(config.batch_size)),
+            exit: accumulator.exit.clone(),
+            accumulator: Mutex::new(accumulator),
             memory: Arc::new(Semaphore::new(config.buffer_memory)),
             wake_sender: Notify::new(),
             batch_completed: Notify::new(),
             identity: Mutex::new(identity),
+            injected_panic: Mutex::new(None),
             cluster,
             config,
         });
         let (alive, producer_gone) = watch::channel(());
-        tokio::spawn(Sender::new(shared.clone(), identity).run(producer_gone));
+        let sender = Sender::new(shared.clone(), identity).run(producer_gone);
+        tokio::spawn(supervisor::supervise(shared.clone(), sender));
         Ok(Producer {
             handle: Arc::new(Handle {
                 shared,
@@ -115,11 +120,33 @@ impl Producer {
     /// The producer id and epoch in use, or `None` when the producer is not
     /// idempotent (switched off, or the broker lacks InitProducerId).
     pub fn identity(&self) -> Option<ProducerIdentity> {
-        *self.handle.shared.identity.lock().expect("identity lock")
+        *self
+            .handle
+            .shared
+            .identity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn config(&self) -> &ProducerConfig {
         &self.handle.shared.config
+    }
+
+    /// Test support, not for applications: makes the sender task panic
+    /// with `message`, to check what its death does to the producer.
+    #[doc(hidden)]
+    pub fn inject_sender_panic(&self, message: &str) {
+        let shared = &self.handle.shared;
+        *shared.injected_panic.lock().expect("injected panic lock") = Some(message.to_string());
+        shared.wake_sender.notify_one();
+    }
+
+    /// `SendError::SenderStopped` once the sender task died.
+    fn check_sender(&self) -> Result<(), SendError> {
+        match self.handle.shared.exit.reason() {
+            Some(reason) => Err(SendError::SenderStopped { reason }),
+            None => Ok(()),
+        }
     }
 
     /// Queues `record` for sending and returns the future of its delivery
@@ -153,6 +180,7 @@ impl Producer {
     }
 
     async fn enqueue(&self, record: ProducerRecord, delivery: Delivery) -> Result<(), SendError> {
+        self.check_sender()?;
         let shared = &self.handle.shared;
         let config = &shared.config;
         let record_bytes = record.size_bytes_max();
@@ -192,7 +220,10 @@ impl Producer {
         let permits = u32::try_from(record_bytes).expect("bounded by max_request_size");
         match shared.memory.try_acquire_many(permits) {
             Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
+            Err(TryAcquireError::Closed) => {
+                self.check_sender()?;
+                return Err(SendError::Closed);
+            }
             Err(TryAcquireError::NoPermits) => {
                 let started = *started.get_or_insert_with(Instant::now);
                 // Wait for a slice of the buffer, not just this record's
@@ -206,7 +237,10 @@ impl Producer {
                         permit.forget();
                         shared.memory.add_permits((wanted - permits) as usize);
                     }
-                    Ok(Err(_)) => return Err(SendError::Closed),
+                    Ok(Err(_)) => {
+                        self.check_sender()?;
+                        return Err(SendError::Closed);
+                    }
                     Err(_) => {
                         return Err(SendError::BufferExhausted {
                             needed_bytes: record_bytes,
@@ -236,15 +270,26 @@ impl Producer {
             headers,
             timestamp: delivery.timestamp,
         };
-        let appended = shared.accumulator.lock().expect("accumulator lock").append(
-            &topic,
-            partition_count,
-            partition,
-            &wire_record,
-            record_bytes,
-            delivery,
-            Instant::now,
-        );
+        let appended = {
+            let mut accumulator = lock_accumulator(&shared.accumulator);
+            if accumulator.sender_stopped {
+                // The sender died since the check above and failed what was
+                // queued; nothing would ever report on this record.
+                drop(accumulator);
+                shared.memory.add_permits(permits as usize);
+                let reason = shared.exit.reason().unwrap_or_default();
+                return Err(SendError::SenderStopped { reason });
+            }
+            accumulator.append(
+                &topic,
+                partition_count,
+                partition,
+                &wire_record,
+                record_bytes,
+                delivery,
+                Instant::now,
+            )
+        };
         if appended.wake_sender {
             shared.wake_sender.notify_one();
             // A batch was filled (or opened, starting its linger): let the
@@ -267,7 +312,7 @@ impl Producer {
     pub async fn flush(&self) {
         let shared = &self.handle.shared;
         let target = {
-            let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
+            let mut accumulator = lock_accumulator(&shared.accumulator);
             accumulator.flushes_in_progress += 1;
             accumulator.newest_batch_id()
         };
@@ -277,12 +322,7 @@ impl Producer {
             let completed = shared.batch_completed.notified();
             tokio::pin!(completed);
             completed.as_mut().enable();
-            if shared
-                .accumulator
-                .lock()
-                .expect("accumulator lock")
-                .complete_up_to(target)
-            {
+            if lock_accumulator(&shared.accumulator).complete_up_to(target) {
                 return;
             }
             completed.await;
@@ -363,7 +403,7 @@ struct FlushGuard<'a> {
 
 impl Drop for FlushGuard<'_> {
     fn drop(&mut self) {
-        let mut accumulator = self.shared.accumulator.lock().expect("accumulator lock");
+        let mut accumulator = lock_accumulator(&self.shared.accumulator);
         assert!(accumulator.flushes_in_progress > 0, "flush count balanced");
         accumulator.flushes_in_progress -= 1;
     }
@@ -413,6 +453,14 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Locks the accumulator for `send` and `flush`. Should the sender task
+/// die holding the lock, its supervisor sweeps what it left (see
+/// `supervisor`); until then `send` and `flush` go on rather than panic in
+/// the application's task on the poisoned lock.
+fn lock_accumulator(accumulator: &Mutex<Accumulator>) -> MutexGuard<'_, Accumulator> {
+    accumulator.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Bytes a sender that found the buffer full waits to be free before it

@@ -105,9 +105,13 @@ impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata, ProduceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|result| result.unwrap_or(Err(ProduceError::SenderStopped)))
+        Pin::new(&mut self.receiver).poll(cx).map(|result| {
+            result.unwrap_or_else(|_| {
+                Err(ProduceError::SenderStopped {
+                    reason: "the record's report was dropped unsent".to_string(),
+                })
+            })
+        })
     }
 }
 

@@ -47,6 +47,7 @@ use crate::producer::config::{Acks, ProducerConfig};
 use crate::producer::idempotence::{
     init_producer_id, sequence_verdict, InitProducerIdError, ProducerIdentity, SequenceVerdict,
 };
+use crate::producer::supervisor::SenderExit;
 
 /// The Produce versions this client speaks (3 is the oldest Kafka 4 serves;
 /// 13 addresses topics by id).
@@ -74,6 +75,10 @@ pub(crate) struct Shared {
     pub batch_completed: Notify,
     /// The current producer id and epoch; `None` when not idempotent.
     pub identity: Mutex<Option<ProducerIdentity>>,
+    /// Why the sender task stopped, once it has (the accumulator's).
+    pub exit: Arc<SenderExit>,
+    /// Test support: a panic for the sender task to raise.
+    pub injected_panic: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -86,7 +91,7 @@ impl Shared {
 
     /// Reports on every finished batch, without the accumulator lock held
     /// while record callbacks run, then marks them complete for `flush`.
-    fn report_finished(&self) {
+    pub(crate) fn report_finished(&self) {
         let finished =
             std::mem::take(&mut self.accumulator.lock().expect("accumulator lock").finished);
         if finished.is_empty() {
@@ -266,6 +271,17 @@ impl Sender {
     fn expire(&mut self, now: Instant) -> Option<Instant> {
         let delivery_timeout = self.shared.config.delivery_timeout;
         let mut accumulator = self.shared.accumulator.lock().expect("accumulator lock");
+        let injected = self
+            .shared
+            .injected_panic
+            .lock()
+            .expect("injected panic lock")
+            .take();
+        if let Some(message) = injected {
+            // With the accumulator lock held, the worst place to die: the
+            // lock is poisoned, and the supervisor must still sweep it.
+            panic!("{message}");
+        }
         let mut expired = Vec::new();
         let mut next = None;
         for queues in accumulator.topics.values_mut() {
