@@ -4,8 +4,10 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A broker's (node's) id, as given by `--node-id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BrokerId(pub i32);
 
 impl BrokerId {
@@ -18,7 +20,7 @@ impl BrokerId {
 }
 
 /// A partition's leader epoch: bumped every time its leader changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LeaderEpoch(pub i32);
 
 impl LeaderEpoch {
@@ -33,7 +35,7 @@ impl LeaderEpoch {
 }
 
 /// A partition's epoch: bumped on every change of its leader, ISR or replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartitionEpoch(pub i32);
 
 impl PartitionEpoch {
@@ -45,7 +47,7 @@ impl PartitionEpoch {
 }
 
 /// An offset in a log: of a partition, or of the cluster metadata log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Offset(pub i64);
 
 impl Offset {

@@ -40,6 +40,7 @@ pub mod server;
 pub mod storage;
 pub mod topics;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ use crate::group::GroupCoordinator;
 use crate::ids::BrokerId;
 use crate::metadata::{Endpoint, MetadataImage, MetadataLoader, MetadataPublisher, MetadataRecord};
 use crate::producer_ids::ProducerIdAllocator;
+use crate::quorum::{Quorum, QuorumConfig};
 use crate::replica_manager::ReplicaManager;
 use crate::storage::LogManager;
 
@@ -82,10 +84,10 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the broker's state under `config.data_dir` (logs, topics,
-    /// producer ids, groups); nothing is served yet, and the address
-    /// advertised to clients is set once the listener is bound.
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Broker> {
+    /// Opens the broker's state under `config.data_dir` (logs, the metadata
+    /// quorum and its image, producer ids, groups); nothing is served yet,
+    /// and the address advertised to clients is set once the listener is bound.
+    pub async fn open(config: BrokerConfig) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let cluster_id = load_or_write_meta(
@@ -111,15 +113,25 @@ impl Broker {
                 replicas: replicas.clone(),
             }),
         ]);
+        let shutdown = CancellationToken::new();
+        // The single-node default: a quorum of this process alone, no listener.
+        let quorum_config = QuorumConfig::new(
+            config.node_id,
+            BTreeMap::from([(config.node_id, config.listen)]),
+            None,
+            config.data_dir.join(quorum::METADATA_LOG_DIR_NAME),
+        );
+        let quorum = Quorum::start(quorum_config, metadata.clone(), None, shutdown.clone())
+            .await
+            .context("cannot start the metadata quorum")?;
         let controller = Controller::new(
             ControllerConfig {
                 default_partitions: config.default_partitions,
                 default_replication_factor: config.default_replication_factor,
             },
             metadata.clone(),
+            quorum,
         );
-        // The topics on disk, adopted as this broker's, and the broker itself.
-        let mut startup = topics::bootstrap_records(&logs, node)?;
         let (host, port) = match &config.advertised_listener {
             Some(addr) => split_host_port(addr)?,
             None => (
@@ -127,8 +139,11 @@ impl Broker {
                 i32::from(config.listen.port()),
             ),
         };
-        startup.push(registration(node, host.clone(), port));
-        controller.commit_at_startup(startup);
+        start_controller(&controller, &logs, node).await?;
+        controller
+            .commit(vec![registration(node, host.clone(), port)])
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot register: {}", e.message))?;
         let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
         Ok(Broker {
             config,
@@ -141,7 +156,7 @@ impl Broker {
             groups,
             advertised_host: host,
             advertised_port: port,
-            shutdown: CancellationToken::new(),
+            shutdown,
         })
     }
 
@@ -157,6 +172,44 @@ impl Broker {
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
     }
+}
+
+/// How long the single-node quorum may take to elect itself at start.
+const QUORUM_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until this node leads the one-voter quorum and every committed
+/// entry is applied; then, on a fresh metadata log, adopts the topics the
+/// data dir holds (a data dir written before the metadata log existed).
+async fn start_controller(
+    controller: &Controller,
+    logs: &LogManager,
+    node: BrokerId,
+) -> anyhow::Result<()> {
+    let mut leader = controller.quorum().watch_leader();
+    tokio::time::timeout(
+        QUORUM_START_TIMEOUT,
+        leader.wait_for(|l| *l == Some(node.0)),
+    )
+    .await
+    .context("the metadata quorum elected no leader in time")?
+    .context("the metadata quorum stopped")?;
+    // An empty entry: once it is applied, so is everything before it.
+    let marker = controller
+        .commit(Vec::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("the metadata log does not commit: {}", e.message))?;
+    let image = controller.metadata().image();
+    if image.topic_count() == 0 && image.brokers().next().is_none() {
+        let adopted = topics::bootstrap_records(logs, node)?;
+        if !adopted.is_empty() {
+            tracing::info!(records = adopted.len(), %marker, "adopting the topics of a data dir written before the metadata log");
+            controller
+                .commit(adopted)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot adopt the topics on disk: {}", e.message))?;
+        }
+    }
+    Ok(())
 }
 
 /// A broker's registration with its client endpoint, unfenced.
@@ -205,7 +258,7 @@ pub fn now_ms() -> i64 {
 /// in-flight requests, flushes every log, writes checkpoints and returns.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     // The logs are recovered before the port opens.
-    let mut broker = Broker::open(config)?;
+    let mut broker = Broker::open(config).await?;
     let listener = TcpListener::bind(broker.config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", broker.config.listen))?;
@@ -217,11 +270,15 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     };
     if advertised != broker.advertised() {
         // The port was picked at bind time: register the address clients can reach.
-        broker.controller.commit_at_startup(vec![registration(
-            broker.node_id(),
-            advertised.0.clone(),
-            advertised.1,
-        )]);
+        broker
+            .controller
+            .commit(vec![registration(
+                broker.node_id(),
+                advertised.0.clone(),
+                advertised.1,
+            )])
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot register: {}", e.message))?;
         (broker.advertised_host, broker.advertised_port) = advertised;
     }
     let broker = Arc::new(broker);
@@ -241,6 +298,8 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     broker.shutdown.cancel();
     let _ = stop_tx.send(true);
     server.await.context("server task failed")??;
+    // The metadata log closes cleanly; its token was cancelled above.
+    broker.controller.quorum().clone().shutdown().await;
     background.abort();
     let _ = background.await;
     // The timer task ends on the shutdown token; abort covers a blocking tick.
@@ -388,6 +447,86 @@ mod tests {
         assert_eq!(id.len(), 22);
         assert_eq!(base64_url(b"Man"), "TWFu");
         assert_eq!(base64_url(b"Ma"), "TWE");
+    }
+
+    async fn open(dir: &Path) -> Broker {
+        Broker::open(BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..BrokerConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn close(broker: Broker) {
+        broker.controller.quorum().clone().shutdown().await;
+        let logs = broker.logs.clone();
+        drop(broker);
+        tokio::task::spawn_blocking(move || logs.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn topics_and_their_epochs_survive_a_restart_in_the_metadata_log() {
+        // The metadata log, not the directories, is what a restarted broker knows.
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path()).await;
+        let created = broker
+            .controller
+            .create_topic(
+                controller::NewTopic {
+                    name: "kept".into(),
+                    partitions: 3,
+                    replication_factor: 1,
+                    configs: [("retention.ms".to_string(), "60000".to_string())].into(),
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let epoch_before = broker.image().broker(broker.node_id()).unwrap().epoch;
+        close(broker).await;
+        let broker = open(dir.path()).await;
+        let image = broker.image();
+        let topic = image.topic("kept").expect("the topic survives");
+        assert_eq!(topic.id, created.id);
+        assert_eq!(topic.partitions.len(), 3);
+        assert_eq!(topic.configs.get("retention.ms").map(String::as_str), Some("60000"));
+        assert!(broker.replicas.get("kept", 2).unwrap().is_leader());
+        let epoch_after = image.broker(broker.node_id()).unwrap().epoch;
+        assert!(epoch_after > epoch_before, "a restart registers anew: {epoch_before} -> {epoch_after}");
+        close(broker).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_dir_from_before_the_metadata_log_keeps_its_topics() {
+        // Topics on disk (ids in partition.metadata, configs in topic-configs) are adopted once.
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        {
+            let logs = LogManager::open(dir.path(), storage::LogConfig::default(), 64).unwrap();
+            for partition in 0..2 {
+                let tp = storage::TopicPartition::new("old", partition);
+                logs.create_with_topic_id(&tp, storage::LogConfig::default(), id)
+                    .unwrap();
+            }
+            logs.shutdown().unwrap();
+            std::fs::write(dir.path().join("topic-configs"), "old retention.ms=1234\n").unwrap();
+        }
+        let broker = open(dir.path()).await;
+        let image = broker.image();
+        let topic = image.topic("old").expect("adopted");
+        assert_eq!((topic.id, topic.partitions.len()), (id, 2));
+        assert_eq!(topic.configs.get("retention.ms").map(String::as_str), Some("1234"));
+        assert!(broker.replicas.get("old", 1).unwrap().is_leader());
+        close(broker).await;
+        // The second start reads the metadata log; nothing is adopted twice.
+        let broker = open(dir.path()).await;
+        assert_eq!(broker.image().topic("old").unwrap().id, id);
+        close(broker).await;
     }
 
     #[test]

@@ -376,6 +376,6 @@ mod tests {
         let partition = f.replicas.get("t", 0).unwrap();
         assert_eq!(partition.topic_id, new);
         assert_eq!(partition.log_end_offset(), 0);
-        assert_eq!(f.image.offset(), Offset(4));
+        assert_eq!(f.image.offset(), Offset(2));
     }
 }

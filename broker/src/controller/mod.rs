@@ -8,9 +8,10 @@
 //! - [`placement`]: where new replicas go.
 //!
 //! Decisions are taken one at a time (a decision reads the image its
-//! predecessor left). The records are committed to the metadata log and
-//! applied through the [`MetadataLoader`]; in the single-node default the
-//! log is this process's own.
+//! predecessor left). Each decision's records are one entry of the metadata
+//! log, proposed to the [`Quorum`]; the answer comes once the entry is
+//! committed and applied here through the [`MetadataLoader`]. In the
+//! single-node default the quorum is this process alone.
 
 pub mod placement;
 pub mod topics;
@@ -19,8 +20,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use protocol::ErrorCode;
+
 use crate::ids::{BrokerId, Offset};
+use crate::metadata::records::encode_batch;
 use crate::metadata::{Endpoint, MetadataImage, MetadataLoader, MetadataRecord};
+use crate::quorum::{Quorum, QuorumError};
 use crate::topics::TopicError;
 pub use topics::{CreatedTopic, NewTopic};
 
@@ -36,23 +41,35 @@ pub struct ControllerConfig {
 pub struct Controller {
     config: ControllerConfig,
     metadata: Arc<MetadataLoader>,
-    /// The offset the next committed record takes; held while deciding and
-    /// committing, so that decisions are taken one at a time.
-    next_offset: tokio::sync::Mutex<Offset>,
+    quorum: Quorum,
+    /// Held while deciding and committing, so that decisions are taken one at a time.
+    deciding: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
-    pub fn new(config: ControllerConfig, metadata: Arc<MetadataLoader>) -> Controller {
-        let next_offset = metadata.image().offset().next();
+    pub fn new(
+        config: ControllerConfig,
+        metadata: Arc<MetadataLoader>,
+        quorum: Quorum,
+    ) -> Controller {
         Controller {
             config,
             metadata,
-            next_offset: tokio::sync::Mutex::new(next_offset),
+            quorum,
+            deciding: tokio::sync::Mutex::new(()),
         }
     }
 
     pub fn config(&self) -> &ControllerConfig {
         &self.config
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    pub fn metadata(&self) -> &Arc<MetadataLoader> {
+        &self.metadata
     }
 
     /// Decides against the current image and commits the records, unless
@@ -62,35 +79,29 @@ impl Controller {
         validate_only: bool,
         decide: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), TopicError>,
     ) -> Result<T, TopicError> {
-        let mut next_offset = self.next_offset.lock().await;
+        let _deciding = self.deciding.lock().await;
+        if !self.quorum.is_leader() {
+            return Err(not_controller(self.quorum.leader()));
+        }
         let (records, outcome) = decide(&self.metadata.image())?;
         if validate_only || records.is_empty() {
             return Ok(outcome);
         }
-        let first = *next_offset;
-        let count = records.len() as i64;
-        let metadata = self.metadata.clone();
-        // Applying creates and deletes logs: blocking work.
-        tokio::task::spawn_blocking(move || metadata.apply(first, &records))
-            .await
-            .expect("applying metadata records panicked");
-        *next_offset = Offset(first.0 + count);
+        self.commit(records).await?;
         Ok(outcome)
     }
 
-    /// Applies records decided at startup, before anything else can submit
-    /// (the bootstrap of a data dir, this broker's registration); blocking.
-    pub fn commit_at_startup(&self, records: Vec<MetadataRecord>) {
-        let mut next_offset = self
-            .next_offset
-            .try_lock()
-            .expect("nothing else submits before startup is over");
-        if records.is_empty() {
-            return;
+    /// Commits records as one entry of the metadata log; returns its offset
+    /// once it is applied here.
+    pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Offset, TopicError> {
+        match self.quorum.propose(encode_batch(&records)).await {
+            Ok(index) => Ok(Offset(index as i64)),
+            Err(QuorumError::NotLeader { leader }) => Err(not_controller(leader)),
+            Err(e) => Err(TopicError::new(
+                ErrorCode::REQUEST_TIMED_OUT,
+                format!("the metadata log did not commit: {e}"),
+            )),
         }
-        let first = *next_offset;
-        self.metadata.apply(first, &records);
-        *next_offset = Offset(first.0 + records.len() as i64);
     }
 
     pub async fn create_topic(
@@ -128,20 +139,33 @@ impl Controller {
     }
 
     /// Registers this broker (or a restart of it) with its client endpoint, unfenced.
-    pub async fn register_broker(&self, id: BrokerId, endpoint: Endpoint) {
-        let _ = self
-            .submit(false, |_| {
-                Ok((
-                    vec![MetadataRecord::RegisterBroker {
-                        id,
-                        incarnation: Uuid::new_v4(),
-                        endpoints: vec![endpoint],
-                        rack: None,
-                        fenced: false,
-                    }],
-                    (),
-                ))
-            })
-            .await;
+    pub async fn register_broker(
+        &self,
+        id: BrokerId,
+        endpoint: Endpoint,
+    ) -> Result<(), TopicError> {
+        self.submit(false, |_| {
+            Ok((
+                vec![MetadataRecord::RegisterBroker {
+                    id,
+                    incarnation: Uuid::new_v4(),
+                    endpoints: vec![endpoint],
+                    rack: None,
+                    fenced: false,
+                }],
+                (),
+            ))
+        })
+        .await
     }
+}
+
+fn not_controller(leader: Option<i32>) -> TopicError {
+    TopicError::new(
+        ErrorCode::NOT_CONTROLLER,
+        match leader {
+            Some(id) => format!("this broker is not the active controller; {id} is"),
+            None => "no active controller yet".to_string(),
+        },
+    )
 }

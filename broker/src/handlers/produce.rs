@@ -250,6 +250,7 @@ mod tests {
                 data_dir: dir.path().to_path_buf(),
                 ..BrokerConfig::default()
             })
+            .await
             .unwrap(),
         );
         broker

@@ -7,13 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{BrokerId, Offset};
 use crate::metadata::records::{BrokerRegistration, MetadataRecord, PartitionRegistration};
 
 /// A topic as the metadata log describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -49,6 +50,14 @@ pub enum ApplyError {
     PartitionOutOfOrder { topic_id: Uuid, partition: i32 },
     #[error("broker {0} is not registered")]
     UnknownBroker(BrokerId),
+}
+
+/// An image as plain data: what a metadata snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSnapshot {
+    pub offset: Offset,
+    pub brokers: Vec<BrokerRegistration>,
+    pub topics: Vec<TopicImage>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,28 +109,63 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
-    /// The image after a batch of committed records, the first at `first_offset`.
-    /// A record that does not fit is skipped and reported; the others apply.
+    /// The image after a batch of records committed at `offset` (one entry
+    /// of the metadata log). A record that does not fit is skipped and
+    /// reported; the others apply.
     pub fn apply(
         &self,
-        first_offset: Offset,
+        offset: Offset,
         records: &[MetadataRecord],
     ) -> (MetadataImage, Vec<ApplyError>) {
+        assert!(
+            offset > self.offset(),
+            "batches apply in log order: {offset} after {}",
+            self.offset()
+        );
         let mut next = self.clone();
         let mut errors = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            let offset = Offset(first_offset.0 + i as i64);
-            assert!(
-                offset > self.offset(),
-                "records apply in log order: {offset} after {}",
-                self.offset()
-            );
+        for record in records {
             if let Err(e) = next.apply_one(offset, record) {
                 errors.push(e);
             }
-            next.offset = Some(offset);
         }
+        next.offset = Some(offset);
         (next, errors)
+    }
+
+    /// Moves the image's offset forward (a snapshot taken at a later blank
+    /// or membership entry of the log stands for that entry).
+    pub fn set_offset(&mut self, offset: Offset) {
+        assert!(
+            offset >= self.offset(),
+            "an image's offset never moves back"
+        );
+        self.offset = (offset >= Offset(0)).then_some(offset);
+    }
+
+    /// The image's content, for a snapshot of the metadata log.
+    pub fn to_snapshot(&self) -> ImageSnapshot {
+        ImageSnapshot {
+            offset: self.offset(),
+            brokers: self.brokers.values().map(|b| (**b).clone()).collect(),
+            topics: self.topics.values().map(|t| (**t).clone()).collect(),
+        }
+    }
+
+    /// The image a snapshot describes.
+    pub fn from_snapshot(snapshot: ImageSnapshot) -> MetadataImage {
+        let mut image = MetadataImage {
+            offset: (snapshot.offset >= Offset(0)).then_some(snapshot.offset),
+            ..MetadataImage::default()
+        };
+        for broker in snapshot.brokers {
+            image.brokers.insert(broker.id, Arc::new(broker));
+        }
+        for topic in snapshot.topics {
+            image.names_by_id.insert(topic.id, topic.name.clone());
+            image.topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        image
     }
 
     fn apply_one(&mut self, offset: Offset, record: &MetadataRecord) -> Result<(), ApplyError> {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::watch;
 
 pub use delta::{MetadataDelta, PartitionDelta};
-pub use image::{ApplyError, MetadataImage, TopicImage};
+pub use image::{ApplyError, ImageSnapshot, MetadataImage, TopicImage};
 pub use records::{BrokerRegistration, Endpoint, MetadataRecord, PartitionRegistration};
 
 use crate::ids::Offset;
@@ -72,18 +72,32 @@ impl MetadataLoader {
         self.current.read().expect("image lock").clone()
     }
 
-    /// Applies a committed batch whose first record is at `first_offset`,
-    /// publishes the delta, then installs the new image. Blocking: publishers
-    /// create and delete logs.
-    pub fn apply(&self, first_offset: Offset, records: &[MetadataRecord]) -> Arc<MetadataImage> {
+    /// Applies a batch committed at `offset`, publishes the delta, then
+    /// installs the new image. Blocking: publishers create and delete logs.
+    pub fn apply(&self, offset: Offset, records: &[MetadataRecord]) -> Arc<MetadataImage> {
         let _applying = self.applying.lock().expect("apply lock");
         let old = self.image();
-        let (next, errors) = old.apply(first_offset, records);
+        if offset <= old.offset() {
+            // Already in the image (a snapshot restored at start covered it).
+            return old;
+        }
+        let (next, errors) = old.apply(offset, records);
         for error in errors {
             // The controller checks every record against the image before
             // committing it, so this is a bug or a damaged log.
-            tracing::error!(offset = %first_offset, %error, "skipped a metadata record that does not fit the image");
+            tracing::error!(%offset, %error, "skipped a metadata record that does not fit the image");
         }
+        self.publish(old, next)
+    }
+
+    /// Replaces the image with a snapshot's, publishing what changed.
+    pub fn install(&self, image: MetadataImage) -> Arc<MetadataImage> {
+        let _applying = self.applying.lock().expect("apply lock");
+        let old = self.image();
+        self.publish(old, image)
+    }
+
+    fn publish(&self, old: Arc<MetadataImage>, next: MetadataImage) -> Arc<MetadataImage> {
         let next = Arc::new(next);
         let delta = MetadataDelta::between(&old, &next);
         if !delta.is_empty() {
@@ -99,5 +113,36 @@ impl MetadataLoader {
     /// Sees the offset of each batch applied.
     pub fn watch_applied(&self) -> watch::Receiver<Offset> {
         self.applied.subscribe()
+    }
+}
+
+/// The metadata log's entries are record batches; the loader is the state
+/// machine the quorum applies them to, and its image is what snapshots hold.
+impl crate::quorum::StateMachine for MetadataLoader {
+    fn apply(&self, index: u64, payload: &[u8]) {
+        let records = records::decode_batch(payload).unwrap_or_else(|error| {
+            // The storage engine checks each entry's CRC, so this is a bug.
+            tracing::error!(index, %error, "skipped a metadata log entry that does not decode");
+            Vec::new()
+        });
+        MetadataLoader::apply(self, Offset(index as i64), &records);
+    }
+
+    fn snapshot(&self) -> (u64, Vec<u8>) {
+        let image = self.image();
+        let bytes = bincode::serialize(&image.to_snapshot()).expect("an image always encodes");
+        (image.offset().0.max(0) as u64, bytes)
+    }
+
+    fn restore(&self, index: u64, snapshot: &[u8]) {
+        match bincode::deserialize::<ImageSnapshot>(snapshot) {
+            Ok(snapshot) => {
+                let mut image = MetadataImage::from_snapshot(snapshot);
+                image.set_offset(Offset(index as i64));
+                self.install(image);
+            }
+            // Snapshot files are checksummed by the quorum, so this is a bug.
+            Err(error) => tracing::error!(index, %error, "cannot restore a metadata snapshot"),
+        }
     }
 }

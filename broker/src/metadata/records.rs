@@ -1,14 +1,17 @@
 //! The records of the cluster metadata log. Each mirrors a Kafka KRaft
 //! record of the same name (`RegisterBrokerRecord`, `TopicRecord`,
 //! `PartitionRecord`, `PartitionChangeRecord`, ...); a controller decision is
-//! a batch of them, applied atomically.
+//! a batch of them, committed as one entry of the metadata log and applied
+//! atomically. On disk and on the wire a batch is `bincode`-encoded: the log
+//! entry that holds it is checksummed by the storage engine.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{BrokerId, LeaderEpoch, PartitionEpoch};
 
 /// A listener a broker serves clients on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub name: String,
     pub host: String,
@@ -16,7 +19,7 @@ pub struct Endpoint {
 }
 
 /// A broker as registered with the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub id: BrokerId,
     /// Random per process start: tells a restart from a retried registration.
@@ -37,7 +40,7 @@ impl BrokerRegistration {
 }
 
 /// Where a partition lives and who leads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
@@ -66,7 +69,7 @@ impl PartitionRegistration {
 }
 
 /// One change to the cluster metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// A broker registers (or re-registers after a restart); its epoch is the record's offset.
     RegisterBroker {
@@ -113,4 +116,20 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+}
+
+/// Encodes a batch of records as one metadata log entry.
+pub fn encode_batch(records: &[MetadataRecord]) -> Vec<u8> {
+    bincode::serialize(records).expect("metadata records always encode")
+}
+
+/// Decodes a metadata log entry; damage is an error, never a panic.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<MetadataRecord>, bincode::Error> {
+    use bincode::Options;
+    // The same encoding as `bincode::serialize`, with allocations bounded by the input.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(bytes.len() as u64)
+        .deserialize(bytes)
 }

@@ -44,7 +44,7 @@ fn a_topic_and_its_partitions_appear_after_their_records() {
     let (image, errors) =
         MetadataImage::empty().apply(Offset(0), &topic_records("t", id, &[&[1, 2], &[2, 1]]));
     assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(image.offset(), Offset(2));
+    assert_eq!(image.offset(), Offset(0));
     let topic = image.topic("t").unwrap();
     assert_eq!(image.topic_by_id(id).unwrap().name, "t");
     assert_eq!(topic.partitions.len(), 2);
@@ -116,13 +116,14 @@ fn records_that_do_not_fit_are_reported_and_skipped() {
     let (next, errors) = image.apply(Offset(2), &bad);
     assert_eq!(errors.len(), 4, "{errors:?}");
     assert_eq!(next.topic("t").unwrap().partitions.len(), 1);
-    assert_eq!(next.offset(), Offset(5));
+    assert_eq!(next.offset(), Offset(2));
 }
 
 #[test]
 fn brokers_register_fence_and_unfence() {
     // A broker registers fenced, is live once unfenced, and its epoch is the record's offset.
-    let (image, _) = MetadataImage::empty().apply(Offset(10), &[register(1), register(2)]);
+    let (image, _) = MetadataImage::empty().apply(Offset(10), &[register(1)]);
+    let (image, _) = image.apply(Offset(11), &[register(2)]);
     assert_eq!(image.broker(BrokerId(2)).unwrap().epoch, 11);
     assert_eq!(image.live_brokers().count(), 0);
     let (image, _) = image.apply(
@@ -182,4 +183,30 @@ fn the_delta_names_exactly_what_changed() {
     );
     assert_eq!(delta.changed_brokers, vec![BrokerId(1)]);
     assert!(MetadataDelta::between(&new, &new).is_empty());
+}
+
+#[test]
+fn record_batches_and_snapshots_round_trip() {
+    // What the metadata log and its snapshots store decodes to what was written.
+    let id = Uuid::new_v4();
+    let mut records = topic_records("t", id, &[&[1, 2], &[2, 1]]);
+    records.push(register(1));
+    records.push(MetadataRecord::TopicConfig {
+        topic_id: id,
+        key: "retention.ms".into(),
+        value: None,
+    });
+    let bytes = records::encode_batch(&records);
+    assert_eq!(records::decode_batch(&bytes).unwrap(), records);
+    for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            records::decode_batch(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let (image, _) = MetadataImage::empty().apply(Offset(7), &records);
+    let restored = MetadataImage::from_snapshot(image.to_snapshot());
+    assert_eq!(restored.to_snapshot(), image.to_snapshot());
+    assert_eq!(restored.topic_by_id(id).unwrap().partitions.len(), 2);
+    assert_eq!(restored.offset(), Offset(7));
 }
