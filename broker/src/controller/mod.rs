@@ -6,12 +6,14 @@
 //!
 //! - [`topics`]: decisions on topics, requests and image in, records out.
 //! - [`placement`]: where new replicas go.
+//! - [`membership`]: decisions on brokers (sessions, fencing) and leader elections.
 //!
 //! Decisions are taken one at a time (a decision reads the image its
 //! predecessor left). The records are committed to the metadata log and
 //! applied through the [`MetadataLoader`]; in the single-node default the
 //! log is this process's own.
 
+pub mod membership;
 pub mod placement;
 pub mod topics;
 
