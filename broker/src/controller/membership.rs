@@ -526,3 +526,517 @@ fn preferred_except(
     }
     records
 }
+
+#[cfg(test)]
+mod tests {
+    //! Decisions are checked by applying their records to the image with
+    //! `MetadataImage::apply`, as every broker does, and reading the result.
+
+    use super::*;
+    use crate::ids::{LeaderEpoch, PartitionEpoch};
+
+    const SESSION_MS: i64 = 9_000;
+
+    fn membership() -> Membership {
+        Membership::new(MembershipConfig {
+            session_timeout_ms: SESSION_MS,
+        })
+    }
+
+    fn incarnation(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn topic_id(name: &str) -> Uuid {
+        Uuid::from_u128(name.bytes().fold(7u128, |h, b| h * 31 + b as u128))
+    }
+
+    fn ids(brokers: &[i32]) -> Vec<BrokerId> {
+        brokers.iter().map(|b| BrokerId(*b)).collect()
+    }
+
+    fn registration(id: i32, incarnation_n: u128) -> Registration {
+        Registration {
+            id: BrokerId(id),
+            incarnation: incarnation(incarnation_n),
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + id as u16,
+            }],
+            rack: None,
+        }
+    }
+
+    /// Builds an image through records: brokers (id, fenced), then topics
+    /// whose partitions are (replicas, ISR, leader) with epochs at zero.
+    struct ImageBuilder {
+        records: Vec<MetadataRecord>,
+    }
+
+    impl ImageBuilder {
+        fn new() -> ImageBuilder {
+            ImageBuilder {
+                records: Vec::new(),
+            }
+        }
+
+        fn broker(mut self, id: i32, fenced: bool) -> ImageBuilder {
+            let reg = registration(id, id as u128);
+            self.records.push(MetadataRecord::RegisterBroker {
+                id: reg.id,
+                incarnation: reg.incarnation,
+                endpoints: reg.endpoints,
+                rack: None,
+                fenced,
+            });
+            self
+        }
+
+        fn topic(mut self, name: &str, partitions: &[(&[i32], &[i32], i32)]) -> ImageBuilder {
+            let id = topic_id(name);
+            self.records.push(MetadataRecord::Topic {
+                name: name.into(),
+                id,
+            });
+            for (index, (replicas, isr, leader)) in partitions.iter().enumerate() {
+                self.records.push(MetadataRecord::Partition {
+                    topic_id: id,
+                    partition: index as i32,
+                    registration: PartitionRegistration {
+                        replicas: ids(replicas),
+                        isr: ids(isr),
+                        leader: BrokerId(*leader),
+                        leader_epoch: LeaderEpoch::INITIAL,
+                        partition_epoch: PartitionEpoch::INITIAL,
+                    },
+                });
+            }
+            self
+        }
+
+        fn build(self) -> MetadataImage {
+            apply(&MetadataImage::empty(), &self.records)
+        }
+    }
+
+    /// Commits a decision's records as one batch after the image's offset.
+    fn apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+        let (next, errors) = image.apply(image.offset().next(), records);
+        assert!(
+            errors.is_empty(),
+            "records do not fit the image: {errors:?}"
+        );
+        next
+    }
+
+    fn partition(image: &MetadataImage, topic: &str, index: i32) -> PartitionRegistration {
+        image
+            .topic(topic)
+            .and_then(|t| t.partition(index))
+            .unwrap_or_else(|| panic!("no partition {topic}-{index}"))
+            .clone()
+    }
+
+    /// (leader, ISR, leader epoch, partition epoch) of a partition.
+    fn state(image: &MetadataImage, topic: &str, index: i32) -> (i32, Vec<i32>, i32, i32) {
+        let p = partition(image, topic, index);
+        (
+            p.leader.0,
+            p.isr.iter().map(|b| b.0).collect(),
+            p.leader_epoch.0,
+            p.partition_epoch.0,
+        )
+    }
+
+    fn fenced(image: &MetadataImage, id: i32) -> bool {
+        image.broker(BrokerId(id)).expect("registered").fenced
+    }
+
+    fn heartbeat(image: &MetadataImage, id: i32) -> Heartbeat {
+        Heartbeat {
+            id: BrokerId(id),
+            broker_epoch: image.broker(BrokerId(id)).expect("registered").epoch,
+            current_metadata_offset: image.offset().0,
+            want_fence: false,
+            want_shutdown: false,
+        }
+    }
+
+    #[test]
+    fn registered_broker_starts_fenced_and_is_unfenced_by_a_heartbeat_once_caught_up() {
+        // Registration makes a fenced broker whose epoch is its record's offset; catching up unfences it.
+        let mut m = membership();
+        let image = ImageBuilder::new().broker(1, false).build();
+        let records = m.register(&image, &registration(2, 20), 0).unwrap();
+        let image = apply(&image, &records);
+        let epoch = image.broker(BrokerId(2)).unwrap().epoch;
+        assert_eq!(epoch, image.offset().0);
+        assert!(fenced(&image, 2));
+
+        let behind = Heartbeat {
+            current_metadata_offset: epoch - 1,
+            ..heartbeat(&image, 2)
+        };
+        let (records, reply) = m.heartbeat(&image, &behind, 1_000).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(
+            reply,
+            HeartbeatReply {
+                is_caught_up: false,
+                is_fenced: true,
+                should_shut_down: false
+            }
+        );
+
+        let (records, reply) = m.heartbeat(&image, &heartbeat(&image, 2), 2_000).unwrap();
+        assert_eq!(
+            records,
+            vec![MetadataRecord::UnfenceBroker { id: BrokerId(2) }]
+        );
+        assert!(reply.is_caught_up && !reply.is_fenced && !reply.should_shut_down);
+        assert!(!fenced(&apply(&image, &records), 2));
+    }
+
+    #[test]
+    fn a_caught_up_broker_that_wants_to_stay_fenced_is_not_unfenced() {
+        // want_fence keeps a caught-up fenced broker fenced, and fences a live one.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, true)
+            .broker(2, false)
+            .topic("t", &[(&[2, 1], &[2], 2)])
+            .build();
+        m.reset(&image, 0);
+        let wants_fence = Heartbeat {
+            want_fence: true,
+            ..heartbeat(&image, 1)
+        };
+        let (records, reply) = m.heartbeat(&image, &wants_fence, 1).unwrap();
+        assert!(records.is_empty() && reply.is_fenced && reply.is_caught_up);
+
+        let wants_fence = Heartbeat {
+            want_fence: true,
+            ..heartbeat(&image, 2)
+        };
+        let (records, reply) = m.heartbeat(&image, &wants_fence, 1).unwrap();
+        assert!(reply.is_fenced);
+        let image = apply(&image, &records);
+        assert!(fenced(&image, 2));
+        assert_eq!(state(&image, "t", 0), (-1, vec![2], 1, 1));
+    }
+
+    #[test]
+    fn a_broker_silent_past_the_session_timeout_is_fenced_and_its_partitions_get_new_leaders_from_the_isr(
+    ) {
+        // Expiry fences the silent broker, elects the first live ISR replica, bumps each epoch by one.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .broker(3, false)
+            .topic(
+                "t",
+                &[
+                    (&[1, 2, 3], &[1, 2, 3], 1), // led by 1: 2 takes over
+                    (&[1, 3, 2], &[1, 2], 1),    // 3 is not in sync: 2 takes over
+                    (&[3, 1, 2], &[3, 1, 2], 3), // followed by 1: it leaves the ISR
+                    (&[2, 3], &[2, 3], 2),       // not a replica: untouched
+                ],
+            )
+            .build();
+        m.reset(&image, 0);
+        for id in [2, 3] {
+            let (records, _) = m.heartbeat(&image, &heartbeat(&image, id), 5_000).unwrap();
+            assert!(records.is_empty());
+        }
+        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+        assert!(
+            m.expire(&image, SESSION_MS).is_empty(),
+            "the session still holds"
+        );
+
+        let records = m.expire(&image, SESSION_MS + 1);
+        assert_eq!(records[0], MetadataRecord::FenceBroker { id: BrokerId(1) });
+        let image = apply(&image, &records);
+        assert!(fenced(&image, 1) && !fenced(&image, 2) && !fenced(&image, 3));
+        assert_eq!(state(&image, "t", 0), (2, vec![2, 3], 1, 1));
+        assert_eq!(state(&image, "t", 1), (2, vec![2], 1, 1));
+        assert_eq!(state(&image, "t", 2), (3, vec![3, 2], 0, 1));
+        assert_eq!(state(&image, "t", 3), (2, vec![2, 3], 0, 0));
+        assert!(
+            m.expire(&image, SESSION_MS + 1).is_empty(),
+            "a fenced broker is not fenced again"
+        );
+        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+    }
+
+    #[test]
+    fn a_partition_whose_only_isr_member_is_fenced_becomes_leaderless_keeps_it_in_the_isr_and_gets_it_back_when_it_returns(
+    ) {
+        // The last ISR member stays in the ISR when fenced, and leads again once unfenced.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .topic("t", &[(&[1, 2], &[1], 1)])
+            .build();
+        m.reset(&image, 0);
+        m.heartbeat(&image, &heartbeat(&image, 2), SESSION_MS)
+            .unwrap();
+        let image = apply(&image, &m.expire(&image, SESSION_MS + 1));
+        assert!(fenced(&image, 1));
+        assert_eq!(state(&image, "t", 0), (-1, vec![1], 1, 1));
+        assert!(
+            elect_leaderless(&image).is_empty(),
+            "2 is live but out of sync: no unclean election"
+        );
+
+        let (records, reply) = m
+            .heartbeat(&image, &heartbeat(&image, 1), SESSION_MS + 2)
+            .unwrap();
+        assert!(!reply.is_fenced);
+        let image = apply(&image, &records);
+        assert!(!fenced(&image, 1));
+        assert_eq!(state(&image, "t", 0), (1, vec![1], 2, 2));
+    }
+
+    #[test]
+    fn brokers_fenced_together_do_not_inherit_each_others_partitions() {
+        // Two brokers expiring at once: neither is chosen to lead what the other gives up.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .broker(3, false)
+            .topic("t", &[(&[1, 2, 3], &[1, 2, 3], 1), (&[2, 1], &[2, 1], 2)])
+            .build();
+        m.reset(&image, 0);
+        m.heartbeat(&image, &heartbeat(&image, 3), SESSION_MS)
+            .unwrap();
+        let image = apply(&image, &m.expire(&image, SESSION_MS + 1));
+        assert!(fenced(&image, 1) && fenced(&image, 2));
+        assert_eq!(state(&image, "t", 0), (3, vec![3], 1, 2));
+        // 1 leaves the ISR (2 remains), then 2 is its last member and stays.
+        assert_eq!(state(&image, "t", 1), (-1, vec![2], 1, 2));
+    }
+
+    #[test]
+    fn a_stale_broker_epoch_or_an_unknown_broker_is_refused() {
+        // Heartbeats must name the current registration of a registered broker.
+        let mut m = membership();
+        let image = ImageBuilder::new().broker(1, false).build();
+        m.reset(&image, 0);
+        let stale = Heartbeat {
+            broker_epoch: heartbeat(&image, 1).broker_epoch - 1,
+            ..heartbeat(&image, 1)
+        };
+        assert_eq!(
+            m.heartbeat(&image, &stale, 1),
+            Err(ErrorCode::STALE_BROKER_EPOCH)
+        );
+        let unknown = Heartbeat {
+            id: BrokerId(7),
+            ..heartbeat(&image, 1)
+        };
+        assert_eq!(
+            m.heartbeat(&image, &unknown, 1),
+            Err(ErrorCode::BROKER_ID_NOT_REGISTERED)
+        );
+        assert_eq!(
+            m.unregister(&image, BrokerId(7)),
+            Err(ErrorCode::BROKER_ID_NOT_REGISTERED)
+        );
+    }
+
+    #[test]
+    fn a_registration_with_another_incarnation_is_refused_while_the_session_lives_and_accepted_after(
+    ) {
+        // Two processes may not share an id; a restart replaces the old one once its session expires.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .topic("t", &[(&[1, 2], &[1, 2], 1)])
+            .build();
+        m.reset(&image, 0);
+        assert_eq!(
+            m.register(&image, &registration(1, 99), SESSION_MS),
+            Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION)
+        );
+        m.heartbeat(&image, &heartbeat(&image, 2), SESSION_MS)
+            .unwrap();
+
+        // The timer has not fenced 1 yet: the new registration moves its leadership itself.
+        let records = m
+            .register(&image, &registration(1, 99), SESSION_MS + 1)
+            .unwrap();
+        let old_epoch = image.broker(BrokerId(1)).unwrap().epoch;
+        let image = apply(&image, &records);
+        let broker = image.broker(BrokerId(1)).unwrap();
+        assert_eq!(broker.incarnation, incarnation(99));
+        assert!(broker.fenced && broker.epoch > old_epoch);
+        assert_eq!(state(&image, "t", 0), (2, vec![2], 1, 1));
+        let (_, reply) = m
+            .heartbeat(&image, &heartbeat(&image, 1), SESSION_MS + 2)
+            .unwrap();
+        assert!(!reply.is_fenced);
+    }
+
+    #[test]
+    fn a_retried_registration_is_idempotent() {
+        // The same incarnation again commits nothing and keeps its epoch.
+        let mut m = membership();
+        let image = MetadataImage::empty();
+        let image = apply(&image, &m.register(&image, &registration(1, 5), 0).unwrap());
+        let epoch = image.broker(BrokerId(1)).unwrap().epoch;
+        assert_eq!(m.register(&image, &registration(1, 5), 100), Ok(Vec::new()));
+        assert_eq!(image.broker(BrokerId(1)).unwrap().epoch, epoch);
+        // The retry also renewed the session.
+        assert_eq!(m.next_deadline_ms(), Some(100 + SESSION_MS + 1));
+    }
+
+    #[test]
+    fn controlled_shutdown_moves_leaderships_away_and_answers_should_shut_down_once_none_are_left()
+    {
+        // want_shutdown: leaderships move first; only then is the broker fenced and told to stop.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .topic("t", &[(&[1, 2], &[1, 2], 1), (&[2, 1], &[2, 1], 2)])
+            .build();
+        m.reset(&image, 0);
+        let leaving = Heartbeat {
+            want_shutdown: true,
+            ..heartbeat(&image, 1)
+        };
+        let (records, reply) = m.heartbeat(&image, &leaving, 10).unwrap();
+        assert!(!reply.should_shut_down && !reply.is_fenced);
+        let image = apply(&image, &records);
+        assert_eq!(state(&image, "t", 0), (2, vec![2], 1, 1));
+        assert_eq!(state(&image, "t", 1), (2, vec![2], 0, 1));
+        assert!(
+            m.preferred_leader_elections(&image, None).is_empty(),
+            "a broker shutting down is not elected back"
+        );
+
+        let (records, reply) = m.heartbeat(&image, &leaving, 20).unwrap();
+        assert!(reply.should_shut_down && reply.is_fenced);
+        assert_eq!(
+            records,
+            vec![MetadataRecord::FenceBroker { id: BrokerId(1) }]
+        );
+        let image = apply(&image, &records);
+        assert!(fenced(&image, 1));
+        // Fenced, it is told to stop at once, and not unfenced though caught up.
+        let leaving = Heartbeat {
+            want_shutdown: true,
+            ..heartbeat(&image, 1)
+        };
+        let (records, reply) = m.heartbeat(&image, &leaving, 30).unwrap();
+        assert!(records.is_empty() && reply.should_shut_down && reply.is_fenced);
+    }
+
+    #[test]
+    fn a_broker_in_controlled_shutdown_is_not_elected_for_a_leaderless_partition() {
+        // Unfencing another broker elects leaders, but never one that is shutting down.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, true)
+            .topic("t", &[(&[1, 2], &[1, 2], -1)])
+            .build();
+        m.reset(&image, 0);
+        let leaving = Heartbeat {
+            want_shutdown: true,
+            ..heartbeat(&image, 1)
+        };
+        let (records, reply) = m.heartbeat(&image, &leaving, 1).unwrap();
+        // 1 leads nothing, so it leaves the ISR, is fenced and may stop.
+        assert!(reply.should_shut_down);
+        let image = apply(&image, &records);
+        assert_eq!(state(&image, "t", 0), (-1, vec![2], 0, 1));
+        let (records, _) = m.heartbeat(&image, &heartbeat(&image, 2), 2).unwrap();
+        let image = apply(&image, &records);
+        assert_eq!(state(&image, "t", 0), (2, vec![2], 1, 2));
+    }
+
+    #[test]
+    fn a_new_active_controller_fences_nobody_before_a_full_session_passes() {
+        // reset gives every registered broker a whole session from the activation time.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .topic("t", &[(&[1, 2], &[1, 2], 1)])
+            .build();
+        m.reset(&image, 50_000);
+        assert_eq!(m.next_deadline_ms(), Some(50_000 + SESSION_MS + 1));
+        assert!(m.expire(&image, 50_000 + SESSION_MS).is_empty());
+        let records = m.expire(&image, 50_000 + SESSION_MS + 1);
+        let image = apply(&image, &records);
+        assert!(fenced(&image, 1) && fenced(&image, 2));
+        // One change: 1 leaves the ISR with its leadership; 2 is then the last member.
+        assert_eq!(state(&image, "t", 0), (-1, vec![2], 1, 1));
+    }
+
+    #[test]
+    fn preferred_election_moves_leadership_back_to_the_first_replica_only_when_it_is_live_and_in_the_isr(
+    ) {
+        // The first replica leads again if it may; otherwise nothing changes.
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .broker(3, true)
+            .topic(
+                "t",
+                &[
+                    (&[1, 2], &[1, 2], 2), // back to 1
+                    (&[1, 2], &[2], 2),    // 1 out of sync: stays
+                    (&[3, 2], &[3, 2], 2), // 3 fenced: stays
+                    (&[2, 1], &[2, 1], 2), // already preferred
+                ],
+            )
+            .topic("u", &[(&[1, 2], &[1, 2], 2)])
+            .build();
+        let records = preferred_leader_elections(&image, None);
+        let after = apply(&image, &records);
+        assert_eq!(records.len(), 2);
+        assert_eq!(state(&after, "t", 0), (1, vec![1, 2], 1, 1));
+        assert_eq!(state(&after, "t", 1), (2, vec![2], 0, 0));
+        assert_eq!(state(&after, "t", 2), (2, vec![3, 2], 0, 0));
+        assert_eq!(state(&after, "t", 3), (2, vec![2, 1], 0, 0));
+        assert_eq!(state(&after, "u", 0), (1, vec![1, 2], 1, 1));
+
+        let only = [("u".to_string(), 0), ("nope".to_string(), 3)];
+        let records = preferred_leader_elections(&image, Some(&only));
+        let after = apply(&image, &records);
+        assert_eq!(records.len(), 1);
+        assert_eq!(state(&after, "t", 0), (2, vec![1, 2], 0, 0));
+        assert_eq!(state(&after, "u", 0), (1, vec![1, 2], 1, 1));
+    }
+
+    #[test]
+    fn unregister_moves_leaderships_and_removes_the_broker() {
+        // Unregistering is fencing plus removal, in one batch.
+        let mut m = membership();
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, false)
+            .topic("t", &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1)])
+            .build();
+        m.reset(&image, 0);
+        let records = m.unregister(&image, BrokerId(1)).unwrap();
+        assert_eq!(
+            records.last(),
+            Some(&MetadataRecord::UnregisterBroker { id: BrokerId(1) })
+        );
+        let image = apply(&image, &records);
+        assert!(image.broker(BrokerId(1)).is_none());
+        assert_eq!(state(&image, "t", 0), (2, vec![2], 1, 1));
+        // Its only holder is gone: leaderless, and the ISR keeps naming it.
+        assert_eq!(state(&image, "t", 1), (-1, vec![1], 1, 1));
+        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+    }
+}
