@@ -264,11 +264,13 @@ impl Membership {
     }
 
     /// The earliest time at which [`Membership::expire`] could fence a
-    /// broker it knows of (fenced or not: it only fences live ones, but a
-    /// session is cheap to wake up for); `None` with no broker.
-    pub fn next_deadline_ms(&self) -> Option<i64> {
-        self.sessions
-            .values()
+    /// broker: the end of the earliest session of a live broker of `image`;
+    /// `None` when none is live. Fenced brokers are left out, or a silent
+    /// fenced broker would keep the timer due forever.
+    pub fn next_deadline_ms(&self, image: &MetadataImage) -> Option<i64> {
+        image
+            .live_brokers()
+            .filter_map(|b| self.sessions.get(&b.id))
             .map(|s| s.last_contact_ms + self.config.session_timeout_ms + 1)
             .min()
     }
@@ -750,7 +752,7 @@ mod tests {
             let (records, _) = m.heartbeat(&image, &heartbeat(&image, id), 5_000).unwrap();
             assert!(records.is_empty());
         }
-        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+        assert_eq!(m.next_deadline_ms(&image), Some(SESSION_MS + 1));
         assert!(
             m.expire(&image, SESSION_MS).is_empty(),
             "the session still holds"
@@ -768,7 +770,8 @@ mod tests {
             m.expire(&image, SESSION_MS + 1).is_empty(),
             "a fenced broker is not fenced again"
         );
-        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+        // Nor does it keep the timer due: the next deadline is a live broker's.
+        assert_eq!(m.next_deadline_ms(&image), Some(5_000 + SESSION_MS + 1));
     }
 
     #[test]
@@ -892,8 +895,11 @@ mod tests {
         let epoch = image.broker(BrokerId(1)).unwrap().epoch;
         assert_eq!(m.register(&image, &registration(1, 5), 100), Ok(Vec::new()));
         assert_eq!(image.broker(BrokerId(1)).unwrap().epoch, epoch);
-        // The retry also renewed the session.
-        assert_eq!(m.next_deadline_ms(), Some(100 + SESSION_MS + 1));
+        // The retry also renewed the session: another incarnation is refused past the first one's end.
+        assert_eq!(
+            m.register(&image, &registration(1, 6), SESSION_MS + 50),
+            Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION)
+        );
     }
 
     #[test]
@@ -972,7 +978,7 @@ mod tests {
             .topic("t", &[(&[1, 2], &[1, 2], 1)])
             .build();
         m.reset(&image, 50_000);
-        assert_eq!(m.next_deadline_ms(), Some(50_000 + SESSION_MS + 1));
+        assert_eq!(m.next_deadline_ms(&image), Some(50_000 + SESSION_MS + 1));
         assert!(m.expire(&image, 50_000 + SESSION_MS).is_empty());
         let records = m.expire(&image, 50_000 + SESSION_MS + 1);
         let image = apply(&image, &records);
@@ -1037,6 +1043,6 @@ mod tests {
         assert_eq!(state(&image, "t", 0), (2, vec![2], 1, 1));
         // Its only holder is gone: leaderless, and the ISR keeps naming it.
         assert_eq!(state(&image, "t", 1), (-1, vec![1], 1, 1));
-        assert_eq!(m.next_deadline_ms(), Some(SESSION_MS + 1));
+        assert_eq!(m.next_deadline_ms(&image), Some(SESSION_MS + 1));
     }
 }
