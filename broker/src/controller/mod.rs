@@ -6,6 +6,7 @@
 //!
 //! - [`topics`]: decisions on topics, requests and image in, records out.
 //! - [`placement`]: where new replicas go.
+//! - [`membership`]: decisions on brokers (sessions, fencing) and leader elections.
 //!
 //! Decisions are taken one at a time (a decision reads the image its
 //! predecessor left). Each decision's records are one entry of the metadata
@@ -13,6 +14,7 @@
 //! committed and applied here through the [`MetadataLoader`]. In the
 //! single-node default the quorum is this process alone.
 
+pub mod membership;
 pub mod placement;
 pub mod topics;
 
