@@ -24,6 +24,10 @@ pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 pub const PRODUCE_TIMEOUT_MS_MAX: u64 = 300_000;
 /// Bound on partitions in one CreateTopics/CreatePartitions request.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// Kafka's default `broker.session.timeout.ms`.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: i64 = 9_000;
+/// Kafka's default `broker.heartbeat.interval.ms`.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// How often the log cleaner runs (`log.cleaner.interval.ms`); Kafka's
 /// cleaner backs off this long (`log.cleaner.backoff.ms`) when idle.
 pub const CLEANER_INTERVAL_MS_DEFAULT: u64 = 15_000;
@@ -54,6 +58,18 @@ pub struct BrokerConfig {
     pub cleaner_interval_ms: u64,
     /// The group coordinator and `__consumer_offsets` (see `docs/groups.md`).
     pub groups: GroupConfig,
+    /// This node's controller listener (`--controller-listen`): Raft traffic,
+    /// broker registrations and heartbeats. Needed in a cluster.
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum's voters (`--controller-voters ID@HOST:PORT,...`);
+    /// empty for the single-node default. A node is a voter when listed.
+    pub controller_voters: BTreeMap<i32, SocketAddr>,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: i64,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.rack`: placement spreads a partition's replicas over racks.
+    pub rack: Option<String>,
 }
 
 impl Default for BrokerConfig {
@@ -78,6 +94,11 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 30_000,
             cleaner_interval_ms: CLEANER_INTERVAL_MS_DEFAULT,
             groups: GroupConfig::default(),
+            controller_listen: None,
+            controller_voters: BTreeMap::new(),
+            broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            rack: None,
         }
     }
 }
@@ -171,6 +192,28 @@ impl BrokerConfig {
             "listeners" | "listen" => {
                 let addr = value.rsplit("://").next().unwrap_or(value);
                 self.listen = parse(key, addr)?;
+            }
+            "controller.listener" | "controller.listen" => {
+                let addr = value.rsplit("://").next().unwrap_or(value);
+                self.controller_listen = Some(parse(key, addr)?);
+            }
+            "controller.quorum.voters" | "controller.voters" => {
+                self.controller_voters =
+                    crate::quorum::QuorumConfig::parse_voters(value).map_err(|reason| {
+                        ConfigError::Value {
+                            key: key.into(),
+                            value: value.into(),
+                            reason,
+                        }
+                    })?;
+            }
+            "broker.rack" => self.rack = Some(value.to_string()),
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms =
+                    parse_in_range(key, value, 100..=i64::from(i32::MAX))?
+            }
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms = parse_in_range(key, value, 10..=3_600_000)?
             }
             "advertised.listeners" | "advertised.listener" => {
                 let addr = value.rsplit("://").next().unwrap_or(value);

@@ -30,6 +30,7 @@ mod fsutil;
 pub mod group;
 pub mod handlers;
 pub mod ids;
+pub mod lifecycle;
 pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
@@ -42,6 +43,7 @@ pub mod topics;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +56,7 @@ use crate::config::BrokerConfig;
 use crate::controller::{Controller, ControllerConfig};
 use crate::group::GroupCoordinator;
 use crate::ids::BrokerId;
-use crate::metadata::{Endpoint, MetadataImage, MetadataLoader, MetadataPublisher, MetadataRecord};
+use crate::metadata::{MetadataImage, MetadataLoader, MetadataPublisher};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::quorum::{Quorum, QuorumConfig};
 use crate::replica_manager::ReplicaManager;
@@ -70,8 +72,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     /// The cluster as this broker knows it; handlers read [`Broker::image`].
     pub metadata: Arc<MetadataLoader>,
-    /// Where metadata changes are submitted.
-    pub controller: Controller,
+    /// Where metadata changes are submitted (forwarded to the active controller).
+    pub controller: Arc<Controller>,
     /// The partitions this broker hosts.
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: ProducerIdAllocator,
@@ -79,14 +81,16 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     advertised_host: String,
     advertised_port: i32,
+    /// The controller listener's bound address, in a cluster.
+    controller_address: Option<SocketAddr>,
     /// Cancelled when shutdown begins; long waits end early on it.
     pub shutdown: CancellationToken,
 }
 
 impl Broker {
     /// Opens the broker's state under `config.data_dir` (logs, the metadata
-    /// quorum and its image, producer ids, groups); nothing is served yet,
-    /// and the address advertised to clients is set once the listener is bound.
+    /// quorum and its image, producer ids, groups); nothing is served to
+    /// clients yet and the broker is not registered: see [`Broker::join`].
     pub async fn open(config: BrokerConfig) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
@@ -114,37 +118,60 @@ impl Broker {
             }),
         ]);
         let shutdown = CancellationToken::new();
-        // The single-node default: a quorum of this process alone, no listener.
+        let clustered = !config.controller_voters.is_empty();
+        // Without cluster flags: a quorum of this process alone, no listener.
+        let voters = if clustered {
+            config.controller_voters.clone()
+        } else {
+            BTreeMap::from([(config.node_id, config.listen)])
+        };
+        let listener = match config.controller_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the controller"))?,
+            ),
+            None => None,
+        };
+        let controller_address = listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let quorum_config = QuorumConfig::new(
             config.node_id,
-            BTreeMap::from([(config.node_id, config.listen)]),
-            None,
+            voters.clone(),
+            controller_address,
             config.data_dir.join(quorum::METADATA_LOG_DIR_NAME),
         );
-        let quorum = Quorum::start(quorum_config, metadata.clone(), None, shutdown.clone())
-            .await
-            .context("cannot start the metadata quorum")?;
-        let controller = Controller::new(
+        let slot: controller::service::ControllerSlot = Default::default();
+        let quorum = Quorum::start_on(
+            quorum_config,
+            listener,
+            metadata.clone(),
+            Some(controller::service::frame_handler(slot.clone())),
+            shutdown.clone(),
+        )
+        .await
+        .context("cannot start the metadata quorum")?;
+        let controller = Arc::new(Controller::new(
             ControllerConfig {
                 default_partitions: config.default_partitions,
                 default_replication_factor: config.default_replication_factor,
+                session_timeout_ms: config.broker_session_timeout_ms,
+                voters,
             },
             metadata.clone(),
             quorum,
-        );
-        let (host, port) = match &config.advertised_listener {
+        ));
+        let _ = slot.set(Arc::downgrade(&controller));
+        if !clustered {
+            adopt_legacy_topics(&controller, &logs, node).await?;
+        }
+        let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
+        let (advertised_host, advertised_port) = match &config.advertised_listener {
             Some(addr) => split_host_port(addr)?,
             None => (
                 config.listen.ip().to_string(),
                 i32::from(config.listen.port()),
             ),
         };
-        start_controller(&controller, &logs, node).await?;
-        controller
-            .commit(vec![registration(node, host.clone(), port)])
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot register: {}", e.message))?;
-        let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
         Ok(Broker {
             config,
             cluster_id,
@@ -154,10 +181,24 @@ impl Broker {
             replicas,
             producer_ids,
             groups,
-            advertised_host: host,
-            advertised_port: port,
+            advertised_host,
+            advertised_port,
+            controller_address,
             shutdown,
         })
+    }
+
+    /// Registers with the controller with the client address `host:port`
+    /// and waits until this broker is caught up and unfenced; returns the
+    /// registration and the broker epoch.
+    pub async fn join(
+        &self,
+        host: &str,
+        port: i32,
+    ) -> anyhow::Result<(lifecycle::Registration, i64)> {
+        let registration = lifecycle::registration(self, host, port, uuid::Uuid::new_v4());
+        let epoch = lifecycle::join(self, registration.clone(), &self.shutdown).await?;
+        Ok((registration, epoch))
     }
 
     pub fn advertised(&self) -> (String, i32) {
@@ -168,19 +209,27 @@ impl Broker {
         BrokerId(self.config.node_id)
     }
 
+    /// This node's controller listener, in a cluster.
+    pub fn controller_address(&self) -> Option<SocketAddr> {
+        self.controller_address
+    }
+
     /// The cluster as of the last metadata change applied here.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
     }
 }
 
+/// Bound on a controlled shutdown (leaderships moved away) before stopping anyway.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the single-node quorum may take to elect itself at start.
 const QUORUM_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits until this node leads the one-voter quorum and every committed
-/// entry is applied; then, on a fresh metadata log, adopts the topics the
-/// data dir holds (a data dir written before the metadata log existed).
-async fn start_controller(
+/// The single-node default: waits until this node leads its one-voter
+/// quorum and every committed entry is applied; then, on a fresh metadata
+/// log, adopts the topics the data dir holds (a data dir written before the
+/// metadata log existed).
+async fn adopt_legacy_topics(
     controller: &Controller,
     logs: &LogManager,
     node: BrokerId,
@@ -210,21 +259,6 @@ async fn start_controller(
         }
     }
     Ok(())
-}
-
-/// A broker's registration with its client endpoint, unfenced.
-fn registration(node: BrokerId, host: String, port: i32) -> MetadataRecord {
-    MetadataRecord::RegisterBroker {
-        id: node,
-        incarnation: uuid::Uuid::new_v4(),
-        endpoints: vec![Endpoint {
-            name: CLIENT_LISTENER_NAME.to_string(),
-            host,
-            port: u16::try_from(port).unwrap_or(0),
-        }],
-        rack: None,
-        fenced: false,
-    }
 }
 
 /// Tells the group coordinator when the offsets topic's partitions arrive.
@@ -257,47 +291,74 @@ pub fn now_ms() -> i64 {
 /// Runs a broker until `shutdown` completes, then stops accepting, finishes
 /// in-flight requests, flushes every log, writes checkpoints and returns.
 pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
     // The logs are recovered before the port opens.
     let mut broker = Broker::open(config).await?;
     let listener = TcpListener::bind(broker.config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", broker.config.listen))?;
     let bound = listener.local_addr()?;
-    let advertised = match &broker.config.advertised_listener {
+    (broker.advertised_host, broker.advertised_port) = match &broker.config.advertised_listener {
         Some(addr) => split_host_port(addr)?,
         None if bound.ip().is_unspecified() => ("127.0.0.1".to_string(), i32::from(bound.port())),
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
-    if advertised != broker.advertised() {
-        // The port was picked at bind time: register the address clients can reach.
+    let broker = Arc::new(broker);
+    // The active controller's session timer; it acts only while this node leads the quorum.
+    let sessions_stop = CancellationToken::new();
+    let sessions = tokio::spawn(
         broker
             .controller
-            .commit(vec![registration(
-                broker.node_id(),
-                advertised.0.clone(),
-                advertised.1,
-            )])
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot register: {}", e.message))?;
-        (broker.advertised_host, broker.advertised_port) = advertised;
-    }
-    let broker = Arc::new(broker);
+            .clone()
+            .run_sessions(sessions_stop.clone()),
+    );
+    // Clients are served once the controller has unfenced this broker.
+    let (host, port) = broker.advertised();
+    let joined = tokio::select! {
+        joined = broker.join(&host, port) => Some(joined?),
+        _ = &mut shutdown => None,
+    };
+    let Some((registration, epoch)) = joined else {
+        tracing::info!("shut down before joining the cluster");
+        sessions_stop.cancel();
+        broker.shutdown.cancel();
+        let _ = sessions.await;
+        broker.controller.quorum().clone().shutdown().await;
+        let logs = broker.logs.clone();
+        tokio::task::spawn_blocking(move || logs.shutdown()).await??;
+        return Ok(());
+    };
+    let heartbeats_stop = CancellationToken::new();
+    let heartbeats = tokio::spawn(lifecycle::heartbeat_loop(
+        broker.clone(),
+        epoch,
+        registration,
+        heartbeats_stop.clone(),
+    ));
     tracing::info!(
         node_id = broker.config.node_id,
         cluster_id = %broker.cluster_id,
         data_dir = %broker.config.data_dir.display(),
         topics = broker.image().topic_count(),
+        broker_epoch = epoch,
+        controller = ?broker.controller_address(),
         "listening on {bound}"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(broker.clone());
     let group_timers = GroupCoordinator::start(&broker);
     let server = tokio::spawn(server::listener::serve(listener, broker.clone(), stop_rx));
-    shutdown.await;
+    (&mut shutdown).await;
     tracing::info!("shutting down");
+    // Leaderships move away first, while this broker still serves.
+    heartbeats_stop.cancel();
+    let _ = heartbeats.await;
+    lifecycle::controlled_shutdown(&broker, epoch, CONTROLLED_SHUTDOWN_TIMEOUT).await;
     broker.shutdown.cancel();
     let _ = stop_tx.send(true);
     server.await.context("server task failed")??;
+    sessions_stop.cancel();
+    let _ = sessions.await;
     // The metadata log closes cleanly; its token was cancelled above.
     broker.controller.quorum().clone().shutdown().await;
     background.abort();
@@ -450,12 +511,15 @@ mod tests {
     }
 
     async fn open(dir: &Path) -> Broker {
-        Broker::open(BrokerConfig {
+        let broker = Broker::open(BrokerConfig {
             data_dir: dir.to_path_buf(),
             ..BrokerConfig::default()
         })
         .await
-        .unwrap()
+        .unwrap();
+        let (host, port) = broker.advertised();
+        broker.join(&host, port).await.unwrap();
+        broker
     }
 
     async fn close(broker: Broker) {
@@ -494,10 +558,16 @@ mod tests {
         let topic = image.topic("kept").expect("the topic survives");
         assert_eq!(topic.id, created.id);
         assert_eq!(topic.partitions.len(), 3);
-        assert_eq!(topic.configs.get("retention.ms").map(String::as_str), Some("60000"));
+        assert_eq!(
+            topic.configs.get("retention.ms").map(String::as_str),
+            Some("60000")
+        );
         assert!(broker.replicas.get("kept", 2).unwrap().is_leader());
         let epoch_after = image.broker(broker.node_id()).unwrap().epoch;
-        assert!(epoch_after > epoch_before, "a restart registers anew: {epoch_before} -> {epoch_after}");
+        assert!(
+            epoch_after > epoch_before,
+            "a restart registers anew: {epoch_before} -> {epoch_after}"
+        );
         close(broker).await;
     }
 
@@ -520,7 +590,10 @@ mod tests {
         let image = broker.image();
         let topic = image.topic("old").expect("adopted");
         assert_eq!((topic.id, topic.partitions.len()), (id, 2));
-        assert_eq!(topic.configs.get("retention.ms").map(String::as_str), Some("1234"));
+        assert_eq!(
+            topic.configs.get("retention.ms").map(String::as_str),
+            Some("1234")
+        );
         assert!(broker.replicas.get("old", 1).unwrap().is_leader());
         close(broker).await;
         // The second start reads the metadata log; nothing is adopted twice.

@@ -23,6 +23,13 @@ struct Cli {
     /// HOST:PORT that clients are told to connect to.
     #[arg(long, env = "BROKER_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
+    /// This node's controller listener, HOST:PORT (needed in a cluster).
+    #[arg(long, env = "BROKER_CONTROLLER_LISTEN")]
+    controller_listen: Option<String>,
+    /// The controller quorum's voters, ID@HOST:PORT,...; this node is a voter
+    /// when its --node-id is listed, otherwise a broker-only node.
+    #[arg(long, env = "BROKER_CONTROLLER_VOTERS")]
+    controller_voters: Option<String>,
     /// A properties file (Kafka-style `key=value` lines); command-line flags win over it.
     #[arg(long, env = "BROKER_CONFIG")]
     config: Option<PathBuf>,
@@ -62,6 +69,12 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(listen) = &cli.listen {
         config.set("listen", listen)?;
+    }
+    if let Some(listen) = &cli.controller_listen {
+        config.set("controller.listener", listen)?;
+    }
+    if let Some(voters) = &cli.controller_voters {
+        config.set("controller.quorum.voters", voters)?;
     }
     if let Some(advertised) = cli.advertised_listener {
         config.advertised_listener = Some(advertised);

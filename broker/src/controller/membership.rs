@@ -73,6 +73,11 @@ struct Session {
     /// The broker asked for a controlled shutdown; it may no longer be
     /// elected leader, and stays so until it registers again.
     shutting_down: bool,
+    /// This controller heard from the broker (not only assumed a session at
+    /// activation). Only a heard session refuses another incarnation: a
+    /// restarted lone broker that is also its own new controller must not
+    /// wait a session timeout for its own old registration.
+    heard: bool,
 }
 
 /// The active controller's view of broker sessions, and its decisions on them.
@@ -107,6 +112,7 @@ impl Membership {
                     Session {
                         last_contact_ms: now_ms,
                         shutting_down: false,
+                        heard: false,
                     },
                 )
             })
@@ -137,7 +143,8 @@ impl Membership {
                 self.touch(id, now_ms);
                 return Ok(Vec::new());
             }
-            if self.session_is_live(id, now_ms) {
+            let heard = self.sessions.get(&id).is_some_and(|s| s.heard);
+            if heard && self.session_is_live(id, now_ms) {
                 return Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION);
             }
         }
@@ -160,6 +167,7 @@ impl Membership {
             Session {
                 last_contact_ms: now_ms,
                 shutting_down: false,
+                heard: true,
             },
         );
         Ok(records)
@@ -238,6 +246,7 @@ impl Membership {
             let session = *self.sessions.entry(broker.id).or_insert(Session {
                 last_contact_ms: now_ms,
                 shutting_down: false,
+                heard: false,
             });
             if !broker.fenced && now_ms > session.last_contact_ms + self.config.session_timeout_ms {
                 expired.push(broker.id);
@@ -313,9 +322,11 @@ impl Membership {
         let session = self.sessions.entry(id).or_insert(Session {
             last_contact_ms: now_ms,
             shutting_down: false,
+            heard: true,
         });
         // Requests may be handled out of order; contact time never goes back.
         session.last_contact_ms = session.last_contact_ms.max(now_ms);
+        session.heard = true;
         session
     }
 }
@@ -863,6 +874,7 @@ mod tests {
             .topic("t", &[(&[1, 2], &[1, 2], 1)])
             .build();
         m.reset(&image, 0);
+        m.heartbeat(&image, &heartbeat(&image, 1), 0).unwrap();
         assert_eq!(
             m.register(&image, &registration(1, 99), SESSION_MS),
             Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION)
@@ -884,6 +896,15 @@ mod tests {
             .heartbeat(&image, &heartbeat(&image, 1), SESSION_MS + 2)
             .unwrap();
         assert!(!reply.is_fenced);
+    }
+
+    #[test]
+    fn a_new_controller_accepts_a_new_incarnation_it_has_not_heard_the_old_one_from() {
+        // A restarted lone broker is also a new controller: its old session was only assumed.
+        let image = ImageBuilder::new().broker(1, false).build();
+        let mut m = membership();
+        m.reset(&image, 0);
+        assert!(m.register(&image, &registration(1, 99), 10).is_ok());
     }
 
     #[test]

@@ -1,35 +1,62 @@
 //! The controller: the only writer of the cluster metadata. Request
-//! handlers and the group runtime submit what they need (create or delete a
-//! topic, add partitions, register a broker); the controller decides against
-//! the current image, commits the records, and answers once this broker has
-//! applied them, so the caller finds its change in the image.
+//! handlers, the group runtime and each broker's lifecycle submit what they
+//! need (create or delete a topic, add partitions, register, heartbeat); the
+//! active controller (the quorum's leader) decides against the current
+//! image, commits the records, and answers once they are applied. A node
+//! that is not the active controller forwards the request to it as a Kafka
+//! request on its controller listener, and answers once it has applied the
+//! change itself, so the caller finds it in this node's image.
 //!
 //! - [`topics`]: decisions on topics, requests and image in, records out.
 //! - [`placement`]: where new replicas go.
 //! - [`membership`]: decisions on brokers (sessions, fencing) and leader elections.
+//! - [`channel`]: the connection to the active controller.
+//! - [`service`]: what the controller listener serves besides Raft.
 //!
 //! Decisions are taken one at a time (a decision reads the image its
 //! predecessor left). Each decision's records are one entry of the metadata
-//! log, proposed to the [`Quorum`]; the answer comes once the entry is
-//! committed and applied here through the [`MetadataLoader`]. In the
-//! single-node default the quorum is this process alone.
+//! log, proposed to the [`Quorum`]; in the single-node default the quorum is
+//! this process alone.
 
+pub mod channel;
 pub mod membership;
 pub mod placement;
+pub mod service;
 pub mod topics;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use uuid::Uuid;
-
+use protocol::messages::{
+    create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic},
+    create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig},
+    ApiKey, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationResponse,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
 use protocol::ErrorCode;
+use uuid::Uuid;
 
 use crate::ids::{BrokerId, Offset};
 use crate::metadata::records::encode_batch;
-use crate::metadata::{Endpoint, MetadataImage, MetadataLoader, MetadataRecord};
+use crate::metadata::{MetadataImage, MetadataLoader, MetadataRecord};
 use crate::quorum::{Quorum, QuorumError};
 use crate::topics::TopicError;
+use channel::ControllerChannel;
+use membership::{Heartbeat, HeartbeatReply, Membership, MembershipConfig, Registration};
 pub use topics::{CreatedTopic, NewTopic};
+
+/// How long a forwarded change may take to reach this node's image.
+const FORWARDED_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on committing one entry of the metadata log.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the active controller looks for expired broker sessions.
+const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// The listener name a broker registers its controller listener under
+/// (a broker-only node receives the metadata log there, as a learner).
+pub const CONTROLLER_LISTENER_NAME: &str = "CONTROLLER";
 
 /// Controller settings (Kafka's names in the docs).
 #[derive(Debug, Clone)]
@@ -38,14 +65,22 @@ pub struct ControllerConfig {
     pub default_partitions: i32,
     /// `default.replication.factor`: replicas of a topic created without a factor.
     pub default_replication_factor: i16,
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// The voters' controller listeners, where requests are forwarded.
+    pub voters: BTreeMap<i32, SocketAddr>,
 }
 
 pub struct Controller {
     config: ControllerConfig,
     metadata: Arc<MetadataLoader>,
     quorum: Quorum,
-    /// Held while deciding and committing, so that decisions are taken one at a time.
-    deciding: tokio::sync::Mutex<()>,
+    /// Broker sessions (meaningful on the active controller), held while
+    /// deciding and committing, so that decisions are taken one at a time.
+    deciding: tokio::sync::Mutex<Membership>,
+    channel: ControllerChannel,
+    /// Which voter a broker-only node asks next while it knows no leader.
+    next_voter: std::sync::atomic::AtomicUsize,
 }
 
 impl Controller {
@@ -54,11 +89,16 @@ impl Controller {
         metadata: Arc<MetadataLoader>,
         quorum: Quorum,
     ) -> Controller {
+        let membership = Membership::new(MembershipConfig {
+            session_timeout_ms: config.session_timeout_ms,
+        });
         Controller {
+            channel: ControllerChannel::new(config.voters.clone()),
             config,
             metadata,
             quorum,
-            deciding: tokio::sync::Mutex::new(()),
+            deciding: tokio::sync::Mutex::new(membership),
+            next_voter: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -74,18 +114,27 @@ impl Controller {
         &self.metadata
     }
 
+    /// The active controller's id, if one is known.
+    pub fn active_id(&self) -> Option<i32> {
+        self.quorum.leader()
+    }
+
     /// Decides against the current image and commits the records, unless
-    /// `validate_only`; answers once they are applied here.
+    /// `validate_only`; answers once they are applied here. Only on the
+    /// active controller.
     async fn submit<T>(
         &self,
         validate_only: bool,
-        decide: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), TopicError>,
+        decide: impl FnOnce(
+            &mut Membership,
+            &MetadataImage,
+        ) -> Result<(Vec<MetadataRecord>, T), TopicError>,
     ) -> Result<T, TopicError> {
-        let _deciding = self.deciding.lock().await;
+        let mut membership = self.deciding.lock().await;
         if !self.quorum.is_leader() {
             return Err(not_controller(self.quorum.leader()));
         }
-        let (records, outcome) = decide(&self.metadata.image())?;
+        let (records, outcome) = decide(&mut membership, &self.metadata.image())?;
         if validate_only || records.is_empty() {
             return Ok(outcome);
         }
@@ -96,14 +145,68 @@ impl Controller {
     /// Commits records as one entry of the metadata log; returns its offset
     /// once it is applied here.
     pub async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Offset, TopicError> {
-        match self.quorum.propose(encode_batch(&records)).await {
-            Ok(index) => Ok(Offset(index as i64)),
-            Err(QuorumError::NotLeader { leader }) => Err(not_controller(leader)),
-            Err(e) => Err(TopicError::new(
+        let proposed = self.quorum.propose(encode_batch(&records));
+        match tokio::time::timeout(COMMIT_TIMEOUT, proposed).await {
+            Ok(Ok(index)) => Ok(Offset(index as i64)),
+            Ok(Err(QuorumError::NotLeader { leader })) => Err(not_controller(leader)),
+            Ok(Err(e)) => Err(TopicError::new(
                 ErrorCode::REQUEST_TIMED_OUT,
                 format!("the metadata log did not commit: {e}"),
             )),
+            // No quorum (a majority of voters is down or cut off).
+            Err(_) => Err(TopicError::new(
+                ErrorCode::REQUEST_TIMED_OUT,
+                format!("the metadata log did not commit within {COMMIT_TIMEOUT:?}"),
+            )),
         }
+    }
+
+    /// The active controller to forward to, or `None` when this node is it.
+    /// A broker-only node that knows no leader yet (it receives the metadata
+    /// log only once registered) asks the voters in turn; a voter forwards
+    /// to the leader it knows.
+    fn forward_to(&self) -> Result<Option<i32>, TopicError> {
+        match self.quorum.leader() {
+            Some(leader) if leader == self.quorum.node_id() => Ok(None),
+            Some(leader) => Ok(Some(leader)),
+            None if !self.config.voters.contains_key(&self.quorum.node_id()) => {
+                let turn = self
+                    .next_voter
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let voters: Vec<i32> = self.config.voters.keys().copied().collect();
+                Ok(Some(voters[turn % voters.len()]))
+            }
+            None => Err(not_controller(None)),
+        }
+    }
+
+    fn forward_failed(e: channel::ChannelError) -> TopicError {
+        TopicError::new(ErrorCode::NOT_CONTROLLER, e.to_string())
+    }
+
+    /// Waits until this node's image satisfies `applied` (a forwarded change arrived).
+    async fn await_image(
+        &self,
+        applied: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<(), TopicError> {
+        let mut watch = self.metadata.watch_applied();
+        let arrived = tokio::time::timeout(FORWARDED_APPLY_TIMEOUT, async {
+            loop {
+                if applied(&self.metadata.image()) {
+                    return;
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        arrived.map_err(|_| {
+            TopicError::new(
+                ErrorCode::REQUEST_TIMED_OUT,
+                "the change was committed but has not reached this broker yet",
+            )
+        })
     }
 
     pub async fn create_topic(
@@ -111,17 +214,126 @@ impl Controller {
         topic: NewTopic,
         validate_only: bool,
     ) -> Result<CreatedTopic, TopicError> {
-        let id = Uuid::new_v4();
-        self.submit(validate_only, |image| {
-            topics::create_topic(image, &topic, &self.config, id)
+        let Some(leader) = self.forward_to()? else {
+            let id = Uuid::new_v4();
+            return self
+                .submit(validate_only, |_, image| {
+                    topics::create_topic(image, &topic, &self.config, id)
+                })
+                .await;
+        };
+        let request = CreateTopicsRequest::default()
+            .with_validate_only(validate_only)
+            .with_timeout_ms(FORWARDED_APPLY_TIMEOUT.as_millis() as i32)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(topic.name.clone().into()))
+                .with_num_partitions(if topic.assignments.is_empty() {
+                    topic.partitions
+                } else {
+                    -1
+                })
+                .with_replication_factor(if topic.assignments.is_empty() {
+                    topic.replication_factor
+                } else {
+                    -1
+                })
+                .with_assignments(
+                    topic
+                        .assignments
+                        .iter()
+                        .enumerate()
+                        .map(|(i, replicas)| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(i as i32)
+                                .with_broker_ids(
+                                    replicas
+                                        .iter()
+                                        .map(|b| protocol::messages::BrokerId(b.0))
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+                .with_configs(
+                    topic
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(k.clone().into())
+                                .with_value(Some(v.clone().into()))
+                        })
+                        .collect(),
+                )]);
+        let response: CreateTopicsResponse = self
+            .channel
+            .call(leader, ApiKey::CreateTopics, 7, &request)
+            .await
+            .map_err(Self::forward_failed)?;
+        let result = response
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
+        if result.error_code != 0 {
+            return Err(TopicError::new(
+                ErrorCode(result.error_code),
+                result
+                    .error_message
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        if !validate_only {
+            let id = result.topic_id;
+            self.await_image(|image| image.topic_by_id(id).is_some())
+                .await?;
+        }
+        Ok(CreatedTopic {
+            id: result.topic_id,
+            partitions: result.num_partitions,
+            replication_factor: result.replication_factor,
         })
-        .await
     }
 
     /// Deletes a topic; answers its id.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
-        self.submit(false, |image| topics::delete_topic(image, name))
+        let Some(leader) = self.forward_to()? else {
+            return self
+                .submit(false, |_, image| topics::delete_topic(image, name))
+                .await;
+        };
+        let request = DeleteTopicsRequest::default()
+            .with_timeout_ms(FORWARDED_APPLY_TIMEOUT.as_millis() as i32)
+            .with_topic_names(vec![TopicName(name.to_string().into())]);
+        let response: DeleteTopicsResponse = self
+            .channel
+            .call(leader, ApiKey::DeleteTopics, 5, &request)
             .await
+            .map_err(Self::forward_failed)?;
+        let result = response
+            .responses
+            .into_iter()
+            .next()
+            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
+        if result.error_code != 0 {
+            return Err(TopicError::new(
+                ErrorCode(result.error_code),
+                result
+                    .error_message
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        let id = self
+            .metadata
+            .image()
+            .topic(name)
+            .map(|t| t.id)
+            .unwrap_or(result.topic_id);
+        self.await_image(|image| image.topic(name).is_none_or(|t| t.id != id))
+            .await?;
+        Ok(id)
     }
 
     pub async fn create_partitions(
@@ -131,34 +343,187 @@ impl Controller {
         assignments: Vec<Vec<BrokerId>>,
         validate_only: bool,
     ) -> Result<(), TopicError> {
-        self.submit(validate_only, |image| {
-            Ok((
-                topics::create_partitions(image, name, total, &assignments)?,
-                (),
-            ))
-        })
-        .await
+        let Some(leader) = self.forward_to()? else {
+            return self
+                .submit(validate_only, |_, image| {
+                    Ok((
+                        topics::create_partitions(image, name, total, &assignments)?,
+                        (),
+                    ))
+                })
+                .await;
+        };
+        let request = CreatePartitionsRequest::default()
+            .with_validate_only(validate_only)
+            .with_timeout_ms(FORWARDED_APPLY_TIMEOUT.as_millis() as i32)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(name.to_string().into()))
+                .with_count(total)
+                .with_assignments((!assignments.is_empty()).then(|| {
+                    assignments
+                        .iter()
+                        .map(|r| {
+                            CreatePartitionsAssignment::default().with_broker_ids(
+                                r.iter()
+                                    .map(|b| protocol::messages::BrokerId(b.0))
+                                    .collect(),
+                            )
+                        })
+                        .collect()
+                }))]);
+        let response: CreatePartitionsResponse = self
+            .channel
+            .call(leader, ApiKey::CreatePartitions, 3, &request)
+            .await
+            .map_err(Self::forward_failed)?;
+        let result = response
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
+        if result.error_code != 0 {
+            return Err(TopicError::new(
+                ErrorCode(result.error_code),
+                result
+                    .error_message
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        if !validate_only {
+            self.await_image(|image| {
+                image
+                    .topic(name)
+                    .is_some_and(|t| t.partitions.len() as i32 >= total)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
-    /// Registers this broker (or a restart of it) with its client endpoint, unfenced.
-    pub async fn register_broker(
-        &self,
-        id: BrokerId,
-        endpoint: Endpoint,
-    ) -> Result<(), TopicError> {
-        self.submit(false, |_| {
-            Ok((
-                vec![MetadataRecord::RegisterBroker {
-                    id,
-                    incarnation: Uuid::new_v4(),
-                    endpoints: vec![endpoint],
-                    rack: None,
-                    fenced: false,
-                }],
-                (),
-            ))
+    /// BrokerRegistration: answers the broker epoch.
+    pub async fn register(&self, registration: Registration) -> Result<i64, ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                let request = service::registration_request(&registration);
+                let response: BrokerRegistrationResponse = self
+                    .channel
+                    .call(leader, ApiKey::BrokerRegistration, 0, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER)?;
+                return match response.error_code {
+                    0 => Ok(response.broker_epoch),
+                    code => Err(ErrorCode(code)),
+                };
+            }
+            Err(e) => return Err(e.code),
+        }
+        let id = registration.id;
+        let learner = registration
+            .endpoints
+            .iter()
+            .find(|e| e.name == CONTROLLER_LISTENER_NAME)
+            .filter(|_| !self.config.voters.contains_key(&id.0))
+            .and_then(|e| format!("{}:{}", e.host, e.port).parse::<SocketAddr>().ok());
+        self.submit(false, |membership, image| {
+            let records = membership
+                .register(image, &registration, crate::now_ms())
+                .map_err(|code| TopicError::new(code, format!("broker {id} cannot register")))?;
+            Ok((records, ()))
         })
         .await
+        .map_err(|e| e.code)?;
+        if let Some(addr) = learner {
+            // A broker-only node receives the metadata log as a learner.
+            if let Err(e) = self.quorum.add_learner(id.0, addr).await {
+                tracing::warn!(broker = %id, error = %e, "cannot add the broker as a learner of the metadata log");
+            }
+        }
+        self.metadata
+            .image()
+            .broker(id)
+            .map(|b| b.epoch)
+            .ok_or(ErrorCode::UNKNOWN_SERVER_ERROR)
+    }
+
+    /// BrokerHeartbeat.
+    pub async fn heartbeat(&self, heartbeat: Heartbeat) -> Result<HeartbeatReply, ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                let request = BrokerHeartbeatRequest::default()
+                    .with_broker_id(protocol::messages::BrokerId(heartbeat.id.0))
+                    .with_broker_epoch(heartbeat.broker_epoch)
+                    .with_current_metadata_offset(heartbeat.current_metadata_offset)
+                    .with_want_fence(heartbeat.want_fence)
+                    .with_want_shut_down(heartbeat.want_shutdown);
+                let response: BrokerHeartbeatResponse = self
+                    .channel
+                    .call(leader, ApiKey::BrokerHeartbeat, 0, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER)?;
+                return match response.error_code {
+                    0 => Ok(HeartbeatReply {
+                        is_caught_up: response.is_caught_up,
+                        is_fenced: response.is_fenced,
+                        should_shut_down: response.should_shut_down,
+                    }),
+                    code => Err(ErrorCode(code)),
+                };
+            }
+            Err(e) => return Err(e.code),
+        }
+        self.submit(false, |membership, image| {
+            membership
+                .heartbeat(image, &heartbeat, crate::now_ms())
+                .map_err(|code| TopicError::new(code, "heartbeat refused"))
+        })
+        .await
+        .map_err(|e| e.code)
+    }
+
+    /// The active controller's timer: on becoming active, every registered
+    /// broker gets a full session; then brokers silent past
+    /// `broker.session.timeout.ms` are fenced and their leaderships move.
+    pub async fn run_sessions(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(SESSION_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut active = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let leads = self.quorum.is_leader();
+            if !leads {
+                active = false;
+                continue;
+            }
+            if !active {
+                // Everything the previous controller committed is applied
+                // once an entry of ours is: then start the sessions.
+                if self.commit(Vec::new()).await.is_err() {
+                    continue;
+                }
+                let mut membership = self.deciding.lock().await;
+                membership.reset(&self.metadata.image(), crate::now_ms());
+                active = true;
+                tracing::info!(
+                    node = self.quorum.node_id(),
+                    "this node is the active controller"
+                );
+                continue;
+            }
+            let expired = self
+                .submit(false, |membership, image| {
+                    Ok((membership.expire(image, crate::now_ms()), ()))
+                })
+                .await;
+            if let Err(e) = expired {
+                tracing::debug!(error = %e.message, "session check not committed");
+            }
+        }
     }
 }
 
@@ -166,7 +531,7 @@ fn not_controller(leader: Option<i32>) -> TopicError {
     TopicError::new(
         ErrorCode::NOT_CONTROLLER,
         match leader {
-            Some(id) => format!("this broker is not the active controller; {id} is"),
+            Some(id) => format!("this node is not the active controller; {id} is"),
             None => "no active controller yet".to_string(),
         },
     )

@@ -253,6 +253,8 @@ mod tests {
             .await
             .unwrap(),
         );
+        let (host, port) = broker.advertised();
+        broker.join(&host, port).await.unwrap();
         broker
             .controller
             .create_topic(

@@ -1,0 +1,243 @@
+//! What the controller listener serves besides Raft: the Kafka requests
+//! brokers send the active controller (BrokerRegistration, BrokerHeartbeat,
+//! and the topic changes they forward: CreateTopics, DeleteTopics,
+//! CreatePartitions). A node that is not the active controller answers
+//! `NOT_CONTROLLER`; the sender finds the leader and retries.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+use protocol::messages::broker_registration_request::Listener;
+use protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use protocol::messages::create_topics_response::CreatableTopicResult;
+use protocol::messages::delete_topics_response::DeletableTopicResult;
+use protocol::messages::{
+    ApiKey, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationRequest,
+    BrokerRegistrationResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+};
+use protocol::{Decodable, Encodable, StrBytes};
+
+use crate::controller::membership::{Heartbeat, Registration};
+use crate::controller::{Controller, NewTopic};
+use crate::ids::BrokerId;
+use crate::metadata::Endpoint;
+use crate::quorum::FrameHandler;
+
+/// Where the controller is found once it exists (the quorum's listener starts first).
+pub type ControllerSlot = Arc<OnceLock<Weak<Controller>>>;
+
+/// The handler the quorum's controller listener hands non-Raft frames to.
+pub fn frame_handler(slot: ControllerSlot) -> FrameHandler {
+    Arc::new(move |frame: Bytes| {
+        let slot = slot.clone();
+        Box::pin(async move {
+            let controller = slot.get().and_then(Weak::upgrade)?;
+            match serve(&controller, frame).await {
+                Ok(response) => Some(response),
+                Err(reason) => {
+                    tracing::warn!(%reason, "closing a controller connection: bad request");
+                    None
+                }
+            }
+        })
+    })
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
+    T::decode(body, version).map_err(|e| e.to_string())
+}
+
+fn respond<T: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, String> {
+    protocol::header::encode_response(api, version, correlation_id, body).map_err(|e| e.to_string())
+}
+
+async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, String> {
+    let (api, header) =
+        protocol::header::decode_request_header(&mut frame).map_err(|e| e.to_string())?;
+    let version = header.request_api_version;
+    let correlation_id = header.correlation_id;
+    let supported = match api {
+        ApiKey::BrokerRegistration => 0..=4,
+        ApiKey::BrokerHeartbeat => 0..=1,
+        ApiKey::CreateTopics => 2..=7,
+        ApiKey::DeleteTopics => 1..=6,
+        ApiKey::CreatePartitions => 0..=3,
+        _ => return Err(format!("{api:?} is not served on the controller listener")),
+    };
+    if !supported.contains(&version) {
+        return Err(format!("{api:?} v{version} is not supported"));
+    }
+    let body = &mut frame;
+    match api {
+        ApiKey::BrokerRegistration => {
+            let request: BrokerRegistrationRequest = decode(body, version)?;
+            let response = match controller.register(registration_from(&request)).await {
+                Ok(epoch) => BrokerRegistrationResponse::default().with_broker_epoch(epoch),
+                Err(code) => BrokerRegistrationResponse::default()
+                    .with_error_code(code.code())
+                    .with_broker_epoch(-1),
+            };
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::BrokerHeartbeat => {
+            let request: BrokerHeartbeatRequest = decode(body, version)?;
+            let heartbeat = Heartbeat {
+                id: BrokerId(request.broker_id.0),
+                broker_epoch: request.broker_epoch,
+                current_metadata_offset: request.current_metadata_offset,
+                want_fence: request.want_fence,
+                want_shutdown: request.want_shut_down,
+            };
+            let response = match controller.heartbeat(heartbeat).await {
+                Ok(reply) => BrokerHeartbeatResponse::default()
+                    .with_is_caught_up(reply.is_caught_up)
+                    .with_is_fenced(reply.is_fenced)
+                    .with_should_shut_down(reply.should_shut_down),
+                Err(code) => BrokerHeartbeatResponse::default()
+                    .with_error_code(code.code())
+                    .with_is_fenced(true),
+            };
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::CreateTopics => {
+            let request: CreateTopicsRequest = decode(body, version)?;
+            let mut results = Vec::new();
+            for topic in request.topics {
+                let mut assignments = topic.assignments.clone();
+                assignments.sort_by_key(|a| a.partition_index);
+                let wanted = NewTopic {
+                    name: topic.name.0.to_string(),
+                    partitions: topic.num_partitions,
+                    replication_factor: topic.replication_factor,
+                    assignments: assignments
+                        .iter()
+                        .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
+                        .collect(),
+                    configs: topic
+                        .configs
+                        .iter()
+                        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                        .collect(),
+                };
+                let result = CreatableTopicResult::default().with_name(topic.name.clone());
+                results.push(
+                    match controller.create_topic(wanted, request.validate_only).await {
+                        Ok(created) => result
+                            .with_topic_id(created.id)
+                            .with_num_partitions(created.partitions)
+                            .with_replication_factor(created.replication_factor),
+                        Err(e) => result
+                            .with_error_code(e.code.code())
+                            .with_error_message(Some(StrBytes::from_string(e.message)))
+                            .with_num_partitions(-1)
+                            .with_replication_factor(-1),
+                    },
+                );
+            }
+            respond(
+                api,
+                version,
+                correlation_id,
+                &CreateTopicsResponse::default().with_topics(results),
+            )
+        }
+        ApiKey::DeleteTopics => {
+            let request: DeleteTopicsRequest = decode(body, version)?;
+            let mut responses = Vec::new();
+            for name in request.topic_names {
+                let result = DeletableTopicResult::default().with_name(Some(name.clone()));
+                responses.push(match controller.delete_topic(name.0.as_str()).await {
+                    Ok(id) => result.with_topic_id(id),
+                    Err(e) => result
+                        .with_error_code(e.code.code())
+                        .with_error_message(Some(StrBytes::from_string(e.message))),
+                });
+            }
+            respond(
+                api,
+                version,
+                correlation_id,
+                &DeleteTopicsResponse::default().with_responses(responses),
+            )
+        }
+        ApiKey::CreatePartitions => {
+            let request: CreatePartitionsRequest = decode(body, version)?;
+            let mut results = Vec::new();
+            for topic in &request.topics {
+                let assignments = topic
+                    .assignments
+                    .iter()
+                    .flatten()
+                    .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
+                    .collect();
+                let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+                results.push(
+                    match controller
+                        .create_partitions(
+                            topic.name.0.as_str(),
+                            topic.count,
+                            assignments,
+                            request.validate_only,
+                        )
+                        .await
+                    {
+                        Ok(()) => result,
+                        Err(e) => result
+                            .with_error_code(e.code.code())
+                            .with_error_message(Some(StrBytes::from_string(e.message))),
+                    },
+                );
+            }
+            respond(
+                api,
+                version,
+                correlation_id,
+                &CreatePartitionsResponse::default().with_results(results),
+            )
+        }
+        _ => unreachable!("checked above"),
+    }
+}
+
+/// A BrokerRegistration request for `registration`.
+pub fn registration_request(registration: &Registration) -> BrokerRegistrationRequest {
+    BrokerRegistrationRequest::default()
+        .with_broker_id(protocol::messages::BrokerId(registration.id.0))
+        .with_incarnation_id(registration.incarnation)
+        .with_rack(registration.rack.clone().map(StrBytes::from_string))
+        .with_listeners(
+            registration
+                .endpoints
+                .iter()
+                .map(|e| {
+                    Listener::default()
+                        .with_name(StrBytes::from_string(e.name.clone()))
+                        .with_host(StrBytes::from_string(e.host.clone()))
+                        .with_port(e.port)
+                })
+                .collect(),
+        )
+}
+
+fn registration_from(request: &BrokerRegistrationRequest) -> Registration {
+    Registration {
+        id: BrokerId(request.broker_id.0),
+        incarnation: request.incarnation_id,
+        endpoints: request
+            .listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.to_string(),
+                host: l.host.to_string(),
+                port: l.port,
+            })
+            .collect(),
+        rack: request.rack.as_ref().map(|r| r.to_string()),
+    }
+}
