@@ -94,11 +94,13 @@ impl Broker {
     pub async fn open(config: BrokerConfig) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let cluster_id = load_or_write_meta(
-            &config.data_dir,
-            config.node_id,
-            config.cluster_id.as_deref(),
-        )?;
+        // Nodes started with the same voters belong to the same cluster.
+        let cluster_id = config.cluster_id.clone().or_else(|| {
+            (!config.controller_voters.is_empty())
+                .then(|| cluster_id_of_voters(&config.controller_voters))
+        });
+        let cluster_id =
+            load_or_write_meta(&config.data_dir, config.node_id, cluster_id.as_deref())?;
         let logs = Arc::new(
             LogManager::open(&config.data_dir, config.log.clone(), config.mappings_max)
                 .context("cannot open the logs")?,
@@ -481,6 +483,21 @@ fn load_or_write_meta(
     Ok(cluster_id)
 }
 
+/// The cluster id of a cluster whose `cluster.id` is not set: the same on
+/// every node given the same voters, in Kafka's form (16 bytes, base64).
+fn cluster_id_of_voters(voters: &BTreeMap<i32, SocketAddr>) -> String {
+    let text: String = voters
+        .iter()
+        .map(|(id, addr)| format!("{id}@{addr},"))
+        .collect();
+    let mut bytes = Vec::with_capacity(16);
+    for seed in 0u32..4 {
+        let crc = crc32c::crc32c_append(seed.wrapping_mul(0x9E37_79B9), text.as_bytes());
+        bytes.extend_from_slice(&crc.to_be_bytes());
+    }
+    base64_url(&bytes)
+}
+
 /// Base64 (URL alphabet, no padding), the form Kafka gives cluster ids.
 fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -600,6 +617,22 @@ mod tests {
         let broker = open(dir.path()).await;
         assert_eq!(broker.image().topic("old").unwrap().id, id);
         close(broker).await;
+    }
+
+    #[test]
+    fn nodes_given_the_same_voters_share_a_cluster_id() {
+        // Without cluster.id, the voters name the cluster; other voters, another cluster.
+        let voters = |text: &str| crate::quorum::QuorumConfig::parse_voters(text).unwrap();
+        let a = cluster_id_of_voters(&voters("1@127.0.0.1:9001,2@127.0.0.1:9002"));
+        assert_eq!(
+            a,
+            cluster_id_of_voters(&voters("2@127.0.0.1:9002,1@127.0.0.1:9001"))
+        );
+        assert_ne!(
+            a,
+            cluster_id_of_voters(&voters("1@127.0.0.1:9001,2@127.0.0.1:9003"))
+        );
+        assert_eq!(a.len(), 22);
     }
 
     #[test]

@@ -66,6 +66,7 @@ impl ErrorCode {
     pub const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(75);
     pub const STALE_BROKER_EPOCH: ErrorCode = ErrorCode(77);
     pub const ELECTION_NOT_NEEDED: ErrorCode = ErrorCode(84);
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: ErrorCode = ErrorCode(83);
     pub const PREFERRED_LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(80);
     pub const DUPLICATE_BROKER_REGISTRATION: ErrorCode = ErrorCode(101);
     pub const BROKER_ID_NOT_REGISTERED: ErrorCode = ErrorCode(102);
@@ -211,6 +212,10 @@ mod tests {
             (ErrorCode::UNKNOWN_LEADER_EPOCH, "UNKNOWN_LEADER_EPOCH"),
             (ErrorCode::STALE_BROKER_EPOCH, "STALE_BROKER_EPOCH"),
             (ErrorCode::ELECTION_NOT_NEEDED, "ELECTION_NOT_NEEDED"),
+            (
+                ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+            ),
             (
                 ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
                 "PREFERRED_LEADER_NOT_AVAILABLE",

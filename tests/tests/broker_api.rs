@@ -452,3 +452,94 @@ fn fetch_by_topic_id_works_from_version_13_and_unknown_ids_are_refused() {
 fn uuid_of(byte: u8) -> uuid::Uuid {
     uuid::Uuid::from_bytes([byte; 16])
 }
+
+#[test]
+fn describe_cluster_and_describe_quorum_name_the_lone_broker_as_controller() {
+    // The single-node default is a cluster of one: its own controller and its quorum's leader.
+    use protocol::messages::{
+        DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+        DescribeQuorumResponse,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--node-id", "7"]).unwrap();
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    let cluster: DescribeClusterResponse = conn
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_endpoint_type(1),
+        )
+        .unwrap();
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.controller_id, BrokerId(7));
+    let brokers: Vec<(i32, String)> = cluster
+        .brokers
+        .iter()
+        .map(|b| (b.broker_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    assert_eq!(brokers, vec![(7, broker.addr.clone())]);
+    let quorum: DescribeQuorumResponse = conn
+        .call(ApiKey::DescribeQuorum, 2, &DescribeQuorumRequest::default())
+        .unwrap();
+    let partition = &quorum.topics[0].partitions[0];
+    assert_eq!(quorum.topics[0].topic_name.0.as_str(), "__cluster_metadata");
+    assert_eq!(
+        (partition.error_code, partition.leader_id),
+        (0, BrokerId(7))
+    );
+    assert!(
+        partition.leader_epoch >= 1 && partition.high_watermark > 0,
+        "{partition:?}"
+    );
+    let voters: Vec<i32> = partition
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    assert_eq!(voters, vec![7]);
+}
+
+#[test]
+fn elect_leaders_and_unregister_broker_are_answered_by_the_controller() {
+    // A preferred election where the preferred replica leads is not needed; an unknown broker cannot be unregistered.
+    use protocol::messages::elect_leaders_request::TopicPartitions;
+    use protocol::messages::{
+        ElectLeadersRequest, ElectLeadersResponse, UnregisterBrokerRequest,
+        UnregisterBrokerResponse,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    create_topic(&mut conn, "elect", 2);
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(5_000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(topic_name("elect"))
+            .with_partitions(vec![1, 9])]));
+    let response: ElectLeadersResponse = conn.call(ApiKey::ElectLeaders, 2, &request).unwrap();
+    assert_eq!(response.error_code, 0);
+    let codes: Vec<(i32, i16)> = response.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|p| (p.partition_id, p.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (1, ErrorCode::ELECTION_NOT_NEEDED.code()),
+            (9, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code())
+        ]
+    );
+    let unregister: UnregisterBrokerResponse = conn
+        .call(
+            ApiKey::UnregisterBroker,
+            0,
+            &UnregisterBrokerRequest::default().with_broker_id(BrokerId(42)),
+        )
+        .unwrap();
+    assert_eq!(
+        unregister.error_code,
+        ErrorCode::BROKER_ID_NOT_REGISTERED.code()
+    );
+}

@@ -483,6 +483,155 @@ impl Controller {
         .map_err(|e| e.code)
     }
 
+    /// UnregisterBroker: the broker's leaderships move away and it leaves
+    /// the cluster's metadata (a broker-only node also leaves the quorum's learners).
+    pub async fn unregister(&self, id: BrokerId) -> Result<(), ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                let request = protocol::messages::UnregisterBrokerRequest::default()
+                    .with_broker_id(protocol::messages::BrokerId(id.0));
+                let response: protocol::messages::UnregisterBrokerResponse = self
+                    .channel
+                    .call(leader, ApiKey::UnregisterBroker, 0, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER)?;
+                return match response.error_code {
+                    0 => Ok(()),
+                    code => Err(ErrorCode(code)),
+                };
+            }
+            Err(e) => return Err(e.code),
+        }
+        self.submit(false, |membership, image| {
+            let records = membership.unregister(image, id).map_err(|code| {
+                TopicError::new(code, format!("broker {id} cannot be unregistered"))
+            })?;
+            Ok((records, ()))
+        })
+        .await
+        .map_err(|e| e.code)?;
+        if !self.config.voters.contains_key(&id.0) {
+            if let Err(e) = self.quorum.remove_learner(id.0).await {
+                tracing::debug!(broker = %id, error = %e, "not removed from the metadata log's learners");
+            }
+        }
+        Ok(())
+    }
+
+    /// ElectLeaders: preferred elections move each named partition's
+    /// leadership back to its first replica when that replica is live and in
+    /// the ISR (all partitions when none are named). Unclean elections are
+    /// not offered.
+    pub async fn elect_leaders(
+        &self,
+        request: protocol::messages::ElectLeadersRequest,
+        version: i16,
+    ) -> Result<protocol::messages::ElectLeadersResponse, ErrorCode> {
+        use protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                return self
+                    .channel
+                    .call(leader, ApiKey::ElectLeaders, version, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER);
+            }
+            Err(e) => return Err(e.code),
+        }
+        const PREFERRED: i8 = 0;
+        let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.as_ref().map(|topics| {
+            topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
+                .collect()
+        });
+        let before = self.metadata.image();
+        if request.election_type == PREFERRED {
+            let only = wanted.clone();
+            self.submit(false, |membership, image| {
+                Ok((
+                    membership.preferred_leader_elections(image, only.as_deref()),
+                    (),
+                ))
+            })
+            .await
+            .map_err(|e| e.code)?;
+        }
+        let after = self.metadata.image();
+        let named = wanted.unwrap_or_else(|| {
+            after
+                .topics()
+                .flat_map(|t| (0..t.partitions.len() as i32).map(|p| (t.name.clone(), p)))
+                .collect()
+        });
+        let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+        for (topic, partition) in named {
+            let now = after.topic(&topic).and_then(|t| t.partition(partition));
+            let was = before.topic(&topic).and_then(|t| t.partition(partition));
+            let (code, message) = match (now, was) {
+                (None, _) => (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"),
+                _ if request.election_type != PREFERRED => (
+                    ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                    "unclean leader election is not offered",
+                ),
+                (Some(now), Some(was))
+                    if now.leader == now.replicas[0] && was.leader != now.leader =>
+                {
+                    (ErrorCode::NONE, "")
+                }
+                (Some(now), _) if now.leader == now.replicas[0] => (
+                    ErrorCode::ELECTION_NOT_NEEDED,
+                    "the preferred replica leads already",
+                ),
+                _ => (
+                    ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
+                    "the preferred replica is not live or not in sync",
+                ),
+            };
+            by_topic.entry(topic).or_default().push(
+                PartitionResult::default()
+                    .with_partition_id(partition)
+                    .with_error_code(code.code())
+                    .with_error_message((!message.is_empty()).then(|| message.into())),
+            );
+        }
+        Ok(
+            protocol::messages::ElectLeadersResponse::default().with_replica_election_results(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, results)| {
+                        ReplicaElectionResult::default()
+                            .with_topic(TopicName(topic.into()))
+                            .with_partition_result(results)
+                    })
+                    .collect(),
+            ),
+        )
+    }
+
+    /// DescribeQuorum, asked of the active controller.
+    pub async fn describe_quorum(
+        &self,
+        version: i16,
+    ) -> Result<protocol::messages::DescribeQuorumResponse, ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => Ok(crate::handlers::cluster::describe(&self.quorum)),
+            Ok(Some(leader)) => self
+                .channel
+                .call(
+                    leader,
+                    ApiKey::DescribeQuorum,
+                    version,
+                    &protocol::messages::DescribeQuorumRequest::default(),
+                )
+                .await
+                .map_err(|_| ErrorCode::NOT_CONTROLLER),
+            Err(e) => Err(e.code),
+        }
+    }
+
     /// The active controller's timer: on becoming active, every registered
     /// broker gets a full session; then brokers silent past
     /// `broker.session.timeout.ms` are fenced and their leaderships move.

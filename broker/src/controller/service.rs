@@ -68,6 +68,9 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         ApiKey::CreateTopics => 2..=7,
         ApiKey::DeleteTopics => 1..=6,
         ApiKey::CreatePartitions => 0..=3,
+        ApiKey::DescribeQuorum => 0..=2,
+        ApiKey::UnregisterBroker => 0..=0,
+        ApiKey::ElectLeaders => 0..=2,
         _ => return Err(format!("{api:?} is not served on the controller listener")),
     };
     if !supported.contains(&version) {
@@ -200,6 +203,31 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
                 correlation_id,
                 &CreatePartitionsResponse::default().with_results(results),
             )
+        }
+        ApiKey::DescribeQuorum => {
+            let _: protocol::messages::DescribeQuorumRequest = decode(body, version)?;
+            let response = crate::handlers::cluster::describe(controller.quorum());
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::UnregisterBroker => {
+            let request: protocol::messages::UnregisterBrokerRequest = decode(body, version)?;
+            let code = match controller.unregister(BrokerId(request.broker_id.0)).await {
+                Ok(()) => 0,
+                Err(code) => code.code(),
+            };
+            let response =
+                protocol::messages::UnregisterBrokerResponse::default().with_error_code(code);
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::ElectLeaders => {
+            let request: protocol::messages::ElectLeadersRequest = decode(body, version)?;
+            let response = controller
+                .elect_leaders(request, version)
+                .await
+                .unwrap_or_else(|code| {
+                    protocol::messages::ElectLeadersResponse::default().with_error_code(code.code())
+                });
+            respond(api, version, correlation_id, &response)
         }
         _ => unreachable!("checked above"),
     }

@@ -12,10 +12,12 @@ use protocol::header::encode_response;
 use protocol::messages::api_versions_response::ApiVersion;
 use protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
+    UnregisterBrokerRequest,
 };
 use protocol::{ErrorCode, Message};
 
@@ -50,6 +52,10 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<InitProducerIdRequest>(ApiKey::InitProducerId),
         range::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
         range::<OffsetDeleteRequest>(ApiKey::OffsetDelete),
+        range::<DescribeQuorumRequest>(ApiKey::DescribeQuorum),
+        range::<DescribeClusterRequest>(ApiKey::DescribeCluster),
+        range::<ElectLeadersRequest>(ApiKey::ElectLeaders),
+        range::<UnregisterBrokerRequest>(ApiKey::UnregisterBroker),
     ]
 }
 

@@ -2,6 +2,7 @@
 //! through the broker's state, and encodes its response.
 
 pub mod api_versions;
+pub mod cluster;
 pub mod configs;
 pub mod coordinator;
 pub mod fetch;

@@ -64,6 +64,8 @@ pub use crate::quorum::wire::{ENTRY_PAYLOAD_BYTES_MAX, FRAME_BYTES_MAX};
 
 /// The metadata log's directory name under the data dir, as in KRaft.
 pub const METADATA_LOG_DIR_NAME: &str = "__cluster_metadata-0";
+/// The metadata log's name as DescribeQuorum reports it (Kafka's).
+pub const METADATA_TOPIC_NAME: &str = "__cluster_metadata";
 /// Default election timeout range: a follower that hears nothing from a
 /// leader for a random time in it stands for election.
 pub const ELECTION_TIMEOUT_MS_DEFAULT: (u64, u64) = (500, 1000);

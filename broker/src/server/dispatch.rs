@@ -240,6 +240,10 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::OffsetDelete => handlers::groups::offset_delete(broker, request, body),
         ApiKey::InitProducerId => handlers::producer_id::handle(broker, &request, body),
         ApiKey::DescribeConfigs => handlers::configs::describe_configs(broker, &request, body),
+        ApiKey::DescribeCluster => handlers::cluster::describe_cluster(broker, &request, body),
+        ApiKey::DescribeQuorum => handlers::cluster::describe_quorum(broker, &request, body),
+        ApiKey::UnregisterBroker => handlers::cluster::unregister_broker(broker, &request, body),
+        ApiKey::ElectLeaders => handlers::cluster::elect_leaders(broker, &request, body),
         other => Err(DispatchError::Unsupported {
             api_key: other as i16,
             api_version: request.version(),

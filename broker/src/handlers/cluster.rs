@@ -1,0 +1,167 @@
+//! DescribeCluster (the live brokers and the active controller, from the
+//! metadata image); DescribeQuorum (the metadata quorum's leader, epoch,
+//! high watermark and replicas), UnregisterBroker and ElectLeaders, answered
+//! by the active controller: another node forwards them there.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
+use protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, TopicName,
+};
+use protocol::{ErrorCode, StrBytes};
+
+use crate::quorum::{Quorum, ReplicaDescription};
+use crate::server::dispatch::{DispatchError, Reply, Request};
+use crate::Broker;
+
+/// Kafka's value for "authorized operations not requested".
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// DescribeCluster's endpoint type for brokers (2 asks for controllers).
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+pub fn describe_cluster(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: DescribeClusterRequest = request.decode(&mut body)?;
+    let image = broker.image();
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.controller.active_id().unwrap_or(-1)))
+        .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
+        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+    if request.version() >= 1 && req.endpoint_type != ENDPOINT_TYPE_BROKERS {
+        response = response
+            .with_error_code(ErrorCode::UNSUPPORTED_VERSION.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "only broker endpoints are described",
+            )));
+    } else {
+        let brokers = image
+            .brokers()
+            .filter(|b| !b.fenced || req.include_fenced_brokers)
+            .filter_map(|b| {
+                let endpoint = b.client_endpoint()?;
+                Some(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id.0))
+                        .with_host(StrBytes::from_string(endpoint.host.clone()))
+                        .with_port(i32::from(endpoint.port))
+                        .with_rack(b.rack.clone().map(StrBytes::from_string))
+                        .with_is_fenced(b.fenced),
+                )
+            })
+            .collect();
+        response = response.with_brokers(brokers);
+    }
+    Ok(Reply::Now(request.respond(&response)?))
+}
+
+pub fn describe_quorum(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let _req: DescribeQuorumRequest = request.decode(&mut body)?;
+    let quorum = broker.controller.quorum();
+    if quorum.is_leader() || broker.controller.active_id().is_none() {
+        return Ok(Reply::Now(request.respond(&describe(quorum))?));
+    }
+    let broker = broker.clone();
+    let responder = request.responder();
+    let version = request.version();
+    Ok(Reply::Later(Box::pin(async move {
+        let response = broker
+            .controller
+            .describe_quorum(version)
+            .await
+            .unwrap_or_else(|code| DescribeQuorumResponse::default().with_error_code(code.code()));
+        // Encoding our own response cannot fail for a version we decoded.
+        responder
+            .respond(&response)
+            .expect("describe quorum response encodes")
+    })))
+}
+
+fn replica_state(replica: &ReplicaDescription) -> ReplicaState {
+    ReplicaState::default()
+        .with_replica_id(BrokerId(replica.node_id))
+        .with_log_end_offset(replica.log_end_offset.unwrap_or(-1))
+        .with_last_fetch_timestamp(replica.last_fetch_timestamp_ms.unwrap_or(-1))
+        .with_last_caught_up_timestamp(replica.last_caught_up_timestamp_ms.unwrap_or(-1))
+}
+
+/// This node's view of the metadata quorum, as DescribeQuorum answers it.
+pub fn describe(quorum: &Quorum) -> DescribeQuorumResponse {
+    let description = quorum.describe();
+    let (code, leader) = match description.leader {
+        Some(leader) => (ErrorCode::NONE, leader),
+        None => (ErrorCode::NOT_LEADER_OR_FOLLOWER, -1),
+    };
+    let partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_error_code(code.code())
+        .with_leader_id(BrokerId(leader))
+        .with_leader_epoch(i32::try_from(description.leader_epoch).unwrap_or(i32::MAX))
+        .with_high_watermark(description.high_watermark)
+        .with_current_voters(description.voters.iter().map(replica_state).collect())
+        .with_observers(description.learners.iter().map(replica_state).collect());
+    DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str(
+            crate::quorum::METADATA_TOPIC_NAME,
+        )))
+        .with_partitions(vec![partition])])
+}
+
+pub fn unregister_broker(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: protocol::messages::UnregisterBrokerRequest = request.decode(&mut body)?;
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let code = match broker
+            .controller
+            .unregister(crate::ids::BrokerId(req.broker_id.0))
+            .await
+        {
+            Ok(()) => ErrorCode::NONE,
+            Err(code) => code,
+        };
+        let response =
+            protocol::messages::UnregisterBrokerResponse::default().with_error_code(code.code());
+        responder
+            .respond(&response)
+            .expect("unregister broker response encodes")
+    })))
+}
+
+pub fn elect_leaders(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: protocol::messages::ElectLeadersRequest = request.decode(&mut body)?;
+    let broker = broker.clone();
+    let responder = request.responder();
+    let version = request.version();
+    Ok(Reply::Later(Box::pin(async move {
+        let response = broker
+            .controller
+            .elect_leaders(req, version)
+            .await
+            .unwrap_or_else(|code| {
+                protocol::messages::ElectLeadersResponse::default().with_error_code(code.code())
+            });
+        responder
+            .respond(&response)
+            .expect("elect leaders response encodes")
+    })))
+}
