@@ -83,6 +83,8 @@ pub struct Broker {
     advertised_port: i32,
     /// The controller listener's bound address, in a cluster.
     controller_address: Option<SocketAddr>,
+    /// This broker's epoch (the offset of its registration); -1 before it registers.
+    broker_epoch: std::sync::atomic::AtomicI64,
     /// Cancelled when shutdown begins; long waits end early on it.
     pub shutdown: CancellationToken,
 }
@@ -163,10 +165,12 @@ impl Broker {
             quorum,
         ));
         let _ = slot.set(Arc::downgrade(&controller));
+        // The active controller's session timer; it acts only while this
+        // node leads the quorum, and stops with the broker.
+        tokio::spawn(controller.clone().run_sessions(shutdown.clone()));
         if !clustered {
             adopt_legacy_topics(&controller, &logs, node).await?;
         }
-        let producer_ids = ProducerIdAllocator::open(&config.data_dir)?;
         let (advertised_host, advertised_port) = match &config.advertised_listener {
             Some(addr) => split_host_port(addr)?,
             None => (
@@ -181,8 +185,9 @@ impl Broker {
             metadata,
             controller,
             replicas,
-            producer_ids,
+            producer_ids: ProducerIdAllocator::default(),
             groups,
+            broker_epoch: std::sync::atomic::AtomicI64::new(-1),
             advertised_host,
             advertised_port,
             controller_address,
@@ -201,6 +206,16 @@ impl Broker {
         let registration = lifecycle::registration(self, host, port, uuid::Uuid::new_v4());
         let epoch = lifecycle::join(self, registration.clone(), &self.shutdown).await?;
         Ok((registration, epoch))
+    }
+
+    /// This broker's epoch, as its last registration got it.
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_broker_epoch(&self, epoch: i64) {
+        self.broker_epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
     }
 
     pub fn advertised(&self) -> (String, i32) {
@@ -251,7 +266,13 @@ async fn adopt_legacy_topics(
         .map_err(|e| anyhow::anyhow!("the metadata log does not commit: {}", e.message))?;
     let image = controller.metadata().image();
     if image.topic_count() == 0 && image.brokers().next().is_none() {
-        let adopted = topics::bootstrap_records(logs, node)?;
+        let mut adopted = topics::bootstrap_records(logs, node)?;
+        if let Some(next) = producer_ids::legacy_next_producer_id(logs.data_dir())? {
+            adopted.push(metadata::MetadataRecord::ProducerIds {
+                broker: node,
+                next_producer_id: next,
+            });
+        }
         if !adopted.is_empty() {
             tracing::info!(records = adopted.len(), %marker, "adopting the topics of a data dir written before the metadata log");
             controller
@@ -306,14 +327,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
     let broker = Arc::new(broker);
-    // The active controller's session timer; it acts only while this node leads the quorum.
-    let sessions_stop = CancellationToken::new();
-    let sessions = tokio::spawn(
-        broker
-            .controller
-            .clone()
-            .run_sessions(sessions_stop.clone()),
-    );
     // Clients are served once the controller has unfenced this broker.
     let (host, port) = broker.advertised();
     let joined = tokio::select! {
@@ -322,9 +335,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     };
     let Some((registration, epoch)) = joined else {
         tracing::info!("shut down before joining the cluster");
-        sessions_stop.cancel();
         broker.shutdown.cancel();
-        let _ = sessions.await;
         broker.controller.quorum().clone().shutdown().await;
         let logs = broker.logs.clone();
         tokio::task::spawn_blocking(move || logs.shutdown()).await??;
@@ -359,8 +370,6 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     broker.shutdown.cancel();
     let _ = stop_tx.send(true);
     server.await.context("server task failed")??;
-    sessions_stop.cancel();
-    let _ = sessions.await;
     // The metadata log closes cleanly; its token was cancelled above.
     broker.controller.quorum().clone().shutdown().await;
     background.abort();
@@ -585,6 +594,22 @@ mod tests {
             epoch_after > epoch_before,
             "a restart registers anew: {epoch_before} -> {epoch_after}"
         );
+        close(broker).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn producer_ids_stay_unique_across_restarts_and_past_an_older_data_dirs_block() {
+        // Blocks come from the metadata log; an older data dir's block file is honoured once.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(producer_ids::LEGACY_BLOCK_FILE), "5000\n").unwrap();
+        let broker = open(dir.path()).await;
+        let first = broker.producer_ids.allocate(&broker).await.unwrap();
+        let second = broker.producer_ids.allocate(&broker).await.unwrap();
+        assert_eq!((first, second), (5000, 5001));
+        close(broker).await;
+        let broker = open(dir.path()).await;
+        let after_restart = broker.producer_ids.allocate(&broker).await.unwrap();
+        assert_eq!(after_restart, 5000 + producer_ids::PRODUCER_ID_BLOCK_SIZE);
         close(broker).await;
     }
 

@@ -71,6 +71,7 @@ pub async fn join(
         backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
     };
     tracing::info!(broker_epoch = epoch, "registered with the controller");
+    broker.set_broker_epoch(epoch);
     let mut applied = broker.metadata.watch_applied();
     tokio::select! {
         _ = shutdown.cancelled() => anyhow::bail!("shut down before catching up"),

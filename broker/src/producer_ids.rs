@@ -1,77 +1,69 @@
-//! Producer id allocation for InitProducerId. Ids are handed out from blocks;
-//! the end of the current block is persisted before any id in it is given
-//! out, so ids stay unique across restarts (a restart skips the rest of the
-//! block). The shape matches Kafka's AllocateProducerIds, so the controller
-//! can take over handing out blocks without changing callers.
+//! Producer ids for InitProducerId. A broker hands out ids from blocks the
+//! active controller allocates (Kafka's AllocateProducerIds): each block is
+//! committed to the metadata log before any id in it is given out, so ids
+//! are unique across the cluster and across restarts (a restart abandons
+//! the rest of its block).
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use protocol::ErrorCode;
 
-/// Ids per persisted block: one fsync per this many producers.
+use crate::Broker;
+
+/// Ids per block, as Kafka's controller allocates them: one metadata
+/// commit per this many producers.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
-const BLOCK_FILE: &str = "producer-id-block";
+/// The file an older broker kept its next block in; read once, when the
+/// data dir is adopted into the metadata log.
+pub const LEGACY_BLOCK_FILE: &str = "producer-id-block";
 
+#[derive(Default)]
 pub struct ProducerIdAllocator {
-    path: PathBuf,
-    state: Mutex<Block>,
+    block: tokio::sync::Mutex<Block>,
 }
 
+#[derive(Default)]
 struct Block {
     next: i64,
     end: i64,
 }
 
 impl ProducerIdAllocator {
-    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(BLOCK_FILE);
-        let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<i64>()
-                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e.into()),
-        };
-        anyhow::ensure!(next >= 0, "{} holds a negative id", path.display());
-        Ok(ProducerIdAllocator {
-            path,
-            state: Mutex::new(Block { next, end: next }),
-        })
-    }
-
-    /// A producer id never handed out before, on this data dir.
-    pub fn allocate(&self) -> std::io::Result<i64> {
-        let mut block = self.state.lock().expect("producer id lock");
+    /// A producer id never handed out before in this cluster.
+    pub async fn allocate(&self, broker: &Broker) -> Result<i64, ErrorCode> {
+        let mut block = self.block.lock().await;
         if block.next == block.end {
-            let end = block.end + PRODUCER_ID_BLOCK_SIZE;
-            crate::fsutil::write_atomically(&self.path, format!("{end}\n").as_bytes())?;
-            block.end = end;
+            let (start, len) = broker
+                .controller
+                .allocate_producer_ids(broker.node_id(), broker.broker_epoch())
+                .await?;
+            assert!(len > 0, "the controller hands out non-empty blocks");
+            *block = Block {
+                next: start,
+                end: start + i64::from(len),
+            };
         }
         let id = block.next;
         block.next += 1;
         assert!(
             block.next <= block.end,
-            "ids stay inside the persisted block"
+            "ids stay inside the allocated block"
         );
         Ok(id)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_stay_unique_across_restarts() {
-        // A restarted allocator never hands out an id the previous one did.
-        let dir = tempfile::tempdir().unwrap();
-        let first = ProducerIdAllocator::open(dir.path()).unwrap();
-        let a: Vec<i64> = (0..3).map(|_| first.allocate().unwrap()).collect();
-        assert_eq!(a, vec![0, 1, 2]);
-        drop(first);
-        let second = ProducerIdAllocator::open(dir.path()).unwrap();
-        let b = second.allocate().unwrap();
-        assert!(b > 2, "{b}");
-        assert_eq!(b, PRODUCER_ID_BLOCK_SIZE);
+/// The next producer id an older broker's data dir recorded, if any.
+pub fn legacy_next_producer_id(data_dir: &std::path::Path) -> anyhow::Result<Option<i64>> {
+    let path = data_dir.join(LEGACY_BLOCK_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let next = text
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
+            anyhow::ensure!(next >= 0, "{} holds a negative id", path.display());
+            Ok(Some(next))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

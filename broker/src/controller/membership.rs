@@ -143,8 +143,11 @@ impl Membership {
                 self.touch(id, now_ms);
                 return Ok(Vec::new());
             }
+            // A fenced registration leads nothing: a new incarnation may
+            // replace it at once (a restart after a controlled shutdown), as
+            // Kafka holds a fenced broker to have no valid session.
             let heard = self.sessions.get(&id).is_some_and(|s| s.heard);
-            if heard && self.session_is_live(id, now_ms) {
+            if !existing.fenced && heard && self.session_is_live(id, now_ms) {
                 return Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION);
             }
         }
@@ -908,6 +911,16 @@ mod tests {
     }
 
     #[test]
+    fn a_fenced_broker_is_replaced_by_a_new_incarnation_at_once() {
+        // A restart after a controlled shutdown need not wait out the old session.
+        let image = ImageBuilder::new().broker(1, true).build();
+        let mut m = membership();
+        m.reset(&image, 0);
+        m.heartbeat(&image, &heartbeat(&image, 1), 0).unwrap();
+        assert!(m.register(&image, &registration(1, 99), 1).is_ok());
+    }
+
+    #[test]
     fn a_retried_registration_is_idempotent() {
         // The same incarnation again commits nothing and keeps its epoch.
         let mut m = membership();
@@ -916,7 +929,10 @@ mod tests {
         let epoch = image.broker(BrokerId(1)).unwrap().epoch;
         assert_eq!(m.register(&image, &registration(1, 5), 100), Ok(Vec::new()));
         assert_eq!(image.broker(BrokerId(1)).unwrap().epoch, epoch);
-        // The retry also renewed the session: another incarnation is refused past the first one's end.
+        // Once live, the retry's renewed session refuses another incarnation past the first one's end.
+        let (unfenced, _) = m.heartbeat(&image, &heartbeat(&image, 1), 100).unwrap();
+        let image = apply(&image, &unfenced);
+        assert!(!image.broker(BrokerId(1)).unwrap().fenced);
         assert_eq!(
             m.register(&image, &registration(1, 6), SESSION_MS + 50),
             Err(ErrorCode::DUPLICATE_BROKER_REGISTRATION)

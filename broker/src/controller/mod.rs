@@ -81,6 +81,10 @@ pub struct Controller {
     channel: ControllerChannel,
     /// Which voter a broker-only node asks next while it knows no leader.
     next_voter: std::sync::atomic::AtomicUsize,
+    /// This node leads the quorum and has started the broker sessions:
+    /// registrations and heartbeats wait for it (they would be forgotten
+    /// by the sessions' reset otherwise).
+    active: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -99,6 +103,7 @@ impl Controller {
             quorum,
             deciding: tokio::sync::Mutex::new(membership),
             next_voter: std::sync::atomic::AtomicUsize::new(0),
+            active: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -426,6 +431,7 @@ impl Controller {
             .find(|e| e.name == CONTROLLER_LISTENER_NAME)
             .filter(|_| !self.config.voters.contains_key(&id.0))
             .and_then(|e| format!("{}:{}", e.host, e.port).parse::<SocketAddr>().ok());
+        self.ensure_active()?;
         self.submit(false, |membership, image| {
             let records = membership
                 .register(image, &registration, crate::now_ms())
@@ -474,6 +480,7 @@ impl Controller {
             }
             Err(e) => return Err(e.code),
         }
+        self.ensure_active()?;
         self.submit(false, |membership, image| {
             membership
                 .heartbeat(image, &heartbeat, crate::now_ms())
@@ -611,6 +618,59 @@ impl Controller {
         )
     }
 
+    /// AllocateProducerIds: a block of producer ids for `broker`, committed
+    /// before it is answered; `(first id, count)`.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker: BrokerId,
+        broker_epoch: i64,
+    ) -> Result<(i64, i32), ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                let request = protocol::messages::AllocateProducerIdsRequest::default()
+                    .with_broker_id(protocol::messages::BrokerId(broker.0))
+                    .with_broker_epoch(broker_epoch);
+                let response: protocol::messages::AllocateProducerIdsResponse = self
+                    .channel
+                    .call(leader, ApiKey::AllocateProducerIds, 0, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER)?;
+                return match response.error_code {
+                    0 => Ok((response.producer_id_start.0, response.producer_id_len)),
+                    code => Err(ErrorCode(code)),
+                };
+            }
+            Err(e) => return Err(e.code),
+        }
+        let block = crate::producer_ids::PRODUCER_ID_BLOCK_SIZE;
+        self.submit(false, |_, image| {
+            match image.broker(broker) {
+                None => {
+                    return Err(TopicError::new(
+                        ErrorCode::BROKER_ID_NOT_REGISTERED,
+                        "unknown broker",
+                    ))
+                }
+                Some(b) if b.epoch != broker_epoch => {
+                    return Err(TopicError::new(
+                        ErrorCode::STALE_BROKER_EPOCH,
+                        "stale broker epoch",
+                    ))
+                }
+                Some(_) => {}
+            }
+            let start = image.next_producer_id();
+            let record = MetadataRecord::ProducerIds {
+                broker,
+                next_producer_id: start + block,
+            };
+            Ok((vec![record], (start, block as i32)))
+        })
+        .await
+        .map_err(|e| e.code)
+    }
+
     /// DescribeQuorum, asked of the active controller.
     pub async fn describe_quorum(
         &self,
@@ -632,6 +692,14 @@ impl Controller {
         }
     }
 
+    fn ensure_active(&self) -> Result<(), ErrorCode> {
+        if self.active.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(ErrorCode::NOT_CONTROLLER)
+        }
+    }
+
     /// The active controller's timer: on becoming active, every registered
     /// broker gets a full session; then brokers silent past
     /// `broker.session.timeout.ms` are fenced and their leaderships move.
@@ -647,6 +715,8 @@ impl Controller {
             let leads = self.quorum.is_leader();
             if !leads {
                 active = false;
+                self.active
+                    .store(false, std::sync::atomic::Ordering::Release);
                 continue;
             }
             if !active {
@@ -657,6 +727,8 @@ impl Controller {
                 }
                 let mut membership = self.deciding.lock().await;
                 membership.reset(&self.metadata.image(), crate::now_ms());
+                self.active
+                    .store(true, std::sync::atomic::Ordering::Release);
                 active = true;
                 tracing::info!(
                     node = self.quorum.node_id(),

@@ -70,6 +70,7 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         ApiKey::CreatePartitions => 0..=3,
         ApiKey::DescribeQuorum => 0..=2,
         ApiKey::UnregisterBroker => 0..=0,
+        ApiKey::AllocateProducerIds => 0..=0,
         ApiKey::ElectLeaders => 0..=2,
         _ => return Err(format!("{api:?} is not served on the controller listener")),
     };
@@ -227,6 +228,21 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
                 .unwrap_or_else(|code| {
                     protocol::messages::ElectLeadersResponse::default().with_error_code(code.code())
                 });
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::AllocateProducerIds => {
+            let request: protocol::messages::AllocateProducerIdsRequest = decode(body, version)?;
+            let response = match controller
+                .allocate_producer_ids(BrokerId(request.broker_id.0), request.broker_epoch)
+                .await
+            {
+                Ok((start, len)) => protocol::messages::AllocateProducerIdsResponse::default()
+                    .with_producer_id_start(protocol::messages::ProducerId(start))
+                    .with_producer_id_len(len),
+                Err(code) => protocol::messages::AllocateProducerIdsResponse::default()
+                    .with_error_code(code.code())
+                    .with_producer_id_start(protocol::messages::ProducerId(-1)),
+            };
             respond(api, version, correlation_id, &response)
         }
         _ => unreachable!("checked above"),

@@ -17,32 +17,45 @@ pub fn handle(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: InitProducerIdRequest = request.decode(&mut body)?;
-    let response = if req.transactional_id.is_some() {
+    let refused = |code: ErrorCode| {
         InitProducerIdResponse::default()
-            .with_error_code(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code())
+            .with_error_code(code.code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
-    } else if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1
-    {
+    };
+    if req.transactional_id.is_some() {
+        let response = refused(ErrorCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        return Ok(Reply::Now(request.respond(&response)?));
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         // Epoch bump of an existing producer: its old epoch is fenced from now on.
-        InitProducerIdResponse::default()
+        let response = InitProducerIdResponse::default()
             .with_error_code(ErrorCode::NONE.code())
             .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1)
-    } else {
-        match broker.producer_ids.allocate() {
+            .with_producer_epoch(req.producer_epoch + 1);
+        return Ok(Reply::Now(request.respond(&response)?));
+    }
+    // A fresh id may need a new block from the controller: answered once it is committed.
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let response = match broker.producer_ids.allocate(&broker).await {
             Ok(id) => InitProducerIdResponse::default()
                 .with_error_code(ErrorCode::NONE.code())
                 .with_producer_id(ProducerId(id))
                 .with_producer_epoch(0),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot persist the producer id block");
-                InitProducerIdResponse::default()
-                    .with_error_code(ErrorCode::KAFKA_STORAGE_ERROR.code())
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1)
+            Err(code) => {
+                tracing::warn!(%code, "no producer id block from the controller");
+                // Retriable for the client: the controller may be moving.
+                refused(if code.is_retriable() {
+                    code
+                } else {
+                    ErrorCode::COORDINATOR_NOT_AVAILABLE
+                })
             }
-        }
-    };
-    Ok(Reply::Now(request.respond(&response)?))
+        };
+        responder
+            .respond(&response)
+            .expect("init producer id response encodes")
+    })))
 }

@@ -56,6 +56,7 @@ pub enum ApplyError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSnapshot {
     pub offset: Offset,
+    pub next_producer_id: i64,
     pub brokers: Vec<BrokerRegistration>,
     pub topics: Vec<TopicImage>,
 }
@@ -67,6 +68,8 @@ pub struct MetadataImage {
     brokers: BTreeMap<BrokerId, Arc<BrokerRegistration>>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     names_by_id: HashMap<Uuid, String>,
+    /// The first producer id no broker has been given.
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -93,6 +96,11 @@ impl MetadataImage {
 
     pub fn topic_count(&self) -> usize {
         self.topics.len()
+    }
+
+    /// The first producer id not handed out yet.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&Arc<BrokerRegistration>> {
@@ -147,6 +155,7 @@ impl MetadataImage {
     pub fn to_snapshot(&self) -> ImageSnapshot {
         ImageSnapshot {
             offset: self.offset(),
+            next_producer_id: self.next_producer_id,
             brokers: self.brokers.values().map(|b| (**b).clone()).collect(),
             topics: self.topics.values().map(|t| (**t).clone()).collect(),
         }
@@ -156,6 +165,7 @@ impl MetadataImage {
     pub fn from_snapshot(snapshot: ImageSnapshot) -> MetadataImage {
         let mut image = MetadataImage {
             offset: (snapshot.offset >= Offset(0)).then_some(snapshot.offset),
+            next_producer_id: snapshot.next_producer_id,
             ..MetadataImage::default()
         };
         for broker in snapshot.brokers {
@@ -261,6 +271,12 @@ impl MetadataImage {
                     registration.replicas = replicas.clone();
                 }
                 registration.partition_epoch = registration.partition_epoch.next();
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                // Ids never go back, whatever order blocks were committed in.
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
             MetadataRecord::RemoveTopic { id } => {
                 let name = self

@@ -110,6 +110,12 @@ pub enum MetadataRecord {
     RemoveTopic {
         id: Uuid,
     },
+    /// A block of producer ids handed to `broker`: ids below
+    /// `next_producer_id` are taken, cluster-wide and for good.
+    ProducerIds {
+        broker: BrokerId,
+        next_producer_id: i64,
+    },
     /// Sets (`Some`) or removes (`None`) a topic config override.
     TopicConfig {
         topic_id: Uuid,

@@ -210,3 +210,25 @@ fn record_batches_and_snapshots_round_trip() {
     assert_eq!(restored.topic_by_id(id).unwrap().partitions.len(), 2);
     assert_eq!(restored.offset(), Offset(7));
 }
+
+#[test]
+fn producer_id_blocks_only_move_forward() {
+    // A block committed late never hands out ids below one committed earlier.
+    let (image, _) = MetadataImage::empty().apply(
+        Offset(0),
+        &[MetadataRecord::ProducerIds {
+            broker: BrokerId(1),
+            next_producer_id: 2000,
+        }],
+    );
+    let (image, _) = image.apply(
+        Offset(1),
+        &[MetadataRecord::ProducerIds {
+            broker: BrokerId(2),
+            next_producer_id: 1000,
+        }],
+    );
+    assert_eq!(image.next_producer_id(), 2000);
+    let restored = MetadataImage::from_snapshot(image.to_snapshot());
+    assert_eq!(restored.next_producer_id(), 2000);
+}
