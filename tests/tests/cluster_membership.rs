@@ -150,10 +150,16 @@ fn three_combined_nodes_agree_on_brokers_controller_and_replica_placement() {
 fn controller_leader_kill9_elects_a_new_controller_and_topics_can_still_be_created() {
     // kill -9 of the active controller: the other voters elect one of themselves, and CreateTopics keeps working.
     let mut cluster = start(3, 0);
-    let view = wait_for_membership(&cluster, &[1, 2, 3]);
-    let old = view.controller_id;
+    wait_for_membership(&cluster, &[1, 2, 3]);
+    let before = create_and_wait(&cluster, 1, "before-failover", 3, 3);
+    let old = before.controller_id;
     let survivors: Vec<i32> = [1, 2, 3].into_iter().filter(|&b| b != old).collect();
     let asked = survivors[0];
+    let led = before.led_by(old);
+    assert!(
+        !led.is_empty(),
+        "the controller leads a partition too:\n{before}"
+    );
 
     cluster.kill9(old);
     let killed_at = Instant::now();
@@ -174,16 +180,27 @@ fn controller_leader_kill9_elects_a_new_controller_and_topics_can_still_be_creat
     let view = create_and_wait(&cluster, asked, "after-failover", 3, 1);
     assert_eq!(view.controller_id, elected.controller_id);
 
+    // The new controller gives the old one a full session before fencing it,
+    // so its partitions move a session timeout after the election.
     let fenced = cluster.wait_for_agreement(
-        &format!("the survivors drop the killed node {old} from the broker list"),
-        LEADER_FAILOVER_BOUND + CONTROLLER_FAILOVER_BOUND,
-        |v| v.broker_ids() == survivors,
+        &format!("the survivors drop the killed node {old} and re-lead its partitions"),
+        CONTROLLER_FAILOVER_BOUND + LEADER_FAILOVER_BOUND,
+        |v| v.broker_ids() == survivors && v.led_by(old).is_empty(),
     );
     eprintln!(
-        "controller failover: node {old} fenced {:?} after the kill",
+        "controller failover: node {old} fenced and its {} partitions re-led {:?} after the kill",
+        led.len(),
         killed_at.elapsed()
     );
     assert_eq!(fenced.controller_id, elected.controller_id);
+    for (topic, partition) in &led {
+        let (was, now) = (
+            before.partition(topic, *partition),
+            fenced.partition(topic, *partition),
+        );
+        assert!(survivors.contains(&now.leader), "{fenced}");
+        assert!(now.leader_epoch > was.leader_epoch, "{fenced}");
+    }
 
     // The new controller places replicas on live brokers only.
     let code = cluster.create_topic(asked, "three-of-two", 1, 3).unwrap();
