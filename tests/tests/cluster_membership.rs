@@ -488,3 +488,30 @@ fn kafka_python_metadata_follows_a_partition_leader_kill9() {
         "kafka-python's new leader is the cluster's:\n{view}"
     );
 }
+
+/// How soon a broker restarted after a controlled shutdown may serve again:
+/// less than a session timeout, since it was fenced and nothing waits on its session.
+const RESTART_AFTER_SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
+#[test]
+#[ignore = "broker bug: a restart after a controlled shutdown is refused with \
+            DUPLICATE_BROKER_REGISTRATION until the old session expires"]
+fn a_broker_restarted_after_a_controlled_shutdown_serves_again_within_a_session_timeout() {
+    // After SIGTERM the broker is fenced, so its next incarnation registers at once, as in Kafka (a fenced broker has no valid session).
+    let mut cluster = start(3, 0);
+    let view = wait_for_membership(&cluster, &[1, 2, 3]);
+    let leaving = *[1, 2, 3]
+        .iter()
+        .find(|&&b| b != view.controller_id)
+        .unwrap();
+    assert_eq!(cluster.terminate(leaving), 0);
+    let restarted_at = Instant::now();
+    cluster.restart(leaving);
+    let serving = restarted_at.elapsed();
+    eprintln!("restart after a controlled shutdown: node {leaving} serving after {serving:?}");
+    assert!(
+        serving < RESTART_AFTER_SHUTDOWN_BOUND,
+        "node {leaving} took {serving:?} (session timeout {SESSION_TIMEOUT:?}); its log:\n{}",
+        cluster.output(leaving)
+    );
+}
