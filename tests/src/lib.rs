@@ -5,7 +5,10 @@
 //! (`target/<profile>/broker`), or at `$BROKER_BIN`; `cargo nextest run
 //! --workspace` and `cargo test --workspace` build it before running tests.
 
+pub mod cluster;
 pub mod proxy;
+
+pub use cluster::{Cluster, ClusterView, PartitionView};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -57,6 +60,49 @@ impl BrokerProcess {
             args,
             log,
         })
+    }
+
+    /// Starts a broker listening on `listen` (a fixed address) without waiting
+    /// for it to serve: a cluster node serves only once the controller quorum
+    /// has unfenced it, which needs its peers started too. See [`Self::is_serving`].
+    pub fn launch(
+        data_dir: &Path,
+        listen: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<BrokerProcess> {
+        let (child, log, _lines) = launch(data_dir, listen, extra_args)?;
+        Ok(BrokerProcess {
+            child: Some(child),
+            addr: listen.to_string(),
+            data_dir: data_dir.to_owned(),
+            args: extra_args.to_vec(),
+            log,
+        })
+    }
+
+    /// True once the broker has logged `listening on`, which it does when it
+    /// serves clients.
+    pub fn is_serving(&self) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("listening on "))
+    }
+
+    /// The exit code if the process has exited (-1 for a signal), `None` while
+    /// it runs or after the harness stopped it.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.code().unwrap_or(-1)),
+            _ => None,
+        }
+    }
+
+    /// True while the harness has not stopped the process (it may still have crashed).
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Everything the broker has printed so far.
@@ -131,6 +177,33 @@ fn spawn(
     listen: &str,
     args: &[String],
 ) -> anyhow::Result<(Child, String, SharedLog)> {
+    let (mut child, log, rx) = launch(data_dir, listen, args)?;
+    let deadline = Instant::now() + BROKER_START_TIMEOUT;
+    let addr = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(remaining) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    break rest.split_whitespace().next().unwrap_or("").to_string();
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let lines = log.lock().unwrap().join("\n");
+                bail!("broker did not report its address within {BROKER_START_TIMEOUT:?}; output:\n{lines}");
+            }
+        }
+    };
+    Ok((child, addr, log))
+}
+
+/// Starts the binary without waiting for it: its output goes to the returned
+/// log and, line by line, to the receiver.
+fn launch(
+    data_dir: &Path,
+    listen: &str,
+    args: &[String],
+) -> anyhow::Result<(Child, SharedLog, mpsc::Receiver<String>)> {
     let binary = broker_binary();
     if !binary.exists() {
         bail!(
@@ -180,23 +253,7 @@ fn spawn(
             }
         });
     }
-    let deadline = Instant::now() + BROKER_START_TIMEOUT;
-    let addr = loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(remaining) {
-            Ok(line) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    break rest.split_whitespace().next().unwrap_or("").to_string();
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let lines = log.lock().unwrap().join("\n");
-                bail!("broker did not report its address within {BROKER_START_TIMEOUT:?}; output:\n{lines}");
-            }
-        }
-    };
-    Ok((child, addr, log))
+    Ok((child, log, rx))
 }
 
 impl Drop for BrokerProcess {
