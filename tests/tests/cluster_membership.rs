@@ -494,8 +494,6 @@ fn kafka_python_metadata_follows_a_partition_leader_kill9() {
 const RESTART_AFTER_SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
 
 #[test]
-#[ignore = "broker bug: a restart after a controlled shutdown is refused with \
-            DUPLICATE_BROKER_REGISTRATION until the old session expires"]
 fn a_broker_restarted_after_a_controlled_shutdown_serves_again_within_a_session_timeout() {
     // After SIGTERM the broker is fenced, so its next incarnation registers at once, as in Kafka (a fenced broker has no valid session).
     let mut cluster = start(3, 0);
