@@ -28,6 +28,8 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: i64 = 9_000;
 /// Kafka's default `broker.heartbeat.interval.ms`.
 pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
+/// Kafka's default `leader.imbalance.check.interval.seconds`, in ms.
+pub const LEADER_REBALANCE_INTERVAL_MS_DEFAULT: u64 = 300_000;
 /// How often the log cleaner runs (`log.cleaner.interval.ms`); Kafka's
 /// cleaner backs off this long (`log.cleaner.backoff.ms`) when idle.
 pub const CLEANER_INTERVAL_MS_DEFAULT: u64 = 15_000;
@@ -70,6 +72,10 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.rack`: placement spreads a partition's replicas over racks.
     pub rack: Option<String>,
+    /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`:
+    /// how often the active controller moves leaderships back to preferred
+    /// replicas (`None`: never).
+    pub leader_rebalance_interval_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -99,6 +105,7 @@ impl Default for BrokerConfig {
             broker_session_timeout_ms: BROKER_SESSION_TIMEOUT_MS_DEFAULT,
             broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
             rack: None,
+            leader_rebalance_interval_ms: Some(LEADER_REBALANCE_INTERVAL_MS_DEFAULT),
         }
     }
 }
@@ -208,6 +215,21 @@ impl BrokerConfig {
                     })?;
             }
             "broker.rack" => self.rack = Some(value.to_string()),
+            "auto.leader.rebalance.enable" => {
+                let enabled: bool = parse(key, value)?;
+                self.leader_rebalance_interval_ms =
+                    match (enabled, self.leader_rebalance_interval_ms) {
+                        (false, _) => None,
+                        (true, Some(ms)) => Some(ms),
+                        (true, None) => Some(LEADER_REBALANCE_INTERVAL_MS_DEFAULT),
+                    };
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                let seconds: u64 = parse_in_range(key, value, 1..=86_400)?;
+                if self.leader_rebalance_interval_ms.is_some() {
+                    self.leader_rebalance_interval_ms = Some(seconds * 1000);
+                }
+            }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms =
                     parse_in_range(key, value, 100..=i64::from(i32::MAX))?
@@ -361,6 +383,38 @@ mod tests {
         ));
         assert!(config.set("num.partitions", "0").is_err());
         assert!(config.set("node.id", "abc").is_err());
+    }
+
+    #[test]
+    fn cluster_keys_use_kafkas_names() {
+        // Controller voters, sessions, racks and the leader rebalance parse as Kafka spells them.
+        let mut config = BrokerConfig::default();
+        config
+            .set(
+                "controller.quorum.voters",
+                "1@127.0.0.1:9093,2@127.0.0.1:9094",
+            )
+            .unwrap();
+        config
+            .set("controller.listener", "CONTROLLER://127.0.0.1:9093")
+            .unwrap();
+        config.set("broker.session.timeout.ms", "3000").unwrap();
+        config.set("broker.rack", "eu-1a").unwrap();
+        config
+            .set("leader.imbalance.check.interval.seconds", "10")
+            .unwrap();
+        assert_eq!(config.controller_voters.len(), 2);
+        assert_eq!(
+            config.controller_listen,
+            Some("127.0.0.1:9093".parse().unwrap())
+        );
+        assert_eq!(config.broker_session_timeout_ms, 3000);
+        assert_eq!(config.rack.as_deref(), Some("eu-1a"));
+        assert_eq!(config.leader_rebalance_interval_ms, Some(10_000));
+        config.set("auto.leader.rebalance.enable", "false").unwrap();
+        assert_eq!(config.leader_rebalance_interval_ms, None);
+        assert!(config.set("controller.quorum.voters", "1@nowhere").is_err());
+        assert!(config.set("broker.session.timeout.ms", "5").is_err());
     }
 
     #[test]

@@ -160,6 +160,9 @@ impl Broker {
                 default_replication_factor: config.default_replication_factor,
                 session_timeout_ms: config.broker_session_timeout_ms,
                 voters,
+                leader_rebalance_interval: config
+                    .leader_rebalance_interval_ms
+                    .map(Duration::from_millis),
             },
             metadata.clone(),
             quorum,

@@ -69,6 +69,8 @@ pub struct ControllerConfig {
     pub session_timeout_ms: i64,
     /// The voters' controller listeners, where requests are forwarded.
     pub voters: BTreeMap<i32, SocketAddr>,
+    /// How often leaderships move back to preferred replicas (`None`: never).
+    pub leader_rebalance_interval: Option<Duration>,
 }
 
 pub struct Controller {
@@ -707,6 +709,10 @@ impl Controller {
         let mut tick = tokio::time::interval(SESSION_CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut active = false;
+        let mut next_rebalance = self
+            .config
+            .leader_rebalance_interval
+            .map(|every| tokio::time::Instant::now() + every);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -743,6 +749,28 @@ impl Controller {
                 .await;
             if let Err(e) = expired {
                 tracing::debug!(error = %e.message, "session check not committed");
+            }
+            if let (Some(at), Some(every)) = (next_rebalance, self.config.leader_rebalance_interval)
+            {
+                if tokio::time::Instant::now() >= at {
+                    next_rebalance = Some(at + every);
+                    // auto.leader.rebalance.enable: leaderships go back to preferred replicas.
+                    let moved = self
+                        .submit(false, |membership, image| {
+                            let records = membership.preferred_leader_elections(image, None);
+                            let count = records.len();
+                            Ok((records, count))
+                        })
+                        .await;
+                    if let Ok(count) = moved {
+                        if count > 0 {
+                            tracing::info!(
+                                partitions = count,
+                                "moved leaderships back to preferred replicas"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

@@ -1,7 +1,31 @@
 //! Where a new partition's replicas go: spread evenly over the live
-//! brokers, each partition led by a different broker in turn.
+//! brokers, each partition led by a different broker in turn, and over
+//! racks when brokers have them (`broker.rack`).
+
+use std::collections::BTreeMap;
 
 use crate::ids::BrokerId;
+
+/// The brokers in the order placement walks them: racks alternate (the
+/// first broker of each rack, then the second of each, ...), so that
+/// consecutive brokers, hence the replicas of one partition, sit on
+/// different racks while there are racks left. Brokers without a rack form
+/// a rack of their own; without any rack this is the brokers by id.
+pub fn rack_alternating(brokers: &[(BrokerId, Option<String>)]) -> Vec<BrokerId> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<BrokerId>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        by_rack.entry(rack.as_deref()).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort();
+    }
+    let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    let order: Vec<BrokerId> = (0..deepest)
+        .flat_map(|i| by_rack.values().filter_map(move |ids| ids.get(i).copied()))
+        .collect();
+    assert_eq!(order.len(), brokers.len(), "every broker placed once");
+    order
+}
 
 /// Replicas for `partitions` partitions of `replication_factor` replicas
 /// each over `brokers` (sorted, distinct). Partition `p` starts at broker
@@ -33,6 +57,35 @@ pub fn assign_replicas(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_of_a_partition_land_on_different_racks() {
+        // Two racks of three brokers, factor 2: every partition spans both racks.
+        let rack = |r: &str| Some(r.to_string());
+        let brokers = [
+            (BrokerId(1), rack("a")),
+            (BrokerId(2), rack("a")),
+            (BrokerId(3), rack("a")),
+            (BrokerId(4), rack("b")),
+            (BrokerId(5), rack("b")),
+            (BrokerId(6), rack("b")),
+        ];
+        let order = rack_alternating(&brokers);
+        assert_eq!(order, [1, 4, 2, 5, 3, 6].map(BrokerId).to_vec());
+        let rack_of = |b: BrokerId| brokers.iter().find(|(id, _)| *id == b).unwrap().1.clone();
+        for replicas in assign_replicas(&order, 12, 2, 5) {
+            assert_ne!(rack_of(replicas[0]), rack_of(replicas[1]), "{replicas:?}");
+        }
+        let no_racks = [
+            (BrokerId(3), None),
+            (BrokerId(1), None),
+            (BrokerId(2), None),
+        ];
+        assert_eq!(
+            rack_alternating(&no_racks),
+            [1, 2, 3].map(BrokerId).to_vec()
+        );
+    }
 
     #[test]
     fn leaders_rotate_and_replicas_are_distinct() {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use protocol::ErrorCode;
 use uuid::Uuid;
 
-use crate::controller::placement::assign_replicas;
+use crate::controller::placement::{assign_replicas, rack_alternating};
 use crate::controller::ControllerConfig;
 use crate::ids::BrokerId;
 use crate::metadata::{MetadataImage, MetadataRecord, PartitionRegistration};
@@ -82,8 +82,12 @@ fn place(
             ),
         ));
     }
+    let brokers: Vec<(BrokerId, Option<String>)> = image
+        .live_brokers()
+        .map(|b| (b.id, b.rack.clone()))
+        .collect();
     Ok(assign_replicas(
-        &live,
+        &rack_alternating(&brokers),
         partitions,
         replication_factor as usize,
         start,
