@@ -133,7 +133,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn data_dir(&self, id: i32) -> PathBuf {
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: i32) -> PathBuf {
         self.dir.path().join(format!("node-{id}"))
     }
 
