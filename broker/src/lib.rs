@@ -295,13 +295,37 @@ struct GroupsPublisher {
 
 impl MetadataPublisher for GroupsPublisher {
     fn publish(&self, _image: &Arc<MetadataImage>, delta: &metadata::MetadataDelta) {
-        if delta
+        if let Some(topic) = delta
             .created_topics
             .iter()
-            .any(|t| t.name == group::OFFSETS_TOPIC)
+            .find(|t| t.name == group::OFFSETS_TOPIC)
         {
-            let partitions = self.replicas.topic_partitions(group::OFFSETS_TOPIC);
-            self.groups.offsets_topic_created(&partitions);
+            let local = self.replicas.topic_partitions(group::OFFSETS_TOPIC);
+            self.groups
+                .offsets_topic_created(topic.partitions.len(), &local);
+            return;
+        }
+        // Leadership of an offsets partition moved: its groups load where it leads now.
+        for change in &delta.partitions {
+            if change.topic.name != group::OFFSETS_TOPIC || change.previous.is_none() {
+                continue;
+            }
+            let leads = self
+                .replicas
+                .get(group::OFFSETS_TOPIC, change.index)
+                .is_some_and(|p| p.is_leader());
+            let led = change
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.leader == self.replicas.node());
+            if leads && !led {
+                let groups = self.groups.clone();
+                let index = change.index;
+                // Loading reads the partition's log: off the metadata path.
+                std::thread::spawn(move || groups.become_leader(index));
+            } else if led && !leads {
+                self.groups.resign(change.index);
+            }
         }
     }
 }

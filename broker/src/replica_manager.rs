@@ -33,6 +33,11 @@ impl ReplicaManager {
         }
     }
 
+    /// This broker's id.
+    pub fn node(&self) -> BrokerId {
+        self.node
+    }
+
     /// A partition hosted here, leader or follower.
     pub fn get(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.partitions

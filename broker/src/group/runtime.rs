@@ -73,7 +73,9 @@ impl ShardState {
 
 struct Shard {
     index: i32,
-    partition: Arc<Partition>,
+    /// The partition's log when this broker hosts it; a shard without one
+    /// stays `NotLeader` (another broker coordinates its groups).
+    partition: Option<Arc<Partition>>,
     state: Mutex<ShardState>,
 }
 
@@ -143,48 +145,44 @@ impl GroupCoordinator {
         tokio::spawn(drive_deadlines(broker.clone()))
     }
 
-    /// The offsets topic now exists, with `partitions` hosted here: one shard
-    /// per partition. An empty partition (a topic created just now) is
-    /// loaded at once, so the request that asked for the topic is served;
-    /// others load in the background once the broker starts.
-    pub fn offsets_topic_created(&self, partitions: &[Arc<Partition>]) {
-        let complete = partitions
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.index == i as i32);
-        if partitions.is_empty() || !complete {
-            tracing::warn!(
-                hosted = partitions.len(),
-                "{OFFSETS_TOPIC} is not wholly hosted here; its groups are coordinated elsewhere"
-            );
-            return;
-        }
-        for shard in self.install_shards(partitions) {
-            if shard.partition.log_end_offset() == shard.partition.log_start_offset() {
+    /// The offsets topic now exists with `count` partitions, of which
+    /// `local` are hosted here: one shard per partition, `Loading` where this
+    /// broker leads, `NotLeader` elsewhere (those groups are coordinated by
+    /// the partition's leader). An empty partition (a topic created just now)
+    /// is loaded at once, so the request that asked for the topic is
+    /// served; others load in the background once the broker starts.
+    pub fn offsets_topic_created(&self, count: usize, local: &[Arc<Partition>]) {
+        let shards: Vec<Arc<Shard>> = (0..count as i32)
+            .map(|index| {
+                let partition = local.iter().find(|p| p.index == index).cloned();
+                let state = match &partition {
+                    Some(p) if p.is_leader() => ShardState::Loading,
+                    _ => ShardState::NotLeader,
+                };
+                Arc::new(Shard {
+                    index,
+                    partition,
+                    state: Mutex::new(state),
+                })
+            })
+            .collect();
+        let installed = self.shards.set(shards.clone()).is_ok();
+        assert!(installed, "the offsets topic's shards are installed once");
+        for shard in shards {
+            let fresh = shard
+                .partition
+                .as_ref()
+                .is_some_and(|p| p.is_leader() && p.log_end_offset() == p.log_start_offset());
+            if fresh {
                 self.load(&shard);
             }
         }
     }
 
-    /// One shard per partition of the offsets topic, each Loading until loaded.
-    fn install_shards(&self, partitions: &[Arc<Partition>]) -> Vec<Arc<Shard>> {
-        let shards: Vec<Arc<Shard>> = partitions
-            .iter()
-            .map(|partition| {
-                Arc::new(Shard {
-                    index: partition.index,
-                    partition: partition.clone(),
-                    state: Mutex::new(ShardState::Loading),
-                })
-            })
-            .collect();
-        assert!(
-            shards.iter().enumerate().all(|(i, s)| s.index == i as i32),
-            "shards are indexed by partition"
-        );
-        let installed = self.shards.set(shards.clone()).is_ok();
-        assert!(installed, "the offsets topic's shards are installed once");
-        shards
+    /// The `__consumer_offsets` partition that coordinates `group_id`, once the topic exists.
+    pub fn partition_of(&self, group_id: &str) -> Option<i32> {
+        let shards = self.shards.get()?;
+        Some(partition_for(group_id, shards.len() as i32))
     }
 
     /// Whether `__consumer_offsets` exists (its shards are installed).
@@ -244,9 +242,13 @@ impl GroupCoordinator {
             }
             *state = ShardState::Loading;
         }
+        let Some(partition) = &shard.partition else {
+            *shard.lock() = ShardState::NotLeader;
+            return;
+        };
         let started = std::time::Instant::now();
         let now_ms = crate::now_ms();
-        let result = load_partition(&shard.partition, &self.config, now_ms);
+        let result = load_partition(partition, &self.config, now_ms);
         let mut state = shard.lock();
         match result {
             Ok((coordinator, loader_counts)) => {
@@ -403,10 +405,10 @@ impl GroupCoordinator {
             );
             return Err(ErrorCode::MESSAGE_TOO_LARGE);
         }
-        match shard
-            .partition
-            .append_as_leader(&builder.build(), timestamp_ms)
-        {
+        let Some(partition) = &shard.partition else {
+            return Err(ErrorCode::NOT_COORDINATOR);
+        };
+        match partition.append_as_leader(&builder.build(), timestamp_ms) {
             Ok(_) => Ok(()),
             Err(AppendError::Storage(e)) => {
                 tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");

@@ -1,8 +1,9 @@
 //! FindCoordinator: which broker coordinates a consumer group. The
 //! coordinator of a group is the leader of partition `hash(group) % N` of
-//! `__consumer_offsets` (see `group::partition_for`); with one broker that is
-//! this one, once the partition is loaded. The first lookup has the
-//! controller create the topic, as in Kafka.
+//! `__consumer_offsets` (see `group::partition_for`): this broker once the
+//! partition is loaded when it leads it, otherwise the partition's leader
+//! from the metadata image. The first lookup has the controller create the
+//! topic, as in Kafka.
 
 use std::sync::Arc;
 
@@ -87,6 +88,31 @@ fn answer(broker: &Broker, req: &FindCoordinatorRequest, version: i16) -> FindCo
                 .with_host(StrBytes::from_string(host.clone()))
                 .with_port(port)
                 .with_error_code(ErrorCode::NONE.code()),
+            Err(ErrorCode::NOT_COORDINATOR) => {
+                // Another broker leads the group's offsets partition: name it.
+                let leader = broker.groups.partition_of(key.as_str()).and_then(|index| {
+                    let image = broker.image();
+                    let leader = image
+                        .topic(crate::group::OFFSETS_TOPIC)?
+                        .partition(index)?
+                        .leader;
+                    let registration = image.broker(leader).filter(|b| !b.fenced)?;
+                    let endpoint = registration.client_endpoint()?.clone();
+                    Some((leader, endpoint))
+                });
+                match leader {
+                    Some((id, endpoint)) => Coordinator::default()
+                        .with_key(key.clone())
+                        .with_node_id(BrokerId(id.0))
+                        .with_host(StrBytes::from_string(endpoint.host))
+                        .with_port(i32::from(endpoint.port))
+                        .with_error_code(ErrorCode::NONE.code()),
+                    None => unavailable(
+                        ErrorCode::COORDINATOR_NOT_AVAILABLE,
+                        "the group's offsets partition has no live leader",
+                    ),
+                }
+            }
             Err(code) => unavailable(code, "the group's coordinator is not ready"),
         }
     };
