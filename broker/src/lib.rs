@@ -319,6 +319,7 @@ impl MetadataPublisher for GroupsPublisher {
                 .as_ref()
                 .is_some_and(|p| p.leader == self.replicas.node());
             if leads && !led {
+                self.groups.loading(change.index);
                 let groups = self.groups.clone();
                 let index = change.index;
                 // Loading reads the partition's log: off the metadata path.

@@ -77,6 +77,9 @@ struct Shard {
     /// stays `NotLeader` (another broker coordinates its groups).
     partition: Option<Arc<Partition>>,
     state: Mutex<ShardState>,
+    /// A load is under way: another one (startup's and a leadership
+    /// change's may meet) returns at once instead of loading twice.
+    loading: std::sync::atomic::AtomicBool,
 }
 
 impl Shard {
@@ -163,6 +166,7 @@ impl GroupCoordinator {
                     index,
                     partition,
                     state: Mutex::new(state),
+                    loading: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .collect();
@@ -235,6 +239,15 @@ impl GroupCoordinator {
     /// `ErrorCode::COORDINATOR_LOAD_IN_PROGRESS` meanwhile. Blocking; called at
     /// startup and when this broker becomes the partition's leader.
     fn load(&self, shard: &Shard) {
+        use std::sync::atomic::Ordering;
+        if shard.loading.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.load_once(shard);
+        shard.loading.store(false, Ordering::Release);
+    }
+
+    fn load_once(&self, shard: &Shard) {
         {
             let mut state = shard.lock();
             if let ShardState::Active(_) = &*state {
@@ -276,6 +289,19 @@ impl GroupCoordinator {
     pub fn become_leader(&self, index: i32) {
         if let Some(shard) = self.shards.get().and_then(|s| s.get(index as usize)) {
             self.load(shard);
+        }
+    }
+
+    /// This broker leads offsets partition `index` from now on and its groups
+    /// are about to load ([`GroupCoordinator::become_leader`], off the caller's
+    /// thread): until they are, requests get `COORDINATOR_LOAD_IN_PROGRESS`,
+    /// not `NOT_COORDINATOR`.
+    pub fn loading(&self, index: i32) {
+        if let Some(shard) = self.shards.get().and_then(|s| s.get(index as usize)) {
+            let mut state = shard.lock();
+            if !matches!(*state, ShardState::Active(_)) {
+                *state = ShardState::Loading;
+            }
         }
     }
 
