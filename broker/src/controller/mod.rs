@@ -277,20 +277,9 @@ impl Controller {
             .call(leader, ApiKey::CreateTopics, 7, &request)
             .await
             .map_err(Self::forward_failed)?;
-        let result = response
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
-        if result.error_code != 0 {
-            return Err(TopicError::new(
-                ErrorCode(result.error_code),
-                result
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            ));
-        }
+        let result = single_result(response.topics, |r| {
+            (r.error_code, r.error_message.as_ref())
+        })?;
         if !validate_only {
             let id = result.topic_id;
             self.await_image(|image| image.topic_by_id(id).is_some())
@@ -318,20 +307,9 @@ impl Controller {
             .call(leader, ApiKey::DeleteTopics, 5, &request)
             .await
             .map_err(Self::forward_failed)?;
-        let result = response
-            .responses
-            .into_iter()
-            .next()
-            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
-        if result.error_code != 0 {
-            return Err(TopicError::new(
-                ErrorCode(result.error_code),
-                result
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            ));
-        }
+        let result = single_result(response.responses, |r| {
+            (r.error_code, r.error_message.as_ref())
+        })?;
         let id = self
             .metadata
             .image()
@@ -383,20 +361,9 @@ impl Controller {
             .call(leader, ApiKey::CreatePartitions, 3, &request)
             .await
             .map_err(Self::forward_failed)?;
-        let result = response
-            .results
-            .into_iter()
-            .next()
-            .ok_or_else(|| TopicError::new(ErrorCode::UNKNOWN_SERVER_ERROR, "empty answer"))?;
-        if result.error_code != 0 {
-            return Err(TopicError::new(
-                ErrorCode(result.error_code),
-                result
-                    .error_message
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            ));
-        }
+        single_result(response.results, |r| {
+            (r.error_code, r.error_message.as_ref())
+        })?;
         if !validate_only {
             self.await_image(|image| {
                 image
@@ -773,6 +740,26 @@ impl Controller {
                 }
             }
         }
+    }
+}
+
+/// The one result a forwarded single-topic request got back, or its error.
+fn single_result<R>(
+    results: Vec<R>,
+    error: impl Fn(&R) -> (i16, Option<&protocol::StrBytes>),
+) -> Result<R, TopicError> {
+    let result = results.into_iter().next().ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_SERVER_ERROR,
+            "the controller answered no result",
+        )
+    })?;
+    match error(&result) {
+        (0, _) => Ok(result),
+        (code, message) => Err(TopicError::new(
+            ErrorCode(code),
+            message.map(|m| m.to_string()).unwrap_or_default(),
+        )),
     }
 }
 

@@ -8,18 +8,16 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use protocol::messages::broker_registration_request::Listener;
-use protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use protocol::messages::create_topics_response::CreatableTopicResult;
 use protocol::messages::delete_topics_response::DeletableTopicResult;
 use protocol::messages::{
     ApiKey, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationRequest,
-    BrokerRegistrationResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    BrokerRegistrationResponse, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DeleteTopicsResponse,
 };
 use protocol::{Decodable, Encodable, StrBytes};
 
 use crate::controller::membership::{Heartbeat, Registration};
-use crate::controller::{Controller, NewTopic};
+use crate::controller::Controller;
 use crate::ids::BrokerId;
 use crate::metadata::Endpoint;
 use crate::quorum::FrameHandler;
@@ -111,45 +109,10 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         }
         ApiKey::CreateTopics => {
             let request: CreateTopicsRequest = decode(body, version)?;
-            let mut results = Vec::new();
-            for topic in request.topics {
-                let mut assignments = topic.assignments.clone();
-                assignments.sort_by_key(|a| a.partition_index);
-                let wanted = NewTopic {
-                    name: topic.name.0.to_string(),
-                    partitions: topic.num_partitions,
-                    replication_factor: topic.replication_factor,
-                    assignments: assignments
-                        .iter()
-                        .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
-                        .collect(),
-                    configs: topic
-                        .configs
-                        .iter()
-                        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                        .collect(),
-                };
-                let result = CreatableTopicResult::default().with_name(topic.name.clone());
-                results.push(
-                    match controller.create_topic(wanted, request.validate_only).await {
-                        Ok(created) => result
-                            .with_topic_id(created.id)
-                            .with_num_partitions(created.partitions)
-                            .with_replication_factor(created.replication_factor),
-                        Err(e) => result
-                            .with_error_code(e.code.code())
-                            .with_error_message(Some(StrBytes::from_string(e.message)))
-                            .with_num_partitions(-1)
-                            .with_replication_factor(-1),
-                    },
-                );
-            }
-            respond(
-                api,
-                version,
-                correlation_id,
-                &CreateTopicsResponse::default().with_topics(results),
-            )
+            // Forwarded by brokers, __consumer_offsets included.
+            let response =
+                crate::handlers::topics::answer_create_topics(controller, request, true).await;
+            respond(api, version, correlation_id, &response)
         }
         ApiKey::DeleteTopics => {
             let request: DeleteTopicsRequest = decode(body, version)?;
@@ -172,38 +135,9 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         }
         ApiKey::CreatePartitions => {
             let request: CreatePartitionsRequest = decode(body, version)?;
-            let mut results = Vec::new();
-            for topic in &request.topics {
-                let assignments = topic
-                    .assignments
-                    .iter()
-                    .flatten()
-                    .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
-                    .collect();
-                let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-                results.push(
-                    match controller
-                        .create_partitions(
-                            topic.name.0.as_str(),
-                            topic.count,
-                            assignments,
-                            request.validate_only,
-                        )
-                        .await
-                    {
-                        Ok(()) => result,
-                        Err(e) => result
-                            .with_error_code(e.code.code())
-                            .with_error_message(Some(StrBytes::from_string(e.message))),
-                    },
-                );
-            }
-            respond(
-                api,
-                version,
-                correlation_id,
-                &CreatePartitionsResponse::default().with_results(results),
-            )
+            let response =
+                crate::handlers::topics::answer_create_partitions(controller, &request).await;
+            respond(api, version, correlation_id, &response)
         }
         ApiKey::DescribeQuorum => {
             let _: protocol::messages::DescribeQuorumRequest = decode(body, version)?;
