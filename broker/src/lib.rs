@@ -13,6 +13,8 @@
 //!   the image and commits records.
 //! - [`replica_manager`] and [`partition`]: the partitions this broker hosts,
 //!   and each one's serving state (role, leader epoch, high watermark) over its log.
+//! - [`replication`]: the leader side of partition replication as a state
+//!   machine without I/O (follower progress, ISR, high watermark, `acks=all`).
 //! - [`topics`]: topic rules (names, configs) and topics found on disk.
 //! - [`ids`]: newtypes for broker ids, epochs and offsets; [`errors`]: where
 //!   internal errors become Kafka error codes.
@@ -37,6 +39,7 @@ pub mod producer_ids;
 pub mod producer_state;
 pub mod quorum;
 pub mod replica_manager;
+pub mod replication;
 pub mod server;
 pub mod storage;
 pub mod topics;
