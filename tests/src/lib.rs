@@ -628,6 +628,34 @@ pub async fn produce_numbered(
     Ok(())
 }
 
+/// A broker whose group coordinator accepts short sessions (1 s), as the
+/// consumer tests use them.
+pub fn start_short_session_broker(dir: &Path) -> BrokerProcess {
+    BrokerProcess::start(dir, &["--set", "group.min.session.timeout.ms=1000"]).unwrap()
+}
+
+/// A short-session broker with `topic` of `partitions` partitions, each
+/// holding `per_partition` numbered records (see [`produce_numbered`]).
+pub async fn broker_with_numbered_topic(
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+) -> (tempfile::TempDir, BrokerProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_short_session_broker(dir.path());
+    create_topic_async(&broker.addr, topic, partitions).await;
+    produce_numbered(
+        &broker.addr,
+        topic,
+        partitions,
+        per_partition,
+        client::Compression::None,
+    )
+    .await
+    .unwrap();
+    (dir, broker)
+}
+
 /// Creates `name` with `partitions` partitions through CreateTopics, from
 /// async code (the raw connection blocks, so it runs on a blocking thread).
 pub async fn create_topic_async(addr: &str, name: &str, partitions: i32) {

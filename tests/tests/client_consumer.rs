@@ -14,7 +14,7 @@ use client::{
     AssignmentStrategy, AutoOffsetReset, CommitError, Compression, Consumer, ConsumerConfig,
     OffsetAndMetadata, PollError, RebalanceContext, RebalanceListener, RecordError, TopicPartition,
 };
-use tests::{BrokerProcess, GROUP_SETTLE_TIMEOUT};
+use tests::GROUP_SETTLE_TIMEOUT;
 
 /// Bound on reading back everything a test produced.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,33 +24,6 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 /// lowered to allow it, so a dead member is noticed quickly.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(300);
-
-/// A broker whose group coordinator takes short sessions.
-fn start_broker(dir: &std::path::Path) -> BrokerProcess {
-    BrokerProcess::start(dir, &["--set", "group.min.session.timeout.ms=1000"]).unwrap()
-}
-
-/// A broker with `topic` holding `per_partition` numbered, uncompressed
-/// records in each of its `partitions`.
-async fn broker_with_numbered_topic(
-    topic: &str,
-    partitions: i32,
-    per_partition: usize,
-) -> (tempfile::TempDir, BrokerProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
-    tests::create_topic_async(&broker.addr, topic, partitions).await;
-    tests::produce_numbered(
-        &broker.addr,
-        topic,
-        partitions,
-        per_partition,
-        Compression::None,
-    )
-    .await
-    .unwrap();
-    (dir, broker)
-}
 
 fn group_config(addr: &str, group: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(addr).with_group(group);
@@ -117,7 +90,8 @@ async fn subscribed_consumer_reads_every_record_once_in_order_and_commits_the_en
     // 4 partitions x 500 records: each offset exactly once, in order, with its value; the commit stores the end offsets.
     const PARTITIONS: i32 = 4;
     const PER_PARTITION: usize = 500;
-    let (_dir, broker) = broker_with_numbered_topic("orders", PARTITIONS, PER_PARTITION).await;
+    let (_dir, broker) =
+        tests::broker_with_numbered_topic("orders", PARTITIONS, PER_PARTITION).await;
     let mut config = group_config(&broker.addr, "readers");
     config.max_poll_records = 300;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -309,7 +283,8 @@ async fn eager_rebalance_revokes_everything_first_and_commits_before_partitions_
     // Range (eager): A gets all 6, then B joins: A revokes all 6 (committing its positions), the two split 3/3, B reads nothing twice; B leaves: A gets all 6 back.
     const PARTITIONS: i32 = 6;
     const PER_PARTITION: usize = 50;
-    let (_dir, broker) = broker_with_numbered_topic("eager", PARTITIONS, PER_PARTITION).await;
+    let (_dir, broker) =
+        tests::broker_with_numbered_topic("eager", PARTITIONS, PER_PARTITION).await;
     let (a, a_events) = listening_member(
         &broker.addr,
         "eager-group",
@@ -372,7 +347,7 @@ async fn eager_rebalance_revokes_everything_first_and_commits_before_partitions_
 async fn cooperative_rebalance_revokes_only_the_partitions_that_move() {
     // Cooperative-sticky: when B joins, A gives up exactly the partitions B ends up with and keeps the rest throughout.
     const PARTITIONS: i32 = 6;
-    let (_dir, broker) = broker_with_numbered_topic("coop", PARTITIONS, 20).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("coop", PARTITIONS, 20).await;
     let strategy = AssignmentStrategy::CooperativeSticky;
     let (a, a_events) = listening_member(&broker.addr, "coop-group", "coop", strategy).await;
     wait_for("A owns everything", GROUP_SETTLE_TIMEOUT, || {
@@ -420,7 +395,7 @@ async fn cooperative_rebalance_revokes_only_the_partitions_that_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_moves_the_next_poll_to_the_given_offset() {
     // Without a group: seek forward, back, to the beginning and to the end; each next poll starts there.
-    let (_dir, broker) = broker_with_numbered_topic("seekable", 1, 100).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("seekable", 1, 100).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -462,7 +437,7 @@ async fn seek_moves_the_next_poll_to_the_given_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_partition_returns_nothing_until_resumed() {
     // Pausing p0 holds its records back (fetched or not) while p1 flows; resuming releases them, none lost.
-    let (_dir, broker) = broker_with_numbered_topic("pausable", 2, 30).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("pausable", 2, 30).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     config.max_poll_records = 10;
@@ -515,7 +490,7 @@ async fn paused_partition_returns_nothing_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_offset_reset_earliest_latest_and_none_decide_where_a_new_group_starts() {
     // No committed offset: earliest reads from 0, latest only what comes later, none fails with a typed error; out of range likewise.
-    let (_dir, broker) = broker_with_numbered_topic("resets", 1, 10).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("resets", 1, 10).await;
     let p0 = tp("resets", 0);
 
     let mut earliest = Consumer::connect(group_config(&broker.addr, "from-earliest"))
@@ -607,7 +582,7 @@ async fn auto_offset_reset_earliest_latest_and_none_decide_where_a_new_group_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assign_without_a_group_reads_but_cannot_commit() {
     // Manual assignment needs no group; subscribe and commits do, and say so with typed errors.
-    let (_dir, broker) = broker_with_numbered_topic("manual", 3, 40).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("manual", 3, 40).await;
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
     let mut consumer = Consumer::connect(config).await.unwrap();
@@ -634,7 +609,7 @@ async fn assign_without_a_group_reads_but_cannot_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assign_with_a_group_commits_standalone_and_resumes_there() {
     // assign() with a group id starts at the committed offsets and commits outside any generation.
-    let (_dir, broker) = broker_with_numbered_topic("standalone", 1, 30).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("standalone", 1, 30).await;
     let p0 = tp("standalone", 0);
     let mut config = group_config(&broker.addr, "standalone-group");
     config.max_poll_records = 12;
@@ -653,7 +628,7 @@ async fn assign_with_a_group_commits_standalone_and_resumes_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_commit_stores_exactly_what_poll_returned() {
     // With auto-commit, the committed offset follows what poll handed out, not what was fetched or buffered.
-    let (_dir, broker) = broker_with_numbered_topic("auto", 1, 100).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("auto", 1, 100).await;
     let p0 = tp("auto", 0);
     let mut config = group_config(&broker.addr, "auto-group");
     config.enable_auto_commit = true;
@@ -696,7 +671,7 @@ async fn auto_commit_stores_exactly_what_poll_returned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_commits_complete_in_the_order_they_were_made() {
     // Ten async commits of growing offsets, awaited out of order: the last one made is what stays committed.
-    let (_dir, broker) = broker_with_numbered_topic("async-commits", 1, 20).await;
+    let (_dir, broker) = tests::broker_with_numbered_topic("async-commits", 1, 20).await;
     let p0 = tp("async-commits", 0);
     let mut consumer = Consumer::connect(group_config(&broker.addr, "async-group"))
         .await
@@ -728,7 +703,7 @@ async fn async_commits_complete_in_the_order_they_were_made() {
 async fn static_member_that_restarts_keeps_its_partitions_without_a_rebalance() {
     // A static member (group_instance_id) that closes and comes back within its session gets the same partitions in the same generation.
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    let broker = tests::start_short_session_broker(dir.path());
     tests::create_topic_async(&broker.addr, "static", 4).await;
     let mut config = group_config(&broker.addr, "static-group");
     config.group_instance_id = Some("instance-a".into());
@@ -762,7 +737,7 @@ async fn static_member_that_restarts_keeps_its_partitions_without_a_rebalance() 
 async fn lz4_and_zstd_batches_decode_and_gzip_is_a_typed_error_naming_the_codec() {
     // Our lz4/zstd batches come back record for record; librdkafka's gzip batch is an error naming gzip, skippable by seek.
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    let broker = tests::start_short_session_broker(dir.path());
     for (topic, codec) in [("lz4", Compression::Lz4), ("zstd", Compression::Zstd)] {
         tests::create_topic_async(&broker.addr, topic, 2).await;
         tests::produce_numbered(&broker.addr, topic, 2, 300, codec)
@@ -867,7 +842,8 @@ async fn rust_and_librdkafka_consumers_share_one_group_with_the_range_assignor()
     // A Rust member and a librdkafka member split 6 partitions (range), and between them read every record.
     const PARTITIONS: i32 = 6;
     const PER_PARTITION: usize = 100;
-    let (_dir, broker) = broker_with_numbered_topic("mixed", PARTITIONS, PER_PARTITION).await;
+    let (_dir, broker) =
+        tests::broker_with_numbered_topic("mixed", PARTITIONS, PER_PARTITION).await;
     let (rust, _events) = listening_member(
         &broker.addr,
         "mixed-group",
@@ -962,7 +938,7 @@ async fn member_that_stops_polling_leaves_and_finds_its_partitions_lost_on_the_n
     // everything; A's next poll reports its partitions lost (no commit possible) and rejoins.
     const PARTITIONS: i32 = 4;
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    let broker = tests::start_short_session_broker(dir.path());
     tests::create_topic_async(&broker.addr, "stalled", PARTITIONS).await;
     let mut config = group_config(&broker.addr, "stall-group");
     config.max_poll_interval = Duration::from_millis(1_500);

@@ -17,11 +17,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use client::{
-    AutoOffsetReset, Compression, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata,
-    PollError, TopicPartition,
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, PollError,
+    TopicPartition,
 };
 use futures::StreamExt;
-use tests::BrokerProcess;
 
 /// Bound on a whole consume loop of one consumer.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(120);
@@ -75,29 +74,6 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A broker with `topic` holding `per_partition` numbered records
-/// (`"{partition}:{i}"` at offset `i`) in each of its `partitions`.
-async fn broker_with_numbered_topic(
-    topic: &str,
-    partitions: i32,
-    per_partition: usize,
-) -> (tempfile::TempDir, BrokerProcess) {
-    let dir = tempfile::tempdir().unwrap();
-    let broker =
-        BrokerProcess::start(dir.path(), &["--set", "group.min.session.timeout.ms=1000"]).unwrap();
-    tests::create_topic_async(&broker.addr, topic, partitions).await;
-    tests::produce_numbered(
-        &broker.addr,
-        topic,
-        partitions,
-        per_partition,
-        Compression::None,
-    )
-    .await
-    .unwrap();
-    (dir, broker)
 }
 
 fn group_config(addr: &str, group: &str) -> ConsumerConfig {
@@ -322,7 +298,8 @@ fn poll_raced_against_a_timer_on_a_current_thread_runtime_skips_no_record() {
     let group = "raced-readers";
     let mut rng = Rng(seed());
     current_thread_runtime().block_on(async {
-        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let (_dir, broker) =
+            tests::broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = MAX_POLL_RECORDS;
@@ -422,7 +399,8 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
     let group = "dropped-readers";
     let mut rng = Rng(seed());
     current_thread_runtime().block_on(async {
-        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let (_dir, broker) =
+            tests::broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = 40;
@@ -604,7 +582,8 @@ fn record_stream_hands_out_each_record_once_and_a_commit_covers_only_what_it_yie
     let group = "stream-readers";
     let mut rng = Rng(seed());
     current_thread_runtime().block_on(async {
-        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let (_dir, broker) =
+            tests::broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = 64;
@@ -657,7 +636,8 @@ fn panicking_fetch_task_surfaces_from_poll_and_skips_nothing() {
     const PER_PARTITION: usize = 300;
     let topic = "fetch-panics";
     current_thread_runtime().block_on(async {
-        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let (_dir, broker) =
+            tests::broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = ConsumerConfig::new(&broker.addr);
         config.auto_offset_reset = AutoOffsetReset::Earliest;
@@ -712,7 +692,8 @@ fn panicking_heartbeat_task_surfaces_from_poll_and_the_member_keeps_its_generati
     let topic = "heartbeat-panics";
     let group = "heartbeat-readers";
     current_thread_runtime().block_on(async {
-        let (_dir, broker) = broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
+        let (_dir, broker) =
+            tests::broker_with_numbered_topic(topic, PARTITIONS, PER_PARTITION).await;
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.session_timeout = SHORT_SESSION_TIMEOUT;

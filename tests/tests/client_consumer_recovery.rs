@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::{AutoOffsetReset, CommitError, Compression, Consumer, ConsumerConfig};
-use tests::{BrokerProcess, GROUP_SETTLE_TIMEOUT};
+use tests::GROUP_SETTLE_TIMEOUT;
 
 /// Bound on consuming everything a test produced, failures included.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(90);
@@ -26,10 +26,6 @@ const SESSION_TIMEOUT_MS: &str = "3000";
 /// Each member's work per batch of at most 100 records, so that a kill
 /// lands in the middle of a topic rather than after it.
 const PROCESSING_MS: &str = "20";
-
-fn start_broker(dir: &std::path::Path) -> BrokerProcess {
-    BrokerProcess::start(dir, &["--set", "group.min.session.timeout.ms=1000"]).unwrap()
-}
 
 /// A `group_consumer` process and the lines it printed.
 struct ConsumerProcess {
@@ -185,7 +181,7 @@ fn killed_member_partitions_move_to_the_survivors_who_resume_at_its_last_commit(
     const FIRST_WAVE: usize = 200;
     const SECOND_WAVE: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    let broker = tests::start_short_session_broker(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         tests::create_topic_async(&broker.addr, "work", PARTITIONS).await;
@@ -304,7 +300,7 @@ fn consumer_killed_and_restarted_resumes_at_its_committed_offsets() {
     const PARTITIONS: i32 = 4;
     const PER_PARTITION: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
-    let broker = start_broker(dir.path());
+    let broker = tests::start_short_session_broker(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         tests::create_topic_async(&broker.addr, "journal", PARTITIONS).await;
@@ -384,7 +380,7 @@ fn broker_restart_loses_no_committed_offset_and_the_consumer_carries_on() {
     const FIRST_WAVE: usize = 300;
     const SECOND_WAVE: usize = 200;
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = start_broker(dir.path());
+    let mut broker = tests::start_short_session_broker(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let addr = broker.addr.clone();
     runtime.block_on(async {

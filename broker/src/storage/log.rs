@@ -899,15 +899,7 @@ impl PartitionLog {
         }
         match self.segments.values_mut().next_back() {
             None => {
-                let segment = Segment::open(
-                    &self.dir,
-                    offset,
-                    &self.config,
-                    &self.files,
-                    &self.budget,
-                    true,
-                    self.offsets_may_skip,
-                )?;
+                let segment = self.new_segment(offset)?;
                 self.segments.insert(offset, segment);
                 self.log_start_offset = offset;
                 self.dir_dirty = true;
@@ -948,6 +940,19 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Creates the log's next (active, empty) segment at `base_offset`.
+    fn new_segment(&self, base_offset: i64) -> io::Result<Segment> {
+        Segment::open(
+            &self.dir,
+            base_offset,
+            &self.config,
+            &self.files,
+            &self.budget,
+            true,
+            self.offsets_may_skip,
+        )
+    }
+
     fn restart_empty_at(&mut self, offset: i64) -> io::Result<()> {
         self.count_cut();
         self.discard_spare();
@@ -956,15 +961,7 @@ impl PartitionLog {
             let segment = self.segments.remove(&base).expect("listed segment");
             segment.delete()?;
         }
-        let segment = Segment::open(
-            &self.dir,
-            offset,
-            &self.config,
-            &self.files,
-            &self.budget,
-            true,
-            self.offsets_may_skip,
-        )?;
+        let segment = self.new_segment(offset)?;
         self.segments.insert(offset, segment);
         self.files.sync_dir(&self.dir)?;
         self.dir_dirty = false;
@@ -1002,15 +999,7 @@ impl PartitionLog {
             }
         }
         self.use_spare(base_offset);
-        let opened = Segment::open(
-            &self.dir,
-            base_offset,
-            &self.config,
-            &self.files,
-            &self.budget,
-            true,
-            self.offsets_may_skip,
-        );
+        let opened = self.new_segment(base_offset);
         match opened {
             Ok(mut segment) => {
                 assert!(segment.is_empty(), "a new segment must start empty");
