@@ -13,8 +13,9 @@
 //!   the image and commits records.
 //! - [`replica_manager`] and [`partition`]: the partitions this broker hosts,
 //!   and each one's serving state (role, leader epoch, high watermark) over its log.
-//! - [`replication`]: the leader side of partition replication as a state
-//!   machine without I/O (follower progress, ISR, high watermark, `acks=all`).
+//! - [`replication`]: partition replication: the leader and follower sides as
+//!   state machines without I/O, and the runtime around them (replica
+//!   fetchers, ISR proposals); [`peer`]: a Kafka-request connection to another node.
 //! - [`topics`]: topic rules (names, configs) and topics found on disk.
 //! - [`ids`]: newtypes for broker ids, epochs and offsets; [`errors`]: where
 //!   internal errors become Kafka error codes.
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod metadata;
 pub mod partition;
+pub mod peer;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod quorum;

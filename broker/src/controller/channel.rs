@@ -7,14 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use protocol::messages::ApiKey;
 use protocol::{Decodable, Encodable};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+use crate::peer::PeerConnection;
 
 /// Bound on one request to the controller, connect included.
 pub const CONTROLLER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,16 +30,10 @@ pub enum ChannelError {
     },
 }
 
-struct Connection {
-    node: i32,
-    reader: FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
-    writer: OwnedWriteHalf,
-}
-
 pub struct ControllerChannel {
     voters: BTreeMap<i32, SocketAddr>,
-    connection: tokio::sync::Mutex<Option<Connection>>,
-    next_correlation_id: std::sync::atomic::AtomicI32,
+    /// The open connection and the voter it goes to.
+    connection: tokio::sync::Mutex<Option<(i32, PeerConnection)>>,
 }
 
 impl ControllerChannel {
@@ -51,7 +41,6 @@ impl ControllerChannel {
         ControllerChannel {
             voters,
             connection: tokio::sync::Mutex::new(None),
-            next_correlation_id: std::sync::atomic::AtomicI32::new(0),
         }
     }
 
@@ -69,59 +58,24 @@ impl ControllerChannel {
             .ok_or(ChannelError::UnknownNode(node))?;
         let failed = |reason: String| ChannelError::Failed { node, addr, reason };
         let mut connection = self.connection.lock().await;
-        let correlation_id = self
-            .next_correlation_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let frame = protocol::header::encode_request(
-            api,
-            version,
-            correlation_id,
-            Some(CLIENT_ID),
-            request,
-        )
-        .map_err(|e| failed(e.to_string()))?;
-        let exchange = async {
-            if connection.as_ref().is_none_or(|c| c.node != node) {
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .map_err(|e| failed(format!("connect: {e}")))?;
-                let _ = stream.set_nodelay(true);
-                let (read, write) = stream.into_split();
-                *connection = Some(Connection {
-                    node,
-                    reader: FramedRead::new(read, protocol::frame::frame_codec(RESPONSE_BYTES_MAX)),
-                    writer: write,
-                });
-            }
-            let open = connection.as_mut().expect("connected above");
-            open.writer
-                .write_all(&frame)
-                .await
-                .map_err(|e| failed(format!("write: {e}")))?;
-            let response: Bytes = match open.reader.next().await {
-                Some(Ok(frame)) => frame.freeze(),
-                Some(Err(e)) => return Err(failed(format!("read: {e}"))),
-                None => return Err(failed("closed by the controller".to_string())),
-            };
-            let (answered, body) =
-                protocol::header::decode_response::<Resp>(api, version, response)
-                    .map_err(|e| failed(e.to_string()))?;
-            if answered != correlation_id {
-                return Err(failed(format!(
-                    "answer to request {answered}, not {correlation_id}"
-                )));
-            }
-            Ok(body)
-        };
-        let result = match tokio::time::timeout(CONTROLLER_REQUEST_TIMEOUT, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(failed(format!(
-                "no answer within {CONTROLLER_REQUEST_TIMEOUT:?}"
-            ))),
-        };
+        let deadline = tokio::time::Instant::now() + CONTROLLER_REQUEST_TIMEOUT;
+        if connection.as_ref().is_none_or(|(to, _)| *to != node) {
+            let opened = PeerConnection::connect(
+                addr,
+                CLIENT_ID,
+                RESPONSE_BYTES_MAX,
+                CONTROLLER_REQUEST_TIMEOUT,
+            )
+            .await
+            .map_err(|e| failed(e.reason))?;
+            *connection = Some((node, opened));
+        }
+        let (_, open) = connection.as_mut().expect("connected above");
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = open.call(api, version, request, left).await;
         if result.is_err() {
             *connection = None;
         }
-        result
+        result.map_err(|e| failed(e.reason))
     }
 }

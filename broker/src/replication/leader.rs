@@ -47,6 +47,9 @@ pub enum Event {
         last_offset: i64,
         deadline_ms: i64,
     },
+    /// The controller refused the outstanding ISR proposal, or it could not
+    /// be sent: another may be made.
+    IsrRefused,
     /// The controller committed an ISR (ours or its own) at `partition_epoch`.
     IsrCommitted {
         isr: Vec<BrokerId>,
@@ -76,6 +79,10 @@ struct Progress {
     log_end_offset: i64,
     /// When the replica last held the leader's whole log (ms).
     last_caught_up_ms: i64,
+    /// The time of the replica's previous fetch and the leader's LEO then:
+    /// a fetch that reaches that LEO was caught up at that time.
+    last_fetch_ms: i64,
+    last_fetch_leader_log_end: i64,
 }
 
 #[derive(Debug)]
@@ -98,6 +105,9 @@ pub struct LeaderState {
     me: BrokerId,
     log_end_offset: i64,
     high_watermark: i64,
+    /// Where this leader's epoch starts: a follower that has not reached it
+    /// holds nothing of this epoch and does not rejoin the ISR yet.
+    epoch_start_offset: i64,
     isr: BTreeSet<BrokerId>,
     partition_epoch: PartitionEpoch,
     /// Every replica but this one.
@@ -133,6 +143,8 @@ impl LeaderState {
                     Progress {
                         log_end_offset: -1,
                         last_caught_up_ms: now_ms,
+                        last_fetch_ms: now_ms,
+                        last_fetch_leader_log_end: log_end_offset,
                     },
                 )
             })
@@ -142,6 +154,7 @@ impl LeaderState {
             me,
             log_end_offset,
             high_watermark,
+            epoch_start_offset: log_end_offset,
             isr: isr.iter().copied().collect(),
             partition_epoch,
             followers,
@@ -156,6 +169,15 @@ impl LeaderState {
 
     pub fn isr(&self) -> Vec<BrokerId> {
         self.isr.iter().copied().collect()
+    }
+
+    pub fn partition_epoch(&self) -> PartitionEpoch {
+        self.partition_epoch
+    }
+
+    /// `min.insync.replicas` changed (a topic config).
+    pub fn set_min_insync_replicas(&mut self, min_insync_replicas: usize) {
+        self.config.min_insync_replicas = min_insync_replicas;
     }
 
     /// Whether an `acks=all` request may be appended now.
@@ -190,11 +212,20 @@ impl LeaderState {
                     return out;
                 };
                 progress.log_end_offset = fetch_offset.min(self.log_end_offset);
+                // Under steady appends a fetch rarely reaches the current LEO;
+                // reaching the LEO of the previous fetch's time shows the
+                // follower was caught up then (Kafka's rule).
                 if fetch_offset >= self.log_end_offset {
                     progress.last_caught_up_ms = now_ms;
+                } else if fetch_offset >= progress.last_fetch_leader_log_end {
+                    progress.last_caught_up_ms =
+                        progress.last_caught_up_ms.max(progress.last_fetch_ms);
                 }
-                let rejoins =
-                    !self.isr.contains(&replica) && progress.log_end_offset >= self.high_watermark;
+                progress.last_fetch_ms = now_ms;
+                progress.last_fetch_leader_log_end = self.log_end_offset;
+                let rejoins = !self.isr.contains(&replica)
+                    && progress.log_end_offset >= self.high_watermark
+                    && progress.log_end_offset >= self.epoch_start_offset;
                 self.advance(&mut out);
                 if rejoins {
                     let mut isr = self.isr.clone();
@@ -219,6 +250,7 @@ impl LeaderState {
                     );
                 }
             }
+            Event::IsrRefused => self.pending_isr = None,
             Event::IsrCommitted {
                 isr,
                 partition_epoch,
@@ -473,6 +505,25 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn a_follower_a_little_behind_under_steady_appends_stays_in_the_isr() {
+        // Each fetch reaches the LEO the leader had at the previous fetch, never the current one.
+        let mut l = leader();
+        for round in 1..=40i64 {
+            let now_ms = round * 1_000;
+            l.handle(Event::Appended {
+                log_end_offset: round * 10,
+            });
+            l.handle(fetch(F2, (round - 1) * 10, now_ms));
+            l.handle(fetch(F3, (round - 1) * 10, now_ms));
+            assert!(
+                l.handle(Event::Tick { now_ms }).is_empty(),
+                "no shrink in round {round}"
+            );
+        }
+        assert_eq!(l.isr(), vec![ME, F2, F3]);
     }
 
     #[test]

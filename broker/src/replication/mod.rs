@@ -9,4 +9,5 @@
 //! The runtime that fetches, appends and keeps time around these machines
 //! is not built yet (see `docs/cluster.md`).
 
+pub mod follower;
 pub mod leader;
