@@ -76,6 +76,42 @@ pub struct BrokerConfig {
     /// how often the active controller moves leaderships back to preferred
     /// replicas (`None`: never).
     pub leader_rebalance_interval_ms: Option<u64>,
+    /// Partition replication (see `docs/replication.md`).
+    pub replication: ReplicationSettings,
+}
+
+/// Replication settings, Kafka's names and defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationSettings {
+    /// `min.insync.replicas`: the ISR size `acks=all` needs (topics may override).
+    pub min_insync_replicas: usize,
+    /// `replica.lag.time.max.ms`: a follower not caught up this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `replica.fetch.wait.max.ms`: a follower's long-poll.
+    pub fetch_wait_max_ms: i32,
+    /// `replica.fetch.max.bytes`: per partition in one follower fetch.
+    pub fetch_partition_bytes_max: i32,
+    /// `replica.fetch.response.max.bytes`: a whole follower fetch response.
+    pub fetch_response_bytes_max: i32,
+    /// `replica.fetch.backoff.ms`: the pause after a failed follower fetch.
+    pub fetch_backoff_ms: i64,
+    /// `unclean.leader.election.enable`: whether a replica outside the ISR
+    /// may lead when no ISR member is alive (topics may override).
+    pub unclean_leader_election: bool,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> Self {
+        ReplicationSettings {
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            fetch_wait_max_ms: 500,
+            fetch_partition_bytes_max: 1 << 20,
+            fetch_response_bytes_max: 10 << 20,
+            fetch_backoff_ms: 1_000,
+            unclean_leader_election: false,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +142,7 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT,
             rack: None,
             leader_rebalance_interval_ms: Some(LEADER_REBALANCE_INTERVAL_MS_DEFAULT),
+            replication: ReplicationSettings::default(),
         }
     }
 }
@@ -233,6 +270,30 @@ impl BrokerConfig {
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms =
                     parse_in_range(key, value, 100..=i64::from(i32::MAX))?
+            }
+            "min.insync.replicas" => {
+                self.replication.min_insync_replicas = parse_in_range(key, value, 1..=1_000)?
+            }
+            "replica.lag.time.max.ms" => {
+                self.replication.replica_lag_time_max_ms =
+                    parse_in_range(key, value, 10..=i64::from(i32::MAX))?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replication.fetch_wait_max_ms = parse_in_range(key, value, 0..=60_000)?
+            }
+            "replica.fetch.max.bytes" => {
+                self.replication.fetch_partition_bytes_max =
+                    parse_in_range(key, value, 1024..=1 << 30)?
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replication.fetch_response_bytes_max =
+                    parse_in_range(key, value, 1024..=1 << 30)?
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replication.fetch_backoff_ms = parse_in_range(key, value, 0..=600_000)?
+            }
+            "unclean.leader.election.enable" => {
+                self.replication.unclean_leader_election = parse(key, value)?
             }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = parse_in_range(key, value, 10..=3_600_000)?

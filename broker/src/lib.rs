@@ -113,7 +113,12 @@ impl Broker {
                 .context("cannot open the logs")?,
         );
         let node = BrokerId(config.node_id);
-        let replicas = Arc::new(ReplicaManager::new(node, logs.clone(), config.log.clone()));
+        let replicas = Arc::new(ReplicaManager::new(
+            node,
+            logs.clone(),
+            config.log.clone(),
+            config.replication,
+        ));
         let groups = Arc::new(GroupCoordinator::new(
             config.groups.clone(),
             config.message_bytes_max,
@@ -392,6 +397,7 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(broker.clone());
+    let replication = replication::runtime::spawn(broker.clone(), broker.shutdown.clone());
     let group_timers = GroupCoordinator::start(&broker);
     let server = tokio::spawn(server::listener::serve(listener, broker.clone(), stop_rx));
     (&mut shutdown).await;
@@ -407,6 +413,9 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     broker.controller.quorum().clone().shutdown().await;
     background.abort();
     let _ = background.await;
+    for task in replication {
+        let _ = task.await;
+    }
     // The timer task ends on the shutdown token; abort covers a blocking tick.
     group_timers.abort();
     let _ = group_timers.await;
@@ -414,6 +423,9 @@ pub async fn run(config: BrokerConfig, shutdown: impl Future<Output = ()>) -> an
     tokio::task::spawn_blocking(move || {
         for partition in shutting_down.replicas.all() {
             partition.snapshot_producer_state();
+        }
+        if let Err(e) = shutting_down.replicas.write_high_watermarks() {
+            tracing::error!(error = %e, "cannot checkpoint the high watermarks");
         }
         shutting_down.logs.shutdown()
     })

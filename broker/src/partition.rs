@@ -1,21 +1,29 @@
 //! A partition as the broker serves it: the log plus the replication state
-//! around it (its role: leader or follower, and the leader epoch, both from
-//! the metadata image; the high watermark). Until followers replicate, the
-//! high watermark follows the log end offset; the shape (a watched high
-//! watermark that `acks=all` and consumer long-polls wait on) is the one
-//! replication fills in.
+//! around it: its role (leader or follower, and the leader epoch, both from
+//! the metadata image), the replication state machine of that role
+//! ([`crate::replication`]) and the high watermark and log end offset that
+//! consumers, followers and `acks=all` requests wait on.
+//!
+//! Locks are taken in this order: `role`, `producers`, `log`; `replica`
+//! after `role`, and `log` may be taken under `replica`, never the reverse.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use protocol::batch::{batches, BatchHeader};
 use protocol::ErrorCode;
 
-use crate::ids::{BrokerId, LeaderEpoch};
+use crate::ids::{BrokerId, LeaderEpoch, PartitionEpoch};
+use crate::metadata::PartitionRegistration;
 use crate::producer_state::{BatchIdentity, ProducerStateTable, Verdict};
+use crate::replication::follower::{
+    self, FetchAnswer, FetchPosition, FollowerConfig, FollowerState,
+};
+use crate::replication::leader::{self, LeaderConfig, LeaderState, ProduceId, Refusal};
 use crate::storage::{AppendInfo, LogConfig, PartitionLog, ReadInfo, StorageError};
 
 /// Bytes read at a time while replaying the log into producer state.
@@ -64,41 +72,447 @@ pub struct Role {
     pub leads: bool,
 }
 
+/// The replication settings of a partition (Kafka's names in [`LeaderConfig`]
+/// and [`FollowerConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationConfig {
+    pub leader: LeaderConfig,
+    pub follower: FollowerConfig,
+}
+
+/// An ISR change the leader asks the controller for (Kafka's AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub isr: Vec<BrokerId>,
+}
+
+/// The replication state machine of the role this broker has.
+enum Replica {
+    /// Before the first role is taken.
+    Idle,
+    Leader {
+        state: LeaderState,
+        leader_epoch: LeaderEpoch,
+        /// `acks=all` requests waiting for the high watermark.
+        waiting: HashMap<ProduceId, oneshot::Sender<ErrorCode>>,
+        next_produce_id: ProduceId,
+    },
+    Follower(FollowerState),
+}
+
 pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub topic_id: Uuid,
-    /// Read-locked across a leader's append, so that no batch is appended
-    /// in an epoch this broker no longer leads.
+    /// This broker's id.
+    me: BrokerId,
+    /// Read-locked across a leader's (or follower's) append, so that no
+    /// batch is appended in a role this broker no longer has.
     role: RwLock<Role>,
+    replica: Mutex<Replica>,
     log: Arc<Mutex<PartitionLog>>,
     /// Idempotent producers' recent sequences. Locked before `log` whenever both are held.
     producers: Mutex<ProducerStateTable>,
     /// Offsets below this are committed (replicated to the whole ISR).
     high_watermark: watch::Sender<i64>,
+    /// The log end offset, which followers' long-polls wait on.
+    log_end: watch::Sender<i64>,
+    /// Where ISR proposals go (to the controller).
+    proposals: mpsc::Sender<IsrProposal>,
 }
 
 impl Partition {
+    /// A partition over `log` whose high watermark was `high_watermark` when
+    /// last checkpointed; it serves nothing until it is given a role
+    /// ([`Partition::apply_registration`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         topic: String,
         index: i32,
         topic_id: Uuid,
+        me: BrokerId,
         role: Role,
         log: Arc<Mutex<PartitionLog>>,
+        high_watermark: i64,
+        proposals: mpsc::Sender<IsrProposal>,
     ) -> Partition {
         let (log_end_offset, producers) = {
             let log = lock(&log);
             (log.log_end_offset(), load_producer_state(&log))
         };
-        let (high_watermark, _) = watch::channel(log_end_offset);
+        let (high_watermark, _) = watch::channel(high_watermark.clamp(0, log_end_offset));
+        let (log_end, _) = watch::channel(log_end_offset);
         Partition {
             topic,
             index,
             topic_id,
-            role: RwLock::new(role),
+            me,
+            role: RwLock::new(Role {
+                leads: false,
+                ..role
+            }),
+            replica: Mutex::new(Replica::Idle),
             log,
             producers: Mutex::new(producers),
             high_watermark,
+            log_end,
+            proposals,
+        }
+    }
+
+    fn replica(&self) -> MutexGuard<'_, Replica> {
+        self.replica.lock().expect("replica lock")
+    }
+
+    /// Takes the role and ISR a metadata registration gives: becomes leader
+    /// or follower when the leader or its epoch changed, or passes a
+    /// committed ISR change to the leader's state machine.
+    pub fn apply_registration(
+        &self,
+        registration: &PartitionRegistration,
+        config: &ReplicationConfig,
+        now_ms: i64,
+    ) {
+        let role = Role {
+            leader: registration.leader,
+            leader_epoch: registration.leader_epoch,
+            leads: registration.leader == self.me,
+        };
+        let mut current = self.role.write().expect("role lock");
+        assert!(
+            role.leader_epoch >= current.leader_epoch,
+            "leader epoch of {}-{} moves back from {} to {}",
+            self.topic,
+            self.index,
+            current.leader_epoch,
+            role.leader_epoch
+        );
+        let mut replica = self.replica();
+        let same_term = *current == role;
+        match &mut *replica {
+            Replica::Leader { state, .. } if same_term && role.leads => {
+                state.set_min_insync_replicas(config.leader.min_insync_replicas);
+                let commands = state.handle(leader::Event::IsrCommitted {
+                    isr: registration.isr.clone(),
+                    partition_epoch: registration.partition_epoch,
+                });
+                self.execute_leader(&mut replica, commands);
+                return;
+            }
+            Replica::Follower(_) if same_term && !role.leads => return,
+            _ => {}
+        }
+        if *current != role {
+            tracing::info!(topic = %self.topic, partition = self.index, leader = %role.leader, leader_epoch = %role.leader_epoch, leads = role.leads, "partition role changed");
+        }
+        *current = role;
+        // Whatever waited on the previous role is answered now.
+        if let Replica::Leader { state, .. } = &mut *replica {
+            let commands = state.handle(leader::Event::Resigned);
+            self.execute_leader(&mut replica, commands);
+        }
+        let (log_end_offset, last_epoch) = {
+            let mut log = self.log();
+            let log_end_offset = log.log_end_offset();
+            if role.leads {
+                // Kafka's makeLeader: the new epoch starts at the log end, so a
+                // deposed leader's later batches are found diverging.
+                if let Err(e) = log.assign_epoch_start(role.leader_epoch.0, log_end_offset) {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot record the new leader epoch");
+                }
+            }
+            (log_end_offset, log.latest_epoch())
+        };
+        let high_watermark = self.high_watermark().min(log_end_offset);
+        if role.leads {
+            let mut state = LeaderState::new(
+                config.leader,
+                self.me,
+                registration,
+                log_end_offset,
+                high_watermark,
+                now_ms,
+            );
+            // An ISR of this broker alone commits its whole log at once.
+            let commands = state.handle(leader::Event::Appended { log_end_offset });
+            *replica = Replica::Leader {
+                state,
+                leader_epoch: role.leader_epoch,
+                waiting: HashMap::new(),
+                next_produce_id: 0,
+            };
+            self.execute_leader(&mut replica, commands);
+        } else {
+            *replica = Replica::Follower(FollowerState::new(
+                config.follower,
+                role.leader,
+                role.leader_epoch,
+                log_end_offset,
+                last_epoch,
+                high_watermark,
+            ));
+        }
+    }
+
+    /// Carries out what the leader's state machine decided.
+    fn execute_leader(&self, replica: &mut Replica, commands: Vec<leader::Command>) {
+        let Replica::Leader {
+            state,
+            waiting,
+            leader_epoch,
+            ..
+        } = replica
+        else {
+            return;
+        };
+        for command in commands {
+            match command {
+                leader::Command::AdvanceHighWatermark { offset } => {
+                    self.advance_high_watermark(offset);
+                }
+                leader::Command::Complete { id, error } => {
+                    if let Some(answer) = waiting.remove(&id) {
+                        let _ = answer.send(error);
+                    }
+                }
+                leader::Command::ProposeIsr {
+                    isr,
+                    partition_epoch,
+                } => {
+                    let proposal = IsrProposal {
+                        topic: self.topic.clone(),
+                        topic_id: self.topic_id,
+                        partition: self.index,
+                        leader_epoch: *leader_epoch,
+                        partition_epoch,
+                        isr,
+                    };
+                    tracing::info!(topic = %self.topic, partition = self.index, isr = ?proposal.isr, %partition_epoch, "proposing an ISR change");
+                    if self.proposals.try_send(proposal).is_err() {
+                        // The proposer is saturated or gone: propose again later.
+                        state.handle(leader::Event::IsrRefused);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds the leader's state machine, if this broker leads.
+    fn leader_event(&self, event: leader::Event) {
+        let mut replica = self.replica();
+        if let Replica::Leader { state, .. } = &mut *replica {
+            let commands = state.handle(event);
+            self.execute_leader(&mut replica, commands);
+        }
+    }
+
+    /// Whether an `acks=all` request may be appended now.
+    pub fn check_acks_all(&self) -> Result<(), Refusal> {
+        match &*self.replica() {
+            Replica::Leader { state, .. } => state.check_acks_all(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parks an `acks=all` request until the high watermark passes
+    /// `last_offset`; the answer is its error code (NONE once replicated).
+    pub fn wait_for_replication(
+        &self,
+        last_offset: i64,
+        deadline_ms: i64,
+    ) -> oneshot::Receiver<ErrorCode> {
+        let (tx, rx) = oneshot::channel();
+        let mut replica = self.replica();
+        let Replica::Leader {
+            state,
+            waiting,
+            next_produce_id,
+            ..
+        } = &mut *replica
+        else {
+            let _ = tx.send(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+            return rx;
+        };
+        let id = *next_produce_id;
+        *next_produce_id += 1;
+        waiting.insert(id, tx);
+        let commands = state.handle(leader::Event::Park {
+            id,
+            last_offset,
+            deadline_ms,
+        });
+        self.execute_leader(&mut replica, commands);
+        rx
+    }
+
+    /// A follower fetched from `fetch_offset`: it holds everything below.
+    pub fn follower_fetched(&self, replica: BrokerId, fetch_offset: i64, now_ms: i64) {
+        self.leader_event(leader::Event::FollowerFetch {
+            replica,
+            fetch_offset,
+            now_ms,
+        });
+    }
+
+    /// Time passed: lagging followers leave the ISR, expired waits are answered.
+    pub fn tick(&self, now_ms: i64) {
+        self.leader_event(leader::Event::Tick { now_ms });
+    }
+
+    /// The controller refused (or never got) this partition's ISR proposal.
+    pub fn isr_refused(&self) {
+        self.leader_event(leader::Event::IsrRefused);
+    }
+
+    /// The ISR as the leader's state machine has it (committed), if this broker leads.
+    pub fn isr(&self) -> Option<Vec<BrokerId>> {
+        match &*self.replica() {
+            Replica::Leader { state, .. } => Some(state.isr()),
+            _ => None,
+        }
+    }
+
+    /// KIP-320, on the leader: whether a follower whose last batch is of
+    /// `last_fetched_epoch` and whose log ends at `fetch_offset` diverges
+    /// from this log; if so, the epoch and end offset to truncate to.
+    pub fn diverging_epoch(
+        &self,
+        last_fetched_epoch: i32,
+        fetch_offset: i64,
+    ) -> Option<(i32, i64)> {
+        if last_fetched_epoch < 0 {
+            return None;
+        }
+        match self.log().end_offset_for_epoch(last_fetched_epoch) {
+            Some((epoch, end_offset))
+                if epoch < last_fetched_epoch || end_offset < fetch_offset =>
+            {
+                Some((epoch, end_offset))
+            }
+            // Consistent, or this log keeps no epochs to compare with.
+            Some(_) | None => None,
+        }
+    }
+
+    /// KIP-101 OffsetForLeaderEpoch: `(epoch, end offset)` of `leader_epoch` in this log.
+    pub fn end_offset_for_epoch(&self, leader_epoch: i32) -> Option<(i32, i64)> {
+        self.log().end_offset_for_epoch(leader_epoch)
+    }
+
+    /// Where a follower fetches next and from which leader, if it follows.
+    pub fn fetch_position(&self, now_ms: i64) -> Option<(BrokerId, FetchPosition)> {
+        match &*self.replica() {
+            Replica::Follower(state) => state
+                .fetch_position(now_ms)
+                .map(|position| (state.leader(), position)),
+            _ => None,
+        }
+    }
+
+    /// The leader this broker follows, if it follows.
+    pub fn following(&self) -> Option<BrokerId> {
+        match &*self.replica() {
+            Replica::Follower(state) if !state.leader().is_none() => Some(state.leader()),
+            _ => None,
+        }
+    }
+
+    /// As a follower: applies the leader's answer to a fetch made at
+    /// `position` (appends, truncates, moves the high watermark).
+    pub fn apply_fetch(&self, position: &FetchPosition, answer: FetchAnswer, now_ms: i64) {
+        let role = self.role.read().expect("role lock");
+        if role.leads || role.leader_epoch != position.current_leader_epoch {
+            // The role changed while the fetch was out: its answer is stale.
+            return;
+        }
+        let local_epoch_end = answer
+            .diverging_epoch
+            .and_then(|(epoch, _)| self.log().end_offset_for_epoch(epoch));
+        let mut commands = self.follower_event(follower::Event::Fetched {
+            answer,
+            local_epoch_end,
+            now_ms,
+        });
+        // A command's outcome is fed back, which may give more commands.
+        for _ in 0..4 {
+            if commands.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for command in commands {
+                next.extend(self.execute_follower(command, now_ms));
+            }
+            commands = next;
+        }
+        drop(role);
+    }
+
+    fn follower_event(&self, event: follower::Event) -> Vec<follower::Command> {
+        match &mut *self.replica() {
+            Replica::Follower(state) => state.handle(event),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Carries out one command of the follower's state machine; returns what
+    /// the machine decides on hearing the outcome. Called under the role lock.
+    fn execute_follower(&self, command: follower::Command, now_ms: i64) -> Vec<follower::Command> {
+        let changed = match command {
+            follower::Command::UpdateHighWatermark { offset } => {
+                self.high_watermark.send_replace(offset);
+                return Vec::new();
+            }
+            follower::Command::Append { records } => {
+                let mut producers = self.producers.lock().expect("producer state lock");
+                let mut log = self.log();
+                match log.append_as_follower(&records) {
+                    Ok(_) => {
+                        for batch in batches(&records) {
+                            if let Ok(header) = BatchHeader::new(&batch) {
+                                producers.replay(&header);
+                            }
+                        }
+                        Ok((log.log_end_offset(), log.latest_epoch()))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            follower::Command::Truncate { offset } => {
+                let mut producers = self.producers.lock().expect("producer state lock");
+                let mut log = self.log();
+                tracing::info!(topic = %self.topic, partition = self.index, offset, log_end_offset = log.log_end_offset(), "truncating a diverging log");
+                log.truncate_to(offset).map(|()| {
+                    producers.truncate_to(offset);
+                    (log.log_end_offset(), log.latest_epoch())
+                })
+            }
+            follower::Command::TruncateFullyAndStartAt { offset } => {
+                let mut producers = self.producers.lock().expect("producer state lock");
+                let mut log = self.log();
+                tracing::info!(topic = %self.topic, partition = self.index, offset, "restarting the log at the leader's log start");
+                log.truncate_fully_and_start_at(offset).map(|()| {
+                    *producers = ProducerStateTable::default();
+                    (log.log_end_offset(), log.latest_epoch())
+                })
+            }
+        };
+        match changed {
+            Ok((log_end_offset, last_epoch)) => {
+                self.log_end.send_replace(log_end_offset);
+                self.follower_event(follower::Event::LogChanged {
+                    log_end_offset,
+                    last_epoch,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot apply what the leader sent");
+                self.follower_event(follower::Event::AppendFailed { now_ms })
+            }
         }
     }
 
@@ -116,24 +530,6 @@ impl Partition {
 
     pub fn is_leader(&self) -> bool {
         self.role().leads
-    }
-
-    /// Takes the role the metadata image gives. Epochs never go back: an
-    /// older image cannot be applied after a newer one.
-    pub fn set_role(&self, role: Role) {
-        let mut current = self.role.write().expect("role lock");
-        assert!(
-            role.leader_epoch >= current.leader_epoch,
-            "leader epoch of {}-{} moves back from {} to {}",
-            self.topic,
-            self.index,
-            current.leader_epoch,
-            role.leader_epoch
-        );
-        if *current != role {
-            tracing::info!(topic = %self.topic, partition = self.index, leader = %role.leader, leader_epoch = %role.leader_epoch, leads = role.leads, "partition role changed");
-        }
-        *current = role;
     }
 
     /// Appends validated batches as leader: checks idempotent producers'
@@ -174,13 +570,15 @@ impl Partition {
             producers.record(identity, info.base_offset, info.last_offset);
         }
         drop(producers);
-        drop(role);
         assert!(
             info.last_offset < log_end_offset,
             "appended offsets must lie below the log end offset"
         );
-        // The ISR is this broker alone: everything appended is committed.
-        self.advance_high_watermark(log_end_offset);
+        self.log_end.send_replace(log_end_offset);
+        // Still under the role lock: the event reaches the state machine of
+        // the epoch the batch was appended in.
+        self.leader_event(leader::Event::Appended { log_end_offset });
+        drop(role);
         Ok(Appended::New(info))
     }
 
@@ -221,9 +619,14 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
-    /// A receiver that sees every high watermark change, for long-polls and `acks=all`.
+    /// A receiver that sees every high watermark change, for consumers' long-polls.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// A receiver that sees every log end offset change, for followers' long-polls.
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
     }
 
     pub fn log_start_offset(&self) -> i64 {

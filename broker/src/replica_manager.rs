@@ -1,36 +1,119 @@
 //! The replica manager owns the partitions this broker hosts (keyed by topic
 //! and partition) and is the only code that turns a metadata delta into
 //! local actions: create or delete a log, lead, follow, apply a topic's
-//! config overrides, each with the epochs of the image.
+//! config overrides, each with the epochs of the image. It also keeps the
+//! high watermarks' checkpoint (`replication-offset-checkpoint`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use protocol::ErrorCode;
+use tokio::sync::{mpsc, Notify};
 
+use crate::config::ReplicationSettings;
 use crate::ids::BrokerId;
 use crate::metadata::{
     MetadataDelta, MetadataImage, MetadataPublisher, PartitionRegistration, TopicImage,
 };
-use crate::partition::{Partition, Role};
+use crate::partition::{IsrProposal, Partition, ReplicationConfig, Role};
+use crate::replication::follower::FollowerConfig;
+use crate::replication::leader::LeaderConfig;
 use crate::storage::{LogConfig, LogManager, TopicPartition};
+
+/// The high watermarks' checkpoint file in the data dir.
+pub const HIGH_WATERMARK_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+/// Bound on ISR proposals queued for the controller (one per partition at most).
+const ISR_PROPOSALS_QUEUED_MAX: usize = 16_384;
+/// Bound on `acks=all` requests waiting on one partition.
+const WAITING_PRODUCES_PER_PARTITION_MAX: usize = 10_000;
 
 pub struct ReplicaManager {
     node: BrokerId,
     logs: Arc<LogManager>,
     default_log_config: LogConfig,
+    settings: ReplicationSettings,
     /// By topic name, then partition: the partitions this broker is a replica of.
     partitions: RwLock<HashMap<String, BTreeMap<i32, Arc<Partition>>>>,
+    /// High watermarks as last checkpointed (read at start).
+    checkpointed: BTreeMap<TopicPartition, i64>,
+    proposals: mpsc::Sender<IsrProposal>,
+    /// Taken once by the runtime that sends proposals to the controller.
+    proposals_rx: Mutex<Option<mpsc::Receiver<IsrProposal>>>,
+    /// Woken whenever a partition starts or stops following a leader.
+    followers_changed: Notify,
 }
 
 impl ReplicaManager {
-    pub fn new(node: BrokerId, logs: Arc<LogManager>, default_log_config: LogConfig) -> Self {
+    pub fn new(
+        node: BrokerId,
+        logs: Arc<LogManager>,
+        default_log_config: LogConfig,
+        settings: ReplicationSettings,
+    ) -> Self {
+        let path = logs.data_dir().join(HIGH_WATERMARK_CHECKPOINT_FILE);
+        let checkpointed = crate::storage::checkpoint::read_offsets(&path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring a damaged high watermark checkpoint");
+            BTreeMap::new()
+        });
+        let (proposals, proposals_rx) = mpsc::channel(ISR_PROPOSALS_QUEUED_MAX);
         ReplicaManager {
             node,
             logs,
             default_log_config,
+            settings,
             partitions: RwLock::new(HashMap::new()),
+            checkpointed,
+            proposals,
+            proposals_rx: Mutex::new(Some(proposals_rx)),
+            followers_changed: Notify::new(),
         }
+    }
+
+    pub fn settings(&self) -> &ReplicationSettings {
+        &self.settings
+    }
+
+    /// The ISR proposals for the controller; `None` after the first call.
+    pub fn take_isr_proposals(&self) -> Option<mpsc::Receiver<IsrProposal>> {
+        self.proposals_rx.lock().expect("proposals lock").take()
+    }
+
+    /// Completes when some partition starts or stops following (register interest first).
+    pub fn followers_changed(&self) -> &Notify {
+        &self.followers_changed
+    }
+
+    /// The replication settings of a partition of `topic`.
+    pub fn replication_config(&self, topic: &TopicImage) -> ReplicationConfig {
+        ReplicationConfig {
+            leader: LeaderConfig {
+                replica_lag_time_max_ms: self.settings.replica_lag_time_max_ms,
+                min_insync_replicas: crate::topics::min_insync_replicas_for(
+                    self.settings.min_insync_replicas,
+                    &topic.configs,
+                ),
+                waiting_produces_max: WAITING_PRODUCES_PER_PARTITION_MAX,
+            },
+            follower: FollowerConfig {
+                fetch_backoff_ms: self.settings.fetch_backoff_ms,
+            },
+        }
+    }
+
+    /// Writes every hosted partition's high watermark to the checkpoint file.
+    pub fn write_high_watermarks(&self) -> Result<(), crate::storage::StorageError> {
+        let offsets: BTreeMap<TopicPartition, i64> = self
+            .all()
+            .iter()
+            .map(|p| {
+                (
+                    TopicPartition::new(p.topic.clone(), p.index),
+                    p.high_watermark(),
+                )
+            })
+            .collect();
+        self.logs
+            .write_offset_checkpoint(HIGH_WATERMARK_CHECKPOINT_FILE, &offsets)
     }
 
     /// This broker's id.
@@ -89,6 +172,17 @@ impl ReplicaManager {
             leader: registration.leader,
             leader_epoch: registration.leader_epoch,
             leads: registration.leader == self.node,
+        }
+    }
+
+    /// Every hosted partition takes the role its registration in `image` gives.
+    fn apply_roles(&self, topic: &TopicImage) {
+        let config = self.replication_config(topic);
+        let now_ms = crate::now_ms();
+        for partition in self.topic_partitions(&topic.name) {
+            if let Some(registration) = topic.partition(partition.index) {
+                partition.apply_registration(registration, &config, now_ms);
+            }
         }
     }
 
@@ -163,12 +257,16 @@ impl ReplicaManager {
                 }
             },
         };
+        let high_watermark = self.checkpointed.get(&tp).copied().unwrap_or(0);
         let partition = Arc::new(Partition::new(
             topic.name.clone(),
             index,
             topic.id,
+            self.node,
             role,
             log,
+            high_watermark,
+            self.proposals.clone(),
         ));
         self.partitions
             .write()
@@ -192,6 +290,8 @@ impl ReplicaManager {
                 tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "cannot apply topic configs");
             }
         }
+        // `min.insync.replicas` may have changed.
+        self.apply_roles(topic);
     }
 }
 
@@ -211,18 +311,30 @@ impl MetadataPublisher for ReplicaManager {
         for topic in &delta.created_topics {
             tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), id = %topic.id, "created topic");
         }
+        let now_ms = crate::now_ms();
+        let mut followers_changed = false;
         for change in &delta.partitions {
             let registration = change.current();
             let (topic, index) = (&change.topic, change.index);
             if registration.is_replica(self.node) {
                 let role = self.role_of(registration);
                 if let Some(partition) = self.ensure_local(topic, index, role) {
-                    partition.set_role(role);
+                    let following = partition.following();
+                    partition.apply_registration(
+                        registration,
+                        &self.replication_config(topic),
+                        now_ms,
+                    );
+                    followers_changed |= following != partition.following();
                 }
             } else if self.get(&topic.name, index).is_some() {
                 // Moved away from this broker.
                 self.remove_local(&topic.name, index);
+                followers_changed = true;
             }
+        }
+        if followers_changed || !delta.deleted_topics.is_empty() {
+            self.followers_changed.notify_waiters();
         }
         for topic in &delta.changed_configs {
             self.apply_configs(topic);
@@ -262,7 +374,12 @@ mod tests {
         fn new() -> Fixture {
             let dir = tempfile::tempdir().unwrap();
             let logs = Arc::new(LogManager::open(dir.path(), LogConfig::default(), 64).unwrap());
-            let replicas = ReplicaManager::new(ME, logs.clone(), LogConfig::default());
+            let replicas = ReplicaManager::new(
+                ME,
+                logs.clone(),
+                LogConfig::default(),
+                ReplicationSettings::default(),
+            );
             Fixture {
                 _dir: dir,
                 logs,

@@ -129,6 +129,16 @@ pub fn log_config_for(
                 }
                 config.min_compaction_lag_ms = n as u64;
             }
+            "min.insync.replicas" => {
+                if !(1..=1_000).contains(&number()?) {
+                    return Err(invalid("must be between 1 and 1000"));
+                }
+            }
+            "unclean.leader.election.enable" => {
+                if value.parse::<bool>().is_err() {
+                    return Err(invalid("must be true or false"));
+                }
+            }
             "message.timestamp.type" => {
                 if value != "CreateTime" {
                     return Err(invalid("only 'CreateTime' is supported"));
@@ -143,6 +153,25 @@ pub fn log_config_for(
         }
     }
     Ok(config)
+}
+
+/// A topic's `min.insync.replicas`: its override, else the broker's.
+pub fn min_insync_replicas_for(broker_default: usize, configs: &BTreeMap<String, String>) -> usize {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(broker_default)
+}
+
+/// A topic's `unclean.leader.election.enable`: its override, else the broker's.
+pub fn unclean_leader_election_for(
+    broker_default: bool,
+    configs: &BTreeMap<String, String>,
+) -> bool {
+    configs
+        .get("unclean.leader.election.enable")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(broker_default)
 }
 
 /// Records that describe the topics a data directory written before the

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod replication;
 
 pub use cluster::{Cluster, ClusterView, PartitionView};
 

@@ -19,6 +19,7 @@
 //! this process alone.
 
 pub mod channel;
+pub mod isr;
 pub mod membership;
 pub mod placement;
 pub mod service;
@@ -635,6 +636,34 @@ impl Controller {
                 next_producer_id: start + block,
             };
             Ok((vec![record], (start, block as i32)))
+        })
+        .await
+        .map_err(|e| e.code)
+    }
+
+    /// AlterPartition: a leader's ISR proposals, committed if still current
+    /// (see [`isr`]); answered once committed.
+    pub async fn alter_partition(
+        &self,
+        request: protocol::messages::AlterPartitionRequest,
+    ) -> Result<protocol::messages::AlterPartitionResponse, ErrorCode> {
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                return self
+                    .channel
+                    .call(leader, ApiKey::AlterPartition, 3, &request)
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER);
+            }
+            Err(e) => return Err(e.code),
+        }
+        self.submit(false, |membership, image| {
+            Ok(isr::alter_partition(
+                image,
+                &membership.shutting_down(),
+                &request,
+            ))
         })
         .await
         .map_err(|e| e.code)

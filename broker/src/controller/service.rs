@@ -70,6 +70,7 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         ApiKey::UnregisterBroker => 0..=0,
         ApiKey::AllocateProducerIds => 0..=0,
         ApiKey::ElectLeaders => 0..=2,
+        ApiKey::AlterPartition => 2..=3,
         _ => return Err(format!("{api:?} is not served on the controller listener")),
     };
     if !supported.contains(&version) {
@@ -161,6 +162,17 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
                 .await
                 .unwrap_or_else(|code| {
                     protocol::messages::ElectLeadersResponse::default().with_error_code(code.code())
+                });
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::AlterPartition => {
+            let request: protocol::messages::AlterPartitionRequest = decode(body, version)?;
+            let response = controller
+                .alter_partition(request)
+                .await
+                .unwrap_or_else(|code| {
+                    protocol::messages::AlterPartitionResponse::default()
+                        .with_error_code(code.code())
                 });
             respond(api, version, correlation_id, &response)
         }

@@ -2,6 +2,11 @@
 //! to the high watermark, within the request's byte limits; wait for appends
 //! (`max_wait_ms`/`min_bytes`) when there is not yet enough to return.
 //!
+//! A follower's fetch (a replica id) reads up to the log end and wakes on
+//! appends; the leader first checks the follower's last fetched epoch
+//! against its own log (KIP-320: a diverging epoch answers where to
+//! truncate, and nothing else), then records the follower's progress.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id
 //! 0, which tells clients to send full fetch requests, as Kafka does when its
 //! session cache is full.
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use protocol::ErrorCode;
 use tokio::sync::watch;
@@ -29,6 +34,8 @@ struct Wanted {
     fetch_offset: i64,
     current_leader_epoch: i32,
     partition_max_bytes: usize,
+    /// For a follower: `(epoch, end offset)` where its log diverges from ours.
+    diverging: Option<(i32, i64)>,
 }
 
 struct Plan {
@@ -47,12 +54,15 @@ pub fn handle(
 ) -> Result<Reply, DispatchError> {
     let req: FetchRequest = request.decode(&mut body)?;
     let version = request.version();
-    let replica_id = if version >= 15 {
-        req.replica_state.replica_id.0
+    let (replica_id, replica_epoch) = if version >= 15 {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
     } else {
-        req.replica_id.0
+        (req.replica_id.0, -1)
     };
-    let plan = resolve(broker, &req, version, replica_id);
+    let plan = resolve(broker, &req, version, replica_id, replica_epoch);
     let min_bytes = req.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(
         (req.max_wait_ms.max(0) as u64).min(crate::config::FETCH_WAIT_MS_MAX),
@@ -64,7 +74,11 @@ pub fn handle(
         .iter()
         .filter_map(|w| w.partition.as_ref().ok())
         .map(|p| {
-            let mut rx = p.watch_high_watermark();
+            // Followers wait for appends; consumers for committed data.
+            let mut rx = match plan.bound {
+                ReadBound::LogEnd => p.watch_log_end(),
+                ReadBound::HighWatermark => p.watch_high_watermark(),
+            };
             rx.borrow_and_update();
             rx
         })
@@ -116,10 +130,27 @@ fn respond(request: &Request, response: &FetchResponse) -> Result<Vec<Bytes>, Di
     request.respond_chunks(response, &record_sets)
 }
 
-fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i32) -> Plan {
+fn resolve(
+    broker: &Arc<Broker>,
+    req: &FetchRequest,
+    version: i16,
+    replica_id: i32,
+    replica_epoch: i64,
+) -> Plan {
     let mut topics = Vec::new();
     let mut wanted = Vec::new();
     let image = broker.image();
+    let now_ms = crate::now_ms();
+    // A follower's progress counts only from a live broker in its current
+    // incarnation (KIP-903): a restarted broker that lost its disk must not
+    // be counted with what its previous self had.
+    let follower = (replica_id >= 0)
+        .then_some(crate::ids::BrokerId(replica_id))
+        .filter(|id| {
+            image
+                .broker(*id)
+                .is_some_and(|b| !b.fenced && (replica_epoch < 0 || b.epoch == replica_epoch))
+        });
     for fetch_topic in &req.topics {
         let (topic, unknown) = if version >= 13 {
             (
@@ -138,6 +169,15 @@ fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i
             let partition = topic
                 .ok_or(unknown)
                 .and_then(|t| broker.replicas.leader_partition(t, p.partition));
+            let mut diverging = None;
+            if let (Ok(partition), true) = (&partition, replica_id >= 0) {
+                if version >= 12 {
+                    diverging = partition.diverging_epoch(p.last_fetched_epoch, p.fetch_offset);
+                }
+                if let (None, Some(follower)) = (diverging, follower) {
+                    partition.follower_fetched(follower, p.fetch_offset, now_ms);
+                }
+            }
             wanted.push(Wanted {
                 topic_slot: slot,
                 index: p.partition,
@@ -145,6 +185,7 @@ fn resolve(broker: &Arc<Broker>, req: &FetchRequest, version: i16, replica_id: i
                 fetch_offset: p.fetch_offset,
                 current_leader_epoch: p.current_leader_epoch,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                diverging,
             });
         }
     }
@@ -180,7 +221,8 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
     let mut errors = false;
     for w in &plan.wanted {
         let data = read_one(plan, w, &mut remaining, total == 0);
-        if data.error_code != 0 {
+        // An error or a diverging epoch is answered at once, without waiting.
+        if data.error_code != 0 || w.diverging.is_some() {
             errors = true;
         }
         total += data.records.as_ref().map_or(0, |r| r.len());
@@ -222,6 +264,13 @@ fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> Part
             ErrorCode::UNKNOWN_LEADER_EPOCH
         };
         return with_offsets(base.with_error_code(code.code()));
+    }
+    if let Some((epoch, end_offset)) = w.diverging {
+        return with_offsets(base).with_error_code(0).with_diverging_epoch(
+            EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset),
+        );
     }
     let max_bytes = w.partition_max_bytes.min(*remaining);
     match partition.read(w.fetch_offset, max_bytes, plan.bound, first) {

@@ -1,5 +1,7 @@
 //! Produce: validate each partition's record set (headers and CRCs only, no
-//! record is decoded), append it as leader, and answer by `acks`.
+//! record is decoded), append it as leader, and answer by `acks`: at once
+//! for 0 and 1, and for `all` once the high watermark covers the batch
+//! (every in-sync replica has it), the ISR is too small, or time is up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use protocol::{ErrorCode, StrBytes};
 
 use crate::errors::KafkaErrorCode;
 use crate::partition::{AppendError, Appended, Partition};
+use crate::replication::leader::Refusal;
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
 
@@ -109,9 +112,16 @@ pub fn handle(
     if waits.is_empty() {
         return Ok(Reply::Now(request.respond(&response)?));
     }
-    let timeout = Duration::from_millis(
-        (req.timeout_ms.max(0) as u64).min(crate::config::PRODUCE_TIMEOUT_MS_MAX),
-    );
+    let timeout_ms = (req.timeout_ms.max(0) as u64).min(crate::config::PRODUCE_TIMEOUT_MS_MAX);
+    let timeout = Duration::from_millis(timeout_ms);
+    // Registered now, so that the leader's state machine counts them at once.
+    let waits: Vec<_> = waits
+        .into_iter()
+        .map(|(partition, last_offset)| {
+            let answer = partition.wait_for_replication(last_offset, now_ms + timeout_ms as i64);
+            (partition, answer)
+        })
+        .collect();
     // What waits must not hold slices of the request frame (its topic names,
     // the header's client id): they would keep the connection's read buffer
     // from being reused for the next request (see `Request::responder`).
@@ -123,12 +133,15 @@ pub fn handle(
     Ok(Reply::Later(Box::pin(async move {
         let mut response = response;
         let deadline = tokio::time::Instant::now() + timeout;
-        for (partition, last_offset) in waits {
-            let mut hw = partition.watch_high_watermark();
-            let replicated =
-                tokio::time::timeout_at(deadline, hw.wait_for(|hw| *hw > last_offset)).await;
-            if !matches!(replicated, Ok(Ok(_))) {
-                mark_timed_out(&mut response, &partition);
+        for (partition, answer) in waits {
+            let code = match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(code)) => code,
+                // The partition went away (deleted, or moved off this broker).
+                Ok(Err(_)) => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+                Err(_) => ErrorCode::REQUEST_TIMED_OUT,
+            };
+            if code != ErrorCode::NONE {
+                mark_failed(&mut response, &partition, code);
             }
         }
         // Encoding our own response cannot fail for a version we decoded.
@@ -138,14 +151,16 @@ pub fn handle(
     })))
 }
 
-fn mark_timed_out(response: &mut ProduceResponse, partition: &Partition) {
+/// Sets `code` on `partition`'s answer: the batch is in the leader's log but
+/// not acknowledged as replicated.
+fn mark_failed(response: &mut ProduceResponse, partition: &Partition, code: ErrorCode) {
     for topic in &mut response.responses {
         if topic.name.0.as_str() != partition.topic && topic.topic_id != partition.topic_id {
             continue;
         }
         for p in &mut topic.partition_responses {
             if p.index == partition.index {
-                p.error_code = ErrorCode::REQUEST_TIMED_OUT.code();
+                p.error_code = code.code();
             }
         }
     }
@@ -189,6 +204,25 @@ fn append(
                 info.max_batch_bytes
             ),
         );
+    }
+    if acks == -1 {
+        match partition.check_acks_all() {
+            Ok(()) => {}
+            Err(Refusal::NotEnoughReplicas) => {
+                return failed(
+                    index,
+                    ErrorCode::NOT_ENOUGH_REPLICAS,
+                    "fewer in-sync replicas than min.insync.replicas",
+                )
+            }
+            Err(Refusal::TooManyWaiting) => {
+                return failed(
+                    index,
+                    ErrorCode::REQUEST_TIMED_OUT,
+                    "too many acks=all requests are waiting on this partition",
+                )
+            }
+        }
     }
     match partition.append_as_leader(&records, now_ms) {
         Ok(Appended::New(appended)) => Outcome {

@@ -222,7 +222,9 @@ impl FollowerState {
             // shared; when it has not, its own last epoch below that one ends
             // where the logs may start to differ, and the next fetch asks again.
             let offset = match local_epoch_end {
-                Some((local_epoch, local_end)) if local_epoch == epoch => local_end.min(end_offset),
+                // An undefined end (the leader knows no such epoch): the
+                // high watermark is the last point both logs surely share.
+                _ if end_offset < 0 || epoch < 0 => self.high_watermark,
                 Some((_, local_end)) => local_end.min(end_offset),
                 None => end_offset.min(self.high_watermark),
             };

@@ -550,6 +550,16 @@ impl LogManager {
             .map_err(|e| StorageError::io("write the clean-shutdown marker", e))
     }
 
+    /// Writes a per-partition offset checkpoint named `name` in the data dir
+    /// (atomically, through the file layer).
+    pub fn write_offset_checkpoint(
+        &self,
+        name: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), StorageError> {
+        checkpoint::write_offsets(&self.files, &self.data_dir.join(name), offsets)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

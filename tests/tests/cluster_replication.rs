@@ -1,0 +1,203 @@
+//! Partition replication on a cluster of real broker processes: 3 brokers,
+//! replication factor 3, `min.insync.replicas` 2, librdkafka producers with
+//! `acks=all` and idempotence. After each fault, healed, every acknowledged
+//! record is read back at its acknowledged offset, offsets are dense, the
+//! ISR is full again within a named bound and every replica holds the same
+//! batches, byte for byte.
+
+use std::time::Duration;
+
+use tests::cluster::FAST_FAILURE_SETTINGS;
+use tests::replication::{
+    check_partition, read_partition, wait_for_identical_replicas, RecordingProducer,
+};
+use tests::Cluster;
+
+const TOPIC: &str = "replicated";
+/// How long the ISR may take to be full again once a fault is healed: a
+/// restart (register, catch up on metadata, unfence) plus catching up.
+const ISR_FULL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new leader may take to be elected after a kill -9: the
+/// broker session timeout (3 s) plus an election.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long followers may take to hold the leader's whole log once writes stop.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn settings() -> Vec<&'static str> {
+    let mut settings = FAST_FAILURE_SETTINGS.to_vec();
+    settings.extend([
+        "min.insync.replicas=2",
+        "replica.lag.time.max.ms=2000",
+        "replica.fetch.backoff.ms=100",
+    ]);
+    settings
+}
+
+fn start() -> Cluster {
+    let cluster = Cluster::start(3, 0, &settings()).expect("cluster starts");
+    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3).unwrap(), 0);
+    cluster.wait_for_agreement("the topic with a full ISR", ISR_FULL_TIMEOUT, |v| {
+        v.partitions(TOPIC).len() == 1 && v.partition(TOPIC, 0).isr.len() == 3
+    });
+    cluster
+}
+
+fn leader(cluster: &Cluster) -> i32 {
+    let any = cluster.running_ids()[0];
+    cluster.view(any).unwrap().partition(TOPIC, 0).leader
+}
+
+fn wait_for_full_isr(cluster: &Cluster) {
+    cluster.wait_for_agreement("the ISR full again", ISR_FULL_TIMEOUT, |v| {
+        let p = v.partitions(TOPIC);
+        !p.is_empty() && p[0].isr.len() == 3 && p[0].leader > 0
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_kill9_of_the_leader_and_every_replica_ends_identical() {
+    // acks=all writes before, during and after the leader's crash are all read back once it rejoins.
+    let mut cluster = start();
+    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+    for i in 0..2_000 {
+        producer.send(0, &format!("before-{i}"));
+    }
+    let before = producer.finish();
+    assert_eq!(
+        before.acked_count(),
+        2_000,
+        "unknown: {:?}",
+        before.unknown.len()
+    );
+    let old_leader = leader(&cluster);
+    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+    for i in 0..1_000 {
+        producer.send(0, &format!("during-{i}"));
+    }
+    cluster.kill9(old_leader);
+    for i in 1_000..3_000 {
+        producer.send(0, &format!("during-{i}"));
+    }
+    let during = producer.finish();
+    let view = cluster.wait_for(
+        cluster.running_ids()[0],
+        "a new leader from the ISR",
+        FAILOVER_TIMEOUT,
+        |v| {
+            let p = v.partition(TOPIC, 0);
+            p.leader > 0 && p.leader != old_leader
+        },
+    );
+    assert!(view.partition(TOPIC, 0).isr.len() >= 2);
+    cluster.restart(old_leader);
+    wait_for_full_isr(&cluster);
+    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+    let checked = check_partition(&before, 0, &records) + check_partition(&during, 0, &records);
+    assert!(checked >= 2_000 + 2_000, "only {checked} acknowledged");
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+    eprintln!(
+        "kill -9 of the leader: {checked} acknowledged records checked, {} unknown",
+        during.unknown.len()
+    );
+}
+
+#[test]
+fn a_deposed_leaders_unreplicated_suffix_is_truncated_when_it_rejoins() {
+    // acks=1 writes the old leader alone held are not acknowledged as
+    // replicated; after its crash and return it holds exactly the new leader's log.
+    let mut cluster = start();
+    let producer = RecordingProducer::new(
+        &cluster.bootstrap(),
+        TOPIC,
+        &[("acks", "1"), ("enable.idempotence", "false")],
+    );
+    let old_leader = leader(&cluster);
+    for i in 0..20_000 {
+        producer.send(0, &format!("fast-{i}"));
+        if i == 15_000 {
+            cluster.kill9(old_leader);
+        }
+    }
+    drop(producer.finish());
+    cluster.wait_for(
+        cluster.running_ids()[0],
+        "a new leader",
+        FAILOVER_TIMEOUT,
+        |v| {
+            let p = v.partition(TOPIC, 0);
+            p.leader > 0 && p.leader != old_leader
+        },
+    );
+    // More writes in the new epoch, so the logs differ at the old leader's tail.
+    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+    for i in 0..500 {
+        producer.send(0, &format!("after-{i}"));
+    }
+    let after = producer.finish();
+    cluster.restart(old_leader);
+    wait_for_full_isr(&cluster);
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+    assert_eq!(check_partition(&after, 0, &records), 500);
+}
+
+/// Creates `TOPIC` with one partition on exactly `replicas` (the first leads).
+fn create_on(cluster: &Cluster, replicas: &[i32]) {
+    use protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
+    use protocol::messages::{
+        ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, TopicName,
+    };
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(protocol::StrBytes::from_static_str(TOPIC)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(
+                    replicas.iter().map(|b| BrokerId(*b)).collect(),
+                )])])
+        .with_timeout_ms(5000);
+    let response: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).unwrap();
+    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+}
+
+#[test]
+fn acks_all_is_refused_below_min_insync_replicas_and_accepted_again_once_the_isr_recovers() {
+    // With both followers gone the ISR is the leader alone: acks=all gets
+    // NOT_ENOUGH_REPLICAS before anything is appended, acks=1 still works.
+    // The one controller voter (node 1) hosts no replica, so it outlives the faults.
+    let mut cluster = Cluster::start(1, 3, &settings()).expect("cluster starts");
+    create_on(&cluster, &[2, 3, 4]);
+    wait_for_full_isr(&cluster);
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(2)).unwrap();
+    for follower in [3, 4] {
+        cluster.kill9(follower);
+    }
+    cluster.wait_for(2, "the ISR shrunk to the leader", ISR_FULL_TIMEOUT, |v| {
+        v.partition(TOPIC, 0).isr == vec![2]
+    });
+    let (code, _) =
+        tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["refused"]), -1).unwrap();
+    assert_eq!(
+        code,
+        protocol::ErrorCode::NOT_ENOUGH_REPLICAS.code(),
+        "acks=all below min.insync.replicas"
+    );
+    let (code, offset) =
+        tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["accepted"]), 1).unwrap();
+    assert_eq!(
+        (code, offset),
+        (0, 0),
+        "acks=1 is not bound by min.insync.replicas"
+    );
+    for follower in [3, 4] {
+        cluster.restart(follower);
+    }
+    wait_for_full_isr(&cluster);
+    let (code, offset) =
+        tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["replicated"]), -1).unwrap();
+    assert_eq!((code, offset), (0, 1));
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+}
