@@ -6,8 +6,10 @@
 //! - [`baseline`]: what the machine does with no broker logic, for ratios.
 //! - [`rdkafka_batch`]: librdkafka's batch consume call, which rust-rdkafka
 //!   does not wrap.
+//! - [`verify`]: the verifier's checker.
 
 pub mod baseline;
 pub mod rdkafka_batch;
 pub mod report;
 pub mod stats;
+pub mod verify;
