@@ -7,11 +7,17 @@
 //! - [`history`]: what was sent and what the cluster said (the oracle's
 //!   input), the self-describing record values, the history file.
 //! - [`check`]: the pure checker, history and log in, [`Report`] out.
+//! - [`produce`]: the producer side (idempotent, acks=all, bounded in flight).
+//! - [`read`]: the consumer side (every partition up to its high watermark).
+//! - [`topic`]: CreateTopics and ListOffsets over the client's connections.
 //! - [`summary`]: the human form of the report.
 
 pub mod check;
 pub mod history;
+pub mod produce;
+pub mod read;
 pub mod summary;
+pub mod topic;
 
 #[cfg(test)]
 mod tests;
