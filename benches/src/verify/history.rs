@@ -126,7 +126,7 @@ struct HistoryHeader {
 /// Why a history file could not be written or read.
 #[derive(Debug, Error)]
 pub enum HistoryError {
-    #[error("history I/O: {0}")]
+    #[error("history I/O")]
     Io(#[from] std::io::Error),
     #[error("history line {line}: {reason}")]
     BadLine { line: usize, reason: String },

@@ -58,7 +58,7 @@ pub struct ProduceSettings {
 /// are not errors: they go into the history.
 #[derive(Debug, Error)]
 pub enum ProduceRunError {
-    #[error("cannot connect the producer: {0}")]
+    #[error("cannot connect the producer")]
     Connect(#[from] client::ConnectError),
     #[error("the cluster gave the producer no producer id (no InitProducerId): the verifier needs idempotence, whose ordering and no-duplicate guarantees it checks")]
     NotIdempotent,

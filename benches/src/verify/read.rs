@@ -51,9 +51,9 @@ pub struct ReadSettings {
 pub enum ReadError {
     #[error(transparent)]
     Topic(#[from] TopicError),
-    #[error("cannot connect the consumer: {0}")]
+    #[error("cannot connect the consumer")]
     Connect(#[from] client::ConsumerConnectError),
-    #[error("cannot assign the partitions: {0}")]
+    #[error("cannot assign the partitions")]
     Assign(#[from] client::SubscribeError),
 }
 
@@ -62,7 +62,12 @@ pub enum ReadError {
 pub async fn read_log(settings: &ReadSettings) -> Result<ConsumedLog, ReadError> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
-    let cluster = topic::connect(&settings.bootstrap_servers, settings.request_timeout).await?;
+    let cluster = topic::connect(
+        &settings.bootstrap_servers,
+        settings.request_timeout,
+        settings.timeout,
+    )
+    .await?;
     let settle_deadline = deadline.min(started + settings.settle_timeout);
     let ranges = loop {
         let ranges = topic::offset_ranges(

@@ -38,7 +38,7 @@ const LATEST_TIMESTAMP: i64 = -1;
 /// Why the topic could not be made ready or its offsets listed.
 #[derive(Debug, Error)]
 pub enum TopicError {
-    #[error("cannot reach the cluster: {0}")]
+    #[error("cannot reach the cluster")]
     Cluster(#[from] client::cluster::ClusterError),
     #[error("creating topic {topic} failed with {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     CreateRejected {
@@ -61,11 +61,14 @@ pub enum TopicError {
 }
 
 /// Connects to the cluster for admin calls, without creating topics
-/// through Metadata requests.
+/// through Metadata requests. A cluster that does not answer yet (brokers
+/// restarting in a fault test) is asked again until `timeout` passes.
 pub async fn connect(
     bootstrap_servers: &str,
     request_timeout: Duration,
+    timeout: Duration,
 ) -> Result<Cluster, TopicError> {
+    let deadline = Instant::now() + timeout;
     let config = ClusterConfig {
         bootstrap_servers: bootstrap_servers
             .split(',')
@@ -80,7 +83,16 @@ pub async fn connect(
         },
         allow_auto_topic_creation: false,
     };
-    Ok(Cluster::connect(config).await?)
+    loop {
+        match Cluster::connect(config.clone()).await {
+            Ok(cluster) => return Ok(cluster),
+            Err(e) if e.is_retriable() && Instant::now() + ADMIN_RETRY_INTERVAL < deadline => {
+                tracing::debug!(error = %e, "the cluster does not answer yet; asking again");
+                tokio::time::sleep(ADMIN_RETRY_INTERVAL).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Makes sure `topic` exists and every partition has a leader; creates it
