@@ -64,6 +64,10 @@ pub struct Lost {
     pub partition: i32,
     pub sequence: u64,
     pub acked_offset: Option<i64>,
+    /// What the log holds at the acknowledged offset instead. Another send
+    /// of this run there means the offset was acknowledged twice, as when a
+    /// new leader's log restarts below what the old one acknowledged.
+    pub at_acked_offset: Option<String>,
 }
 
 /// A record found somewhere other than where it belongs: an acknowledged
@@ -282,6 +286,12 @@ pub fn check(history: &History, log: &ConsumedLog) -> Report {
                             partition: id.partition,
                             sequence: id.sequence,
                             acked_offset: *offset,
+                            at_acked_offset: offset.map(|o| {
+                                describe(at_position.get(&Position {
+                                    partition: id.partition,
+                                    offset: o,
+                                }))
+                            }),
                         });
                     } else {
                         report.unverified += 1;

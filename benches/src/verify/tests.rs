@@ -102,8 +102,28 @@ fn an_acked_record_missing_from_the_log_is_lost() {
     assert_eq!(report.lost.count, 1);
     assert_eq!(report.lost.examples[0].sequence, 1);
     assert_eq!(report.lost.examples[0].acked_offset, Some(1));
+    assert_eq!(
+        report.lost.examples[0].at_acked_offset.as_deref(),
+        Some("no record read there")
+    );
     assert_eq!(report.anomaly_count(), 1, "{report}");
     assert_eq!(report.partitions[0].offset_gaps, 1);
+}
+
+#[test]
+fn a_lost_record_names_the_send_that_took_its_offset() {
+    // A new leader restarting at offset 0 acknowledges offset 0 twice; the loss says so.
+    let h = history(1, vec![acked(0, 0, 0), acked(0, 1, 0)]);
+    let l = log(vec![read(0, vec![(0, value(0, 1))])]);
+    let report = check(&h, &l);
+    assert_eq!(report.lost.count, 1, "{report}");
+    let lost = &report.lost.examples[0];
+    assert_eq!((lost.sequence, lost.acked_offset), (0, Some(0)));
+    assert_eq!(
+        lost.at_acked_offset.as_deref(),
+        Some("send 0/1 of this run")
+    );
+    assert_eq!(report.anomaly_count(), 1);
 }
 
 #[test]
