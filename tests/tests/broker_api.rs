@@ -543,3 +543,41 @@ fn elect_leaders_and_unregister_broker_are_answered_by_the_controller() {
         ErrorCode::BROKER_ID_NOT_REGISTERED.code()
     );
 }
+
+#[test]
+fn offset_for_leader_epoch_answers_each_epochs_end_from_the_leader_epoch_cache() {
+    // KIP-101/320: the latest epoch ends at the log end; an unknown later epoch is
+    // UNDEFINED; a client that knows a newer current epoch than the broker is told so.
+    use protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    create_topic(&mut conn, "epochs", 1);
+    let (code, _) = produce_to(&mut conn, "epochs", 0, batch_of(&["a", "b", "c"]), 1).unwrap();
+    assert_eq!(code, 0);
+    let mut ask = |current_leader_epoch: i32, leader_epoch: i32| {
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(topic_name("epochs"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current_leader_epoch)
+                    .with_leader_epoch(leader_epoch)])]);
+        let response: OffsetForLeaderEpochResponse = conn
+            .call(ApiKey::OffsetForLeaderEpoch, 4, &request)
+            .unwrap();
+        let p = &response.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(ask(0, 0), (0, 0, 3));
+    assert_eq!(ask(-1, 7), (0, -1, -1));
+    assert_eq!(
+        ask(1, 0).0,
+        ErrorCode::UNKNOWN_LEADER_EPOCH.code(),
+        "a newer current epoch than the broker knows"
+    );
+}

@@ -16,8 +16,8 @@ use protocol::messages::{
     DescribeGroupsRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
-    UnregisterBrokerRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    SyncGroupRequest, UnregisterBrokerRequest,
 };
 use protocol::{ErrorCode, Message};
 
@@ -34,6 +34,7 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<ProduceRequest>(ApiKey::Produce),
         range::<FetchRequest>(ApiKey::Fetch),
         range::<ListOffsetsRequest>(ApiKey::ListOffsets),
+        range::<OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch),
         range::<MetadataRequest>(ApiKey::Metadata),
         range::<OffsetCommitRequest>(ApiKey::OffsetCommit),
         range::<OffsetFetchRequest>(ApiKey::OffsetFetch),

@@ -224,6 +224,9 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::Produce => handlers::produce::handle(broker, request, body),
         ApiKey::Fetch => handlers::fetch::handle(broker, request, body),
         ApiKey::ListOffsets => handlers::list_offsets::handle(broker, &request, body),
+        ApiKey::OffsetForLeaderEpoch => {
+            handlers::offset_for_leader_epoch::handle(broker, &request, body)
+        }
         ApiKey::CreateTopics => handlers::topics::create_topics(broker, &request, body),
         ApiKey::DeleteTopics => handlers::topics::delete_topics(broker, &request, body),
         ApiKey::CreatePartitions => handlers::topics::create_partitions(broker, &request, body),
