@@ -355,6 +355,12 @@ impl BrokerConfig {
                 self.groups.offsets_topic_partitions =
                     parse_in_range(key, value, 1..=PARTITIONS_PER_TOPIC_MAX)?
             }
+            "offsets.topic.replication.factor" => {
+                self.groups.offsets_topic_replication_factor = parse_in_range(key, value, 1..=100)?
+            }
+            "offsets.commit.timeout.ms" => {
+                self.groups.offsets_commit_timeout_ms = parse_in_range(key, value, 1..=600_000)?
+            }
             "offsets.topic.segment.bytes" => {
                 self.groups.offsets_topic_segment_bytes =
                     parse_in_range(key, value, 14..=i32::MAX as u64)?

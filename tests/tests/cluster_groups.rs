@@ -1,8 +1,7 @@
 //! Consumer groups on a cluster of real broker processes: each group is
 //! coordinated by the leader of its `__consumer_offsets` partition, wherever
-//! that is, and clients find it there, join, consume and commit.
-//!
-//! Followers do not replicate yet, so a broker's loss is not tested here.
+//! that is, and clients find it there, join, consume and commit; committed
+//! offsets survive the coordinator's crash.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -122,4 +121,106 @@ fn groups_coordinated_by_different_brokers_consume_and_commit() {
         );
         eprintln!("group {group}: coordinator {coordinator}, read and committed {RECORDS} records");
     }
+}
+
+#[test]
+fn committed_offsets_survive_kill9_of_the_groups_coordinator() {
+    // __consumer_offsets has three replicas: a commit is answered once the ISR has it,
+    // so the coordinator's crash moves the group to a broker that knows its offsets.
+    let mut settings = FAST_FAILURE_SETTINGS.to_vec();
+    settings.push("replica.lag.time.max.ms=2000");
+    let mut cluster = Cluster::start(3, 0, &settings).expect("cluster starts");
+    assert_eq!(cluster.create_topic(1, TOPIC, 3, 3).unwrap(), 0);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .create()
+        .unwrap();
+    for i in 0..RECORDS {
+        let value = format!("record-{i}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to(TOPIC)
+                    .payload(&value)
+                    .partition((i % 3) as i32),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let group = "survivor".to_string();
+    let coordinator = coordinators(&cluster, std::slice::from_ref(&group))[0];
+    let view = cluster.view(1).unwrap();
+    assert!(
+        view.partitions("__consumer_offsets")
+            .iter()
+            .all(|p| p.replicas.len() == 3),
+        "__consumer_offsets is replicated three times:\n{view}"
+    );
+    let bootstrap = cluster.bootstrap();
+    let consumer_config = || {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false");
+        config
+    };
+    {
+        let consumer: BaseConsumer = consumer_config().create().unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        let mut read = 0;
+        while read < RECORDS {
+            assert!(Instant::now() < deadline, "read {read} of {RECORDS}");
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+                read += 1;
+            }
+        }
+        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+    }
+    cluster.kill9(coordinator);
+    let survivor = cluster.running_ids()[0];
+    let moved = Instant::now();
+    let deadline = moved + CONSUME_TIMEOUT;
+    loop {
+        let mut conn = RawConnection::connect(&cluster.client_addr(survivor)).unwrap();
+        let request = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![group.clone().into()]);
+        let response: FindCoordinatorResponse =
+            conn.call(ApiKey::FindCoordinator, 4, &request).unwrap();
+        let found = &response.coordinators[0];
+        if found.error_code == 0 && found.node_id.0 != coordinator {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group's coordinator never moved: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("the group's coordinator moved within {:?}", moved.elapsed());
+    let consumer: BaseConsumer = consumer_config().create().unwrap();
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..3 {
+        wanted.add_partition(TOPIC, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(20))
+        .unwrap();
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            other => panic!(
+                "partition {} committed {other:?} after the move",
+                e.partition()
+            ),
+        })
+        .sum();
+    assert_eq!(
+        total, RECORDS as i64,
+        "every commit survived the coordinator's crash"
+    );
 }

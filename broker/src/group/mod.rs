@@ -58,7 +58,14 @@ pub const GROUP_MEMBERS_MAX_DEFAULT: usize = 1000;
 pub struct GroupConfig {
     /// Partitions of `__consumer_offsets` when this broker creates it.
     pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets`,
+    /// capped by the brokers alive when it is created.
+    pub offsets_topic_replication_factor: i16,
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.commit.timeout.ms`: how long an offset commit (or a group's
+    /// assignment) waits to be replicated to the ISR before it is answered
+    /// `COORDINATOR_NOT_AVAILABLE`.
+    pub offsets_commit_timeout_ms: u64,
     /// How long an empty group's offsets are kept.
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: u64,
@@ -73,6 +80,8 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_topic_replication_factor: 3,
+            offsets_commit_timeout_ms: 5_000,
             offsets_topic_segment_bytes: OFFSETS_TOPIC_SEGMENT_BYTES_DEFAULT,
             offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,

@@ -194,14 +194,16 @@ impl GroupCoordinator {
         self.shards.get().is_some()
     }
 
-    /// What `__consumer_offsets` is created with. Its records must outlive
-    /// any time-based deletion, so it asks for `cleanup.policy=compact` (the
-    /// latest record per key is all the coordinator needs).
-    pub fn offsets_topic(&self) -> crate::controller::NewTopic {
+    /// What `__consumer_offsets` is created with, when `live_brokers` are
+    /// alive. Its records must outlive any time-based deletion, so it asks
+    /// for `cleanup.policy=compact` (the latest record per key is all the
+    /// coordinator needs).
+    pub fn offsets_topic(&self, live_brokers: usize) -> crate::controller::NewTopic {
+        let live = i16::try_from(live_brokers).unwrap_or(i16::MAX).max(1);
         crate::controller::NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_partitions,
-            replication_factor: 1,
+            replication_factor: self.config.offsets_topic_replication_factor.min(live),
             assignments: Vec::new(),
             configs: BTreeMap::from([
                 ("cleanup.policy".to_string(), "compact".to_string()),
@@ -378,18 +380,35 @@ impl GroupCoordinator {
         now_ms: i64,
     ) {
         let mut queue = VecDeque::from(commands);
+        // Where the log ended after this step's last append: an offset commit
+        // or an assignment answered after it waits until the ISR has it.
+        let mut appended_to = None;
         while let Some(command) = queue.pop_front() {
             match command {
-                Command::Reply { to, response } => {
+                Command::Reply { to, response } => match (appended_to, &shard.partition) {
+                    (Some(end), Some(partition)) if waits_for_replication(&response) => {
+                        reply_once_replicated(
+                            partition.clone(),
+                            end,
+                            to,
+                            response,
+                            Duration::from_millis(self.config.offsets_commit_timeout_ms),
+                        );
+                    }
                     // A closed channel means the client went away; nothing to do.
-                    let _ = to.send(response);
-                }
+                    _ => {
+                        let _ = to.send(response);
+                    }
+                },
                 Command::Append {
                     write,
                     records,
                     timestamp_ms,
                 } => {
                     let result = self.append(shard, &records, timestamp_ms);
+                    if result.is_ok() {
+                        appended_to = shard.partition.as_ref().map(|p| p.log_end_offset());
+                    }
                     queue.extend(
                         coordinator.handle(Event::AppendCompleted { write, result }, now_ms),
                     );
@@ -674,4 +693,61 @@ async fn drive_deadlines(broker: Arc<Broker>) {
             _ = broker.shutdown.cancelled() => return,
         }
     }
+}
+
+/// Whether a response acknowledges a write to `__consumer_offsets` that a
+/// client relies on (a commit, a group's assignment): it is sent only once
+/// the ISR has the write.
+fn waits_for_replication(response: &Response) -> bool {
+    matches!(response, Response::OffsetCommit(_) | Response::SyncGroup(_))
+}
+
+/// `response` with `error` for everything it answers.
+fn failed_response(response: Response, error: ErrorCode) -> Response {
+    match response {
+        Response::OffsetCommit(result) => Response::OffsetCommit(OffsetCommitResult {
+            partitions: result
+                .partitions
+                .into_iter()
+                .map(|(partition, _)| (partition, error))
+                .collect(),
+        }),
+        Response::SyncGroup(_) => Response::SyncGroup(SyncGroupResult::error(error)),
+        other => other,
+    }
+}
+
+/// Sends `response` once `partition`'s high watermark reaches `end` (the
+/// write it acknowledges is on every in-sync replica), or, after `timeout`,
+/// `COORDINATOR_NOT_AVAILABLE`, which clients retry (Kafka's answer when a
+/// group write is not replicated in time).
+fn reply_once_replicated(
+    partition: Arc<Partition>,
+    end: i64,
+    to: Replier,
+    response: Response,
+    timeout: Duration,
+) {
+    if partition.high_watermark() >= end {
+        let _ = to.send(response);
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Outside a runtime nothing can wait; the write is in the leader's log.
+        let _ = to.send(response);
+        return;
+    };
+    runtime.spawn(async move {
+        let mut high_watermark = partition.watch_high_watermark();
+        let replicated =
+            tokio::time::timeout(timeout, high_watermark.wait_for(|hw| *hw >= end)).await;
+        let response = match replicated {
+            Ok(Ok(_)) => response,
+            _ => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, end, "a group write was not replicated in time");
+                failed_response(response, ErrorCode::COORDINATOR_NOT_AVAILABLE)
+            }
+        };
+        let _ = to.send(response);
+    });
 }

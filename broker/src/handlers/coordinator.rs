@@ -30,14 +30,7 @@ pub fn find_coordinator(
     let broker = broker.clone();
     let responder = request.responder();
     Ok(Reply::Later(Box::pin(async move {
-        let wanted = broker.groups.offsets_topic();
-        match broker.controller.create_topic(wanted, false).await {
-            Ok(_) => {}
-            Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
-            Err(e) => {
-                tracing::error!(error = %e.message, "cannot create {}", crate::group::OFFSETS_TOPIC)
-            }
-        }
+        ensure_offsets_topic(&broker).await;
         // Encoding our own response cannot fail for a version we decoded.
         responder
             .respond(&answer(&broker, &req, version))
@@ -52,7 +45,8 @@ pub async fn ensure_offsets_topic(broker: &Broker) {
     if broker.groups.has_offsets_topic() {
         return;
     }
-    let wanted = broker.groups.offsets_topic();
+    let live = broker.image().brokers().filter(|b| !b.fenced).count();
+    let wanted = broker.groups.offsets_topic(live);
     match broker.controller.create_topic(wanted, false).await {
         Ok(_) => {}
         Err(e) if e.code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
