@@ -201,3 +201,71 @@ fn acks_all_is_refused_below_min_insync_replicas_and_accepted_again_once_the_isr
     assert_eq!((code, offset), (0, 1));
     wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
 }
+
+#[test]
+fn a_produce_or_fetch_sent_to_a_follower_names_the_current_leader_and_its_endpoint() {
+    // KIP-951: the refusal carries the leader, its epoch and its address, so a
+    // client redirects without refreshing its metadata first.
+    use protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use protocol::messages::{
+        ApiKey, BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+    };
+    let cluster = start();
+    let view = cluster.view(1).unwrap();
+    let partition = view.partition(TOPIC, 0);
+    let follower = partition
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| *r != partition.leader)
+        .unwrap();
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(follower)).unwrap();
+    let name = || TopicName(protocol::StrBytes::from_static_str(TOPIC));
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name())
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(tests::batch_of(&["misdirected"])))])]);
+    let answer: ProduceResponse = conn.call(ApiKey::Produce, 11, &produce).unwrap();
+    let p = &answer.responses[0].partition_responses[0];
+    assert_eq!(
+        p.error_code,
+        protocol::ErrorCode::NOT_LEADER_OR_FOLLOWER.code()
+    );
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (partition.leader, partition.leader_epoch)
+    );
+    let endpoints: Vec<(i32, String)> = answer
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id.0, format!("{}:{}", e.host, e.port)))
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![(partition.leader, cluster.client_addr(partition.leader))]
+    );
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name())
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(-1)
+                .with_partition_max_bytes(1 << 20)])]);
+    let answer: FetchResponse = conn.call(ApiKey::Fetch, 12, &fetch).unwrap();
+    let p = &answer.responses[0].partitions[0];
+    assert_eq!(
+        p.error_code,
+        protocol::ErrorCode::NOT_LEADER_OR_FOLLOWER.code()
+    );
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (partition.leader, partition.leader_epoch)
+    );
+}

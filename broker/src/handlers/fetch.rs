@@ -15,13 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
+use protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use protocol::ErrorCode;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::errors::KafkaErrorCode;
+use crate::handlers::redirect;
 use crate::partition::{Partition, ReadBound};
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
@@ -36,6 +39,8 @@ struct Wanted {
     partition_max_bytes: usize,
     /// For a follower: `(epoch, end offset)` where its log diverges from ours.
     diverging: Option<(i32, i64)>,
+    /// The partition's leader and epoch in the image, named in a refusal (KIP-951).
+    current_leader: Option<(crate::ids::BrokerId, crate::ids::LeaderEpoch)>,
 }
 
 struct Plan {
@@ -45,6 +50,8 @@ struct Plan {
     response_bytes_max: usize,
     topics: Vec<(TopicName, Uuid)>,
     wanted: Vec<Wanted>,
+    /// The client endpoints of the wanted partitions' leaders (KIP-951).
+    leader_endpoints: Vec<redirect::NodeEndpoint>,
 }
 
 pub fn handle(
@@ -169,6 +176,7 @@ fn resolve(
             let partition = topic
                 .ok_or(unknown)
                 .and_then(|t| broker.replicas.leader_partition(t, p.partition));
+            let current_leader = topic.and_then(|t| redirect::current_leader(t, p.partition));
             let mut diverging = None;
             if let (Ok(partition), true) = (&partition, replica_id >= 0) {
                 if version >= 12 {
@@ -186,10 +194,16 @@ fn resolve(
                 current_leader_epoch: p.current_leader_epoch,
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 diverging,
+                current_leader,
             });
         }
     }
+    let leaders = wanted
+        .iter()
+        .filter_map(|w| w.current_leader.map(|(leader, _)| leader))
+        .collect();
     Plan {
+        leader_endpoints: redirect::endpoints(&image, &leaders),
         version,
         isolation_committed: req.isolation_level == 1,
         bound: if replica_id >= 0 {
@@ -219,8 +233,17 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
     let mut remaining = plan.response_bytes_max;
     let mut total = 0usize;
     let mut errors = false;
+    let mut named_leaders = std::collections::BTreeSet::new();
     for w in &plan.wanted {
-        let data = read_one(plan, w, &mut remaining, total == 0);
+        let mut data = read_one(plan, w, &mut remaining, total == 0);
+        if let (true, Some((leader, epoch))) =
+            (redirect::redirects(data.error_code), w.current_leader)
+        {
+            data.current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(leader.0))
+                .with_leader_epoch(epoch.0);
+            named_leaders.insert(leader.0);
+        }
         // An error or a diverging epoch is answered at once, without waiting.
         if data.error_code != 0 || w.diverging.is_some() {
             errors = true;
@@ -228,10 +251,23 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         total += data.records.as_ref().map_or(0, |r| r.len());
         responses[w.topic_slot].partitions.push(data);
     }
+    let node_endpoints = plan
+        .leader_endpoints
+        .iter()
+        .filter(|(id, ..)| named_leaders.contains(id))
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(*id))
+                .with_host(host.clone().into())
+                .with_port(*port)
+                .with_rack(rack.clone().map(Into::into))
+        })
+        .collect();
     let response = FetchResponse::default()
         .with_error_code(ErrorCode::NONE.code())
         .with_session_id(0)
-        .with_responses(responses);
+        .with_responses(responses)
+        .with_node_endpoints(node_endpoints);
     (response, total, errors)
 }
 

@@ -13,6 +13,7 @@ use protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use protocol::{ErrorCode, StrBytes};
 
 use crate::errors::KafkaErrorCode;
+use crate::handlers::redirect;
 use crate::partition::{AppendError, Appended, Partition};
 use crate::replication::leader::Refusal;
 use crate::server::dispatch::{DispatchError, Reply, Request};
@@ -108,7 +109,11 @@ pub fn handle(
     if acks == 0 {
         return Ok(Reply::Nothing);
     }
-    let response = ProduceResponse::default().with_responses(topics);
+    let response = with_current_leaders(
+        &image,
+        request.version(),
+        ProduceResponse::default().with_responses(topics),
+    );
     if waits.is_empty() {
         return Ok(Reply::Now(request.respond(&response)?));
     }
@@ -149,6 +154,47 @@ pub fn handle(
             .respond(&response)
             .expect("produce response encodes")
     })))
+}
+
+/// KIP-951: partitions refused for leadership name their current leader,
+/// and the response lists those leaders' endpoints.
+fn with_current_leaders(
+    image: &crate::metadata::MetadataImage,
+    version: i16,
+    mut response: ProduceResponse,
+) -> ProduceResponse {
+    use protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint};
+    let mut leaders = std::collections::BTreeSet::new();
+    for topic in &mut response.responses {
+        let found = if version >= 13 {
+            image.topic_by_id(topic.topic_id)
+        } else {
+            image.topic(topic.name.0.as_str())
+        };
+        let Some(found) = found else { continue };
+        for p in &mut topic.partition_responses {
+            if !redirect::redirects(p.error_code) {
+                continue;
+            }
+            if let Some((leader, epoch)) = redirect::current_leader(found, p.index) {
+                p.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(protocol::messages::BrokerId(leader.0))
+                    .with_leader_epoch(epoch.0);
+                leaders.insert(leader);
+            }
+        }
+    }
+    response.node_endpoints = redirect::endpoints(image, &leaders)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            NodeEndpoint::default()
+                .with_node_id(protocol::messages::BrokerId(id))
+                .with_host(host.into())
+                .with_port(port)
+                .with_rack(rack.map(Into::into))
+        })
+        .collect();
+    response
 }
 
 /// Sets `code` on `partition`'s answer: the batch is in the leader's log but
