@@ -173,6 +173,7 @@ impl Broker {
                 leader_rebalance_interval: config
                     .leader_rebalance_interval_ms
                     .map(Duration::from_millis),
+                unclean_leader_election: config.replication.unclean_leader_election,
             },
             metadata.clone(),
             quorum,

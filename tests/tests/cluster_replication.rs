@@ -269,3 +269,54 @@ fn a_produce_or_fetch_sent_to_a_follower_names_the_current_leader_and_its_endpoi
         (partition.leader, partition.leader_epoch)
     );
 }
+
+#[test]
+fn with_unclean_election_enabled_an_out_of_sync_replica_leads_once_the_whole_isr_is_gone() {
+    // Broker 3 falls out of the ISR, then broker 2 (the ISR alone) dies: by default the
+    // partition stays leaderless; with unclean election 3 leads on its return, and 2,
+    // returning later, drops the suffix 3 never had.
+    let mut settings = settings();
+    settings.push("unclean.leader.election.enable=true");
+    let mut cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
+    create_on(&cluster, &[2, 3]);
+    cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
+        v.partitions(TOPIC)
+            .first()
+            .is_some_and(|p| p.isr.len() == 2)
+    });
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(2)).unwrap();
+    let (code, _) = tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["both"]), -1).unwrap();
+    assert_eq!(code, 0);
+    cluster.kill9(3);
+    cluster.wait_for(1, "the ISR shrunk to broker 2", ISR_FULL_TIMEOUT, |v| {
+        v.partition(TOPIC, 0).isr == vec![2]
+    });
+    let (code, _) =
+        tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["only-on-2"]), 1).unwrap();
+    assert_eq!(code, 0);
+    cluster.kill9(2);
+    cluster.wait_for(1, "the partition leaderless", FAILOVER_TIMEOUT, |v| {
+        v.partition(TOPIC, 0).leader < 0
+    });
+    cluster.restart(3);
+    let view = cluster.wait_for_agreement("broker 3 elected uncleanly", FAILOVER_TIMEOUT, |v| {
+        v.partition(TOPIC, 0).leader == 3
+    });
+    assert_eq!(view.partition(TOPIC, 0).isr, vec![3]);
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(3)).unwrap();
+    let (code, offset) =
+        tests::produce_to(&mut conn, TOPIC, 0, tests::batch_of(&["after"]), 1).unwrap();
+    assert_eq!(
+        (code, offset),
+        (0, 1),
+        "broker 3's log ends where its ISR membership did"
+    );
+    cluster.restart(2);
+    cluster.wait_for(1, "broker 2 back in the ISR", ISR_FULL_TIMEOUT, |v| {
+        v.partition(TOPIC, 0).isr.len() == 2
+    });
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+    let values: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["both", "after"]);
+}

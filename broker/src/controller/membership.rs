@@ -29,6 +29,8 @@ pub struct MembershipConfig {
     /// `broker.session.timeout.ms`: a broker silent for longer is fenced
     /// (Kafka's default is 9000).
     pub session_timeout_ms: i64,
+    /// `unclean.leader.election.enable`, for topics that do not set it.
+    pub unclean_leader_election: bool,
 }
 
 /// A BrokerRegistration request.
@@ -233,6 +235,8 @@ impl Membership {
             records.push(MetadataRecord::UnfenceBroker { id });
             let scratch = scratch_apply(image, &records);
             records.extend(elect_leaderless_except(&scratch, &ineligible));
+            let scratch = scratch_apply(image, &records);
+            records.extend(self.unclean_elections(&scratch, None, false));
             reply.is_fenced = false;
         }
         Ok((records, reply))
@@ -255,7 +259,72 @@ impl Membership {
                 expired.push(broker.id);
             }
         }
-        fence(image, &expired, &self.shutting_down())
+        let mut records = fence(image, &expired, &self.shutting_down());
+        if !records.is_empty() {
+            let scratch = scratch_apply(image, &records);
+            records.extend(self.unclean_elections(&scratch, None, false));
+        }
+        records
+    }
+
+    /// Unclean leader elections: every leaderless partition none of whose
+    /// ISR members is live gets the first live replica (in replica order,
+    /// not shutting down) as leader, with an ISR of that replica alone, as
+    /// Kafka does. Records acknowledged by the lost ISR may be gone: only
+    /// partitions whose topic sets `unclean.leader.election.enable` (or the
+    /// broker default) take part, unless `forced` (ElectLeaders UNCLEAN).
+    /// `only` limits it to those topic-partitions.
+    pub fn unclean_elections(
+        &self,
+        image: &MetadataImage,
+        only: Option<&[(String, i32)]>,
+        forced: bool,
+    ) -> Vec<MetadataRecord> {
+        let ineligible = self.shutting_down();
+        let mut records = Vec::new();
+        for topic in image.topics() {
+            let allowed = forced
+                || crate::topics::unclean_leader_election_for(
+                    self.config.unclean_leader_election,
+                    &topic.configs,
+                );
+            if !allowed {
+                continue;
+            }
+            for (index, partition) in topic.partitions.iter().enumerate() {
+                let index = index as i32;
+                if !partition.leader.is_none()
+                    || only.is_some_and(|only| {
+                        !only
+                            .iter()
+                            .any(|(name, p)| *name == topic.name && *p == index)
+                    })
+                    || partition
+                        .isr
+                        .iter()
+                        .any(|r| may_lead(image, *r, &ineligible))
+                {
+                    continue;
+                }
+                let Some(leader) = partition
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| may_lead(image, *r, &ineligible))
+                else {
+                    continue;
+                };
+                tracing::warn!(topic = %topic.name, partition = index, %leader, "unclean leader election: acknowledged records may be lost");
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.id,
+                    partition: index,
+                    leader: Some(leader),
+                    isr: Some(vec![leader]),
+                    replicas: None,
+                });
+            }
+        }
+        records
     }
 
     /// UnregisterBroker: the broker's leaderships move away and it leaves
@@ -556,6 +625,7 @@ mod tests {
     fn membership() -> Membership {
         Membership::new(MembershipConfig {
             session_timeout_ms: SESSION_MS,
+            unclean_leader_election: false,
         })
     }
 
@@ -1081,5 +1151,35 @@ mod tests {
         // Its only holder is gone: leaderless, and the ISR keeps naming it.
         assert_eq!(state(&image, "t", 1), (-1, vec![1], 1, 1));
         assert_eq!(m.next_deadline_ms(&image), Some(SESSION_MS + 1));
+    }
+
+    #[test]
+    fn unclean_election_picks_a_live_replica_outside_the_isr_only_where_allowed() {
+        // Broker 2, the whole ISR, is fenced; broker 1 is live but out of sync.
+        // Topic "risky" allows unclean elections, "safe" does not, unless forced.
+        let image = ImageBuilder::new()
+            .broker(1, false)
+            .broker(2, true)
+            .topic("risky", &[(&[2, 1], &[2], -1)])
+            .topic("safe", &[(&[2, 1], &[2], -1)])
+            .build();
+        let image = apply(
+            &image,
+            &[MetadataRecord::TopicConfig {
+                topic_id: topic_id("risky"),
+                key: "unclean.leader.election.enable".into(),
+                value: Some("true".into()),
+            }],
+        );
+        let m = membership();
+        let after = apply(&image, &m.unclean_elections(&image, None, false));
+        let risky = partition(&after, "risky", 0);
+        assert_eq!((risky.leader, risky.isr.clone()), (BrokerId(1), ids(&[1])));
+        assert_eq!(risky.leader_epoch, LeaderEpoch(1));
+        assert!(partition(&after, "safe", 0).leader.is_none());
+        let only = [("safe".to_string(), 0)];
+        let forced = apply(&image, &m.unclean_elections(&image, Some(&only), true));
+        assert_eq!(partition(&forced, "safe", 0).leader, BrokerId(1));
+        assert!(partition(&forced, "risky", 0).leader.is_none(), "not named");
     }
 }

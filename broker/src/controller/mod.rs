@@ -72,6 +72,8 @@ pub struct ControllerConfig {
     pub voters: BTreeMap<i32, SocketAddr>,
     /// How often leaderships move back to preferred replicas (`None`: never).
     pub leader_rebalance_interval: Option<Duration>,
+    /// `unclean.leader.election.enable`, for topics that do not set it.
+    pub unclean_leader_election: bool,
 }
 
 pub struct Controller {
@@ -98,6 +100,7 @@ impl Controller {
     ) -> Controller {
         let membership = Membership::new(MembershipConfig {
             session_timeout_ms: config.session_timeout_ms,
+            unclean_leader_election: config.unclean_leader_election,
         });
         Controller {
             channel: ControllerChannel::new(config.voters.clone()),
@@ -498,8 +501,9 @@ impl Controller {
 
     /// ElectLeaders: preferred elections move each named partition's
     /// leadership back to its first replica when that replica is live and in
-    /// the ISR (all partitions when none are named). Unclean elections are
-    /// not offered.
+    /// the ISR (all partitions when none are named). Unclean elections give
+    /// a leaderless partition whose ISR is all gone its first live replica,
+    /// whatever the topic's `unclean.leader.election.enable` says.
     pub async fn elect_leaders(
         &self,
         request: protocol::messages::ElectLeadersRequest,
@@ -525,17 +529,17 @@ impl Controller {
                 .collect()
         });
         let before = self.metadata.image();
-        if request.election_type == PREFERRED {
-            let only = wanted.clone();
-            self.submit(false, |membership, image| {
-                Ok((
-                    membership.preferred_leader_elections(image, only.as_deref()),
-                    (),
-                ))
-            })
-            .await
-            .map_err(|e| e.code)?;
-        }
+        let only = wanted.clone();
+        self.submit(false, |membership, image| {
+            let records = if request.election_type == PREFERRED {
+                membership.preferred_leader_elections(image, only.as_deref())
+            } else {
+                membership.unclean_elections(image, only.as_deref(), true)
+            };
+            Ok((records, ()))
+        })
+        .await
+        .map_err(|e| e.code)?;
         let after = self.metadata.image();
         let named = wanted.unwrap_or_else(|| {
             after
@@ -549,9 +553,21 @@ impl Controller {
             let was = before.topic(&topic).and_then(|t| t.partition(partition));
             let (code, message) = match (now, was) {
                 (None, _) => (ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"),
+                (Some(now), Some(was)) if request.election_type != PREFERRED => {
+                    if !was.leader.is_none() {
+                        (ErrorCode::ELECTION_NOT_NEEDED, "the partition has a leader")
+                    } else if !now.leader.is_none() {
+                        (ErrorCode::NONE, "")
+                    } else {
+                        (
+                            ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+                            "no replica of the partition is live",
+                        )
+                    }
+                }
                 _ if request.election_type != PREFERRED => (
                     ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
-                    "unclean leader election is not offered",
+                    "no replica of the partition is live",
                 ),
                 (Some(now), Some(was))
                     if now.leader == now.replicas[0] && was.leader != now.leader =>

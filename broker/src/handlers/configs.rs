@@ -43,7 +43,7 @@ fn topic_entries(
     configs: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Entry> {
     let log = &broker.config.log;
-    let defaults: [(&'static str, String, i8); 11] = [
+    let defaults: [(&'static str, String, i8); 12] = [
         (
             "cleanup.policy",
             log.cleanup_policy.to_string(),
@@ -76,8 +76,17 @@ fn topic_entries(
         ),
         (
             "unclean.leader.election.enable",
-            "false".into(),
+            broker
+                .config
+                .replication
+                .unclean_leader_election
+                .to_string(),
             TYPE_BOOLEAN,
+        ),
+        (
+            "min.insync.replicas",
+            broker.config.replication.min_insync_replicas.to_string(),
+            TYPE_INT,
         ),
     ];
     defaults
