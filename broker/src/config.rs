@@ -98,6 +98,9 @@ pub struct ReplicationSettings {
     /// `unclean.leader.election.enable`: whether a replica outside the ISR
     /// may lead when no ISR member is alive (topics may override).
     pub unclean_leader_election: bool,
+    /// `follower.replication.throttled.rate`: bytes/s this broker fetches for
+    /// the replicas it is gaining in reassignments (`None`: unlimited).
+    pub reassignment_throttle_bytes_per_s: Option<u64>,
 }
 
 impl Default for ReplicationSettings {
@@ -110,6 +113,7 @@ impl Default for ReplicationSettings {
             fetch_response_bytes_max: 10 << 20,
             fetch_backoff_ms: 1_000,
             unclean_leader_election: false,
+            reassignment_throttle_bytes_per_s: None,
         }
     }
 }
@@ -291,6 +295,11 @@ impl BrokerConfig {
             }
             "replica.fetch.backoff.ms" => {
                 self.replication.fetch_backoff_ms = parse_in_range(key, value, 0..=600_000)?
+            }
+            "follower.replication.throttled.rate" => {
+                let rate: u64 = parse_in_range(key, value, 1..=u64::MAX)?;
+                self.replication.reassignment_throttle_bytes_per_s =
+                    (rate != u64::MAX).then_some(rate);
             }
             "unclean.leader.election.enable" => {
                 self.replication.unclean_leader_election = parse(key, value)?

@@ -466,18 +466,20 @@ fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 _ = retention_tick.tick() => {
-                    let logs = broker.logs.clone();
-                    let _ = tokio::task::spawn_blocking(move || logs.retention_pass(now_ms())).await;
+                    let broker = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        broker.logs.retention_pass_below(now_ms(), &|tp| high_watermark_of(&broker, tp))
+                    }).await;
                 }
                 _ = cleaner_tick.tick() => {
                     // A cleaning can take long: it runs on its own blocking thread,
                     // not awaited here, so flushes are never delayed; one at a time.
                     use std::sync::atomic::Ordering;
                     if !cleaning.swap(true, Ordering::AcqRel) {
-                        let logs = broker.logs.clone();
+                        let broker = broker.clone();
                         let cleaning = cleaning.clone();
                         tokio::task::spawn_blocking(move || {
-                            logs.clean_pass(now_ms());
+                            broker.logs.clean_pass_below(now_ms(), &|tp| high_watermark_of(&broker, tp));
                             cleaning.store(false, Ordering::Release);
                         });
                     }
@@ -485,6 +487,15 @@ fn spawn_background(broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// A hosted partition's high watermark: where retention and compaction
+/// stop. A log no partition serves (yet) is left alone.
+fn high_watermark_of(broker: &Broker, tp: &storage::TopicPartition) -> i64 {
+    broker
+        .replicas
+        .get(&tp.topic, tp.partition)
+        .map_or(0, |p| p.high_watermark())
 }
 
 fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {

@@ -199,7 +199,9 @@ impl Partition {
                 state.set_min_insync_replicas(config.leader.min_insync_replicas);
                 let commands = state.handle(leader::Event::IsrCommitted {
                     isr: registration.isr.clone(),
+                    replicas: registration.replicas.clone(),
                     partition_epoch: registration.partition_epoch,
+                    now_ms,
                 });
                 self.execute_leader(&mut replica, commands);
                 return;

@@ -75,6 +75,8 @@ impl ErrorCode {
     pub const OFFSET_NOT_AVAILABLE: ErrorCode = ErrorCode(78);
     pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode = ErrorCode(20);
     pub const INVALID_UPDATE_VERSION: ErrorCode = ErrorCode(95);
+    pub const REASSIGNMENT_IN_PROGRESS: ErrorCode = ErrorCode(60);
+    pub const NO_REASSIGNMENT_IN_PROGRESS: ErrorCode = ErrorCode(85);
 
     pub fn code(self) -> i16 {
         self.0
@@ -236,6 +238,14 @@ mod tests {
                 "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ),
             (ErrorCode::INVALID_UPDATE_VERSION, "INVALID_UPDATE_VERSION"),
+            (
+                ErrorCode::REASSIGNMENT_IN_PROGRESS,
+                "REASSIGNMENT_IN_PROGRESS",
+            ),
+            (
+                ErrorCode::NO_REASSIGNMENT_IN_PROGRESS,
+                "NO_REASSIGNMENT_IN_PROGRESS",
+            ),
         ];
         for (code, name) in table {
             let kafka = ResponseError::try_from_code(code.0).expect(name);

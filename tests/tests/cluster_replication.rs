@@ -320,3 +320,83 @@ fn with_unclean_election_enabled_an_out_of_sync_replica_leads_once_the_whole_isr
     let values: Vec<&str> = records.iter().map(|(_, v)| v.as_str()).collect();
     assert_eq!(values, vec!["both", "after"]);
 }
+
+#[test]
+fn a_reassignment_copies_the_partition_to_a_new_broker_and_then_drops_the_old_replica() {
+    // 2, 3 -> 3, 4: broker 4 catches up as a follower, within the reassignment
+    // throttle; once it is in sync broker 2's replica (the leader's) goes, 3 or 4
+    // leads, and every record is still there.
+    use protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+        ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+    };
+    const THROTTLE_BYTES_PER_S: u64 = 1_000_000;
+    let mut settings = settings();
+    let throttle = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_S}");
+    settings.push(&throttle);
+    let cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
+    create_on(&cluster, &[2, 3]);
+    cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
+        v.partitions(TOPIC)
+            .first()
+            .is_some_and(|p| p.isr.len() == 2)
+    });
+    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+    // About 3 MB: at least two seconds of the throttle beyond its one-second burst.
+    let padding = "x".repeat(1_000);
+    for i in 0..3_000 {
+        producer.send(0, &format!("moved-{i}-{padding}"));
+    }
+    let oracle = producer.finish();
+    assert_eq!(oracle.acked_count(), 3_000);
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(protocol::StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(3), BrokerId(4)]))])]);
+    let started = std::time::Instant::now();
+    let answer: AlterPartitionReassignmentsResponse = conn
+        .call(ApiKey::AlterPartitionReassignments, 0, &request)
+        .unwrap();
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(
+        answer.responses[0].partitions[0].error_code, 0,
+        "{answer:?}"
+    );
+    let view = cluster.wait_for_agreement("the reassignment complete", ISR_FULL_TIMEOUT, |v| {
+        let p = v.partition(TOPIC, 0);
+        p.replicas == vec![3, 4] && p.isr.len() == 2 && p.leader > 0
+    });
+    let took = started.elapsed();
+    eprintln!(
+        "reassignment of 3 MB at {THROTTLE_BYTES_PER_S} B/s completed within {took:?}: {:?}",
+        view.partition(TOPIC, 0)
+    );
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "the throttle bounds the copy: 3 MB at 1 MB/s with a 1 MB burst took {took:?}"
+    );
+    let listed: ListPartitionReassignmentsResponse = conn
+        .call(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000),
+        )
+        .unwrap();
+    assert!(listed.topics.is_empty(), "nothing in progress: {listed:?}");
+    assert!(
+        tests::wait_until(CONVERGE_TIMEOUT, || {
+            !cluster.data_dir(2).join(format!("{TOPIC}-0")).exists()
+        }),
+        "broker 2 deletes the replica it no longer hosts"
+    );
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+    assert_eq!(check_partition(&oracle, 0, &records), 3_000);
+}

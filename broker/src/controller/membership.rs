@@ -427,7 +427,7 @@ fn fence(
 /// `image` with `records` applied, for the next step of a decision whose
 /// records are committed as one batch. The offsets are placeholders: no
 /// decision reads the broker epochs of records it has just made.
-fn scratch_apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
+pub(crate) fn scratch_apply(image: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
     if records.is_empty() {
         return image.clone();
     }

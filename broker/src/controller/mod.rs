@@ -22,6 +22,7 @@ pub mod channel;
 pub mod isr;
 pub mod membership;
 pub mod placement;
+pub mod reassign;
 pub mod service;
 pub mod topics;
 
@@ -675,14 +676,90 @@ impl Controller {
             Err(e) => return Err(e.code),
         }
         self.submit(false, |membership, image| {
-            Ok(isr::alter_partition(
-                image,
-                &membership.shutting_down(),
-                &request,
-            ))
+            let (mut records, response) =
+                isr::alter_partition(image, &membership.shutting_down(), &request);
+            // A reassignment completes once all its target replicas are in sync.
+            let after = membership::scratch_apply(image, &records);
+            records.extend(reassign::completions(&after));
+            Ok((records, response))
         })
         .await
         .map_err(|e| e.code)
+    }
+
+    /// AlterPartitionReassignments: starts or cancels each named
+    /// partition's reassignment (see [`reassign`]); one decision per request.
+    pub async fn alter_partition_reassignments(
+        &self,
+        request: protocol::messages::AlterPartitionReassignmentsRequest,
+        version: i16,
+    ) -> Result<protocol::messages::AlterPartitionReassignmentsResponse, ErrorCode> {
+        use protocol::messages::alter_partition_reassignments_response::{
+            ReassignablePartitionResponse, ReassignableTopicResponse,
+        };
+        match self.forward_to() {
+            Ok(None) => {}
+            Ok(Some(leader)) => {
+                return self
+                    .channel
+                    .call(
+                        leader,
+                        ApiKey::AlterPartitionReassignments,
+                        version,
+                        &request,
+                    )
+                    .await
+                    .map_err(|_| ErrorCode::NOT_CONTROLLER);
+            }
+            Err(e) => return Err(e.code),
+        }
+        let responses = self
+            .submit(false, |_, image| {
+                let mut records = Vec::new();
+                let mut scratch = image.clone();
+                let mut responses = Vec::new();
+                for topic in &request.topics {
+                    let mut partitions = Vec::new();
+                    for p in &topic.partitions {
+                        let target = p
+                            .replicas
+                            .as_ref()
+                            .map(|r| r.iter().map(|b| BrokerId(b.0)).collect());
+                        let answer = ReassignablePartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        match reassign::alter(
+                            &scratch,
+                            topic.name.0.as_str(),
+                            p.partition_index,
+                            &target,
+                        ) {
+                            Ok(decided) => {
+                                scratch = membership::scratch_apply(&scratch, &decided);
+                                records.extend(decided);
+                                partitions.push(answer);
+                            }
+                            Err((code, message)) => partitions.push(
+                                answer
+                                    .with_error_code(code.code())
+                                    .with_error_message(Some(message.into())),
+                            ),
+                        }
+                    }
+                    responses.push(
+                        ReassignableTopicResponse::default()
+                            .with_name(topic.name.clone())
+                            .with_partitions(partitions),
+                    );
+                }
+                Ok((records, responses))
+            })
+            .await
+            .map_err(|e| e.code)?;
+        Ok(
+            protocol::messages::AlterPartitionReassignmentsResponse::default()
+                .with_allow_replication_factor_change(request.allow_replication_factor_change)
+                .with_responses(responses),
+        )
     }
 
     /// DescribeQuorum, asked of the active controller.

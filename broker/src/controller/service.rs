@@ -71,6 +71,7 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         ApiKey::AllocateProducerIds => 0..=0,
         ApiKey::ElectLeaders => 0..=2,
         ApiKey::AlterPartition => 2..=3,
+        ApiKey::AlterPartitionReassignments => 0..=1,
         _ => return Err(format!("{api:?} is not served on the controller listener")),
     };
     if !supported.contains(&version) {
@@ -172,6 +173,18 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
                 .await
                 .unwrap_or_else(|code| {
                     protocol::messages::AlterPartitionResponse::default()
+                        .with_error_code(code.code())
+                });
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let request: protocol::messages::AlterPartitionReassignmentsRequest =
+                decode(body, version)?;
+            let response = controller
+                .alter_partition_reassignments(request, version)
+                .await
+                .unwrap_or_else(|code| {
+                    protocol::messages::AlterPartitionReassignmentsResponse::default()
                         .with_error_code(code.code())
                 });
             respond(api, version, correlation_id, &response)

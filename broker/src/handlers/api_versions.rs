@@ -57,6 +57,12 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<DescribeClusterRequest>(ApiKey::DescribeCluster),
         range::<ElectLeadersRequest>(ApiKey::ElectLeaders),
         range::<UnregisterBrokerRequest>(ApiKey::UnregisterBroker),
+        range::<protocol::messages::AlterPartitionReassignmentsRequest>(
+            ApiKey::AlterPartitionReassignments,
+        ),
+        range::<protocol::messages::ListPartitionReassignmentsRequest>(
+            ApiKey::ListPartitionReassignments,
+        ),
     ]
 }
 

@@ -1,7 +1,8 @@
 //! DescribeCluster (the live brokers and the active controller, from the
 //! metadata image); DescribeQuorum (the metadata quorum's leader, epoch,
-//! high watermark and replicas), UnregisterBroker and ElectLeaders, answered
-//! by the active controller: another node forwards them there.
+//! high watermark and replicas), UnregisterBroker, ElectLeaders and
+//! AlterPartitionReassignments, answered by the active controller: another
+//! node forwards them there; ListPartitionReassignments, from the image.
 
 use std::sync::Arc;
 
@@ -164,4 +165,86 @@ pub fn elect_leaders(
             .respond(&response)
             .expect("elect leaders response encodes")
     })))
+}
+
+pub fn alter_partition_reassignments(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: protocol::messages::AlterPartitionReassignmentsRequest = request.decode(&mut body)?;
+    let broker = broker.clone();
+    let responder = request.responder();
+    let version = request.version();
+    Ok(Reply::Later(Box::pin(async move {
+        let response = broker
+            .controller
+            .alter_partition_reassignments(req, version)
+            .await
+            .unwrap_or_else(|code| {
+                protocol::messages::AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(code.code())
+            });
+        responder
+            .respond(&response)
+            .expect("alter partition reassignments response encodes")
+    })))
+}
+
+pub fn list_partition_reassignments(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    use protocol::messages::list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
+    let req: protocol::messages::ListPartitionReassignmentsRequest = request.decode(&mut body)?;
+    let image = broker.image();
+    let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(move |p| (t.name.0.to_string(), *p))
+            })
+            .collect()
+    });
+    let mut by_topic: std::collections::BTreeMap<String, Vec<OngoingPartitionReassignment>> =
+        std::collections::BTreeMap::new();
+    for ((topic_id, partition), reassignment) in image.reassignments() {
+        let Some(topic) = image.topic_by_id(*topic_id) else {
+            continue;
+        };
+        if wanted.as_ref().is_some_and(|w| {
+            !w.iter()
+                .any(|(name, p)| *name == topic.name && p == partition)
+        }) {
+            continue;
+        }
+        let Some(registration) = topic.partition(*partition) else {
+            continue;
+        };
+        let ids =
+            |brokers: &[crate::ids::BrokerId]| brokers.iter().map(|b| BrokerId(b.0)).collect();
+        by_topic.entry(topic.name.clone()).or_default().push(
+            OngoingPartitionReassignment::default()
+                .with_partition_index(*partition)
+                .with_replicas(ids(&registration.replicas))
+                .with_adding_replicas(ids(&reassignment.adding))
+                .with_removing_replicas(ids(&reassignment.removing)),
+        );
+    }
+    let response = protocol::messages::ListPartitionReassignmentsResponse::default().with_topics(
+        by_topic
+            .into_iter()
+            .map(|(name, partitions)| {
+                OngoingTopicReassignment::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    );
+    Ok(Reply::Now(request.respond(&response)?))
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ids::{BrokerId, Offset};
-use crate::metadata::records::{BrokerRegistration, MetadataRecord, PartitionRegistration};
+use crate::metadata::records::{
+    BrokerRegistration, MetadataRecord, PartitionRegistration, Reassignment,
+};
 
 /// A topic as the metadata log describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +61,34 @@ pub struct ImageSnapshot {
     pub next_producer_id: i64,
     pub brokers: Vec<BrokerRegistration>,
     pub topics: Vec<TopicImage>,
+    /// Added after the first release of the format: a snapshot written
+    /// before has none (see [`ImageSnapshot::decode`]).
+    pub reassignments: Vec<(Uuid, i32, Reassignment)>,
+}
+
+/// The snapshot format before reassignments existed.
+#[derive(Deserialize)]
+struct ImageSnapshotV1 {
+    offset: Offset,
+    next_producer_id: i64,
+    brokers: Vec<BrokerRegistration>,
+    topics: Vec<TopicImage>,
+}
+
+impl ImageSnapshot {
+    /// Decodes a snapshot of either format.
+    pub fn decode(bytes: &[u8]) -> Result<ImageSnapshot, bincode::Error> {
+        bincode::deserialize::<ImageSnapshot>(bytes).or_else(|error| {
+            let v1: ImageSnapshotV1 = bincode::deserialize(bytes).map_err(|_| error)?;
+            Ok(ImageSnapshot {
+                offset: v1.offset,
+                next_producer_id: v1.next_producer_id,
+                brokers: v1.brokers,
+                topics: v1.topics,
+                reassignments: Vec::new(),
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +100,8 @@ pub struct MetadataImage {
     names_by_id: HashMap<Uuid, String>,
     /// The first producer id no broker has been given.
     next_producer_id: i64,
+    /// Reassignments in progress, by topic id and partition.
+    reassignments: BTreeMap<(Uuid, i32), Reassignment>,
 }
 
 impl MetadataImage {
@@ -158,7 +190,22 @@ impl MetadataImage {
             next_producer_id: self.next_producer_id,
             brokers: self.brokers.values().map(|b| (**b).clone()).collect(),
             topics: self.topics.values().map(|t| (**t).clone()).collect(),
+            reassignments: self
+                .reassignments
+                .iter()
+                .map(|((topic, partition), r)| (*topic, *partition, r.clone()))
+                .collect(),
         }
+    }
+
+    /// The reassignment in progress of a partition, if any.
+    pub fn reassignment(&self, topic_id: Uuid, partition: i32) -> Option<&Reassignment> {
+        self.reassignments.get(&(topic_id, partition))
+    }
+
+    /// Every reassignment in progress: `((topic id, partition), reassignment)`.
+    pub fn reassignments(&self) -> impl Iterator<Item = (&(Uuid, i32), &Reassignment)> {
+        self.reassignments.iter()
     }
 
     /// The image a snapshot describes.
@@ -174,6 +221,9 @@ impl MetadataImage {
         for topic in snapshot.topics {
             image.names_by_id.insert(topic.id, topic.name.clone());
             image.topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        for (topic, partition, reassignment) in snapshot.reassignments {
+            image.reassignments.insert((topic, partition), reassignment);
         }
         image
     }
@@ -284,6 +334,28 @@ impl MetadataImage {
                     .remove(id)
                     .ok_or(ApplyError::UnknownTopic(*id))?;
                 self.topics.remove(&name);
+                self.reassignments.retain(|(topic, _), _| topic != id);
+            }
+            MetadataRecord::Reassignment {
+                topic_id,
+                partition,
+                reassignment,
+            } => {
+                let topic = self
+                    .topic_by_id(*topic_id)
+                    .ok_or(ApplyError::UnknownTopic(*topic_id))?;
+                if topic.partition(*partition).is_none() {
+                    return Err(ApplyError::UnknownPartition {
+                        topic_id: *topic_id,
+                        partition: *partition,
+                    });
+                }
+                match reassignment {
+                    Some(r) => self
+                        .reassignments
+                        .insert((*topic_id, *partition), r.clone()),
+                    None => self.reassignments.remove(&(*topic_id, *partition)),
+                };
             }
             MetadataRecord::TopicConfig {
                 topic_id,

@@ -26,7 +26,9 @@ use tokio::sync::watch;
 
 pub use delta::{MetadataDelta, PartitionDelta};
 pub use image::{ApplyError, ImageSnapshot, MetadataImage, TopicImage};
-pub use records::{BrokerRegistration, Endpoint, MetadataRecord, PartitionRegistration};
+pub use records::{
+    BrokerRegistration, Endpoint, MetadataRecord, PartitionRegistration, Reassignment,
+};
 
 use crate::ids::Offset;
 
@@ -135,7 +137,7 @@ impl crate::quorum::StateMachine for MetadataLoader {
     }
 
     fn restore(&self, index: u64, snapshot: &[u8]) {
-        match bincode::deserialize::<ImageSnapshot>(snapshot) {
+        match ImageSnapshot::decode(snapshot) {
             Ok(snapshot) => {
                 let mut image = MetadataImage::from_snapshot(snapshot);
                 image.set_offset(Offset(index as i64));

@@ -68,6 +68,16 @@ impl PartitionRegistration {
     }
 }
 
+/// A partition's reassignment in progress: its replicas (in the image) are
+/// the target ones followed by those being removed; the ones being added
+/// join as followers and catch up, and once every target replica is in the
+/// ISR the removed ones go.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
+}
+
 /// One change to the cluster metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
@@ -121,6 +131,13 @@ pub enum MetadataRecord {
         topic_id: Uuid,
         key: String,
         value: Option<String>,
+    },
+    /// Starts (`Some`) or ends (`None`: completed or cancelled) a partition's
+    /// reassignment. New variants go last: the encoding numbers them in order.
+    Reassignment {
+        topic_id: Uuid,
+        partition: i32,
+        reassignment: Option<Reassignment>,
     },
 }
 

@@ -3,7 +3,10 @@
 //! over a connection of its own, with Kafka's Fetch (replica id and broker
 //! epoch, each partition's fetch offset, last fetched epoch and current
 //! leader epoch), and hands each partition's answer to its state machine
-//! ([`crate::partition::Partition::apply_fetch`]).
+//! ([`crate::partition::Partition::apply_fetch`]). Partitions this broker
+//! is gaining in a reassignment are fetched within
+//! `follower.replication.throttled.rate`, so moving data does not starve
+//! the replication of live traffic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -80,6 +83,9 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
     let settings = *broker.replicas.settings();
     let backoff = Duration::from_millis(settings.fetch_backoff_ms.clamp(10, 1_000) as u64);
     let mut connection: Option<PeerConnection> = None;
+    let mut throttle = settings
+        .reassignment_throttle_bytes_per_s
+        .map(Throttle::new);
     tracing::info!(%leader, "replica fetcher started");
     loop {
         if shutdown.is_cancelled() {
@@ -96,8 +102,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             return;
         }
         let now_ms = crate::now_ms();
+        let throttled = reassigned_here(&broker);
+        let over_budget = throttle.as_mut().is_some_and(|t| !t.has_budget());
         let positions: Vec<(Arc<Partition>, FetchPosition)> = followed
             .into_iter()
+            .filter(|p| !(over_budget && throttled.contains(&(p.topic_id, p.index))))
             .filter_map(|p| {
                 let (from, position) = p.fetch_position(now_ms)?;
                 (from == leader).then_some((p, position))
@@ -156,7 +165,73 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             pause(backoff, &shutdown).await;
             continue;
         }
+        if let Some(throttle) = throttle.as_mut() {
+            throttle.spend(throttled_bytes(&response, &throttled));
+        }
         apply(&positions, response);
+    }
+}
+
+/// The partitions this broker is being added to by a reassignment.
+fn reassigned_here(broker: &Broker) -> std::collections::HashSet<(Uuid, i32)> {
+    let image = broker.image();
+    let me = broker.node_id();
+    image
+        .reassignments()
+        .filter(|(_, r)| r.adding.contains(&me))
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+fn throttled_bytes(
+    response: &FetchResponse,
+    throttled: &std::collections::HashSet<(Uuid, i32)>,
+) -> u64 {
+    response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(move |p| throttled.contains(&(t.topic_id, p.partition_index)))
+        })
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum()
+}
+
+/// A token bucket of bytes: refills at `rate` bytes/s up to one second's
+/// worth; a fetch may overdraw it, after which throttled partitions wait
+/// until it is positive again.
+struct Throttle {
+    rate: f64,
+    tokens: f64,
+    refilled: std::time::Instant,
+}
+
+impl Throttle {
+    fn new(bytes_per_s: u64) -> Throttle {
+        Throttle {
+            rate: bytes_per_s as f64,
+            tokens: bytes_per_s as f64,
+            refilled: std::time::Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.refilled = now;
+    }
+
+    fn has_budget(&mut self) -> bool {
+        self.refill();
+        self.tokens > 0.0
+    }
+
+    fn spend(&mut self, bytes: u64) {
+        self.refill();
+        self.tokens -= bytes as f64;
     }
 }
 

@@ -50,10 +50,13 @@ pub enum Event {
     /// The controller refused the outstanding ISR proposal, or it could not
     /// be sent: another may be made.
     IsrRefused,
-    /// The controller committed an ISR (ours or its own) at `partition_epoch`.
+    /// The controller committed an ISR (ours or its own) at `partition_epoch`,
+    /// with the partition's replicas then (a reassignment changes them).
     IsrCommitted {
         isr: Vec<BrokerId>,
+        replicas: Vec<BrokerId>,
         partition_epoch: PartitionEpoch,
+        now_ms: i64,
     },
     /// Time passed: lagging followers and expired waits are looked at.
     Tick { now_ms: i64 },
@@ -253,12 +256,24 @@ impl LeaderState {
             Event::IsrRefused => self.pending_isr = None,
             Event::IsrCommitted {
                 isr,
+                replicas,
                 partition_epoch,
+                now_ms,
             } => {
                 if partition_epoch < self.partition_epoch {
                     return out;
                 }
                 self.partition_epoch = partition_epoch;
+                // New replicas (a reassignment) get a full lag allowance to catch up.
+                self.followers.retain(|r, _| replicas.contains(r));
+                for replica in replicas.iter().filter(|r| **r != self.me) {
+                    self.followers.entry(*replica).or_insert(Progress {
+                        log_end_offset: -1,
+                        last_caught_up_ms: now_ms,
+                        last_fetch_ms: now_ms,
+                        last_fetch_leader_log_end: self.log_end_offset,
+                    });
+                }
                 self.isr = isr.into_iter().collect();
                 assert!(self.isr.contains(&self.me), "a leader is in its own ISR");
                 self.pending_isr = None;
@@ -493,7 +508,9 @@ mod tests {
         assert!(l.handle(Event::Tick { now_ms: 30_002 }).is_empty());
         let out = l.handle(Event::IsrCommitted {
             isr: vec![ME, F2],
+            replicas: vec![ME, F2, F3],
             partition_epoch: PartitionEpoch(5),
+            now_ms: 0,
         });
         assert_eq!(
             out,
@@ -549,7 +566,9 @@ mod tests {
         assert!(l
             .handle(Event::IsrCommitted {
                 isr: vec![ME],
-                partition_epoch: PartitionEpoch(3)
+                replicas: vec![ME, F2, F3],
+                partition_epoch: PartitionEpoch(3),
+                now_ms: 0,
             })
             .is_empty());
         assert_eq!(l.isr(), vec![ME, F2]);
@@ -587,7 +606,9 @@ mod tests {
         });
         let out = l.handle(Event::IsrCommitted {
             isr: vec![ME],
+            replicas: vec![ME, F2, F3],
             partition_epoch: PartitionEpoch(1),
+            now_ms: 0,
         });
         assert_eq!(
             out,

@@ -247,6 +247,12 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::DescribeQuorum => handlers::cluster::describe_quorum(broker, &request, body),
         ApiKey::UnregisterBroker => handlers::cluster::unregister_broker(broker, &request, body),
         ApiKey::ElectLeaders => handlers::cluster::elect_leaders(broker, &request, body),
+        ApiKey::AlterPartitionReassignments => {
+            handlers::cluster::alter_partition_reassignments(broker, &request, body)
+        }
+        ApiKey::ListPartitionReassignments => {
+            handlers::cluster::list_partition_reassignments(broker, &request, body)
+        }
         other => Err(DispatchError::Unsupported {
             api_key: other as i16,
             api_version: request.version(),

@@ -394,13 +394,21 @@ impl LogManager {
 
     /// Applies retention to every partition and persists moved log start offsets.
     pub fn retention_pass(&self, now_ms: i64) {
+        self.retention_pass_below(now_ms, &|_| i64::MAX)
+    }
+
+    /// Like [`LogManager::retention_pass`], never deleting a segment that
+    /// holds offsets at or past `upper_bound(partition)`: the high
+    /// watermark, so that retention never removes a record followers may
+    /// not have yet, nor one a consumer has not been allowed to see.
+    pub fn retention_pass_below(&self, now_ms: i64, upper_bound: &dyn Fn(&TopicPartition) -> i64) {
         let mut deleted = 0;
         for (tp, log) in self.all_logs() {
             let mut guard = lock_log(&log);
             if guard.is_offline() {
                 continue;
             }
-            match guard.apply_retention(now_ms) {
+            match guard.apply_retention_below(now_ms, upper_bound(&tp)) {
                 Ok(count) => deleted += count,
                 Err(error) => tracing::warn!(partition = %tp, %error, "retention failed"),
             }
