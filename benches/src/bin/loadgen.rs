@@ -73,6 +73,9 @@ struct Common {
     /// Partitions of the topic (created if missing).
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// Replicas of each partition when the topic is created.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
     /// Message value size in bytes (at least 8: the send time is stored in the first 8).
     #[arg(long, default_value_t = 1024)]
     message_size: usize,
@@ -293,6 +296,7 @@ fn settings(common: &Common, extra: &[(&'static str, String)]) -> Vec<(&'static 
         ("brokers", common.brokers.clone()),
         ("topic", common.topic.clone()),
         ("partitions", common.partitions.to_string()),
+        ("replication_factor", common.replication_factor.to_string()),
         ("message_size", common.message_size.to_string()),
         ("client", format!("{:?}", common.client).to_lowercase()),
     ];
@@ -328,7 +332,7 @@ async fn ensure_topic(common: &Common) -> anyhow::Result<()> {
             &[NewTopic::new(
                 &common.topic,
                 common.partitions,
-                TopicReplication::Fixed(1),
+                TopicReplication::Fixed(common.replication_factor),
             )],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
