@@ -352,9 +352,15 @@ impl LeaderState {
     /// Moves the HW to the smallest LEO in the ISR, if that is forward, and
     /// answers the requests it now covers.
     fn advance(&mut self, out: &mut Vec<Command>) {
+        // KIP-497's maximal ISR: a member being added counts from the moment
+        // it is proposed, so that once committed (and eligible to lead) it
+        // holds everything below the HW; one being removed counts until the
+        // removal is committed.
+        let pending = self.pending_isr.iter().flatten();
         let smallest = self
             .isr
             .iter()
+            .chain(pending)
             .map(|r| {
                 if *r == self.me {
                     self.log_end_offset
@@ -572,6 +578,28 @@ mod tests {
             })
             .is_empty());
         assert_eq!(l.isr(), vec![ME, F2]);
+    }
+
+    #[test]
+    fn a_member_being_added_holds_the_high_watermark_back_until_it_has_the_data() {
+        // Proposed back in at LEO 5, F3 must have every record below the HW
+        // once it may lead: the HW waits for it from the proposal on.
+        let mut l = LeaderState::new(
+            CONFIG,
+            ME,
+            &registration(&[ME, F2, F3], &[ME, F2], 5),
+            5,
+            5,
+            0,
+        );
+        assert_eq!(l.handle(fetch(F3, 5, 1)).len(), 1, "the proposal");
+        l.handle(Event::Appended { log_end_offset: 9 });
+        l.handle(fetch(F2, 9, 2));
+        assert_eq!(l.high_watermark(), 5, "F3 is still at 5");
+        assert_eq!(
+            l.handle(fetch(F3, 9, 3)),
+            vec![Command::AdvanceHighWatermark { offset: 9 }]
+        );
     }
 
     #[test]
