@@ -23,7 +23,7 @@ struct Cli {
     /// acks: 0, 1 or all.
     #[arg(long, default_value = "all")]
     acks: String,
-    /// none, lz4 or zstd.
+    /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: String,
     /// Records without keys (sticky partitioning) instead of keys `key-<i>`.

@@ -10,7 +10,7 @@
 //!   ApiVersions negotiation.
 //! - [`cluster`]: connections per broker and metadata refresh.
 //! - [`metadata`]: the metadata cache (brokers, topics, partition leaders).
-//! - [`compression`]: lz4 and zstd for record batches.
+//! - [`compression`]: gzip, snappy, lz4 and zstd for record batches.
 //! - [`backoff`]: exponential backoff with jitter.
 //! - [`error`]: the producer's error types (the consumer's are in
 //!   [`consumer::error`]).

@@ -2,7 +2,7 @@
 //! [`ConsumerRecord`]s.
 //!
 //! - Keys, values and header values are `Bytes` slices of the record set (or,
-//!   for lz4 and zstd batches, of the decompressed records section): no
+//!   for compressed batches, of the decompressed records section): no
 //!   per-record copy, and no allocation for records without headers.
 //! - Control batches (transaction markers) are skipped, as are records below
 //!   the fetch offset: the broker answers from the start of the batch that
@@ -10,9 +10,12 @@
 //! - Compacted batches may hold fewer records than `last_offset_delta + 1`
 //!   and have gaps between offsets; the next fetch offset is always one past
 //!   the last offset of the last whole batch, not one past the last record.
-//! - gzip and snappy batches are not decoded (the client has no codec for
-//!   them); they end the record set with [`RecordError::UnsupportedCompression`],
-//!   naming the codec, instead of being dropped.
+//! - gzip, snappy (either framing), lz4 and zstd batches are decompressed
+//!   (see [`crate::compression`]). A batch whose codec bits name no codec
+//!   ends the record set with [`RecordError::UnsupportedCompression`], and
+//!   one that does not decompress with [`RecordError::Decompression`]; both
+//!   name the batch's offsets, so the application can seek past it, and
+//!   neither is dropped silently.
 //! - A trailing partial batch (cut by the fetch byte limit) is ignored; the
 //!   next fetch starts at it.
 
@@ -24,14 +27,14 @@ use protocol::batch::{BatchHeader, Compression as BatchCompression, BATCH_HEADER
 use protocol::varint::{self, VarintError};
 use thiserror::Error;
 
-use crate::compression::{decompress, Compression};
+use crate::compression::{decompress, Compression, CompressionError};
 use crate::consumer::record::{ConsumerRecord, Header, TimestampType};
 
 /// Why a batch of a fetched record set could not be turned into records.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum RecordError {
-    /// The batch is compressed with a codec this client cannot decompress.
-    #[error("batch at offsets {base_offset}..={last_offset} is compressed with {codec}, which this client does not decode (lz4 and zstd only)")]
+    /// The batch's attribute bits name a codec this client does not know.
+    #[error("batch at offsets {base_offset}..={last_offset} is compressed with {codec}, which this client does not decode")]
     UnsupportedCompression {
         codec: String,
         base_offset: i64,
@@ -40,12 +43,17 @@ pub enum RecordError {
     /// The batch header or CRC is invalid.
     #[error("corrupt batch at offset {base_offset}: {reason}")]
     CorruptBatch { base_offset: i64, reason: String },
-    /// The compressed records section does not decompress.
-    #[error("cannot decompress the {codec} batch at offset {base_offset}: {reason}")]
+    /// The compressed records section does not decompress: it is corrupt,
+    /// or it inflates past [`crate::compression::DECOMPRESSED_BYTES_MAX`].
+    #[error(
+        "cannot decompress the {codec} batch at offsets {base_offset}..={last_offset}: {error}"
+    )]
     Decompression {
         codec: &'static str,
         base_offset: i64,
-        reason: String,
+        last_offset: i64,
+        #[source]
+        error: CompressionError,
     },
     /// A record inside an otherwise valid batch does not parse.
     #[error("malformed record in the batch at offset {base_offset}: {reason}")]
@@ -59,9 +67,8 @@ impl RecordError {
     /// The offset one past the batch that failed: where to `seek` to skip it.
     pub fn next_offset(&self) -> Option<i64> {
         match self {
-            RecordError::UnsupportedCompression { last_offset, .. } => {
-                Some(last_offset.saturating_add(1))
-            }
+            RecordError::UnsupportedCompression { last_offset, .. }
+            | RecordError::Decompression { last_offset, .. } => Some(last_offset.saturating_add(1)),
             _ => None,
         }
     }
@@ -182,19 +189,13 @@ impl FetchedRecords {
                 prepared.next_offset = prepared.next_offset.max(last_offset.saturating_add(1));
                 continue;
             }
-            let codec = match header.compression() {
-                BatchCompression::None => None,
-                BatchCompression::Lz4 => Some(Compression::Lz4),
-                BatchCompression::Zstd => Some(Compression::Zstd),
-                BatchCompression::Gzip => {
-                    prepared.stop(at, unsupported("gzip", base_offset, last_offset));
-                    break;
-                }
-                BatchCompression::Snappy => {
-                    prepared.stop(at, unsupported("snappy", base_offset, last_offset));
-                    break;
-                }
-                BatchCompression::Unknown(bits) => {
+            let codec = match Compression::from_protocol(header.compression()) {
+                Some(Compression::None) => None,
+                Some(codec) => Some(codec),
+                None => {
+                    let BatchCompression::Unknown(bits) = header.compression() else {
+                        unreachable!("every named codec maps to a Compression");
+                    };
                     let codec = format!("unknown codec {bits}");
                     prepared.stop(at, unsupported(&codec, base_offset, last_offset));
                     break;
@@ -212,7 +213,8 @@ impl FetchedRecords {
                             let error = RecordError::Decompression {
                                 codec: codec.name(),
                                 base_offset,
-                                reason: e.to_string(),
+                                last_offset,
+                                error: e,
                             };
                             prepared.stop(at, error);
                             break;
@@ -537,11 +539,10 @@ pub(crate) mod tests {
             put_varlong(&mut section, body.len() as i64);
             section.extend_from_slice(&body);
         }
-        let payload = match codec_bits {
-            3 => crate::compression::compress(Compression::Lz4, &section).unwrap(),
-            4 => crate::compression::compress(Compression::Zstd, &section).unwrap(),
-            _ => section.to_vec(),
-        };
+        let codec =
+            Compression::from_protocol(protocol::batch::Compression::from_attributes(codec_bits))
+                .unwrap_or(Compression::None);
+        let payload = crate::compression::compress(codec, &section).unwrap();
         let mut out = BytesMut::new();
         out.put_i64(base_offset);
         out.put_i32((BATCH_HEADER_BYTES - 12 + payload.len()) as i32);
@@ -704,15 +705,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn lz4_and_zstd_batches_decode_like_uncompressed_ones() {
-        // The codec changes the bytes on the wire, not the records read back.
+    fn every_codec_decodes_like_uncompressed_batches() {
+        // The codec changes the bytes on the wire, not the records read back: gzip, snappy, lz4, zstd.
         let records = || {
             (0..50)
                 .map(|i| record(i, "payload payload payload"))
                 .collect::<Vec<_>>()
         };
         let plain = decode(0, &[encode_batch(0, 49, &records(), 0, false)]).0;
-        for codec in [3, 4] {
+        for codec in [1, 2, 3, 4] {
             let (decoded, outcome) = decode(0, &[encode_batch(0, 49, &records(), codec, false)]);
             assert!(outcome.error.is_none(), "{outcome:?}");
             assert_eq!(decoded, plain, "codec {codec}");
@@ -720,33 +721,81 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gzip_and_snappy_batches_are_a_typed_error_naming_the_codec() {
-        // Records before the undecodable batch are kept; the error names the codec and where to skip to.
-        for (bits, name) in [(1, "gzip"), (2, "snappy")] {
+    fn a_raw_snappy_batch_as_librdkafka_writes_it_decodes() {
+        // librdkafka's snappy is one raw block without the Java framing; its records read the same.
+        let records: Vec<_> = (0..20)
+            .map(|i| record(i, "raw snappy raw snappy"))
+            .collect();
+        let plain = encode_batch(0, 19, &records, 0, false);
+        let raw = snap::raw::Encoder::new()
+            .compress_vec(&plain[BATCH_HEADER_BYTES..])
+            .unwrap();
+        let mut batch = BytesMut::from(&plain[..BATCH_HEADER_BYTES]);
+        batch.extend_from_slice(&raw);
+        let batch_length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        batch[21..23].copy_from_slice(&2i16.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let (decoded, outcome) = decode(0, &[batch.freeze()]);
+        assert!(outcome.error.is_none(), "{outcome:?}");
+        assert_eq!(decoded, decode(0, &[plain]).0);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_decompress_is_a_typed_error_with_where_to_skip_to() {
+        // Records before it are kept; the error names the codec, the offsets and the codec's failure.
+        for (bits, name) in [(1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")] {
             let first = encode_batch(0, 1, &[record(0, "a"), record(1, "b")], 0, false);
-            let second = encode_batch(
+            // An uncompressed records section under a codec's bits does not decompress.
+            let plain = encode_batch(
                 2,
                 2,
                 &[record(0, "c"), record(1, "d"), record(2, "e")],
-                bits,
+                0,
                 false,
             );
-            let (records, outcome) = decode(0, &[first, second]);
+            let mut second = BytesMut::from(&plain[..]);
+            second[21..23].copy_from_slice(&(bits as i16).to_be_bytes());
+            let crc = crc32c::crc32c(&second[21..]);
+            second[17..21].copy_from_slice(&crc.to_be_bytes());
+            let (records, outcome) = decode(0, &[first, second.freeze()]);
             assert_eq!(offsets(&records), [0, 1]);
             assert_eq!(outcome.next_offset, 2);
             let (at, error) = outcome.error.unwrap();
             assert_eq!(at, 2);
-            assert_eq!(
-                error,
-                RecordError::UnsupportedCompression {
-                    codec: name.into(),
-                    base_offset: 2,
-                    last_offset: 4
-                }
-            );
+            let RecordError::Decompression {
+                codec,
+                base_offset: 2,
+                last_offset: 4,
+                error: CompressionError::Codec { .. },
+            } = &error
+            else {
+                panic!("{name}: {error:?}");
+            };
+            assert_eq!(*codec, name);
             assert_eq!(error.next_offset(), Some(5));
             assert!(error.to_string().contains(name));
         }
+    }
+
+    #[test]
+    fn unknown_codec_bits_are_a_typed_error_naming_them() {
+        // Bits 5 name no codec: an UnsupportedCompression error, skippable by seek.
+        let batch = encode_batch(2, 2, &[record(0, "c"), record(2, "e")], 5, false);
+        let (records, outcome) = decode(0, &[batch]);
+        assert!(records.is_empty());
+        let (at, error) = outcome.error.unwrap();
+        assert_eq!(at, 2);
+        assert_eq!(
+            error,
+            RecordError::UnsupportedCompression {
+                codec: "unknown codec 5".into(),
+                base_offset: 2,
+                last_offset: 4
+            }
+        );
+        assert_eq!(error.next_offset(), Some(5));
     }
 
     #[test]

@@ -447,11 +447,16 @@ mod tests {
 
     #[test]
     fn compressed_batches_validate_and_decompress_to_the_same_records() {
-        // lz4 and zstd batches carry the codec bit, pass CRC validation, and hold the original records section.
+        // gzip, snappy, lz4 and zstd batches carry the codec bits, pass CRC validation, and hold the original records section.
         let (mut plain, _r) = batch_of(20);
         plain.seal(Compression::None).unwrap();
         let plain = plain.encode();
-        for codec in [Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let (mut batch, _r) = batch_of(20);
             batch.seal(codec).unwrap();
             let encoded = batch.encode();

@@ -63,7 +63,7 @@ pub struct ProducerConfig {
     /// retries never write a batch twice. Default on; switched off with a
     /// warning when the broker does not serve InitProducerId. Needs `acks=all`.
     pub enable_idempotence: bool,
-    /// `compression.type`: none, lz4 or zstd. Default none.
+    /// `compression.type`: none, gzip, snappy, lz4 or zstd. Default none.
     pub compression: Compression,
     /// `linger.ms`: how long a batch that is not full waits for more records. Default 5 ms.
     pub linger: Duration,
