@@ -179,6 +179,31 @@ impl Cluster {
         Ok(self.connection_to(&addr).await?)
     }
 
+    /// A connection to any broker that answers: an open one if there is one,
+    /// else the known brokers, then the bootstrap servers, in turn. For
+    /// requests any broker serves (Metadata, DescribeCluster, and the
+    /// controller requests a broker forwards to its controller).
+    pub async fn any_broker_connection(&self) -> Result<Arc<Connection>, ClusterError> {
+        let mut tried = Vec::new();
+        let mut last_error = None;
+        for addr in self.candidate_addresses() {
+            match self.connection_to(&addr).await {
+                Ok(connection) => return Ok(connection),
+                Err(e) => {
+                    tried.push(addr);
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(ClusterError::NoBrokerReachable {
+            tried,
+            last_error: last_error.unwrap_or(ConnectionError::Connect {
+                addr: String::new(),
+                reason: "no address to try".to_string(),
+            }),
+        })
+    }
+
     /// The open connection to broker `node_id`, if there is one: never waits.
     pub fn open_broker_connection(&self, node_id: i32) -> Option<Arc<Connection>> {
         let addr = self.metadata().brokers.get(&node_id)?.addr();

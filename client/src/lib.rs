@@ -1,11 +1,13 @@
 //! Rust client for the broker (and any Kafka-compatible cluster): the
-//! producer and the consumer, on a shared connection layer.
+//! producer, the consumer and the admin client, on a shared connection layer.
 //!
 //! - [`producer`]: [`Producer`], [`ProducerConfig`], records, partitioning,
 //!   batching, retries, idempotence.
 //! - [`consumer`]: [`Consumer`], [`ConsumerConfig`], groups (subscribe,
 //!   rebalances, the [`RebalanceListener`]), manual assignment, committed
 //!   offsets, fetching and record decoding.
+//! - [`admin`]: [`Admin`]: topics, partitions, the cluster, offsets, configs,
+//!   reassignments and leader elections, with errors that carry Kafka's codes.
 //! - [`connection`]: one broker connection: correlation ids, pipelining,
 //!   ApiVersions negotiation.
 //! - [`cluster`]: connections per broker and metadata refresh.
@@ -60,6 +62,31 @@
 //! # }
 //! ```
 //!
+//! The admin client creates and inspects topics, looks up offsets and moves
+//! partitions; every refusal is an [`AdminError`] carrying Kafka's code:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use client::admin::{NewTopic, OffsetSpec};
+//! use client::{Admin, AdminConfig, AdminError, ErrorCode, TopicPartition};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! const TIMEOUT: Duration = Duration::from_secs(30);
+//! let admin = Admin::connect(AdminConfig::new("127.0.0.1:9092")).await?;
+//! let topic = NewTopic::new("events", 6, 3).with_config("retention.ms", "86400000");
+//! match admin.create_topic(topic, TIMEOUT).await {
+//!     Ok(created) => println!("created {} ({})", created.name, created.topic_id),
+//!     Err(AdminError::Topic { code, .. }) if code == ErrorCode::TOPIC_ALREADY_EXISTS => {}
+//!     Err(other) => return Err(other.into()),
+//! }
+//! let ends = admin
+//!     .list_offsets(&[(TopicPartition::new("events", 0), OffsetSpec::Latest)], TIMEOUT)
+//!     .await?;
+//! println!("{:?}", ends);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! `poll` returns at most `max_poll_records` records and moves each
 //! partition's position past them; commits (`commit_sync`, `commit_async`,
 //! or auto-commit) store those positions. Records are delivered at least
@@ -68,6 +95,7 @@
 //! `futures::Stream`. Every async method of the consumer is cancel-safe:
 //! `poll` may lose a `select!` without losing records.
 
+pub mod admin;
 pub mod backoff;
 pub mod cluster;
 pub mod compression;
@@ -114,6 +142,7 @@ pub(crate) fn join_error_reason(task: &str, error: tokio::task::JoinError) -> St
     )
 }
 
+pub use admin::{Admin, AdminConfig, AdminError};
 pub use compression::Compression;
 pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
@@ -126,3 +155,5 @@ pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerIdentity, ProducerRecord,
     RecordMetadata,
 };
+/// Kafka error codes, as every error that came from a broker carries them.
+pub use protocol::ErrorCode;

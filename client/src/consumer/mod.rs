@@ -53,7 +53,7 @@ pub mod record;
 mod codes;
 mod coordinator;
 mod fetcher;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod membership;
 mod offsets;
 mod state;
