@@ -1,0 +1,422 @@
+//! Our admin client (`client::Admin`) against real broker processes: topics
+//! created (with configs and explicit assignments), described, grown and
+//! deleted; the cluster described; offsets listed earliest, latest and by
+//! time; configs described; every refusal a typed error with its Kafka code;
+//! bounded calls when the broker is gone; and, on a 3-node cluster, a
+//! partition reassignment followed to its end and preferred and unclean
+//! leader elections.
+
+use std::time::{Duration, Instant};
+
+use client::admin::{
+    ConfigResource, ConfigSource, ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec,
+    TopicDescription,
+};
+use client::{Admin, AdminConfig, AdminError, TopicPartition};
+use protocol::ErrorCode;
+use tests::cluster::{Cluster, FAST_FAILURE_SETTINGS};
+
+/// Bound on each admin call in these tests.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on a state the cluster reaches on its own (a topic visible, a
+/// reassignment done, a replica back in sync).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a settling condition is checked.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+const ELECTION_NOT_NEEDED: ErrorCode = ErrorCode(84);
+
+fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition::new(topic, partition)
+}
+
+/// Describes `topic` until `done` holds, at most [`SETTLE_TIMEOUT`].
+async fn wait_for_topic(
+    admin: &Admin,
+    topic: &str,
+    what: &str,
+    done: impl Fn(&TopicDescription) -> bool,
+) -> TopicDescription {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let described = admin.describe_topics(&[topic], CALL_TIMEOUT).await.unwrap();
+        let last = described[topic].clone();
+        if let Ok(description) = &last {
+            if done(description) {
+                return description.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}: last seen {last:?}");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_described_grown_and_deleted_with_typed_refusals() {
+    // The topic lifecycle and the cluster through Admin; each refusal carries Kafka's code.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
+    let admin = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap();
+
+    let cluster = admin.describe_cluster(CALL_TIMEOUT).await.unwrap();
+    assert_eq!(cluster.brokers.len(), 1, "{cluster:?}");
+    let node = cluster.brokers[0].node_id;
+    assert_eq!(
+        format!("{}:{}", cluster.brokers[0].host, cluster.brokers[0].port),
+        broker.addr
+    );
+    assert!(cluster.controller_id.is_some(), "{cluster:?}");
+
+    // Two topics in one call: one by count with configs, one by assignment.
+    let created = admin
+        .create_topics(
+            &[
+                NewTopic::new("events", 3, 1)
+                    .with_config("cleanup.policy", "compact")
+                    .with_config("retention.ms", "3600000"),
+                NewTopic::with_assignments("placed", vec![vec![node], vec![node]]),
+            ],
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let events = created["events"].as_ref().unwrap();
+    assert_eq!((events.partitions, events.replication_factor), (3, 1));
+    assert!(!events.topic_id.is_nil());
+    assert_eq!(created["placed"].as_ref().unwrap().partitions, 2);
+
+    // Creating it again is refused with TOPIC_ALREADY_EXISTS, as a typed error.
+    let again = admin
+        .create_topic(NewTopic::new("events", 3, 1), CALL_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, AdminError::Topic { topic, code, .. }
+            if topic == "events" && *code == ErrorCode::TOPIC_ALREADY_EXISTS),
+        "{again:?}"
+    );
+    assert!(!again.is_retriable());
+    // A replication factor beyond the brokers is INVALID_REPLICATION_FACTOR.
+    let too_many = admin
+        .create_topic(NewTopic::new("wide", 1, 3), CALL_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Some(ErrorCode(38)), "{too_many:?}");
+
+    let described = wait_for_topic(&admin, "events", "events described", |t| {
+        t.partitions.len() == 3
+    })
+    .await;
+    assert!(!described.internal);
+    assert_eq!(described.topic_id, events.topic_id);
+    for (i, p) in described.partitions.iter().enumerate() {
+        assert_eq!(p.partition, i as i32);
+        assert_eq!(p.leader, Some(node));
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone()),
+            (vec![node], vec![node])
+        );
+    }
+    let missing = admin
+        .describe_topics(&["nowhere"], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        missing["nowhere"].as_ref().unwrap_err().code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    let listed = admin.list_topics(CALL_TIMEOUT).await.unwrap();
+    assert!(
+        listed.contains_key("events") && listed.contains_key("placed"),
+        "{listed:?}"
+    );
+
+    // Configs: the topic's own settings are dynamic topic configs; the broker has its own.
+    let configs = admin
+        .describe_configs(
+            &[
+                ConfigResource::Topic("events".into()),
+                ConfigResource::Broker(node),
+                ConfigResource::Topic("nowhere".into()),
+            ],
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let topic_configs = configs[&ConfigResource::Topic("events".into())]
+        .as_ref()
+        .unwrap();
+    let policy = topic_configs
+        .iter()
+        .find(|c| c.name == "cleanup.policy")
+        .unwrap();
+    assert_eq!(policy.value.as_deref(), Some("compact"));
+    assert_eq!(policy.source, ConfigSource::DynamicTopicConfig);
+    assert!(!configs[&ConfigResource::Broker(node)]
+        .as_ref()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        configs[&ConfigResource::Topic("nowhere".into())]
+            .as_ref()
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+
+    // Growing: 3 -> 5 partitions; shrinking is INVALID_PARTITIONS.
+    let grown = admin
+        .create_partitions(
+            &[
+                NewPartitions::increase_to("events", 5),
+                NewPartitions::increase_to("placed", 1),
+            ],
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    grown["events"].as_ref().unwrap();
+    assert_eq!(
+        grown["placed"].as_ref().unwrap_err().code(),
+        Some(ErrorCode(37)),
+        "{grown:?}"
+    );
+    wait_for_topic(&admin, "events", "events grown to 5", |t| {
+        t.partitions.len() == 5
+    })
+    .await;
+
+    // Deleting: gone from the metadata; deleting what is not there is UNKNOWN_TOPIC_OR_PARTITION.
+    admin.delete_topic("placed", CALL_TIMEOUT).await.unwrap();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while admin
+        .list_topics(CALL_TIMEOUT)
+        .await
+        .unwrap()
+        .contains_key("placed")
+    {
+        assert!(Instant::now() < deadline, "placed still listed");
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    let gone = admin
+        .delete_topic("placed", CALL_TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        gone.code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+        "{gone:?}"
+    );
+    admin.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_listed_earliest_latest_and_by_time() {
+    // ListOffsets through Admin: 0 and 10 at the ends, the first record at or after a time, -1 past the last.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
+    let admin = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    admin
+        .create_topic(NewTopic::new("timed", 1, 1), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    let base = tests::now_ms() - 60_000;
+    let producer = client::Producer::connect(client::ProducerConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    // One record per batch: the broker answers a lookup by time with the
+    // first batch whose largest timestamp reaches it (Kafka would look
+    // inside the batch for the first such record).
+    for i in 0..10 {
+        let record = client::ProducerRecord::new("timed")
+            .with_partition(0)
+            .with_value(format!("v{i}"))
+            .with_timestamp(base + i * 1_000);
+        let delivery = producer.send(record).await.unwrap();
+        producer.flush().await;
+        delivery.await.unwrap();
+    }
+
+    let p0 = tp("timed", 0);
+    let asked = [
+        (p0.clone(), OffsetSpec::Earliest),
+        (tp("timed", 7), OffsetSpec::Latest),
+    ];
+    let listed = admin.list_offsets(&asked, CALL_TIMEOUT).await.unwrap();
+    assert_eq!(listed[&p0].as_ref().unwrap().offset, 0);
+    // A partition that does not exist fails at once, not after the timeout.
+    assert_eq!(
+        listed[&tp("timed", 7)].as_ref().unwrap_err().code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    for (spec, offset, timestamp) in [
+        (OffsetSpec::Latest, 10, None),
+        (OffsetSpec::Timestamp(base + 4_500), 5, Some(base + 5_000)),
+        (OffsetSpec::Timestamp(base), 0, Some(base)),
+        (OffsetSpec::Timestamp(base + 60_000), -1, None),
+        (OffsetSpec::MaxTimestamp, 9, Some(base + 9_000)),
+    ] {
+        let listed = admin
+            .list_offsets(&[(p0.clone(), spec)], CALL_TIMEOUT)
+            .await
+            .unwrap();
+        let ListedOffset {
+            offset: got,
+            timestamp: got_timestamp,
+            ..
+        } = listed[&p0].clone().unwrap();
+        assert_eq!((got, got_timestamp), (offset, timestamp), "{spec:?}");
+    }
+    admin.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_bounded_by_their_timeout_when_the_broker_is_gone() {
+    // With the only broker killed, a call ends with AdminError::Timeout near its timeout instead of hanging.
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
+    let admin = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    broker.kill9().unwrap();
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let started = Instant::now();
+    let error = admin
+        .create_topic(NewTopic::new("never", 1, 1), TIMEOUT)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            error,
+            AdminError::Timeout {
+                operation: "CreateTopics",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retriable());
+    assert!(took < TIMEOUT + Duration::from_secs(1), "took {took:?}");
+    let started = Instant::now();
+    let error = admin.describe_cluster(TIMEOUT).await.unwrap_err();
+    assert!(matches!(error, AdminError::Timeout { .. }), "{error:?}");
+    assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
+    // Connecting to nothing fails as a typed cluster error, not a hang.
+    let closed = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap_err();
+    assert!(matches!(closed, AdminError::Cluster(_)), "{closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reassignment_completes_and_leaders_are_elected_through_the_admin_client() {
+    // On 3 nodes: [2,3] -> [3,1] is followed to its end; preferred and unclean elections answer as Kafka's do.
+    let mut settings = FAST_FAILURE_SETTINGS.to_vec();
+    // The controller must not move leaderships back on its own during the test.
+    settings.push("auto.leader.rebalance.enable=false");
+    let mut cluster = Cluster::start(1, 2, &settings).expect("cluster starts");
+    let admin = Admin::connect(AdminConfig::new(&cluster.bootstrap()))
+        .await
+        .unwrap();
+    let described = admin.describe_cluster(CALL_TIMEOUT).await.unwrap();
+    let ids: Vec<i32> = described.brokers.iter().map(|b| b.node_id).collect();
+    assert_eq!(ids, [1, 2, 3], "{described:?}");
+    assert!(described.controller_id.is_some());
+
+    for topic in ["moving", "electing"] {
+        admin
+            .create_topic(
+                NewTopic::with_assignments(topic, vec![vec![2, 3]]),
+                CALL_TIMEOUT,
+            )
+            .await
+            .unwrap();
+        wait_for_topic(&admin, topic, "both replicas in sync", |t| {
+            t.partitions[0].isr.len() == 2 && t.partitions[0].leader == Some(2)
+        })
+        .await;
+    }
+
+    // Reassignment: accepted per partition, listed while in progress, done when the replicas are [3, 1].
+    let moved = admin
+        .alter_partition_reassignments(
+            &[
+                (tp("moving", 0), Some(vec![3, 1])),
+                (tp("moving", 9), Some(vec![3, 1])),
+            ],
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    moved[&tp("moving", 0)].as_ref().unwrap();
+    assert_eq!(
+        moved[&tp("moving", 9)].as_ref().unwrap_err().code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+        "{moved:?}"
+    );
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let ongoing = admin
+            .list_partition_reassignments(None, CALL_TIMEOUT)
+            .await
+            .unwrap();
+        let description = &admin
+            .describe_topics(&["moving"], CALL_TIMEOUT)
+            .await
+            .unwrap()["moving"];
+        let p = &description.as_ref().unwrap().partitions[0];
+        if ongoing.is_empty() && p.replicas == [3, 1] && p.isr.len() == 2 {
+            break;
+        }
+        if let Some(ongoing) = ongoing.get(&tp("moving", 0)) {
+            // While it runs, the replica set holds the old and the new replicas.
+            assert!(ongoing.adding_replicas.contains(&1), "{ongoing:?}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reassignment never finished: {p:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+
+    // Elections: the preferred replica leads already, and a partition with a leader needs no unclean one.
+    let electing = [tp("electing", 0)];
+    for election in [ElectionType::Preferred, ElectionType::Unclean] {
+        let elected = admin
+            .elect_leaders(election, Some(&electing), CALL_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(
+            elected[&electing[0]].as_ref().unwrap_err().code(),
+            Some(ELECTION_NOT_NEEDED),
+            "{election:?}: {elected:?}"
+        );
+    }
+    // A controlled shutdown of 2 moves the leadership to 3; once 2 is back in
+    // sync, a preferred election gives it back.
+    assert_eq!(cluster.terminate(2), 0);
+    wait_for_topic(&admin, "electing", "3 leads", |t| {
+        t.partitions[0].leader == Some(3)
+    })
+    .await;
+    cluster.restart(2);
+    wait_for_topic(&admin, "electing", "2 back in sync", |t| {
+        t.partitions[0].isr.len() == 2
+    })
+    .await;
+    let elected = admin
+        .elect_leaders(ElectionType::Preferred, Some(&electing), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    elected[&electing[0]].as_ref().unwrap();
+    wait_for_topic(&admin, "electing", "2 leads again", |t| {
+        t.partitions[0].leader == Some(2)
+    })
+    .await;
+    admin.close();
+}
