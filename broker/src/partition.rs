@@ -576,7 +576,12 @@ impl Partition {
             info.last_offset < log_end_offset,
             "appended offsets must lie below the log end offset"
         );
-        self.log_end.send_replace(log_end_offset);
+        // Concurrent appends report out of order: the watch keeps the largest.
+        self.log_end.send_if_modified(|end| {
+            let grew = log_end_offset > *end;
+            *end = (*end).max(log_end_offset);
+            grew
+        });
         // Still under the role lock: the event reaches the state machine of
         // the epoch the batch was appended in.
         self.leader_event(leader::Event::Appended { log_end_offset });

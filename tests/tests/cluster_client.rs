@@ -80,8 +80,21 @@ fn our_producer_and_group_consumer_carry_on_through_kill9_of_the_groups_coordina
             let records = consumer.poll(Duration::from_millis(100)).await.unwrap();
             if !records.is_empty() {
                 processed.extend(records.iter().map(|r| (r.partition, r.offset)));
-                consumer.commit_sync().await.unwrap();
+                // Refused while __consumer_offsets is below min.insync.replicas: the next goes.
+                let _ = consumer.commit_sync().await;
             }
+        }
+    });
+    // The commits the kill must not lose are on every replica of their partition.
+    cluster.wait_for_agreement("__consumer_offsets fully in sync", CONSUME_TIMEOUT, |v| {
+        let p = v.partitions("__consumer_offsets");
+        !p.is_empty() && p.iter().all(|p| p.isr.len() == 3)
+    });
+    runtime.block_on(async {
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        while let Err(e) = consumer.commit_sync().await {
+            assert!(Instant::now() < deadline, "the commit before the kill: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     let victim = coordinator(&cluster, 1);

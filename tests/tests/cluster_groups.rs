@@ -128,7 +128,7 @@ fn committed_offsets_survive_kill9_of_the_groups_coordinator() {
     // __consumer_offsets has three replicas: a commit is answered once the ISR has it,
     // so the coordinator's crash moves the group to a broker that knows its offsets.
     let mut settings = FAST_FAILURE_SETTINGS.to_vec();
-    settings.push("replica.lag.time.max.ms=2000");
+    settings.extend(["replica.lag.time.max.ms=2000", "min.insync.replicas=2"]);
     let mut cluster = Cluster::start(3, 0, &settings).expect("cluster starts");
     assert_eq!(cluster.create_topic(1, TOPIC, 3, 3).unwrap(), 0);
     let producer: BaseProducer = ClientConfig::new()
@@ -148,6 +148,11 @@ fn committed_offsets_survive_kill9_of_the_groups_coordinator() {
     producer.flush(Duration::from_secs(10)).unwrap();
     let group = "survivor".to_string();
     let coordinator = coordinators(&cluster, std::slice::from_ref(&group))[0];
+    // A commit is acknowledged once its ISR (at least min.insync.replicas) has it.
+    cluster.wait_for_agreement("__consumer_offsets fully in sync", CONSUME_TIMEOUT, |v| {
+        let p = v.partitions("__consumer_offsets");
+        !p.is_empty() && p.iter().all(|p| p.isr.len() == 3)
+    });
     let view = cluster.view(1).unwrap();
     assert!(
         view.partitions("__consumer_offsets")
@@ -176,7 +181,12 @@ fn committed_offsets_survive_kill9_of_the_groups_coordinator() {
                 read += 1;
             }
         }
-        consumer.commit_consumer_state(CommitMode::Sync).unwrap();
+        // Refused (COORDINATOR_NOT_AVAILABLE) while the ISR is below the minimum: retried.
+        let deadline = Instant::now() + CONSUME_TIMEOUT;
+        while let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            assert!(Instant::now() < deadline, "the commit goes through: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     cluster.kill9(coordinator);
     let survivor = cluster.running_ids()[0];
@@ -205,9 +215,17 @@ fn committed_offsets_survive_kill9_of_the_groups_coordinator() {
     for partition in 0..3 {
         wanted.add_partition(TOPIC, partition);
     }
-    let committed = consumer
-        .committed_offsets(wanted, Duration::from_secs(20))
-        .unwrap();
+    // The new coordinator answers NOT_COORDINATOR until its image has the move: retried.
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    let committed = loop {
+        match consumer.committed_offsets(wanted.clone(), Duration::from_secs(10)) {
+            Ok(committed) => break committed,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "committed offsets: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
     let total: i64 = committed
         .elements()
         .iter()

@@ -30,21 +30,26 @@ pub enum ChannelError {
     },
 }
 
+type Slot = std::sync::Arc<tokio::sync::Mutex<Option<PeerConnection>>>;
+
 pub struct ControllerChannel {
     voters: BTreeMap<i32, SocketAddr>,
-    /// The open connection and the voter it goes to.
-    connection: tokio::sync::Mutex<Option<(i32, PeerConnection)>>,
+    /// One connection per voter, each used by one request at a time: a
+    /// voter that stops answering (paused, cut off) holds up only the
+    /// requests sent to it, not those sent to the voter that took over.
+    connections: std::sync::Mutex<BTreeMap<i32, Slot>>,
 }
 
 impl ControllerChannel {
     pub fn new(voters: BTreeMap<i32, SocketAddr>) -> ControllerChannel {
         ControllerChannel {
             voters,
-            connection: tokio::sync::Mutex::new(None),
+            connections: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Sends `request` to voter `node`'s controller listener and waits for the answer.
+    /// Sends `request` to voter `node`'s controller listener and waits for
+    /// the answer, at most [`CONTROLLER_REQUEST_TIMEOUT`].
     pub async fn call<Req: Encodable, Resp: Decodable>(
         &self,
         node: i32,
@@ -52,30 +57,56 @@ impl ControllerChannel {
         version: i16,
         request: &Req,
     ) -> Result<Resp, ChannelError> {
+        self.call_within(node, api, version, request, CONTROLLER_REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// [`ControllerChannel::call`] bounded by `timeout`, the connect and the
+    /// wait behind an earlier request to the same voter included.
+    pub async fn call_within<Req: Encodable, Resp: Decodable>(
+        &self,
+        node: i32,
+        api: ApiKey,
+        version: i16,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ChannelError> {
         let addr = *self
             .voters
             .get(&node)
             .ok_or(ChannelError::UnknownNode(node))?;
         let failed = |reason: String| ChannelError::Failed { node, addr, reason };
-        let mut connection = self.connection.lock().await;
-        let deadline = tokio::time::Instant::now() + CONTROLLER_REQUEST_TIMEOUT;
-        if connection.as_ref().is_none_or(|(to, _)| *to != node) {
-            let opened = PeerConnection::connect(
-                addr,
-                CLIENT_ID,
-                RESPONSE_BYTES_MAX,
-                CONTROLLER_REQUEST_TIMEOUT,
-            )
-            .await
-            .map_err(|e| failed(e.reason))?;
-            *connection = Some((node, opened));
+        let slot = self
+            .connections
+            .lock()
+            .expect("connections lock")
+            .entry(node)
+            .or_default()
+            .clone();
+        let exchange = async {
+            let mut connection = slot.lock().await;
+            if connection.is_none() {
+                let opened = PeerConnection::connect(addr, CLIENT_ID, RESPONSE_BYTES_MAX, timeout)
+                    .await
+                    .map_err(|e| failed(e.reason))?;
+                *connection = Some(opened);
+            }
+            let open = connection.as_mut().expect("connected above");
+            let result = open.call(api, version, request, timeout).await;
+            if result.is_err() {
+                *connection = None;
+            }
+            result.map_err(|e| failed(e.reason))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Given up mid-request: the connection is in an unknown state.
+                if let Ok(mut connection) = slot.try_lock() {
+                    *connection = None;
+                }
+                Err(failed(format!("no answer within {timeout:?}")))
+            }
         }
-        let (_, open) = connection.as_mut().expect("connected above");
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let result = open.call(api, version, request, left).await;
-        if result.is_err() {
-            *connection = None;
-        }
-        result.map_err(|e| failed(e.reason))
     }
 }

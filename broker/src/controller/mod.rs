@@ -438,9 +438,15 @@ impl Controller {
                     .with_current_metadata_offset(heartbeat.current_metadata_offset)
                     .with_want_fence(heartbeat.want_fence)
                     .with_want_shut_down(heartbeat.want_shutdown);
+                // A controller that stopped answering (paused, cut off) must
+                // not hold the heartbeat past the session the next controller
+                // grants: the next heartbeat goes to whoever leads by then.
+                let timeout = Duration::from_millis(
+                    (self.config.session_timeout_ms / 2).clamp(500, 10_000) as u64,
+                );
                 let response: BrokerHeartbeatResponse = self
                     .channel
-                    .call(leader, ApiKey::BrokerHeartbeat, 0, &request)
+                    .call_within(leader, ApiKey::BrokerHeartbeat, 0, &request, timeout)
                     .await
                     .map_err(|_| ErrorCode::NOT_CONTROLLER)?;
                 return match response.error_code {

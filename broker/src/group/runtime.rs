@@ -453,6 +453,15 @@ impl GroupCoordinator {
         let Some(partition) = &shard.partition else {
             return Err(ErrorCode::NOT_COORDINATOR);
         };
+        // Group writes are acks=all writes: below min.insync.replicas they
+        // are refused, with the retriable code Kafka's coordinator gives.
+        if partition.check_acks_all().is_err() {
+            tracing::warn!(
+                partition = shard.index,
+                "{OFFSETS_TOPIC} has too few in-sync replicas for a group write"
+            );
+            return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        }
         match partition.append_as_leader(&builder.build(), timestamp_ms) {
             Ok(_) => Ok(()),
             Err(AppendError::Storage(e)) => {

@@ -32,6 +32,8 @@ const FETCH_TIMEOUT_EXTRA: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the supervisor looks again even without a change.
 const SUPERVISE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a fetcher with nothing to fetch waits for work before it stops.
+const IDLE_FETCHER_LINGER: Duration = Duration::from_secs(5);
 /// The longest pause between fetch rounds while every partition backs off.
 const IDLE_WAIT_MAX: Duration = Duration::from_millis(100);
 const CLIENT_ID: &str = "replica-fetcher";
@@ -98,6 +100,23 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             .filter(|p| p.following() == Some(leader))
             .collect();
         if followed.is_empty() {
+            // Linger a while before stopping: a partition arriving meanwhile
+            // (a leadership moving back) is fetched at once, without waiting
+            // for the supervisor to notice that this task ended.
+            let changed = broker.replicas.followers_changed().notified();
+            tokio::select! {
+                _ = changed => continue,
+                _ = tokio::time::sleep(IDLE_FETCHER_LINGER) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if broker
+                .replicas
+                .all()
+                .iter()
+                .any(|p| p.following() == Some(leader))
+            {
+                continue;
+            }
             tracing::info!(%leader, "replica fetcher stopped: nothing follows this leader");
             return;
         }

@@ -198,10 +198,12 @@ impl LeaderState {
         let mut out = Vec::new();
         match event {
             Event::Appended { log_end_offset } => {
-                assert!(
-                    log_end_offset >= self.log_end_offset,
-                    "the leader's log only grows"
-                );
+                // Appends on several connections report their log ends
+                // without a common lock, so an older report may come last:
+                // the log end is the largest reported.
+                if log_end_offset <= self.log_end_offset {
+                    return out;
+                }
                 self.log_end_offset = log_end_offset;
                 self.advance(&mut out);
             }
@@ -578,6 +580,18 @@ mod tests {
             })
             .is_empty());
         assert_eq!(l.isr(), vec![ME, F2]);
+    }
+
+    #[test]
+    fn an_append_reported_after_a_later_one_changes_nothing() {
+        // Two connections append concurrently; the first one's report arrives second.
+        let mut l = LeaderState::new(CONFIG, ME, &registration(&[ME], &[ME], 0), 0, 0, 0);
+        assert_eq!(
+            l.handle(Event::Appended { log_end_offset: 8 }),
+            vec![Command::AdvanceHighWatermark { offset: 8 }]
+        );
+        assert!(l.handle(Event::Appended { log_end_offset: 5 }).is_empty());
+        assert_eq!(l.high_watermark(), 8);
     }
 
     #[test]
