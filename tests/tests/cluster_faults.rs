@@ -182,8 +182,18 @@ fn controller_change(
 struct Workload {
     topic: String,
     producer: Arc<RecordingProducer>,
-    stop: Arc<AtomicBool>,
+    stop: StopOnDrop,
     thread: Option<JoinHandle<usize>>,
+}
+
+/// Tells the sending thread to stop, also when a test panics and drops its
+/// workload, so that it does not go on sending to a cluster that is gone.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Workload {
@@ -212,7 +222,7 @@ impl Workload {
         Workload {
             topic: topic.to_string(),
             producer,
-            stop,
+            stop: StopOnDrop(stop),
             thread: Some(thread),
         }
     }
@@ -246,7 +256,7 @@ impl Workload {
     /// Stops sending, waits for every outcome and returns the oracle and the
     /// number of records sent.
     fn finish(mut self) -> (Oracle, usize) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.0.store(true, Ordering::Relaxed);
         let sent = self
             .thread
             .take()
