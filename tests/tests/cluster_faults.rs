@@ -85,15 +85,17 @@ const VERIFIER_START_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The fault tests' settings: fast failure detection, `min.insync.replicas`
-/// 2, a follower out of the ISR after 2 s, quick refetches, and no automatic
-/// preferred-leader election, so that leadership stays where a failover put
-/// it and a returning leader is seen to rejoin as a follower.
+/// 2, a follower out of the ISR after 2 s, quick refetches, no unclean
+/// election (only an ISR member may lead), and no automatic preferred-leader
+/// election, so that leadership stays where a failover put it and a
+/// returning leader is seen to rejoin as a follower.
 fn settings() -> Vec<&'static str> {
     let mut settings = FAST_FAILURE_SETTINGS.to_vec();
     settings.extend([
         "min.insync.replicas=2",
         "replica.lag.time.max.ms=2000",
         "replica.fetch.backoff.ms=100",
+        "unclean.leader.election.enable=false",
         "auto.leader.rebalance.enable=false",
     ]);
     settings
