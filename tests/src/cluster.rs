@@ -6,6 +6,10 @@
 //! [`ClusterView`] so that the answers of different brokers compare with `==`,
 //! and wait on conditions over it with [`Cluster::wait_for`]. Every process is
 //! killed when the `Cluster` is dropped, also when a test panics.
+//!
+//! [`Cluster::start_on`] runs the same cluster on a private [`Network`]
+//! instead, node `n` in host `n`'s namespace, so that fault tests can cut its
+//! links (see [`crate::netns`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
+use crate::netns::Network;
 use crate::{BrokerProcess, RawConnection, BROKER_START_TIMEOUT};
 
 /// How long a whole cluster may take to start: every node registered and unfenced.
@@ -36,6 +41,11 @@ pub const FAST_FAILURE_SETTINGS: &[&str] = &[
     "broker.session.timeout.ms=3000",
     "broker.heartbeat.interval.ms=300",
 ];
+/// The client port of a node in a network namespace, where it has the
+/// namespace's ports to itself.
+const NAMESPACE_CLIENT_PORT: u16 = 9092;
+/// The controller port of a node in a network namespace.
+const NAMESPACE_CONTROLLER_PORT: u16 = 9093;
 
 struct Node {
     process: BrokerProcess,
@@ -48,6 +58,8 @@ struct Node {
 pub struct Cluster {
     // Declared before `dir` so the processes die before their data dirs go.
     nodes: BTreeMap<i32, Node>,
+    // After `nodes`: the namespaces are removed once their processes are dead.
+    network: Option<Network>,
     voters: String,
     settings: Vec<String>,
     dir: tempfile::TempDir,
@@ -72,25 +84,73 @@ impl Cluster {
         }
     }
 
+    /// Starts the cluster of [`Cluster::start`] on `network`: node `n` runs
+    /// in host `n`'s namespace and listens on that host's address, so
+    /// `network` needs a host per node. The cluster owns the network and
+    /// removes it when dropped; [`Cluster::network`] cuts and heals its links.
+    pub fn start_on(
+        network: Network,
+        voters: usize,
+        broker_only: usize,
+        settings: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        assert!(voters >= 1, "a cluster needs at least one controller voter");
+        let count = voters + broker_only;
+        assert!(
+            network.hosts() >= count,
+            "{count} nodes need as many hosts, the network has {}",
+            network.hosts()
+        );
+        let addrs = (1..=count)
+            .map(|host| {
+                let ip = network.host_addr(host);
+                (
+                    format!("{ip}:{NAMESPACE_CLIENT_PORT}"),
+                    format!("{ip}:{NAMESPACE_CONTROLLER_PORT}"),
+                )
+            })
+            .collect();
+        Self::start_at(addrs, Some(network), voters, settings)
+    }
+
     fn try_start(voters: usize, broker_only: usize, settings: &[&str]) -> anyhow::Result<Cluster> {
-        let dir = tempfile::tempdir()?;
         let count = voters + broker_only;
         let ports = free_ports(2 * count)?;
-        let controller_addr = |i: usize| format!("127.0.0.1:{}", ports[2 * i + 1]);
+        let addrs = (0..count)
+            .map(|i| {
+                (
+                    format!("127.0.0.1:{}", ports[2 * i]),
+                    format!("127.0.0.1:{}", ports[2 * i + 1]),
+                )
+            })
+            .collect();
+        Self::start_at(addrs, None, voters, settings)
+    }
+
+    /// Starts node `i + 1` on `addrs[i]` (client, controller), the first
+    /// `voters` of them voters, and waits until all serve.
+    fn start_at(
+        addrs: Vec<(String, String)>,
+        network: Option<Network>,
+        voters: usize,
+        settings: &[&str],
+    ) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let controller_addr = |i: usize| addrs[i].1.clone();
         let voter_list = (0..voters)
             .map(|i| format!("{}@{}", i + 1, controller_addr(i)))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
+            network,
             voters: voter_list,
             settings: settings.iter().map(|s| s.to_string()).collect(),
             dir,
         };
-        for i in 0..count {
+        for (i, (client_addr, controller_addr)) in addrs.iter().enumerate() {
             let id = i as i32 + 1;
-            let client_addr = format!("127.0.0.1:{}", ports[2 * i]);
-            cluster.launch(id, &client_addr, &controller_addr(i), i < voters)?;
+            cluster.launch(id, client_addr, controller_addr, i < voters)?;
         }
         let ids: Vec<i32> = cluster.nodes.keys().copied().collect();
         cluster.wait_serving(&ids, CLUSTER_START_TIMEOUT)?;
@@ -121,7 +181,11 @@ impl Cluster {
             args.push("--set".to_string());
             args.push(setting.clone());
         }
-        let process = BrokerProcess::launch(&data_dir, client_addr, &args)?;
+        let wrapper = match &self.network {
+            Some(network) => network.exec_prefix(id as usize),
+            None => Vec::new(),
+        };
+        let process = BrokerProcess::launch_wrapped(&wrapper, &data_dir, client_addr, &args)?;
         self.nodes.insert(
             id,
             Node {
@@ -131,6 +195,13 @@ impl Cluster {
             },
         );
         Ok(())
+    }
+
+    /// The network the cluster runs on; panics for a cluster on loopback.
+    pub fn network(&self) -> &Network {
+        self.network
+            .as_ref()
+            .expect("a cluster started with Cluster::start_on")
     }
 
     /// Node `id`'s data directory.
@@ -244,6 +315,24 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("kill -9 of node {id}: {e:#}"));
     }
 
+    /// SIGSTOP of node `id`: it stays alive but does nothing (a long GC pause,
+    /// a stalled VM) until [`Cluster::resume`].
+    pub fn pause(&self, id: i32) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT of a node paused by [`Cluster::pause`].
+    pub fn resume(&self, id: i32) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: i32, signal: i32) {
+        let pid = self.pid(id) as i32;
+        // SAFETY: kill(2) on the pid of a child we own has no memory effects.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "signal {signal} to node {id} (pid {pid})");
+    }
+
     /// SIGTERM of node `id` (a controlled shutdown); returns its exit code.
     pub fn terminate(&mut self, id: i32) -> i32 {
         self.node_mut(id)
@@ -264,6 +353,10 @@ impl Cluster {
     /// Starts one more broker-only node, joining the running cluster with the
     /// same voters, and waits until it serves; returns its id.
     pub fn add_broker(&mut self) -> i32 {
+        assert!(
+            self.network.is_none(),
+            "adding a broker to a cluster on a network is not supported"
+        );
         let id = self.nodes.keys().max().map_or(1, |max| max + 1);
         let mut attempt = 1;
         loop {

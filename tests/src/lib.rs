@@ -6,6 +6,7 @@
 //! --workspace` and `cargo test --workspace` build it before running tests.
 
 pub mod cluster;
+pub mod netns;
 pub mod proxy;
 pub mod replication;
 
@@ -45,6 +46,8 @@ pub struct BrokerProcess {
     pub addr: String,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    /// A command the broker is run under, e.g. `ip netns exec NS` (empty: none).
+    wrapper: Vec<String>,
     log: SharedLog,
 }
 
@@ -53,12 +56,13 @@ impl BrokerProcess {
     /// arguments (e.g. `["--set", "auto.create.topics.enable=false"]`).
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<BrokerProcess> {
         let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (child, addr, log) = spawn(data_dir, "127.0.0.1:0", &args)?;
+        let (child, addr, log) = spawn(&[], data_dir, "127.0.0.1:0", &args)?;
         Ok(BrokerProcess {
             child: Some(child),
             addr,
             data_dir: data_dir.to_owned(),
             args,
+            wrapper: Vec::new(),
             log,
         })
     }
@@ -71,12 +75,26 @@ impl BrokerProcess {
         listen: &str,
         extra_args: &[String],
     ) -> anyhow::Result<BrokerProcess> {
-        let (child, log, _lines) = launch(data_dir, listen, extra_args)?;
+        Self::launch_wrapped(&[], data_dir, listen, extra_args)
+    }
+
+    /// [`Self::launch`] under `wrapper`, a command that runs the broker
+    /// (`ip netns exec NS` puts it in a network namespace). The wrapper must
+    /// exec the broker, so that the process id is the broker's own; restarts
+    /// use it too.
+    pub fn launch_wrapped(
+        wrapper: &[String],
+        data_dir: &Path,
+        listen: &str,
+        extra_args: &[String],
+    ) -> anyhow::Result<BrokerProcess> {
+        let (child, log, _lines) = launch(wrapper, data_dir, listen, extra_args)?;
         Ok(BrokerProcess {
             child: Some(child),
             addr: listen.to_string(),
             data_dir: data_dir.to_owned(),
             args: extra_args.to_vec(),
+            wrapper: wrapper.to_vec(),
             log,
         })
     }
@@ -154,7 +172,7 @@ impl BrokerProcess {
         let deadline = Instant::now() + BROKER_START_TIMEOUT;
         // The old socket may linger briefly; retry the bind until the deadline.
         loop {
-            match spawn(&self.data_dir, &self.addr, &self.args) {
+            match spawn(&self.wrapper, &self.data_dir, &self.addr, &self.args) {
                 Ok((child, _addr, log)) => {
                     self.child = Some(child);
                     self.log = log;
@@ -174,11 +192,12 @@ type SharedLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Starts the binary and waits for its `listening on HOST:PORT` line.
 fn spawn(
+    wrapper: &[String],
     data_dir: &Path,
     listen: &str,
     args: &[String],
 ) -> anyhow::Result<(Child, String, SharedLog)> {
-    let (mut child, log, rx) = launch(data_dir, listen, args)?;
+    let (mut child, log, rx) = launch(wrapper, data_dir, listen, args)?;
     let deadline = Instant::now() + BROKER_START_TIMEOUT;
     let addr = loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -199,8 +218,10 @@ fn spawn(
 }
 
 /// Starts the binary without waiting for it: its output goes to the returned
-/// log and, line by line, to the receiver.
+/// log and, line by line, to the receiver. A non-empty `wrapper` is the
+/// command that runs the binary (its first word is the program).
 fn launch(
+    wrapper: &[String],
     data_dir: &Path,
     listen: &str,
     args: &[String],
@@ -212,7 +233,15 @@ fn launch(
                 binary.display()
             );
     }
-    let mut child = Command::new(&binary)
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
+    };
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")
@@ -312,7 +341,12 @@ pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RawConnection {
     pub fn connect(addr: &str) -> anyhow::Result<RawConnection> {
-        let stream = std::net::TcpStream::connect(addr)?;
+        Self::from_stream(std::net::TcpStream::connect(addr)?)
+    }
+
+    /// A connection over an already connected `stream`, e.g. one made from
+    /// inside a network namespace ([`netns::Network::connect_from`]).
+    pub fn from_stream(stream: std::net::TcpStream) -> anyhow::Result<RawConnection> {
         stream.set_read_timeout(Some(RAW_READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(RawConnection {

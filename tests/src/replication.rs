@@ -121,6 +121,12 @@ impl RecordingProducer {
         self.producer.poll(Duration::ZERO);
     }
 
+    /// How many sends have been acknowledged so far (by the delivery reports
+    /// polled up to now).
+    pub fn acked_count(&self) -> usize {
+        self.recorder.0.lock().unwrap().acked_count()
+    }
+
     /// Waits until every send has an outcome; returns the oracle.
     pub fn finish(self) -> Oracle {
         self.producer
