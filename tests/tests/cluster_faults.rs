@@ -514,9 +514,6 @@ fn a_paused_leader_is_fenced_acknowledges_nothing_in_its_stale_epoch_and_rejoins
 }
 
 #[test]
-#[ignore = "broker bug: with the active controller paused, every broker's heartbeat hangs on it \
-            for 10 s (CONTROLLER_REQUEST_TIMEOUT) and the new controller fences them all; \
-            see docs/replication.md, Fault tests"]
 fn a_paused_leader_that_is_the_active_controller_loses_nothing_and_clients_carry_on() {
     // SIGSTOP of a leader that is also the active controller: the same guarantees, and producing goes on once a new leader is elected.
     pause_the_leader(Placement::Controller);
@@ -648,9 +645,6 @@ fn an_isolated_leader_acknowledges_nothing_a_new_leader_takes_over_and_the_old_o
 }
 
 #[test]
-#[ignore = "broker bug: with the active controller cut off, every broker's heartbeat hangs on it \
-            for 10 s (CONTROLLER_REQUEST_TIMEOUT) and the new controller fences them all; \
-            see docs/replication.md, Fault tests"]
 fn an_isolated_leader_that_is_the_active_controller_loses_nothing_and_clients_carry_on() {
     // A leader that is also the active controller cut off from everyone: the same guarantees, and producing goes on once a new leader is elected.
     isolate_the_leader(Placement::Controller);
