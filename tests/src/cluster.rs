@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 
 use crate::netns::Network;
-use crate::{BrokerProcess, RawConnection, BROKER_START_TIMEOUT};
+use crate::{BrokerProcess, RawConnection, BROKER_START_TIMEOUT, BROKER_STOP_TIMEOUT};
 
 /// How long a whole cluster may take to start: every node registered and unfenced.
 pub const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -319,6 +319,25 @@ impl Cluster {
     /// a stalled VM) until [`Cluster::resume`].
     pub fn pause(&self, id: i32) {
         self.signal(id, libc::SIGSTOP);
+        // kill(2) only queues the signal: a broker running on the other core
+        // may serve requests for a moment longer. Return once it is stopped,
+        // so that what a test sends next waits in its socket.
+        let pid = self.pid(id);
+        let stopped = crate::wait_until(BROKER_STOP_TIMEOUT, || {
+            let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return false;
+            };
+            threads.filter_map(Result::ok).all(|thread| {
+                std::fs::read_to_string(thread.path().join("stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        // The state follows the command name, which is in parentheses.
+                        stat.rsplit_once(") ")?.1.chars().next()
+                    })
+                    .is_some_and(|state| state == 'T' || state == 't')
+            })
+        });
+        assert!(stopped, "node {id} (pid {pid}) stopped after SIGSTOP");
     }
 
     /// SIGCONT of a node paused by [`Cluster::pause`].

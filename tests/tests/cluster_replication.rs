@@ -102,6 +102,39 @@ fn acknowledged_writes_survive_kill9_of_the_leader_and_every_replica_ends_identi
 }
 
 #[test]
+fn acknowledged_writes_go_on_through_kill9_of_a_follower_which_catches_up_on_return() {
+    // With one follower dead the ISR (2) still meets min.insync.replicas: acks=all
+    // writes go on, and the restarted follower copies what it missed and rejoins.
+    let mut cluster = start();
+    let leader_id = leader(&cluster);
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|id| *id != leader_id)
+        .unwrap();
+    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+    for i in 0..1_000 {
+        producer.send(0, &format!("before-{i}"));
+    }
+    cluster.kill9(follower);
+    for i in 0..3_000 {
+        producer.send(0, &format!("during-{i}"));
+    }
+    let oracle = producer.finish();
+    assert_eq!(
+        oracle.acked_count(),
+        4_000,
+        "every write is acknowledged with two of three replicas: {} unknown",
+        oracle.unknown.len()
+    );
+    cluster.restart(follower);
+    wait_for_full_isr(&cluster);
+    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+    assert_eq!(check_partition(&oracle, 0, &records), 4_000);
+}
+
+#[test]
 fn a_deposed_leaders_unreplicated_suffix_is_truncated_when_it_rejoins() {
     // acks=1 writes the old leader alone held are not acknowledged as
     // replicated; after its crash and return it holds exactly the new leader's log.

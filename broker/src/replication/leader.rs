@@ -201,7 +201,7 @@ impl LeaderState {
                 // Appends on several connections report their log ends
                 // without a common lock, so an older report may come last:
                 // the log end is the largest reported.
-                if log_end_offset <= self.log_end_offset {
+                if log_end_offset < self.log_end_offset {
                     return out;
                 }
                 self.log_end_offset = log_end_offset;
@@ -580,6 +580,17 @@ mod tests {
             })
             .is_empty());
         assert_eq!(l.isr(), vec![ME, F2]);
+    }
+
+    #[test]
+    fn a_leader_alone_in_its_isr_commits_its_whole_log_on_taking_over() {
+        // After a crash the checkpointed HW lags the log; with no other ISR
+        // member the log end, reported again on taking over, is committed.
+        let mut l = LeaderState::new(CONFIG, ME, &registration(&[ME], &[ME], 0), 7, 2, 0);
+        assert_eq!(
+            l.handle(Event::Appended { log_end_offset: 7 }),
+            vec![Command::AdvanceHighWatermark { offset: 7 }]
+        );
     }
 
     #[test]
