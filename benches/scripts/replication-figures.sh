@@ -8,7 +8,10 @@
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
 # Usage: benches/scripts/replication-figures.sh [DURATION] [KILLS] [CATCH_UP_MIB]
-#        (defaults 60, 20, 1024). Results go to benches/results/replication-*.json.
+#        (defaults 60, 20, 1024; KILLS 0 skips part 3). Results go to
+#        benches/results/replication-*.json. Both throughput runs keep at most
+#        1 GiB per partition replica (log.retention.bytes, checked every 5 s), so
+#        a minute at full speed fits the disk.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-60}
@@ -35,21 +38,24 @@ wait_port() { # HOST:PORT
   return 1
 }
 
+retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
 echo "== 1 broker, acks=1, replication factor 1, ${duration}s"
-"$target/release/broker" --node-id 1 --data-dir "$work/single" --listen 127.0.0.1:29092 >"$work/single.log" 2>&1 &
+"$target/release/broker" --node-id 1 --data-dir "$work/single" --listen 127.0.0.1:29092 \
+  "${retention[@]}" >"$work/single.log" 2>&1 &
 pids+=($!)
 wait_port 127.0.0.1:29092
 "$target/release/loadgen" produce --brokers 127.0.0.1:29092 --topic single --partitions 4 \
   --message-size 1024 --duration "$duration" --acks 1 --json benches/results/replication-single-acks1.json
 kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
 pids=()
+rm -rf "$work/single"
 
 echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, ${duration}s"
 voters="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
 for id in 1 2 3; do
   "$target/release/broker" --node-id "$id" --data-dir "$work/node-$id" --listen "127.0.0.1:2909$id" \
     --controller-listen "127.0.0.1:2919$id" --controller-voters "$voters" \
-    --set min.insync.replicas=2 >"$work/node-$id.log" 2>&1 &
+    --set min.insync.replicas=2 "${retention[@]}" >"$work/node-$id.log" 2>&1 &
   pids+=($!)
 done
 for id in 1 2 3; do wait_port "127.0.0.1:2909$id"; done
@@ -67,5 +73,8 @@ for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 pids=()
 
-echo "== failover and catch-up"
-BROKER_BIN="$target/release/broker" "$target/release/replication_figures" "$kills" "$catch_up"
+rm -rf "$work"/node-*
+if [ "$kills" -gt 0 ]; then
+  echo "== failover and catch-up"
+  BROKER_BIN="$target/release/broker" "$target/release/replication_figures" "$kills" "$catch_up"
+fi
