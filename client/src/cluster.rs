@@ -257,3 +257,13 @@ impl Cluster {
         }
     }
 }
+
+/// A comma-separated `bootstrap.servers` list as addresses, blanks dropped.
+pub fn bootstrap_list(bootstrap_servers: &str) -> Vec<String> {
+    bootstrap_servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}

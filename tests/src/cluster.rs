@@ -481,6 +481,34 @@ impl Cluster {
         }
     }
 
+    /// CreateTopics (v7) through node `via` of `topic` with one partition on
+    /// exactly `replicas`, the first of which leads; panics on an error code.
+    pub fn create_topic_on(&self, via: i32, topic: &str, replicas: &[i32]) {
+        use protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopic,
+        };
+        use protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+        let mut conn = RawConnection::connect(&self.client_addr(via))
+            .unwrap_or_else(|e| panic!("connect to node {via}: {e:#}"));
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(protocol::StrBytes::from_string(
+                    topic.to_string(),
+                )))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![CreatableReplicaAssignment::default()
+                    .with_partition_index(0)
+                    .with_broker_ids(
+                        replicas.iter().map(|b| BrokerId(*b)).collect(),
+                    )])])
+            .with_timeout_ms(5000);
+        let response: CreateTopicsResponse = conn
+            .call(ApiKey::CreateTopics, 7, &request)
+            .unwrap_or_else(|e| panic!("CreateTopics through node {via}: {e:#}"));
+        assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    }
+
     /// CreateTopics (v7) through node `id`; returns the topic's error code.
     pub fn create_topic(
         &self,

@@ -653,24 +653,7 @@ fn an_isolated_leader_that_is_the_active_controller_loses_nothing_and_clients_ca
 /// Creates `topic` with one partition on exactly `replicas` (the first
 /// leads) and waits until every node agrees that its ISR is full.
 fn create_on(cluster: &Cluster, via: i32, topic: &str, replicas: &[i32]) {
-    use protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
-    use protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
-    let mut conn = RawConnection::connect(&cluster.client_addr(via)).unwrap();
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(protocol::StrBytes::from_string(
-                topic.to_string(),
-            )))
-            .with_num_partitions(-1)
-            .with_replication_factor(-1)
-            .with_assignments(vec![CreatableReplicaAssignment::default()
-                .with_partition_index(0)
-                .with_broker_ids(
-                    replicas.iter().map(|b| BrokerId(*b)).collect(),
-                )])])
-        .with_timeout_ms(5000);
-    let response: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).unwrap();
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
+    cluster.create_topic_on(via, topic, replicas);
     wait_for_full_isr(cluster, topic);
 }
 

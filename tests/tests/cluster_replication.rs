@@ -174,35 +174,13 @@ fn a_deposed_leaders_unreplicated_suffix_is_truncated_when_it_rejoins() {
     assert_eq!(check_partition(&after, 0, &records), 500);
 }
 
-/// Creates `TOPIC` with one partition on exactly `replicas` (the first leads).
-fn create_on(cluster: &Cluster, replicas: &[i32]) {
-    use protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
-    use protocol::messages::{
-        ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, TopicName,
-    };
-    let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(protocol::StrBytes::from_static_str(TOPIC)))
-            .with_num_partitions(-1)
-            .with_replication_factor(-1)
-            .with_assignments(vec![CreatableReplicaAssignment::default()
-                .with_partition_index(0)
-                .with_broker_ids(
-                    replicas.iter().map(|b| BrokerId(*b)).collect(),
-                )])])
-        .with_timeout_ms(5000);
-    let response: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, 7, &request).unwrap();
-    assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0]);
-}
-
 #[test]
 fn acks_all_is_refused_below_min_insync_replicas_and_accepted_again_once_the_isr_recovers() {
     // With both followers gone the ISR is the leader alone: acks=all gets
     // NOT_ENOUGH_REPLICAS before anything is appended, acks=1 still works.
     // The one controller voter (node 1) hosts no replica, so it outlives the faults.
     let mut cluster = Cluster::start(1, 3, &settings()).expect("cluster starts");
-    create_on(&cluster, &[2, 3, 4]);
+    cluster.create_topic_on(1, TOPIC, &[2, 3, 4]);
     wait_for_full_isr(&cluster);
     let mut conn = tests::RawConnection::connect(&cluster.client_addr(2)).unwrap();
     for follower in [3, 4] {
@@ -311,7 +289,7 @@ fn with_unclean_election_enabled_an_out_of_sync_replica_leads_once_the_whole_isr
     let mut settings = settings();
     settings.push("unclean.leader.election.enable=true");
     let mut cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
-    create_on(&cluster, &[2, 3]);
+    cluster.create_topic_on(1, TOPIC, &[2, 3]);
     cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
         v.partitions(TOPIC)
             .first()
@@ -371,7 +349,7 @@ fn a_reassignment_copies_the_partition_to_a_new_broker_and_then_drops_the_old_re
     let throttle = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_S}");
     settings.push(&throttle);
     let cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
-    create_on(&cluster, &[2, 3]);
+    cluster.create_topic_on(1, TOPIC, &[2, 3]);
     cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
         v.partitions(TOPIC)
             .first()

@@ -70,12 +70,7 @@ pub async fn connect(
 ) -> Result<Cluster, TopicError> {
     let deadline = Instant::now() + timeout;
     let config = ClusterConfig {
-        bootstrap_servers: bootstrap_servers
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        bootstrap_servers: client::cluster::bootstrap_list(bootstrap_servers),
         connection: ConnectionConfig {
             client_id: "verifier-admin".into(),
             request_timeout,

@@ -119,15 +119,34 @@ pub fn describe(quorum: &Quorum) -> DescribeQuorumResponse {
         .with_partitions(vec![partition])])
 }
 
+/// Answers once `call` (the controller's work, forwarded when this node is
+/// not the active controller) has finished.
+fn answer_later<Resp, Fut>(
+    broker: &Arc<Broker>,
+    request: &Request,
+    call: impl FnOnce(Arc<Broker>) -> Fut,
+) -> Reply
+where
+    Resp: protocol::Encodable,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
+    let responder = request.responder();
+    let answer = call(broker.clone());
+    Reply::Later(Box::pin(async move {
+        // Encoding our own response cannot fail for a version we decoded.
+        responder
+            .respond(&answer.await)
+            .expect("a controller response encodes in the version it was asked in")
+    }))
+}
+
 pub fn unregister_broker(
     broker: &Arc<Broker>,
     request: &Request,
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: protocol::messages::UnregisterBrokerRequest = request.decode(&mut body)?;
-    let broker = broker.clone();
-    let responder = request.responder();
-    Ok(Reply::Later(Box::pin(async move {
+    Ok(answer_later(broker, request, |broker| async move {
         let code = match broker
             .controller
             .unregister(crate::ids::BrokerId(req.broker_id.0))
@@ -136,12 +155,8 @@ pub fn unregister_broker(
             Ok(()) => ErrorCode::NONE,
             Err(code) => code,
         };
-        let response =
-            protocol::messages::UnregisterBrokerResponse::default().with_error_code(code.code());
-        responder
-            .respond(&response)
-            .expect("unregister broker response encodes")
-    })))
+        protocol::messages::UnregisterBrokerResponse::default().with_error_code(code.code())
+    }))
 }
 
 pub fn elect_leaders(
@@ -150,21 +165,16 @@ pub fn elect_leaders(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: protocol::messages::ElectLeadersRequest = request.decode(&mut body)?;
-    let broker = broker.clone();
-    let responder = request.responder();
     let version = request.version();
-    Ok(Reply::Later(Box::pin(async move {
-        let response = broker
+    Ok(answer_later(broker, request, |broker| async move {
+        broker
             .controller
             .elect_leaders(req, version)
             .await
             .unwrap_or_else(|code| {
                 protocol::messages::ElectLeadersResponse::default().with_error_code(code.code())
-            });
-        responder
-            .respond(&response)
-            .expect("elect leaders response encodes")
-    })))
+            })
+    }))
 }
 
 pub fn alter_partition_reassignments(
@@ -173,22 +183,17 @@ pub fn alter_partition_reassignments(
     mut body: Bytes,
 ) -> Result<Reply, DispatchError> {
     let req: protocol::messages::AlterPartitionReassignmentsRequest = request.decode(&mut body)?;
-    let broker = broker.clone();
-    let responder = request.responder();
     let version = request.version();
-    Ok(Reply::Later(Box::pin(async move {
-        let response = broker
+    Ok(answer_later(broker, request, |broker| async move {
+        broker
             .controller
             .alter_partition_reassignments(req, version)
             .await
             .unwrap_or_else(|code| {
                 protocol::messages::AlterPartitionReassignmentsResponse::default()
                     .with_error_code(code.code())
-            });
-        responder
-            .respond(&response)
-            .expect("alter partition reassignments response encodes")
-    })))
+            })
+    }))
 }
 
 pub fn list_partition_reassignments(

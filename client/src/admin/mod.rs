@@ -78,12 +78,7 @@ impl AdminConfig {
     /// comma-separated.
     pub fn new(bootstrap_servers: &str) -> AdminConfig {
         AdminConfig {
-            bootstrap_servers: bootstrap_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            bootstrap_servers: crate::cluster::bootstrap_list(bootstrap_servers),
             client_id: "rust-admin".to_string(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),

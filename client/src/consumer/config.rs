@@ -114,12 +114,7 @@ impl ConsumerConfig {
     /// Defaults with `bootstrap_servers` taken from a comma-separated list.
     pub fn new(bootstrap_servers: &str) -> Self {
         ConsumerConfig {
-            bootstrap_servers: bootstrap_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            bootstrap_servers: crate::cluster::bootstrap_list(bootstrap_servers),
             client_id: "rust-consumer".to_string(),
             group_id: None,
             group_instance_id: None,

@@ -103,12 +103,7 @@ impl ProducerConfig {
     /// Defaults with `bootstrap_servers` taken from a comma-separated list.
     pub fn new(bootstrap_servers: &str) -> Self {
         ProducerConfig {
-            bootstrap_servers: bootstrap_servers
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
+            bootstrap_servers: crate::cluster::bootstrap_list(bootstrap_servers),
             client_id: "rust-producer".to_string(),
             acks: Acks::All,
             enable_idempotence: true,
