@@ -747,7 +747,20 @@ impl Segment {
             let header = BatchHeader::new(map.slice(position as usize, self.data_len as usize))
                 .map_err(|error| invalid_data(error.to_string()))?;
             if header.max_timestamp() >= timestamp {
-                return Ok(Some((header.base_offset(), header.max_timestamp())));
+                // Kafka answers the first record at or after the timestamp,
+                // which may lie inside the batch: an uncompressed batch is
+                // read record by record (only here, never on produce or
+                // fetch); a compressed one answers its base offset.
+                let batch = bytes::Bytes::copy_from_slice(
+                    map.slice(position as usize, (position + total) as usize),
+                );
+                let first = protocol::batch::decode_records(&batch)
+                    .ok()
+                    .and_then(|records| records.into_iter().find(|r| r.timestamp >= timestamp));
+                return Ok(Some(match first {
+                    Some(record) => (record.offset, record.timestamp),
+                    None => (header.base_offset(), header.max_timestamp()),
+                }));
             }
             position += total;
         }

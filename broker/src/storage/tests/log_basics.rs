@@ -375,6 +375,30 @@ fn timestamps_find_the_first_batch_at_or_after_the_target() {
 }
 
 #[test]
+fn a_timestamp_inside_a_batch_finds_the_first_record_at_or_after_it() {
+    // Kafka's answer: two records stamped 1234 and 999999999999 in one batch;
+    // a query for the second gets offset 1, not the batch's base offset.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open_log(dir.path(), small_config());
+    let mut builder = protocol::batch::BatchBuilder::new();
+    for timestamp in [1234, 999_999_999_999] {
+        builder.push(&protocol::batch::Record {
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+            timestamp,
+        });
+    }
+    log.append(&builder.build(), 0, 0).expect("append");
+    assert_eq!(log.offset_for_timestamp(1234), Some((0, 1234)));
+    assert_eq!(log.offset_for_timestamp(1235), Some((1, 999_999_999_999)));
+    assert_eq!(
+        log.offset_for_timestamp(999_999_999_999),
+        Some((1, 999_999_999_999))
+    );
+}
+
+#[test]
 fn truncate_to_drops_the_suffix_and_later_epochs() {
     // Proves truncate_to removes the batch containing the offset and everything after, across segments.
     let dir = tempfile::tempdir().expect("tempdir");
