@@ -332,11 +332,8 @@ fn with_unclean_election_enabled_an_out_of_sync_replica_leads_once_the_whole_isr
     assert_eq!(values, vec!["both", "after"]);
 }
 
-#[test]
-fn a_reassignment_copies_the_partition_to_a_new_broker_and_then_drops_the_old_replica() {
-    // 2, 3 -> 3, 4: broker 4 catches up as a follower, within the reassignment
-    // throttle; once it is in sync broker 2's replica (the leader's) goes, 3 or 4
-    // leads, and every record is still there.
+mod reassignment {
+    use super::*;
     use protocol::messages::alter_partition_reassignments_request::{
         ReassignablePartition, ReassignableTopic,
     };
@@ -344,70 +341,156 @@ fn a_reassignment_copies_the_partition_to_a_new_broker_and_then_drops_the_old_re
         AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
         ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
     };
-    const THROTTLE_BYTES_PER_S: u64 = 1_000_000;
-    let mut settings = settings();
-    let throttle = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_S}");
-    settings.push(&throttle);
-    let cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
-    cluster.create_topic_on(1, TOPIC, &[2, 3]);
-    cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
-        v.partitions(TOPIC)
-            .first()
-            .is_some_and(|p| p.isr.len() == 2)
-    });
-    let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
-    // About 3 MB: at least two seconds of the throttle beyond its one-second burst.
-    let padding = "x".repeat(1_000);
-    for i in 0..3_000 {
-        producer.send(0, &format!("moved-{i}-{padding}"));
+    use tests::replication::Oracle;
+
+    pub const THROTTLE_BYTES_PER_S: u64 = 1_000_000;
+
+    /// Brokers 1 (also the controller) to 4, within the reassignment
+    /// throttle, and about 3 MB acknowledged on replicas 2 and 3 of the
+    /// topic: at least two seconds of copying beyond the throttle's
+    /// one-second burst.
+    pub fn start() -> (Cluster, Oracle) {
+        let mut settings = settings();
+        let throttle = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_S}");
+        settings.push(&throttle);
+        let cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
+        cluster.create_topic_on(1, TOPIC, &[2, 3]);
+        cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
+            v.partitions(TOPIC)
+                .first()
+                .is_some_and(|p| p.isr.len() == 2)
+        });
+        let producer = RecordingProducer::new(&cluster.bootstrap(), TOPIC, &[]);
+        let padding = "x".repeat(1_000);
+        for i in 0..3_000 {
+            producer.send(0, &format!("moved-{i}-{padding}"));
+        }
+        let oracle = producer.finish();
+        assert_eq!(oracle.acked_count(), 3_000);
+        (cluster, oracle)
     }
-    let oracle = producer.finish();
-    assert_eq!(oracle.acked_count(), 3_000);
+
+    /// Asks for partition 0 to move to `replicas` and checks that the
+    /// controller accepted it.
+    pub fn reassign(conn: &mut tests::RawConnection, replicas: &[i32]) {
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(TopicName(protocol::StrBytes::from_static_str(TOPIC)))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(
+                        replicas.iter().map(|b| BrokerId(*b)).collect(),
+                    ))])]);
+        let answer: AlterPartitionReassignmentsResponse = conn
+            .call(ApiKey::AlterPartitionReassignments, 0, &request)
+            .unwrap();
+        assert_eq!(answer.error_code, 0);
+        assert_eq!(
+            answer.responses[0].partitions[0].error_code, 0,
+            "{answer:?}"
+        );
+    }
+
+    pub fn in_progress(conn: &mut tests::RawConnection) -> ListPartitionReassignmentsResponse {
+        conn.call(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000),
+        )
+        .unwrap()
+    }
+
+    /// Whether ListPartitionReassignments shows partition 0 moving with these
+    /// adding and removing replicas within `timeout`.
+    pub fn listed_within(
+        conn: &mut tests::RawConnection,
+        adding: &[i32],
+        removing: &[i32],
+        timeout: Duration,
+    ) -> bool {
+        let ids = |brokers: &[i32]| brokers.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        tests::wait_until(timeout, || {
+            in_progress(conn).topics.first().is_some_and(|topic| {
+                let moving = &topic.partitions[0];
+                moving.adding_replicas == ids(adding) && moving.removing_replicas == ids(removing)
+            })
+        })
+    }
+
+    /// Waits until the partition's replicas are `replicas`, all in sync; then
+    /// every broker left out has deleted its copy, the replicas are identical
+    /// and every acknowledged record is there.
+    pub fn wait_until_moved(
+        cluster: &Cluster,
+        oracle: &Oracle,
+        replicas: &[i32],
+        left_out: &[i32],
+    ) {
+        let view = cluster.wait_for_agreement("the reassignment complete", ISR_FULL_TIMEOUT, |v| {
+            let p = v.partition(TOPIC, 0);
+            p.replicas == replicas && p.isr.len() == replicas.len() && p.leader > 0
+        });
+        eprintln!("moved: {:?}", view.partition(TOPIC, 0));
+        for &broker in left_out {
+            assert!(
+                tests::wait_until(CONVERGE_TIMEOUT, || {
+                    !cluster.data_dir(broker).join(format!("{TOPIC}-0")).exists()
+                }),
+                "broker {broker} deletes the replica it no longer hosts"
+            );
+        }
+        wait_for_identical_replicas(cluster, TOPIC, 0, CONVERGE_TIMEOUT);
+        let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
+        assert_eq!(check_partition(oracle, 0, &records), 3_000);
+    }
+}
+
+#[test]
+fn a_reassignment_copies_the_partition_to_a_new_broker_and_then_drops_the_old_replica() {
+    // 2, 3 -> 3, 4: broker 4 catches up as a follower, within the reassignment
+    // throttle; once it is in sync broker 2's replica (the leader's) goes, 3 or 4
+    // leads, and every record is still there.
+    let (cluster, oracle) = reassignment::start();
     let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
-    let request = AlterPartitionReassignmentsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![ReassignableTopic::default()
-            .with_name(TopicName(protocol::StrBytes::from_static_str(TOPIC)))
-            .with_partitions(vec![ReassignablePartition::default()
-                .with_partition_index(0)
-                .with_replicas(Some(vec![BrokerId(3), BrokerId(4)]))])]);
     let started = std::time::Instant::now();
-    let answer: AlterPartitionReassignmentsResponse = conn
-        .call(ApiKey::AlterPartitionReassignments, 0, &request)
-        .unwrap();
-    assert_eq!(answer.error_code, 0);
-    assert_eq!(
-        answer.responses[0].partitions[0].error_code, 0,
-        "{answer:?}"
-    );
-    let view = cluster.wait_for_agreement("the reassignment complete", ISR_FULL_TIMEOUT, |v| {
+    reassignment::reassign(&mut conn, &[3, 4]);
+    cluster.wait_for_agreement("the reassignment complete", ISR_FULL_TIMEOUT, |v| {
         let p = v.partition(TOPIC, 0);
-        p.replicas == vec![3, 4] && p.isr.len() == 2 && p.leader > 0
+        p.replicas == vec![3, 4] && p.isr.len() == 2
     });
     let took = started.elapsed();
     eprintln!(
-        "reassignment of 3 MB at {THROTTLE_BYTES_PER_S} B/s completed within {took:?}: {:?}",
-        view.partition(TOPIC, 0)
+        "reassignment of 3 MB at {} B/s completed within {took:?}",
+        reassignment::THROTTLE_BYTES_PER_S
     );
     assert!(
         took >= Duration::from_millis(1_500),
         "the throttle bounds the copy: 3 MB at 1 MB/s with a 1 MB burst took {took:?}"
     );
-    let listed: ListPartitionReassignmentsResponse = conn
-        .call(
-            ApiKey::ListPartitionReassignments,
-            0,
-            &ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000),
-        )
-        .unwrap();
+    let listed = reassignment::in_progress(&mut conn);
     assert!(listed.topics.is_empty(), "nothing in progress: {listed:?}");
+    reassignment::wait_until_moved(&cluster, &oracle, &[3, 4], &[2]);
+}
+
+#[test]
+fn a_new_target_replaces_a_reassignment_in_progress() {
+    // 2, 3 -> 3, 4 is still copying (throttled) when the target becomes 3, 1:
+    // broker 4, no longer wanted, drops its partial copy at once, broker 1
+    // catches up instead, and broker 2 goes once it has.
+    let (cluster, oracle) = reassignment::start();
+    let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
+    reassignment::reassign(&mut conn, &[3, 4]);
+    // 3 MB at 1 MB/s take more than a second to copy: this one is listed
+    // as in progress (once the answering broker has the metadata entry).
     assert!(
-        tests::wait_until(CONVERGE_TIMEOUT, || {
-            !cluster.data_dir(2).join(format!("{TOPIC}-0")).exists()
-        }),
-        "broker 2 deletes the replica it no longer hosts"
+        reassignment::listed_within(&mut conn, &[4], &[2], Duration::from_secs(1)),
+        "3, 4 listed in progress"
     );
-    wait_for_identical_replicas(&cluster, TOPIC, 0, CONVERGE_TIMEOUT);
-    let records = read_partition(&cluster.bootstrap(), TOPIC, 0);
-    assert_eq!(check_partition(&oracle, 0, &records), 3_000);
+    reassignment::reassign(&mut conn, &[3, 1]);
+    assert!(
+        reassignment::listed_within(&mut conn, &[1], &[2], Duration::from_secs(1)),
+        "the replacement listed in progress"
+    );
+    reassignment::wait_until_moved(&cluster, &oracle, &[3, 1], &[2, 4]);
 }

@@ -56,53 +56,68 @@ pub fn alter(
             format!("broker {unknown} is not registered"),
         ));
     }
-    if ongoing.is_some() {
-        return Err((
-            ErrorCode::REASSIGNMENT_IN_PROGRESS,
-            "cancel the reassignment in progress first".to_string(),
-        ));
-    }
-    if *target == registration.replicas {
+    let current = &registration.replicas;
+    // The replicas before any reassignment: a new target replaces the one in
+    // progress, measured from where the partition started, so that a later
+    // cancel still goes back there.
+    let original: Vec<BrokerId> = current
+        .iter()
+        .copied()
+        .filter(|r| ongoing.is_none_or(|o| !o.adding.contains(r)))
+        .collect();
+    if ongoing.is_none() && *target == *current {
         return Ok(Vec::new());
     }
-    let current = &registration.replicas;
+    // Brokers the replaced reassignment was adding that the new target does
+    // not want: neither original nor target, they leave at once.
+    let dropped: Vec<BrokerId> = current
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r) && !target.contains(r))
+        .collect();
     let adding: Vec<BrokerId> = target
         .iter()
         .copied()
-        .filter(|b| !current.contains(b))
+        .filter(|b| !original.contains(b))
         .collect();
     let removing: Vec<BrokerId> = current
         .iter()
         .copied()
-        .filter(|b| !target.contains(b))
+        .filter(|b| !target.contains(b) && !dropped.contains(b))
         .collect();
     let replicas: Vec<BrokerId> = target.iter().chain(removing.iter()).copied().collect();
+    let (leader, isr) = without(image, registration, &replicas, &dropped);
     let reassignment = Reassignment { adding, removing };
-    let mut records = vec![
-        MetadataRecord::PartitionChange {
-            topic_id: topic.id,
-            partition,
-            leader: None,
-            isr: None,
-            replicas: Some(replicas.clone()),
-        },
-        MetadataRecord::Reassignment {
-            topic_id: topic.id,
-            partition,
-            reassignment: Some(reassignment.clone()),
-        },
-    ];
-    let started = PartitionRegistration {
-        replicas,
-        ..registration.clone()
-    };
-    records.extend(complete_if_ready(
-        image,
-        topic.id,
+    let in_progress = !(reassignment.adding.is_empty() && reassignment.removing.is_empty());
+    let mut records = vec![MetadataRecord::PartitionChange {
+        topic_id: topic.id,
         partition,
-        &started,
-        &reassignment,
-    ));
+        leader: (leader != registration.leader).then_some(leader),
+        isr: (isr != registration.isr).then_some(isr.clone()),
+        replicas: Some(replicas.clone()),
+    }];
+    if in_progress || ongoing.is_some() {
+        records.push(MetadataRecord::Reassignment {
+            topic_id: topic.id,
+            partition,
+            reassignment: in_progress.then(|| reassignment.clone()),
+        });
+    }
+    if in_progress {
+        let started = PartitionRegistration {
+            replicas,
+            isr,
+            leader,
+            ..registration.clone()
+        };
+        records.extend(complete_if_ready(
+            image,
+            topic.id,
+            partition,
+            &started,
+            &reassignment,
+        ));
+    }
     Ok(records)
 }
 
@@ -184,6 +199,32 @@ fn finish(
     replicas: Vec<BrokerId>,
     gone: &[BrokerId],
 ) -> Vec<MetadataRecord> {
+    let (leader, isr) = without(image, registration, &replicas, gone);
+    vec![
+        MetadataRecord::PartitionChange {
+            topic_id,
+            partition,
+            leader: (leader != registration.leader).then_some(leader),
+            isr: (isr != registration.isr).then_some(isr),
+            replicas: Some(replicas),
+        },
+        MetadataRecord::Reassignment {
+            topic_id,
+            partition,
+            reassignment: None,
+        },
+    ]
+}
+
+/// The partition's leader and ISR once the brokers `gone` leave it and its
+/// replicas become `replicas`: the leader stays unless it left, else the
+/// first replica in the ISR on a live broker leads (none if there is none).
+fn without(
+    image: &MetadataImage,
+    registration: &PartitionRegistration,
+    replicas: &[BrokerId],
+    gone: &[BrokerId],
+) -> (BrokerId, Vec<BrokerId>) {
     let isr: Vec<BrokerId> = registration
         .isr
         .iter()
@@ -206,20 +247,7 @@ fn finish(
     } else {
         isr
     };
-    vec![
-        MetadataRecord::PartitionChange {
-            topic_id,
-            partition,
-            leader: (leader != registration.leader).then_some(leader),
-            isr: (isr != registration.isr).then_some(isr),
-            replicas: Some(replicas),
-        },
-        MetadataRecord::Reassignment {
-            topic_id,
-            partition,
-            reassignment: None,
-        },
-    ]
+    (leader, isr)
 }
 
 #[cfg(test)]
@@ -234,9 +262,9 @@ mod tests {
         brokers.iter().map(|b| BrokerId(*b)).collect()
     }
 
-    /// Brokers 1..=4, topic "t" with one partition on 1, 2, 3 (all in sync, 1 leads).
+    /// Brokers 1..=5, topic "t" with one partition on 1, 2, 3 (all in sync, 1 leads).
     fn image() -> MetadataImage {
-        let mut records: Vec<MetadataRecord> = (1..=4)
+        let mut records: Vec<MetadataRecord> = (1..=5)
             .map(|id| MetadataRecord::RegisterBroker {
                 id: BrokerId(id),
                 incarnation: Uuid::from_u128(id as u128),
@@ -345,5 +373,112 @@ mod tests {
                 ErrorCode::INVALID_REPLICA_ASSIGNMENT
             );
         }
+    }
+
+    #[test]
+    fn a_new_target_replaces_the_one_in_progress_and_drops_the_unwanted_newcomer() {
+        // 1, 2, 3 -> 4, 2, 3 is under way when the target becomes 5, 2, 3:
+        // 4 (neither original nor wanted) leaves at once, 5 is added, 1 still
+        // goes once 5 is in sync.
+        let image = image();
+        let moving = apply(
+            &image,
+            &alter(&image, "t", 0, &Some(ids(&[4, 2, 3]))).unwrap(),
+        );
+        let four_in_sync = set_isr(&moving, &[1, 2, 3, 4]);
+        // The completion of 4's move is not applied: the new target comes first.
+        let replaced = apply(
+            &four_in_sync,
+            &alter(&four_in_sync, "t", 0, &Some(ids(&[5, 2, 3]))).unwrap(),
+        );
+        let p = registration(&replaced);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (ids(&[5, 2, 3, 1]), ids(&[1, 2, 3]), BrokerId(1))
+        );
+        assert_eq!(
+            replaced.reassignment(TOPIC, 0),
+            Some(&Reassignment {
+                adding: ids(&[5]),
+                removing: ids(&[1]),
+            })
+        );
+        assert!(completions(&replaced).is_empty(), "5 is not in sync yet");
+        let caught_up = set_isr(&replaced, &[1, 2, 3, 5]);
+        let done = apply(&caught_up, &completions(&caught_up));
+        let p = registration(&done);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (ids(&[5, 2, 3]), ids(&[2, 3, 5]), BrokerId(5))
+        );
+        assert!(done.reassignment(TOPIC, 0).is_none());
+    }
+
+    #[test]
+    fn after_a_replacement_cancel_and_the_original_target_go_back_where_the_partition_started() {
+        let image = image();
+        let first = apply(
+            &image,
+            &alter(&image, "t", 0, &Some(ids(&[4, 2, 3]))).unwrap(),
+        );
+        let second = apply(
+            &first,
+            &alter(&first, "t", 0, &Some(ids(&[4, 5, 3]))).unwrap(),
+        );
+        assert_eq!(
+            second.reassignment(TOPIC, 0),
+            Some(&Reassignment {
+                adding: ids(&[4, 5]),
+                removing: ids(&[2, 1]),
+            })
+        );
+        let cancelled = apply(&second, &alter(&second, "t", 0, &None).unwrap());
+        let p = registration(&cancelled);
+        assert_eq!(
+            (p.replicas.clone(), p.leader),
+            (ids(&[3, 2, 1]), BrokerId(1))
+        );
+        assert!(cancelled.reassignment(TOPIC, 0).is_none());
+        // Asking for the original replicas ends the reassignment the same way,
+        // in the order asked for.
+        let back = apply(
+            &second,
+            &alter(&second, "t", 0, &Some(ids(&[1, 2, 3]))).unwrap(),
+        );
+        let p = registration(&back);
+        assert_eq!(
+            (p.replicas.clone(), p.leader),
+            (ids(&[1, 2, 3]), BrokerId(1))
+        );
+        assert!(back.reassignment(TOPIC, 0).is_none());
+    }
+
+    #[test]
+    fn a_replacement_that_drops_the_leader_hands_over_to_an_in_sync_replica() {
+        // 4 was added, caught up and became leader; the new target drops it.
+        let image = image();
+        let moving = apply(
+            &image,
+            &alter(&image, "t", 0, &Some(ids(&[4, 2, 3]))).unwrap(),
+        );
+        let led_by_four = apply(
+            &moving,
+            &[MetadataRecord::PartitionChange {
+                topic_id: TOPIC,
+                partition: 0,
+                leader: Some(BrokerId(4)),
+                isr: Some(ids(&[4, 2, 3, 1])),
+                replicas: None,
+            }],
+        );
+        let replaced = apply(
+            &led_by_four,
+            &alter(&led_by_four, "t", 0, &Some(ids(&[2, 3, 5]))).unwrap(),
+        );
+        let p = registration(&replaced);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (ids(&[2, 3, 5, 1]), ids(&[2, 3, 1]), BrokerId(2))
+        );
     }
 }
