@@ -33,7 +33,9 @@ impl KafkaErrorCode for AppendError {
             AppendError::Storage(e) => e.error_code(),
             AppendError::Sequence { code } => *code,
             AppendError::MultipleIdempotentBatches { .. } => ErrorCode::INVALID_RECORD,
-            AppendError::NotLeader { .. } => ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            AppendError::NotLeader { .. } | AppendError::LeaseLapsed => {
+                ErrorCode::NOT_LEADER_OR_FOLLOWER
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ mod fsutil;
 pub mod group;
 pub mod handlers;
 pub mod ids;
+pub mod lease;
 pub mod lifecycle;
 pub mod metadata;
 pub mod partition;

@@ -94,12 +94,15 @@ pub async fn join(
     Ok(epoch)
 }
 
+/// One heartbeat; its answer renews or ends the broker's lease on its
+/// leaderships ([`crate::lease`]).
 async fn heartbeat(
     broker: &Broker,
     epoch: i64,
     want_shutdown: bool,
 ) -> Result<HeartbeatReply, ErrorCode> {
-    broker
+    let sent_at = std::time::Instant::now();
+    let reply = broker
         .controller
         .heartbeat(Heartbeat {
             id: broker.node_id(),
@@ -108,7 +111,17 @@ async fn heartbeat(
             want_fence: false,
             want_shutdown,
         })
-        .await
+        .await;
+    match &reply {
+        Ok(reply) if reply.is_fenced => broker.replicas.lease().revoke(),
+        Ok(_) => broker.replicas.lease().renew(
+            sent_at,
+            Duration::from_millis(broker.config.broker_session_timeout_ms.max(0) as u64),
+        ),
+        // No answer: the lease runs out on its own.
+        Err(_) => {}
+    }
+    reply
 }
 
 /// Heartbeats every `broker.heartbeat.interval.ms` until `stop`. A broker

@@ -18,6 +18,7 @@ use protocol::batch::{batches, BatchHeader};
 use protocol::ErrorCode;
 
 use crate::ids::{BrokerId, LeaderEpoch, PartitionEpoch};
+use crate::lease::Lease;
 use crate::metadata::PartitionRegistration;
 use crate::producer_state::{BatchIdentity, ProducerStateTable, Verdict};
 use crate::replication::follower::{
@@ -43,6 +44,10 @@ pub enum AppendError {
     MultipleIdempotentBatches { batches: usize },
     #[error("this broker does not lead the partition (leader {leader})")]
     NotLeader { leader: BrokerId },
+    #[error(
+        "this broker's controller session may have expired: it may no longer lead the partition"
+    )]
+    LeaseLapsed,
 }
 
 /// The outcome of an accepted append.
@@ -124,6 +129,8 @@ pub struct Partition {
     log_end: watch::Sender<i64>,
     /// Where ISR proposals go (to the controller).
     proposals: mpsc::Sender<IsrProposal>,
+    /// The broker's lease on its leaderships: no append once it lapsed.
+    lease: Arc<Lease>,
 }
 
 impl Partition {
@@ -140,6 +147,7 @@ impl Partition {
         log: Arc<Mutex<PartitionLog>>,
         high_watermark: i64,
         proposals: mpsc::Sender<IsrProposal>,
+        lease: Arc<Lease>,
     ) -> Partition {
         let (log_end_offset, producers) = {
             let log = lock(&log);
@@ -162,6 +170,7 @@ impl Partition {
             high_watermark,
             log_end,
             proposals,
+            lease,
         }
     }
 
@@ -542,6 +551,9 @@ impl Partition {
             return Err(AppendError::NotLeader {
                 leader: role.leader,
             });
+        }
+        if !self.lease.holds() {
+            return Err(AppendError::LeaseLapsed);
         }
         let mut producers = self.producers.lock().expect("producer state lock");
         let identity = idempotent_identity(records)?;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::ReplicationSettings;
 use crate::ids::BrokerId;
+use crate::lease::Lease;
 use crate::metadata::{
     MetadataDelta, MetadataImage, MetadataPublisher, PartitionRegistration, TopicImage,
 };
@@ -41,6 +42,8 @@ pub struct ReplicaManager {
     proposals_rx: Mutex<Option<mpsc::Receiver<IsrProposal>>>,
     /// Woken whenever a partition starts or stops following a leader.
     followers_changed: Notify,
+    /// This broker's lease on its leaderships, renewed by its heartbeats.
+    lease: Arc<Lease>,
 }
 
 impl ReplicaManager {
@@ -66,11 +69,17 @@ impl ReplicaManager {
             proposals,
             proposals_rx: Mutex::new(Some(proposals_rx)),
             followers_changed: Notify::new(),
+            lease: Arc::new(Lease::new()),
         }
     }
 
     pub fn settings(&self) -> &ReplicationSettings {
         &self.settings
+    }
+
+    /// This broker's lease on its leaderships (see [`crate::lease`]).
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// The ISR proposals for the controller; `None` after the first call.
@@ -267,6 +276,7 @@ impl ReplicaManager {
             log,
             high_watermark,
             self.proposals.clone(),
+            self.lease.clone(),
         ));
         self.partitions
             .write()

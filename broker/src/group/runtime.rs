@@ -464,6 +464,10 @@ impl GroupCoordinator {
         }
         match partition.append_as_leader(&builder.build(), timestamp_ms) {
             Ok(_) => Ok(()),
+            // Retriable: the client finds the coordinator again.
+            Err(AppendError::NotLeader { .. } | AppendError::LeaseLapsed) => {
+                Err(ErrorCode::NOT_COORDINATOR)
+            }
             Err(AppendError::Storage(e)) => {
                 tracing::error!(partition = shard.index, error = %e, "cannot append to {OFFSETS_TOPIC}");
                 Err(e.error_code())
