@@ -3,15 +3,26 @@
 # this machine so they compare:
 #   1. one broker, acks=1, replication factor 1 (the baseline);
 #   2. three brokers, acks=all, replication factor 3, min.insync.replicas 2;
-#      both with 1 KiB records, 4 partitions, our Rust client, for DURATION s;
+#      both with 1 KiB records, 4 partitions, our Rust client, for DURATION s,
+#      twice each in the order 1, 2, 2, 1, each after warming WARM_GIB of
+#      memory (see below);
 #   3. tests/src/bin/replication_figures.rs: the unavailability window after
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
 # Usage: benches/scripts/replication-figures.sh [DURATION] [KILLS] [CATCH_UP_MIB]
 #        (defaults 60, 20, 1024; KILLS 0 skips part 3). Results go to
-#        benches/results/replication-*.json. Both throughput runs keep at most
+#        benches/results/replication-*.json. Every throughput run keeps at most
 #        1 GiB per partition replica (log.retention.bytes, checked every 5 s), so
 #        a minute at full speed fits the disk.
+#
+# Warming: a VM that hands freed memory back to its host (free page
+# reporting, as this one does) pays a host fault on the first write to each
+# page it gets back: about 1.1 s of CPU per GB here, against 0.3 s per GB
+# for a page cache write into memory already backed. Which of a run's page
+# cache writes pay it depends on what ran before, so each run starts right
+# after touching and freeing WARM_GIB (default 16) of memory, which puts
+# every run in the same state, near that of a machine whose page cache
+# stays full. WARM_GIB=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-60}
@@ -39,39 +50,77 @@ wait_port() { # HOST:PORT
 }
 
 retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
-echo "== 1 broker, acks=1, replication factor 1, ${duration}s"
-"$target/release/broker" --node-id 1 --data-dir "$work/single" --listen 127.0.0.1:29092 \
-  "${retention[@]}" >"$work/single.log" 2>&1 &
-pids+=($!)
-wait_port 127.0.0.1:29092
-"$target/release/loadgen" produce --brokers 127.0.0.1:29092 --topic single --partitions 4 \
-  --message-size 1024 --duration "$duration" --acks 1 --json benches/results/replication-single-acks1.json
-kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
-pids=()
-rm -rf "$work/single"
+warm() {
+  [ "${WARM_GIB:-16}" -gt 0 ] || return 0
+  python3 - "${WARM_GIB:-16}" <<'PY'
+import mmap, sys
+size = int(sys.argv[1]) << 30
+memory = mmap.mmap(-1, size)
+for at in range(0, size, 4096):
+    memory[at] = 1
+memory.close()
+PY
+}
 
-echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, ${duration}s"
-voters="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
-for id in 1 2 3; do
-  "$target/release/broker" --node-id "$id" --data-dir "$work/node-$id" --listen "127.0.0.1:2909$id" \
-    --controller-listen "127.0.0.1:2919$id" --controller-voters "$voters" \
-    --set min.insync.replicas=2 "${retention[@]}" >"$work/node-$id.log" 2>&1 &
+single() { # ROUND
+  echo "== 1 broker, acks=1, replication factor 1, ${duration}s (round $1)"
+  warm
+  "$target/release/broker" --node-id 1 --data-dir "$work/single" --listen 127.0.0.1:29092 \
+    "${retention[@]}" >"$work/single.log" 2>&1 &
   pids+=($!)
-done
-for id in 1 2 3; do wait_port "127.0.0.1:2909$id"; done
-# Wait until every node sees all three brokers (registered and unfenced).
-for id in 1 2 3; do
-  for _ in $(seq 1 300); do
-    kcat -L -b "127.0.0.1:2909$id" 2>/dev/null | grep -q "^ 3 brokers" && break
-    sleep 0.1
+  wait_port 127.0.0.1:29092
+  "$target/release/loadgen" produce --brokers 127.0.0.1:29092 --topic single --partitions 4 \
+    --message-size 1024 --duration "$duration" --acks 1 \
+    --json "benches/results/replication-single-acks1-$1.json"
+  kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
+  pids=()
+  rm -rf "$work/single"
+}
+
+cluster() { # ROUND
+  echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, ${duration}s (round $1)"
+  warm
+  local voters="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
+  for id in 1 2 3; do
+    "$target/release/broker" --node-id "$id" --data-dir "$work/node-$id" --listen "127.0.0.1:2909$id" \
+      --controller-listen "127.0.0.1:2919$id" --controller-voters "$voters" \
+      --set min.insync.replicas=2 "${retention[@]}" >"$work/node-$id.log" 2>&1 &
+    pids+=($!)
   done
-done
-"$target/release/loadgen" produce --brokers 127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093 \
-  --topic replicated --partitions 4 --replication-factor 3 --message-size 1024 \
-  --duration "$duration" --acks all --idempotence --json benches/results/replication-cluster-acksall.json
-for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-pids=()
+  for id in 1 2 3; do wait_port "127.0.0.1:2909$id"; done
+  # Wait until every node sees all three brokers (registered and unfenced).
+  for id in 1 2 3; do
+    for _ in $(seq 1 300); do
+      kcat -L -b "127.0.0.1:2909$id" 2>/dev/null | grep -q "^ 3 brokers" && break
+      sleep 0.1
+    done
+  done
+  "$target/release/loadgen" produce --brokers 127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093 \
+    --topic replicated --partitions 4 --replication-factor 3 --message-size 1024 \
+    --duration "$duration" --acks all --idempotence \
+    --json "benches/results/replication-cluster-acksall-$1.json"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+  rm -rf "$work"/node-*
+}
+
+single 1
+cluster 1
+cluster 2
+single 2
+python3 - <<'PY'
+import json
+def rate(name):
+    with open(f"benches/results/replication-{name}.json") as f:
+        figures = json.load(f)
+    return figures["results"][0]["mb_per_s"]
+single = [rate(f"single-acks1-{r}") for r in (1, 2)]
+cluster = [rate(f"cluster-acksall-{r}") for r in (1, 2)]
+print(f"1 broker acks=1: {single[0]:.1f} and {single[1]:.1f} MB/s; "
+      f"3 brokers acks=all: {cluster[0]:.1f} and {cluster[1]:.1f} MB/s; "
+      f"ratio of the means {sum(cluster) / sum(single):.2f}")
+PY
 
 rm -rf "$work"/node-*
 if [ "$kills" -gt 0 ]; then
