@@ -6,6 +6,7 @@
 //! --workspace` and `cargo test --workspace` build it before running tests.
 
 pub mod cluster;
+pub mod external;
 pub mod netns;
 pub mod proxy;
 pub mod replication;

@@ -1,0 +1,252 @@
+import java.time.Duration;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.concurrent.ExecutionException;
+import java.util.stream.Collectors;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.NewPartitions;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.GroupState;
+import org.apache.kafka.common.GroupType;
+import org.apache.kafka.common.Node;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+/**
+ * The Java AdminClient against one broker: each section named on the command line runs in turn
+ * and prints what it saw, then "AdminTour ok".
+ *
+ * <p>Usage: AdminTour BOOTSTRAP SECTION... with sections topics, configs, cluster, offsets,
+ * groups, delete-records, alter-configs, broker-configs.
+ */
+public final class AdminTour {
+    /** How long a deleted topic may take to leave the metadata. */
+    private static final Duration METADATA_TIMEOUT = Duration.ofSeconds(30);
+    /** The timestamp of the first record the offsets section writes; record i has BASE + 1000 i. */
+    private static final long BASE_TIMESTAMP = System.currentTimeMillis() - 60_000;
+
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0];
+        Properties props = new Properties();
+        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        try (Admin admin = Admin.create(props)) {
+            for (String section : List.of(args).subList(1, args.length)) {
+                switch (section) {
+                    case "topics" -> topics(admin);
+                    case "configs" -> configs(admin);
+                    case "cluster" -> cluster(admin);
+                    case "offsets" -> offsets(admin, bootstrap);
+                    case "groups" -> groups(admin, bootstrap);
+                    case "delete-records" -> deleteRecords(admin, bootstrap);
+                    case "alter-configs" -> alterConfigs(admin);
+                    case "broker-configs" -> brokerConfigs(admin);
+                    default -> throw new IllegalArgumentException("no section " + section);
+                }
+                System.out.println("section " + section + " ok");
+            }
+        }
+        System.out.println("AdminTour ok");
+    }
+
+    /** Create, list, describe, grow and delete topics. */
+    private static void topics(Admin admin) throws Exception {
+        admin.createTopics(List.of(
+                new NewTopic("admin-topic", 3, (short) 1).configs(Map.of("retention.ms", "3600000")),
+                new NewTopic("admin-doomed", 1, (short) 1))).all().get();
+        // Creating it again is refused with TOPIC_ALREADY_EXISTS.
+        try {
+            admin.createTopics(List.of(new NewTopic("admin-topic", 3, (short) 1))).all().get();
+            Checks.check(false, "a second creation of admin-topic is refused");
+        } catch (ExecutionException e) {
+            Checks.check(e.getCause() instanceof TopicExistsException, "TopicExistsException, got " + e.getCause());
+        }
+        Set<String> names = admin.listTopics().names().get();
+        Checks.check(names.containsAll(Set.of("admin-topic", "admin-doomed")), "both topics listed: " + names);
+
+        TopicDescription described = describe(admin, "admin-topic");
+        Checks.check(described.partitions().size() == 3, "3 partitions: " + described);
+        Checks.check(described.topicId() != null, "a topic id");
+        described.partitions().forEach(p -> {
+            Checks.check(p.leader() != null && p.replicas().size() == 1 && p.isr().size() == 1, "led, one replica: " + p);
+        });
+
+        admin.createPartitions(Map.of("admin-topic", NewPartitions.increaseTo(5))).all().get();
+        Checks.check(describe(admin, "admin-topic").partitions().size() == 5, "grown to 5 partitions");
+        System.out.println("topic admin-topic partitions 5");
+
+        admin.deleteTopics(List.of("admin-doomed")).all().get();
+        Checks.waitUntil(METADATA_TIMEOUT, "admin-doomed gone from the topic list", () -> {
+            try {
+                return !admin.listTopics().names().get().contains("admin-doomed");
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        System.out.println("topic admin-doomed deleted");
+    }
+
+    private static TopicDescription describe(Admin admin, String topic) throws Exception {
+        return admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+    }
+
+    /** A topic's configs: the one set at creation, and defaults. */
+    private static void configs(Admin admin) throws Exception {
+        ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, "admin-topic");
+        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        ConfigEntry retention = config.get("retention.ms");
+        Checks.check(retention != null && retention.value().equals("3600000"), "retention.ms 3600000: " + retention);
+        Checks.check(retention.source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, "set on the topic: " + retention);
+        ConfigEntry cleanup = config.get("cleanup.policy");
+        Checks.check(cleanup != null && cleanup.value().equals("delete"), "cleanup.policy delete: " + cleanup);
+        System.out.println("config retention.ms=" + retention.value() + " cleanup.policy=" + cleanup.value());
+    }
+
+    /** The cluster as the admin client sees it: one node, which is also the controller. */
+    private static void cluster(Admin admin) throws Exception {
+        DescribeClusterResult cluster = admin.describeCluster();
+        Collection<Node> nodes = cluster.nodes().get();
+        String clusterId = cluster.clusterId().get();
+        Node controller = cluster.controller().get();
+        Checks.check(nodes.size() == 1, "one node: " + nodes);
+        Checks.check(clusterId != null && !clusterId.isEmpty(), "a cluster id");
+        Checks.check(controller != null && controller.id() >= 0, "a controller: " + controller);
+        System.out.println("cluster id " + clusterId + " nodes " + nodes.size());
+    }
+
+    /** Writes ten records a second apart into partition 0 of admin-offsets, then looks offsets up. */
+    private static void offsets(Admin admin, String bootstrap) throws Exception {
+        admin.createTopics(List.of(new NewTopic("admin-offsets", 1, (short) 1))).all().get();
+        produceTen(bootstrap, "admin-offsets");
+        TopicPartition partition = new TopicPartition("admin-offsets", 0);
+        Checks.check(offset(admin, partition, OffsetSpec.earliest()) == 0, "earliest 0");
+        Checks.check(offset(admin, partition, OffsetSpec.latest()) == 10, "latest 10");
+        Checks.check(offset(admin, partition, OffsetSpec.forTimestamp(BASE_TIMESTAMP + 4500)) == 5,
+                "the first record at or after a timestamp");
+        ListOffsetsResult.ListOffsetsResultInfo max =
+                admin.listOffsets(Map.of(partition, OffsetSpec.maxTimestamp())).partitionResult(partition).get();
+        Checks.check(max.offset() == 9 && max.timestamp() == BASE_TIMESTAMP + 9000, "the largest timestamp at 9: " + max);
+        System.out.println("offsets earliest 0 latest 10 by-time 5 max-timestamp 9");
+    }
+
+    private static long offset(Admin admin, TopicPartition partition, OffsetSpec spec) throws Exception {
+        return admin.listOffsets(Map.of(partition, spec)).partitionResult(partition).get().offset();
+    }
+
+    private static void produceTen(String bootstrap, String topic) throws Exception {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
+            for (int i = 0; i < 10; i++) {
+                producer.send(new ProducerRecord<>(topic, 0, BASE_TIMESTAMP + 1000L * i, "k" + i, "v" + i)).get();
+            }
+        }
+    }
+
+    /** A group with committed offsets and no members: list, describe, alter and delete its offsets, delete it. */
+    private static void groups(Admin admin, String bootstrap) throws Exception {
+        String group = "admin-group";
+        admin.createTopics(List.of(new NewTopic("admin-group-topic", 2, (short) 1))).all().get();
+        TopicPartition p0 = new TopicPartition("admin-group-topic", 0);
+        TopicPartition p1 = new TopicPartition("admin-group-topic", 1);
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(props)) {
+            consumer.assign(List.of(p0, p1));
+            consumer.commitSync(Map.of(p0, new OffsetAndMetadata(0), p1, new OffsetAndMetadata(0)));
+        }
+
+        Collection<GroupListing> listed = admin.listGroups().all().get();
+        GroupListing listing = listed.stream().filter(g -> g.groupId().equals(group)).findFirst().orElse(null);
+        Checks.check(listing != null, group + " listed: " + listed);
+        // Offsets committed without joining make a classic group with no protocol type, as in Kafka.
+        Checks.check(listing.type().orElse(null) == GroupType.CLASSIC, "a classic group: " + listing);
+        Checks.check(listing.groupState().orElse(null) == GroupState.EMPTY, "an empty group: " + listing);
+
+        ConsumerGroupDescription description = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+        Checks.check(description.groupState() == GroupState.EMPTY, "no members, so empty: " + description);
+        Checks.check(description.members().isEmpty(), "no members: " + description);
+
+        Checks.check(committed(admin, group).equals(Map.of(p0, 0L, p1, 0L)), "committed 0 and 0");
+        admin.alterConsumerGroupOffsets(group, Map.of(p0, new OffsetAndMetadata(7))).all().get();
+        Checks.check(committed(admin, group).equals(Map.of(p0, 7L, p1, 0L)), "altered to 7: " + committed(admin, group));
+        admin.deleteConsumerGroupOffsets(group, Set.of(p1)).all().get();
+        Checks.check(committed(admin, group).equals(Map.of(p0, 7L)), "p1's offset deleted: " + committed(admin, group));
+        System.out.println("group " + group + " offsets " + committed(admin, group));
+
+        admin.deleteConsumerGroups(List.of(group)).all().get();
+        Checks.check(admin.listGroups().all().get().stream().noneMatch(g -> g.groupId().equals(group)), "group deleted");
+        System.out.println("group " + group + " deleted");
+    }
+
+    private static Map<TopicPartition, Long> committed(Admin admin, String group) throws Exception {
+        return admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get().entrySet().stream()
+                .collect(Collectors.toMap(Map.Entry::getKey, e -> e.getValue().offset()));
+    }
+
+    /** Deletes the first four records of a partition: its earliest offset moves to 4. */
+    private static void deleteRecords(Admin admin, String bootstrap) throws Exception {
+        admin.createTopics(List.of(new NewTopic("admin-delete-records", 1, (short) 1))).all().get();
+        produceTen(bootstrap, "admin-delete-records");
+        TopicPartition partition = new TopicPartition("admin-delete-records", 0);
+        long lowWatermark = admin.deleteRecords(Map.of(partition, RecordsToDelete.beforeOffset(4)))
+                .lowWatermarks().get(partition).get().lowWatermark();
+        Checks.check(lowWatermark == 4, "low watermark 4, got " + lowWatermark);
+        Checks.check(offset(admin, partition, OffsetSpec.earliest()) == 4, "earliest 4 after deleting records");
+        Checks.check(offset(admin, partition, OffsetSpec.latest()) == 10, "latest still 10");
+        System.out.println("delete-records low watermark 4");
+    }
+
+    /** IncrementalAlterConfigs on a topic: set, then delete back to the default. */
+    private static void alterConfigs(Admin admin) throws Exception {
+        admin.createTopics(List.of(new NewTopic("admin-alter", 1, (short) 1))).all().get();
+        ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, "admin-alter");
+        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET)))).all().get();
+        ConfigEntry set = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("retention.ms");
+        Checks.check(set.value().equals("7200000"), "retention.ms set: " + set);
+        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                new AlterConfigOp(new ConfigEntry("retention.ms", ""), AlterConfigOp.OpType.DELETE)))).all().get();
+        ConfigEntry reset = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("retention.ms");
+        Checks.check(reset.source() != ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG, "retention.ms back to its default: " + reset);
+        System.out.println("alter-configs retention.ms 7200000 then " + reset.value());
+    }
+
+    /** A broker's own settings, as DescribeConfigs for a BROKER resource answers them. */
+    private static void brokerConfigs(Admin admin) throws Exception {
+        Node node = admin.describeCluster().nodes().get().iterator().next();
+        ConfigResource resource = new ConfigResource(ConfigResource.Type.BROKER, node.idString());
+        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        ConfigEntry listeners = config.get("advertised.listeners");
+        Checks.check(listeners != null && listeners.value() != null && listeners.value().contains(String.valueOf(node.port())),
+                "advertised.listeners names the broker's port: " + listeners);
+        System.out.println("broker-configs advertised.listeners=" + listeners.value());
+    }
+}
