@@ -1,0 +1,274 @@
+//! Kafka's own command-line tools (`kafka-tools` 4.x, run through their main
+//! classes, as Kafka's `bin/*.sh` scripts do) against the real broker. Each
+//! test checks what a user reads off the tool's output.
+
+use std::time::{Duration, Instant};
+
+use tests::external::run_java;
+use tests::{BrokerProcess, Cluster};
+
+/// How long a tool that is run until a condition holds (a deleted topic
+/// leaving the list) may keep being run, and a cluster may take to settle.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+const TOPICS: &str = "org.apache.kafka.tools.TopicCommand";
+const CONFIGS: &str = "org.apache.kafka.tools.ConfigCommand";
+const CONSOLE_PRODUCER: &str = "org.apache.kafka.tools.ConsoleProducer";
+const CONSOLE_CONSUMER: &str = "org.apache.kafka.tools.consumer.ConsoleConsumer";
+const CONSUMER_GROUPS: &str = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+const GET_OFFSETS: &str = "org.apache.kafka.tools.GetOffsetShell";
+const PRODUCER_PERF: &str = "org.apache.kafka.tools.ProducerPerformance";
+const CONSUMER_PERF: &str = "org.apache.kafka.tools.ConsumerPerformance";
+const METADATA_QUORUM: &str = "org.apache.kafka.tools.MetadataQuorumCommand";
+const LEADER_ELECTION: &str = "org.apache.kafka.tools.LeaderElectionCommand";
+
+/// Runs one of Kafka's tools with `args` (split at whitespace, as a shell
+/// would split them) and returns what it printed on its standard output;
+/// panics with everything it printed if it failed.
+fn tool(main_class: &str, args: &str) -> String {
+    tool_with_input(main_class, args, None)
+}
+
+fn tool_with_input(main_class: &str, args: &str, stdin: Option<&str>) -> String {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    run_java(main_class, &args, stdin)
+        .expect_success(&format!("{main_class} {args:?}"))
+        .to_string()
+}
+
+/// The whitespace-separated columns of the line of `output` that starts with
+/// `first` and has `second` as its second column (the tables of kafka-consumer-groups).
+fn row<'a>(output: &'a str, first: &str, second: &str) -> Vec<&'a str> {
+    output
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|columns| columns.len() > 2 && columns[0] == first && columns[1] == second)
+        .unwrap_or_else(|| panic!("no row {first} {second} in:\n{output}"))
+}
+
+#[test]
+fn kafka_topics_and_kafka_configs_create_describe_alter_and_delete_topics() {
+    // kafka-topics creates, lists, describes, grows and deletes a topic; kafka-configs describes
+    // the config it was created with.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+
+    let created = tool(
+        TOPICS,
+        &format!("{b} --create --topic tools-topic --partitions 3 --replication-factor 1 --config retention.ms=3600000"),
+    );
+    assert!(created.contains("Created topic tools-topic."), "{created}");
+    let listed = tool(TOPICS, &format!("{b} --list"));
+    assert!(listed.lines().any(|l| l == "tools-topic"), "{listed}");
+
+    let described = tool(TOPICS, &format!("{b} --describe --topic tools-topic"));
+    assert!(described.contains("PartitionCount: 3"), "{described}");
+    assert!(described.contains("ReplicationFactor: 1"), "{described}");
+    assert!(described.contains("retention.ms=3600000"), "{described}");
+    for partition in 0..3 {
+        let line = format!("Partition: {partition}\tLeader: 1\tReplicas: 1\tIsr: 1");
+        assert!(described.contains(&line), "{described}");
+    }
+
+    let configs = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type topics --entity-name tools-topic"),
+    );
+    assert!(
+        configs.contains("Dynamic configs for topic tools-topic are:"),
+        "{configs}"
+    );
+    assert!(configs.contains("retention.ms=3600000"), "{configs}");
+
+    tool(
+        TOPICS,
+        &format!("{b} --alter --topic tools-topic --partitions 5"),
+    );
+    let described = tool(TOPICS, &format!("{b} --describe --topic tools-topic"));
+    assert!(described.contains("PartitionCount: 5"), "{described}");
+
+    tool(TOPICS, &format!("{b} --delete --topic tools-topic"));
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let listed = tool(TOPICS, &format!("{b} --list"));
+        if !listed.lines().any(|l| l == "tools-topic") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tools-topic still listed:\n{listed}"
+        );
+    }
+}
+
+#[test]
+fn console_producer_and_consumer_round_trip_and_consumer_groups_show_lag_and_reset_it() {
+    // Keyed lines through the console producer come back from the console consumer; a group that
+    // read 10 of 20 shows lag 10 in kafka-consumer-groups, and a reset to the earliest offset
+    // makes it 20; kafka-get-offsets gives both ends.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+    tool(
+        TOPICS,
+        &format!("{b} --create --topic console --partitions 1"),
+    );
+
+    let lines: String = (0..20).map(|i| format!("key{i}:value-{i}\n")).collect();
+    tool_with_input(
+        CONSOLE_PRODUCER,
+        &format!("{b} --topic console --reader-property parse.key=true --reader-property key.separator=:"),
+        Some(&lines),
+    );
+
+    let latest = tool(GET_OFFSETS, &format!("{b} --topic console"));
+    assert_eq!(latest.trim(), "console:0:20", "{latest}");
+    let earliest = tool(GET_OFFSETS, &format!("{b} --topic console --time -2"));
+    assert_eq!(earliest.trim(), "console:0:0", "{earliest}");
+
+    // Ten records read in a group, at most ten a poll, so that the position the consumer commits
+    // when it closes is where it stopped printing.
+    let consumed = tool(
+        CONSOLE_CONSUMER,
+        &format!(
+            "{b} --topic console --group console-group --from-beginning --max-messages 10 \
+             --timeout-ms 30000 --command-property max.poll.records=10 \
+             --formatter-property print.key=true --formatter-property print.offset=true"
+        ),
+    );
+    let printed: Vec<&str> = consumed.lines().collect();
+    assert_eq!(printed.len(), 10, "{consumed}");
+    for (i, line) in printed.iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!("Offset:{i}\tkey{i}\tvalue-{i}"),
+            "{consumed}"
+        );
+    }
+
+    let groups = tool(CONSUMER_GROUPS, &format!("{b} --list"));
+    assert!(groups.lines().any(|l| l == "console-group"), "{groups}");
+    let described = tool(
+        CONSUMER_GROUPS,
+        &format!("{b} --describe --group console-group"),
+    );
+    // GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG ...
+    let columns = row(&described, "console-group", "console");
+    assert_eq!(&columns[2..6], ["0", "10", "20", "10"], "{described}");
+
+    let reset = tool(
+        CONSUMER_GROUPS,
+        &format!(
+            "{b} --reset-offsets --group console-group --topic console --to-earliest --execute"
+        ),
+    );
+    // GROUP TOPIC PARTITION NEW-OFFSET
+    let columns = row(&reset, "console-group", "console");
+    assert_eq!(&columns[2..4], ["0", "0"], "{reset}");
+    let described = tool(
+        CONSUMER_GROUPS,
+        &format!("{b} --describe --group console-group"),
+    );
+    let columns = row(&described, "console-group", "console");
+    assert_eq!(&columns[2..6], ["0", "0", "20", "20"], "{described}");
+}
+
+#[test]
+fn producer_and_consumer_perf_tests_report_every_record() {
+    // kafka-producer-perf-test sends 2,000 records and kafka-consumer-perf-test reads them all.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+    tool(TOPICS, &format!("{b} --create --topic perf --partitions 2"));
+
+    let produced = tool(
+        PRODUCER_PERF,
+        &format!(
+            "--topic perf --num-records 2000 --record-size 100 --throughput -1 \
+             --command-property bootstrap.servers={}",
+            broker.addr
+        ),
+    );
+    assert!(produced.contains("2000 records sent"), "{produced}");
+
+    let consumed = tool(
+        CONSUMER_PERF,
+        &format!("{b} --topic perf --num-records 2000 --timeout 30000"),
+    );
+    // A header, then start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, ...
+    let figures: Vec<&str> = consumed
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split(", ")
+        .collect();
+    assert_eq!(figures.get(4), Some(&"2000"), "{consumed}");
+}
+
+#[test]
+fn metadata_quorum_and_leader_election_work_on_three_brokers() {
+    // On 3 brokers: kafka-metadata-quorum names the leader and the voters; kafka-leader-election
+    // gives a partition back to its preferred leader after a restart moved the leadership away.
+    let mut settings = tests::cluster::FAST_FAILURE_SETTINGS.to_vec();
+    // The controller must not move leaderships back on its own during the test.
+    settings.push("auto.leader.rebalance.enable=false");
+    let mut cluster = Cluster::start(3, 0, &settings).expect("cluster starts");
+    let b = format!("--bootstrap-server {}", cluster.bootstrap());
+
+    let status = tool(METADATA_QUORUM, &format!("{b} describe --status"));
+    let leader: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("LeaderId:"))
+        .unwrap_or_else(|| panic!("no LeaderId in:\n{status}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&leader), "{status}");
+    let voters = status
+        .lines()
+        .find(|l| l.starts_with("CurrentVoters:"))
+        .unwrap_or_else(|| panic!("no CurrentVoters in:\n{status}"));
+    for id in 1..=3 {
+        assert!(voters.contains(&format!("\"id\": {id}")), "{status}");
+    }
+    let replication = tool(METADATA_QUORUM, &format!("{b} describe --replication"));
+    assert!(replication.contains("Leader"), "{replication}");
+
+    cluster.create_topic_on(1, "electing", &[1, 2]);
+    cluster.wait_for(1, "electing in sync, led by 1", SETTLE_TIMEOUT, |view| {
+        view.partitions("electing")
+            .first()
+            .is_some_and(|p| p.isr.len() == 2 && p.leader == 1)
+    });
+    let electing = "--election-type preferred --topic electing --partition 0";
+    let not_needed = tool(LEADER_ELECTION, &format!("{b} {electing}"));
+    assert!(
+        not_needed.contains("Valid replica already elected for partitions electing-0"),
+        "{not_needed}"
+    );
+    assert_eq!(cluster.terminate(1), 0);
+    cluster.wait_for(2, "electing led by 2", SETTLE_TIMEOUT, |view| {
+        view.partitions("electing")
+            .first()
+            .is_some_and(|p| p.leader == 2)
+    });
+    cluster.restart(1);
+    cluster.wait_for(2, "1 back in sync", SETTLE_TIMEOUT, |view| {
+        view.partitions("electing")
+            .first()
+            .is_some_and(|p| p.isr.len() == 2)
+    });
+    let elected = tool(LEADER_ELECTION, &format!("{b} {electing}"));
+    assert!(
+        elected.contains(
+            "Successfully completed leader election (PREFERRED) for partitions electing-0"
+        ),
+        "{elected}"
+    );
+    cluster.wait_for(2, "electing led by 1 again", SETTLE_TIMEOUT, |view| {
+        view.partitions("electing")
+            .first()
+            .is_some_and(|p| p.leader == 1)
+    });
+}
