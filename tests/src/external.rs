@@ -261,7 +261,8 @@ pub fn franz_binary() -> PathBuf {
         let mut build = Command::new("go");
         build
             .current_dir(&go)
-            .env("GOFLAGS", "-mod=mod")
+            // No VCS stamp: the build must not depend on how the tree was checked out.
+            .env("GOFLAGS", "-mod=mod -buildvcs=false")
             .args(["build", "-o"])
             .arg(&binary)
             .arg(".");
