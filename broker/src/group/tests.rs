@@ -1310,3 +1310,34 @@ fn deleting_a_topic_drops_its_committed_offsets_with_tombstones() {
         "the group itself lives on"
     );
 }
+
+#[test]
+fn commits_from_before_a_rebalance_are_refused_once_the_group_moved_on() {
+    // librdkafka's commit-during-rebalance case: after generation 3 formed, a dropped member's and a stale generation's commits are refused.
+    let mut h = Harness::new();
+    let (a, b) = h.stable_pair("g");
+    assert_eq!(h.commit("g", 2, &b, &[("t", 0, 5)]), vec![ErrorCode::NONE]);
+    let (join_c, _c) = h.join_new("g", "c");
+    // While the rebalance prepares, generation 2 is still the group's: Kafka accepts its commits.
+    assert_eq!(h.commit("g", 2, &b, &[("t", 0, 6)]), vec![ErrorCode::NONE]);
+    let rejoin_a = h.join(join_request("g", &a, "a"));
+    h.advance(i64::from(REBALANCE_MS) + 1);
+    assert_eq!(h.join_result(rejoin_a).generation_id, 3);
+    assert_eq!(h.join_result(join_c).generation_id, 3);
+    assert_eq!(h.state("g"), Some(GroupState::CompletingRebalance));
+    assert_eq!(
+        h.commit("g", 2, &b, &[("t", 0, 7)]),
+        vec![ErrorCode::UNKNOWN_MEMBER_ID],
+        "B did not rejoin: it is no member any more"
+    );
+    assert_eq!(
+        h.commit("g", 2, &a, &[("t", 0, 7)]),
+        vec![ErrorCode::ILLEGAL_GENERATION]
+    );
+    assert_eq!(
+        h.commit("g", 3, &a, &[("t", 0, 7)]),
+        vec![ErrorCode::REBALANCE_IN_PROGRESS],
+        "no assignment yet in generation 3"
+    );
+    assert_eq!(h.committed("g", "t", 0), 6);
+}
