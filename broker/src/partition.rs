@@ -27,6 +27,8 @@ use crate::replication::follower::{
 use crate::replication::leader::{self, LeaderConfig, LeaderState, ProduceId, Refusal};
 use crate::storage::{AppendInfo, LogConfig, PartitionLog, ReadInfo, StorageError};
 
+/// DeleteRecords' offset that means "up to the high watermark".
+pub const DELETE_TO_HIGH_WATERMARK: i64 = -1;
 /// Bytes read at a time while replaying the log into producer state.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 /// Producer-state snapshots kept per partition (older ones are deleted).
@@ -444,6 +446,8 @@ impl Partition {
         let local_epoch_end = answer
             .diverging_epoch
             .and_then(|(epoch, _)| self.log().end_offset_for_epoch(epoch));
+        let leader_log_start_offset =
+            (answer.error == ErrorCode::NONE).then_some(answer.log_start_offset);
         let mut commands = self.follower_event(follower::Event::Fetched {
             answer,
             local_epoch_end,
@@ -459,6 +463,9 @@ impl Partition {
                 next.extend(self.execute_follower(command, now_ms));
             }
             commands = next;
+        }
+        if let Some(offset) = leader_log_start_offset {
+            self.follow_log_start_offset(offset);
         }
         drop(role);
     }
@@ -654,6 +661,64 @@ impl Partition {
 
     pub fn log_end_offset(&self) -> i64 {
         self.log().log_end_offset()
+    }
+
+    /// DeleteRecords on the leader: moves the log start offset up to
+    /// `offset` (`-1`: the high watermark) and answers the new log start
+    /// offset (Kafka's low watermark). Only committed records may be
+    /// deleted: an offset past the high watermark is out of range. A
+    /// compact-only log refuses (`POLICY_VIOLATION`, as Kafka). Followers
+    /// follow the leader's log start offset through their fetches.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, ErrorCode> {
+        let role = self.role.read().expect("role lock");
+        if !role.leads {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+        }
+        let high_watermark = self.high_watermark();
+        let offset = match offset {
+            DELETE_TO_HIGH_WATERMARK => high_watermark,
+            offset if offset < 0 || offset > high_watermark => {
+                return Err(ErrorCode::OFFSET_OUT_OF_RANGE)
+            }
+            offset => offset,
+        };
+        let mut log = self.log();
+        if !log.config().cleanup_policy.delete {
+            // Kafka: a compact-only topic's records are removed by the cleaner alone.
+            return Err(ErrorCode::POLICY_VIOLATION);
+        }
+        match log.set_log_start_offset(offset) {
+            Ok(()) => {}
+            Err(StorageError::OffsetOutOfRange { .. }) => {
+                return Err(ErrorCode::OFFSET_OUT_OF_RANGE)
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot delete records");
+                return Err(ErrorCode::KAFKA_STORAGE_ERROR);
+            }
+        }
+        let log_start_offset = log.log_start_offset();
+        assert!(
+            log_start_offset >= offset,
+            "the log start offset reaches the deleted offset"
+        );
+        drop(log);
+        drop(role);
+        Ok(log_start_offset)
+    }
+
+    /// As a follower: moves the log start offset up to the leader's, never
+    /// past this replica's high watermark (as Kafka's follower does).
+    fn follow_log_start_offset(&self, leader_log_start_offset: i64) {
+        let high_watermark = self.high_watermark();
+        let mut log = self.log();
+        let target = leader_log_start_offset.min(high_watermark);
+        if target <= log.log_start_offset() || log.is_offline() {
+            return;
+        }
+        if let Err(e) = log.set_log_start_offset(target) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot follow the leader's log start offset");
+        }
     }
 
     /// Applies changed topic config overrides to the log.

@@ -34,9 +34,11 @@ use std::time::Duration;
 use protocol::messages::{
     create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic},
     create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig},
+    incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig},
     ApiKey, BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerRegistrationResponse,
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, TopicName,
 };
 use protocol::ErrorCode;
 use uuid::Uuid;
@@ -48,7 +50,7 @@ use crate::quorum::{Quorum, QuorumError};
 use crate::topics::TopicError;
 use channel::ControllerChannel;
 use membership::{Heartbeat, HeartbeatReply, Membership, MembershipConfig, Registration};
-pub use topics::{CreatedTopic, NewTopic};
+pub use topics::{ConfigChange, CreatedTopic, NewTopic};
 
 /// How long a forwarded change may take to reach this node's image.
 const FORWARDED_APPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +61,16 @@ const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// The listener name a broker registers its controller listener under
 /// (a broker-only node receives the metadata log there, as a learner).
 pub const CONTROLLER_LISTENER_NAME: &str = "CONTROLLER";
+
+/// Kafka's config resource type of a topic.
+pub const CONFIG_RESOURCE_TOPIC: i8 = 2;
+/// Kafka's config resource type of a broker.
+pub const CONFIG_RESOURCE_BROKER: i8 = 4;
+/// IncrementalAlterConfigs' operations, as Kafka numbers them.
+pub const CONFIG_OPERATION_SET: i8 = 0;
+pub const CONFIG_OPERATION_DELETE: i8 = 1;
+pub const CONFIG_OPERATION_APPEND: i8 = 2;
+pub const CONFIG_OPERATION_SUBTRACT: i8 = 3;
 
 /// Controller settings (Kafka's names in the docs).
 #[derive(Debug, Clone)]
@@ -374,6 +386,64 @@ impl Controller {
                 image
                     .topic(name)
                     .is_some_and(|t| t.partitions.len() as i32 >= total)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Changes topic `name`'s config overrides (IncrementalAlterConfigs),
+    /// unless `validate_only`; answers once the change is applied here.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let Some(leader) = self.forward_to()? else {
+            return self
+                .submit(validate_only, |_, image| {
+                    let (records, _) = topics::alter_topic_configs(image, name, &changes)?;
+                    Ok((records, ()))
+                })
+                .await;
+        };
+        let configs = changes
+            .iter()
+            .map(|change| {
+                let (operation, value) = match change {
+                    ConfigChange::Set { value, .. } => (CONFIG_OPERATION_SET, Some(value)),
+                    ConfigChange::Delete { .. } => (CONFIG_OPERATION_DELETE, None),
+                    ConfigChange::Append { value, .. } => (CONFIG_OPERATION_APPEND, Some(value)),
+                    ConfigChange::Subtract { value, .. } => {
+                        (CONFIG_OPERATION_SUBTRACT, Some(value))
+                    }
+                };
+                AlterableConfig::default()
+                    .with_name(change.key().to_string().into())
+                    .with_config_operation(operation)
+                    .with_value(value.map(|v| v.clone().into()))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(CONFIG_RESOURCE_TOPIC)
+                .with_resource_name(name.to_string().into())
+                .with_configs(configs)]);
+        let response: IncrementalAlterConfigsResponse = self
+            .channel
+            .call(leader, ApiKey::IncrementalAlterConfigs, 1, &request)
+            .await
+            .map_err(Self::forward_failed)?;
+        single_result(response.responses, |r| {
+            (r.error_code, r.error_message.as_ref())
+        })?;
+        if !validate_only {
+            self.await_image(|image| {
+                image
+                    .topic(name)
+                    .is_some_and(|t| changes.iter().all(|c| c.is_applied(&t.configs)))
             })
             .await?;
         }

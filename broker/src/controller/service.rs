@@ -1,7 +1,7 @@
 //! What the controller listener serves besides Raft: the Kafka requests
 //! brokers send the active controller (BrokerRegistration, BrokerHeartbeat,
-//! and the topic changes they forward: CreateTopics, DeleteTopics,
-//! CreatePartitions). A node that is not the active controller answers
+//! and the changes they forward: CreateTopics, DeleteTopics,
+//! CreatePartitions, IncrementalAlterConfigs). A node that is not the active controller answers
 //! `NOT_CONTROLLER`; the sender finds the leader and retries.
 
 use std::sync::{Arc, OnceLock, Weak};
@@ -72,6 +72,7 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
         ApiKey::ElectLeaders => 0..=2,
         ApiKey::AlterPartition => 2..=3,
         ApiKey::AlterPartitionReassignments => 0..=1,
+        ApiKey::IncrementalAlterConfigs => 0..=1,
         _ => return Err(format!("{api:?} is not served on the controller listener")),
     };
     if !supported.contains(&version) {
@@ -187,6 +188,16 @@ async fn serve(controller: &Controller, mut frame: Bytes) -> Result<Bytes, Strin
                     protocol::messages::AlterPartitionReassignmentsResponse::default()
                         .with_error_code(code.code())
                 });
+            respond(api, version, correlation_id, &response)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request: protocol::messages::IncrementalAlterConfigsRequest =
+                decode(body, version)?;
+            // Forwarded by brokers: topic configs only.
+            let response = crate::handlers::configs::answer_incremental_alter_configs(
+                controller, None, request,
+            )
+            .await;
             respond(api, version, correlation_id, &response)
         }
         ApiKey::AllocateProducerIds => {

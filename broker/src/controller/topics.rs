@@ -238,3 +238,224 @@ pub fn create_partitions(
         })
         .collect())
 }
+
+/// One change of an IncrementalAlterConfigs request to a topic's overrides
+/// (Kafka's operations SET, DELETE, APPEND and SUBTRACT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    Set {
+        key: String,
+        value: String,
+    },
+    /// Removes the override: the broker's default applies again.
+    Delete {
+        key: String,
+    },
+    /// Adds an element to a list-valued config (`cleanup.policy`).
+    Append {
+        key: String,
+        value: String,
+    },
+    /// Removes an element from a list-valued config.
+    Subtract {
+        key: String,
+        value: String,
+    },
+}
+
+impl ConfigChange {
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigChange::Set { key, .. }
+            | ConfigChange::Delete { key }
+            | ConfigChange::Append { key, .. }
+            | ConfigChange::Subtract { key, .. } => key,
+        }
+    }
+
+    /// Whether `configs` (a topic's overrides) shows this change made.
+    pub fn is_applied(&self, configs: &BTreeMap<String, String>) -> bool {
+        let listed = |key: &str, value: &str| {
+            configs
+                .get(key)
+                .is_some_and(|list| list.split(',').any(|v| v.trim() == value))
+        };
+        match self {
+            ConfigChange::Set { key, value } => configs.get(key) == Some(value),
+            ConfigChange::Delete { key } => !configs.contains_key(key),
+            ConfigChange::Append { key, value } => listed(key, value),
+            ConfigChange::Subtract { key, value } => !listed(key, value),
+        }
+    }
+}
+
+/// Topic configs whose value is a list, which APPEND and SUBTRACT may change,
+/// with Kafka's default for a topic that does not override it.
+const LIST_CONFIGS: &[(&str, &str)] = &[("cleanup.policy", "delete")];
+
+/// Records that change topic `name`'s config overrides as `changes` say,
+/// after checking the result as CreateTopics checks a new topic's configs.
+/// Answers the new overrides.
+pub fn alter_topic_configs(
+    image: &MetadataImage,
+    name: &str,
+    changes: &[ConfigChange],
+) -> Result<(Vec<MetadataRecord>, BTreeMap<String, String>), TopicError> {
+    let topic = image.topic(name).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    let mut configs = topic.configs.clone();
+    for change in changes {
+        let key = change.key().to_string();
+        match change {
+            ConfigChange::Set { value, .. } => {
+                configs.insert(key, value.clone());
+            }
+            ConfigChange::Delete { .. } => {
+                configs.remove(&key);
+            }
+            ConfigChange::Append { value, .. } | ConfigChange::Subtract { value, .. } => {
+                let Some(&(_, default)) = LIST_CONFIGS.iter().find(|(k, _)| *k == key) else {
+                    return Err(TopicError::new(
+                        ErrorCode::INVALID_CONFIG,
+                        format!("{key} is not a list: only SET and DELETE apply to it"),
+                    ));
+                };
+                let current = configs.get(&key).map_or(default, String::as_str);
+                let mut list: Vec<&str> = current
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                if matches!(change, ConfigChange::Append { .. }) {
+                    if !list.contains(&value.as_str()) {
+                        list.push(value);
+                    }
+                } else {
+                    list.retain(|v| v != value);
+                }
+                let joined = list.join(",");
+                configs.insert(key, joined);
+            }
+        }
+    }
+    log_config_for(&LogConfig::default(), &configs)?;
+    let mut records = Vec::new();
+    let keys: BTreeSet<&String> = configs.keys().chain(topic.configs.keys()).collect();
+    for key in keys {
+        let (old, new) = (topic.configs.get(key), configs.get(key));
+        if old != new {
+            records.push(MetadataRecord::TopicConfig {
+                topic_id: topic.id,
+                key: key.clone(),
+                value: new.cloned(),
+            });
+        }
+    }
+    Ok((records, configs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Offset;
+
+    fn image_with_topic(configs: &[(&str, &str)]) -> (MetadataImage, Uuid) {
+        let id = Uuid::from_u128(7);
+        let mut records = vec![
+            MetadataRecord::Topic {
+                name: "t".into(),
+                id,
+            },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: 0,
+                registration: PartitionRegistration::new(vec![BrokerId(1)]),
+            },
+        ];
+        for (key, value) in configs {
+            records.push(MetadataRecord::TopicConfig {
+                topic_id: id,
+                key: key.to_string(),
+                value: Some(value.to_string()),
+            });
+        }
+        (MetadataImage::empty().apply(Offset(0), &records).0, id)
+    }
+
+    fn set(key: &str, value: &str) -> ConfigChange {
+        ConfigChange::Set {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn config_changes_become_one_record_per_changed_key() {
+        // SET, DELETE, APPEND and SUBTRACT give the overrides Kafka would, and records only for what changed.
+        let (image, id) = image_with_topic(&[("retention.ms", "1000"), ("segment.bytes", "2048")]);
+        let changes = [
+            set("retention.ms", "1000"),
+            ConfigChange::Delete {
+                key: "segment.bytes".into(),
+            },
+            ConfigChange::Append {
+                key: "cleanup.policy".into(),
+                value: "compact".into(),
+            },
+        ];
+        let (records, configs) = alter_topic_configs(&image, "t", &changes).unwrap();
+        assert_eq!(configs.get("cleanup.policy").unwrap(), "delete,compact");
+        assert_eq!(
+            records,
+            vec![
+                MetadataRecord::TopicConfig {
+                    topic_id: id,
+                    key: "cleanup.policy".into(),
+                    value: Some("delete,compact".into()),
+                },
+                MetadataRecord::TopicConfig {
+                    topic_id: id,
+                    key: "segment.bytes".into(),
+                    value: None,
+                },
+            ]
+        );
+        assert!(changes.iter().all(|c| c.is_applied(&configs)));
+        let subtract = [ConfigChange::Subtract {
+            key: "cleanup.policy".into(),
+            value: "delete".into(),
+        }];
+        let (image, _) = image_with_topic(&[("cleanup.policy", "compact,delete")]);
+        let (_, configs) = alter_topic_configs(&image, "t", &subtract).unwrap();
+        assert_eq!(configs.get("cleanup.policy").unwrap(), "compact");
+    }
+
+    #[test]
+    fn bad_config_changes_get_kafkas_errors() {
+        // Unknown keys, bad values and list operations on plain configs are INVALID_CONFIG; unknown topics are named.
+        let (image, _) = image_with_topic(&[]);
+        let code = |name: &str, change: ConfigChange| {
+            alter_topic_configs(&image, name, &[change])
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(code("t", set("no.such", "1")), ErrorCode::INVALID_CONFIG);
+        assert_eq!(
+            code("t", set("retention.ms", "soon")),
+            ErrorCode::INVALID_CONFIG
+        );
+        let append = ConfigChange::Append {
+            key: "retention.ms".into(),
+            value: "1".into(),
+        };
+        assert_eq!(code("t", append), ErrorCode::INVALID_CONFIG);
+        assert_eq!(
+            code("other", set("retention.ms", "1")),
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+        );
+    }
+}

@@ -49,7 +49,12 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<CreateTopicsRequest>(ApiKey::CreateTopics),
         range::<DeleteTopicsRequest>(ApiKey::DeleteTopics),
         range::<DescribeConfigsRequest>(ApiKey::DescribeConfigs),
+        range::<protocol::messages::AlterConfigsRequest>(ApiKey::AlterConfigs),
+        range::<protocol::messages::IncrementalAlterConfigsRequest>(
+            ApiKey::IncrementalAlterConfigs,
+        ),
         range::<CreatePartitionsRequest>(ApiKey::CreatePartitions),
+        range::<protocol::messages::DeleteRecordsRequest>(ApiKey::DeleteRecords),
         range::<InitProducerIdRequest>(ApiKey::InitProducerId),
         range::<DeleteGroupsRequest>(ApiKey::DeleteGroups),
         range::<OffsetDeleteRequest>(ApiKey::OffsetDelete),

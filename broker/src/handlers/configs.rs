@@ -1,21 +1,32 @@
 //! DescribeConfigs for topics (their overrides over the broker defaults) and
-//! for the broker itself (the basics a client or operator looks at).
+//! for the broker itself (its settings and where each comes from);
+//! IncrementalAlterConfigs and AlterConfigs for topics, through the
+//! controller, and refused for brokers, whose settings are read-only.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterConfigsResult;
 use protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use protocol::messages::incremental_alter_configs_request::AlterableConfig;
+use protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterConfigsResult;
+use protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use protocol::{ErrorCode, StrBytes};
 
+use crate::controller::{
+    ConfigChange, Controller, CONFIG_OPERATION_APPEND, CONFIG_OPERATION_DELETE,
+    CONFIG_OPERATION_SET, CONFIG_OPERATION_SUBTRACT, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
+};
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::storage::FlushPolicy;
+use crate::topics::TopicError;
 use crate::Broker;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 /// Kafka's config sources.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
@@ -26,6 +37,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_DOUBLE: i8 = 6;
+const TYPE_LIST: i8 = 7;
 
 struct Entry {
     name: &'static str,
@@ -108,48 +120,141 @@ fn topic_entries(
         .collect()
 }
 
-fn broker_entries(broker: &Broker) -> Vec<Entry> {
-    let c = &broker.config;
+/// A broker setting's value as `config` has it, by Kafka's name.
+fn broker_settings(config: &crate::config::BrokerConfig) -> Vec<(&'static str, String, i8)> {
+    let c = config;
     let flush = match c.log.flush_policy {
         FlushPolicy::EveryBatch => "every-batch".to_string(),
         FlushPolicy::IntervalMs(ms) => format!("interval:{ms}"),
         FlushPolicy::OnRoll => "on-roll".to_string(),
     };
-    let entry = |name, value: String, config_type| Entry {
-        name,
-        value,
-        source: SOURCE_STATIC_BROKER,
-        config_type,
-    };
+    let r = &c.replication;
     vec![
-        entry("node.id", c.node_id.to_string(), TYPE_INT),
-        entry("log.dirs", c.data_dir.display().to_string(), TYPE_STRING),
-        entry(
+        ("node.id", c.node_id.to_string(), TYPE_INT),
+        ("broker.id", c.node_id.to_string(), TYPE_INT),
+        ("log.dirs", c.data_dir.display().to_string(), TYPE_STRING),
+        (
+            "listeners",
+            format!("PLAINTEXT://{}", c.listen),
+            TYPE_STRING,
+        ),
+        (
+            "advertised.listeners",
+            format!(
+                "PLAINTEXT://{}",
+                c.advertised_listener
+                    .clone()
+                    .unwrap_or_else(|| c.listen.to_string())
+            ),
+            TYPE_STRING,
+        ),
+        (
+            "broker.rack",
+            c.rack.clone().unwrap_or_default(),
+            TYPE_STRING,
+        ),
+        (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
             TYPE_BOOLEAN,
         ),
-        entry("num.partitions", c.default_partitions.to_string(), TYPE_INT),
-        entry("default.replication.factor", "1".into(), TYPE_INT),
-        entry(
+        ("num.partitions", c.default_partitions.to_string(), TYPE_INT),
+        (
+            "default.replication.factor",
+            c.default_replication_factor.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "min.insync.replicas",
+            r.min_insync_replicas.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "unclean.leader.election.enable",
+            r.unclean_leader_election.to_string(),
+            TYPE_BOOLEAN,
+        ),
+        (
+            "replica.lag.time.max.ms",
+            r.replica_lag_time_max_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
             "message.max.bytes",
             c.message_bytes_max.to_string(),
             TYPE_INT,
         ),
-        entry(
+        (
             "socket.request.max.bytes",
             c.frame_bytes_max.to_string(),
             TYPE_INT,
         ),
-        entry(
+        (
             "log.segment.bytes",
             c.log.segment_bytes_max.to_string(),
             TYPE_INT,
         ),
-        entry("log.retention.ms", ms(c.log.retention_ms), TYPE_LONG),
-        entry("log.retention.bytes", ms(c.log.retention_bytes), TYPE_LONG),
-        entry("log.flush.policy", flush, TYPE_STRING),
+        ("log.roll.ms", c.log.segment_ms_max.to_string(), TYPE_LONG),
+        ("log.retention.ms", ms(c.log.retention_ms), TYPE_LONG),
+        ("log.retention.bytes", ms(c.log.retention_bytes), TYPE_LONG),
+        (
+            "log.cleanup.policy",
+            c.log.cleanup_policy.to_string(),
+            TYPE_LIST,
+        ),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+            TYPE_LONG,
+        ),
+        ("log.flush.policy", flush, TYPE_STRING),
+        (
+            "broker.session.timeout.ms",
+            c.broker_session_timeout_ms.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "broker.heartbeat.interval.ms",
+            c.broker_heartbeat_interval_ms.to_string(),
+            TYPE_INT,
+        ),
     ]
+}
+
+/// The broker's settings: a setting whose value differs from the built-in
+/// default was given in its configuration (`STATIC_BROKER_CONFIG`); the rest
+/// are `DEFAULT_CONFIG`. All are read-only while the broker runs.
+fn broker_entries(broker: &Broker) -> Vec<Entry> {
+    let defaults = broker_settings(&crate::config::BrokerConfig::default());
+    broker_settings(&broker.config)
+        .into_iter()
+        .map(|(name, value, config_type)| {
+            // Clients are told the address the broker resolved at start.
+            let value = match name {
+                "advertised.listeners" => {
+                    let (host, port) = broker.advertised();
+                    format!("PLAINTEXT://{host}:{port}")
+                }
+                _ => value,
+            };
+            let is_default = name != "advertised.listeners"
+                && defaults
+                    .iter()
+                    .any(|(n, default, _)| *n == name && *default == value);
+            let is_default = is_default
+                || (name == "advertised.listeners" && broker.config.advertised_listener.is_none());
+            Entry {
+                name,
+                value,
+                source: if is_default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_STATIC_BROKER
+                },
+                config_type,
+            }
+        })
+        .collect()
 }
 
 pub fn describe_configs(
@@ -163,17 +268,19 @@ pub fn describe_configs(
     for resource in req.resources {
         let name = resource.resource_name.to_string();
         let entries = match resource.resource_type {
-            RESOURCE_TOPIC => image
+            CONFIG_RESOURCE_TOPIC => image
                 .topic(&name)
                 .map(|t| topic_entries(broker, &t.configs))
                 .ok_or((
                     ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                     format!("topic {name} does not exist"),
                 )),
-            RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
+            CONFIG_RESOURCE_BROKER
+                if name.is_empty() || name == broker.config.node_id.to_string() =>
+            {
                 Ok(broker_entries(broker))
             }
-            RESOURCE_BROKER => Err((
+            CONFIG_RESOURCE_BROKER => Err((
                 ErrorCode::INVALID_REQUEST,
                 format!("this is broker {}, not {name}", broker.config.node_id),
             )),
@@ -199,7 +306,7 @@ pub fn describe_configs(
                         DescribeConfigsResourceResult::default()
                             .with_name(StrBytes::from_static_str(e.name))
                             .with_value(Some(StrBytes::from_string(e.value)))
-                            .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                            .with_read_only(resource.resource_type == CONFIG_RESOURCE_BROKER)
                             .with_config_source(e.source)
                             .with_is_sensitive(false)
                             .with_config_type(e.config_type)
@@ -216,4 +323,231 @@ pub fn describe_configs(
     }
     let response = DescribeConfigsResponse::default().with_results(results);
     Ok(Reply::Now(request.respond(&response)?))
+}
+
+/// A resource's changes, or the error its whole resource gets.
+type Changes = Result<Vec<ConfigChange>, TopicError>;
+
+/// The changes an IncrementalAlterConfigs resource asks for. A key named
+/// twice, an unknown operation or a missing value is an invalid request.
+fn incremental_changes(configs: &[AlterableConfig]) -> Changes {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut changes = Vec::with_capacity(configs.len());
+    for config in configs {
+        let key = config.name.to_string();
+        if !seen.insert(key.clone()) {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("duplicate config key {key}"),
+            ));
+        }
+        let value = || {
+            config.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+                TopicError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("a null value is not allowed for {key}"),
+                )
+            })
+        };
+        changes.push(match config.config_operation {
+            CONFIG_OPERATION_SET => ConfigChange::Set {
+                value: value()?,
+                key,
+            },
+            CONFIG_OPERATION_DELETE => ConfigChange::Delete { key },
+            CONFIG_OPERATION_APPEND => ConfigChange::Append {
+                value: value()?,
+                key,
+            },
+            CONFIG_OPERATION_SUBTRACT => ConfigChange::Subtract {
+                value: value()?,
+                key,
+            },
+            other => {
+                return Err(TopicError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("unknown config operation {other} for {key}"),
+                ))
+            }
+        });
+    }
+    Ok(changes)
+}
+
+/// Broker configs cannot change while the broker runs: every alteration of a
+/// broker resource is refused, as Kafka refuses its read-only ones. A broker
+/// resource names this broker or is empty (the cluster-wide default).
+fn refuse_broker_change(node_id: i32, name: &str, keys: Vec<String>) -> TopicError {
+    if !name.is_empty() && name != node_id.to_string() {
+        return TopicError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("unexpected broker id {name}: this is broker {node_id}"),
+        );
+    }
+    TopicError::new(
+        ErrorCode::INVALID_REQUEST,
+        format!(
+            "cannot update these configs dynamically: {}",
+            keys.join(", ")
+        ),
+    )
+}
+
+/// Applies each resource's changes through the controller: topic config
+/// overrides are metadata, seen by every broker once committed. `node_id` is
+/// this broker's (for broker resources); the controller listener, which only
+/// receives forwarded topic changes, passes `None`.
+pub async fn answer_incremental_alter_configs(
+    controller: &Controller,
+    node_id: Option<i32>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for resource in req.resources {
+        let name = resource.resource_name.to_string();
+        let outcome = match (resource.resource_type, node_id) {
+            (CONFIG_RESOURCE_TOPIC, _) => match incremental_changes(&resource.configs) {
+                Ok(changes) => {
+                    controller
+                        .alter_topic_configs(&name, changes, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            (CONFIG_RESOURCE_BROKER, Some(node_id)) => Err(refuse_broker_change(
+                node_id,
+                &name,
+                resource
+                    .configs
+                    .iter()
+                    .map(|c| c.name.to_string())
+                    .collect(),
+            )),
+            (other, _) => Err(TopicError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("resource type {other} cannot be altered"),
+            )),
+        };
+        let result = IncrementalAlterConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => result.with_error_code(ErrorCode::NONE.code()),
+            Err(e) => result
+                .with_error_code(e.code.code())
+                .with_error_message(Some(StrBytes::from_string(e.message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub fn incremental_alter_configs(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: IncrementalAlterConfigsRequest = request.decode(&mut body)?;
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let response =
+            answer_incremental_alter_configs(&broker.controller, Some(broker.config.node_id), req)
+                .await;
+        responder
+            .respond(&response)
+            .expect("incremental alter configs response encodes")
+    })))
+}
+
+/// AlterConfigs (the API before IncrementalAlterConfigs): a topic's
+/// overrides become exactly the given set; overrides not named are removed.
+pub fn alter_configs(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: AlterConfigsRequest = request.decode(&mut body)?;
+    let broker = broker.clone();
+    let responder = request.responder();
+    Ok(Reply::Later(Box::pin(async move {
+        let node_id = broker.config.node_id;
+        let mut responses = Vec::with_capacity(req.resources.len());
+        for resource in req.resources {
+            let name = resource.resource_name.to_string();
+            let outcome = match resource.resource_type {
+                CONFIG_RESOURCE_TOPIC => match replacement(&broker, &name, &resource.configs) {
+                    Ok(changes) => {
+                        broker
+                            .controller
+                            .alter_topic_configs(&name, changes, req.validate_only)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                CONFIG_RESOURCE_BROKER => Err(refuse_broker_change(
+                    node_id,
+                    &name,
+                    resource
+                        .configs
+                        .iter()
+                        .map(|c| c.name.to_string())
+                        .collect(),
+                )),
+                other => Err(TopicError::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!("resource type {other} cannot be altered"),
+                )),
+            };
+            let result = AlterConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            responses.push(match outcome {
+                Ok(()) => result.with_error_code(ErrorCode::NONE.code()),
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            });
+        }
+        let response = AlterConfigsResponse::default().with_responses(responses);
+        responder
+            .respond(&response)
+            .expect("alter configs response encodes")
+    })))
+}
+
+/// The changes that make topic `name`'s overrides exactly `configs`.
+fn replacement(
+    broker: &Broker,
+    name: &str,
+    configs: &[protocol::messages::alter_configs_request::AlterableConfig],
+) -> Changes {
+    let image = broker.image();
+    let topic = image.topic(name).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    let mut changes = Vec::with_capacity(configs.len() + topic.configs.len());
+    let mut named = std::collections::BTreeSet::new();
+    for config in configs {
+        let key = config.name.to_string();
+        if !named.insert(key.clone()) {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("duplicate config key {key}"),
+            ));
+        }
+        changes.push(match &config.value {
+            Some(value) => ConfigChange::Set {
+                key,
+                value: value.to_string(),
+            },
+            None => ConfigChange::Delete { key },
+        });
+    }
+    for key in topic.configs.keys().filter(|k| !named.contains(*k)) {
+        changes.push(ConfigChange::Delete { key: key.clone() });
+    }
+    Ok(changes)
 }

@@ -5,6 +5,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod coordinator;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;

@@ -1,5 +1,6 @@
-//! Produce: validate each partition's record set (headers and CRCs only, no
-//! record is decoded), append it as leader, and answer by `acks`: at once
+//! Produce: validate each partition's record set (headers and CRCs only; a
+//! record is decoded only on a compacted topic, to refuse one without a key),
+//! append it as leader, and answer by `acks`: at once
 //! for 0 and 1, and for `all` once the high watermark covers the batch
 //! (every in-sync replica has it), the ISR is too small, or time is up.
 
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::batch::{validate_record_set, BatchError};
-use protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use protocol::{ErrorCode, StrBytes};
 
@@ -90,7 +93,13 @@ pub fn handle(
                             .get("max.message.bytes")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(broker.config.message_bytes_max);
-                        append(&partition, data.records, acks, max, now_ms)
+                        let compacted = t
+                            .configs
+                            .get("cleanup.policy")
+                            .and_then(|v| crate::storage::CleanupPolicy::parse(v))
+                            .unwrap_or(broker.config.log.cleanup_policy)
+                            .compact;
+                        append(&partition, data.records, acks, max, compacted, now_ms)
                     }
                 }
             };
@@ -217,6 +226,7 @@ fn append(
     records: Option<Bytes>,
     acks: i16,
     message_bytes_max: usize,
+    compacted: bool,
     now_ms: i64,
 ) -> Outcome {
     let index = partition.index;
@@ -250,6 +260,11 @@ fn append(
                 info.max_batch_bytes
             ),
         );
+    }
+    if compacted {
+        if let Some(refused) = keyless_records(partition, &records) {
+            return refused;
+        }
     }
     if acks == -1 {
         match partition.check_acks_all() {
@@ -307,6 +322,49 @@ fn append(
         }
         Err(e) => failed(index, e.error_code(), e.to_string()),
     }
+}
+
+/// Record errors reported per partition at most (Kafka shows the first few too).
+const RECORD_ERRORS_MAX: usize = 100;
+
+/// A compacted topic keeps the latest record of each key, so a record without
+/// a key cannot be kept: the whole record set is refused with
+/// `INVALID_RECORD`, naming each keyless record by its index in its batch
+/// (KIP-467). Compressed batches are not looked into: the broker never
+/// decompresses.
+fn keyless_records(partition: &Partition, records: &Bytes) -> Option<Outcome> {
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {}-{}.",
+        partition.topic, partition.index
+    );
+    let mut errors = Vec::new();
+    let mut total = 0usize;
+    for batch in protocol::batch::batches(records) {
+        // The record set was validated: only a compressed batch fails here.
+        let Ok(decoded) = protocol::batch::decode_records(&batch) else {
+            continue;
+        };
+        for (index, record) in decoded.iter().enumerate() {
+            if record.key.is_some() {
+                continue;
+            }
+            total += 1;
+            if errors.len() < RECORD_ERRORS_MAX {
+                errors.push(
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(index as i32)
+                        .with_batch_index_error_message(Some(message.clone().into())),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        return None;
+    }
+    tracing::debug!(topic = %partition.topic, partition = partition.index, total, "refused records without a key");
+    let mut refused = failed(partition.index, ErrorCode::INVALID_RECORD, message);
+    refused.response.record_errors = errors;
+    Some(refused)
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::CreateTopics => handlers::topics::create_topics(broker, &request, body),
         ApiKey::DeleteTopics => handlers::topics::delete_topics(broker, &request, body),
         ApiKey::CreatePartitions => handlers::topics::create_partitions(broker, &request, body),
+        ApiKey::DeleteRecords => handlers::delete_records::handle(broker, &request, body),
         ApiKey::FindCoordinator => handlers::coordinator::find_coordinator(broker, &request, body),
         ApiKey::JoinGroup => handlers::groups::join_group(broker, request, body),
         ApiKey::SyncGroup => handlers::groups::sync_group(broker, request, body),
@@ -243,6 +244,10 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::OffsetDelete => handlers::groups::offset_delete(broker, request, body),
         ApiKey::InitProducerId => handlers::producer_id::handle(broker, &request, body),
         ApiKey::DescribeConfigs => handlers::configs::describe_configs(broker, &request, body),
+        ApiKey::AlterConfigs => handlers::configs::alter_configs(broker, &request, body),
+        ApiKey::IncrementalAlterConfigs => {
+            handlers::configs::incremental_alter_configs(broker, &request, body)
+        }
         ApiKey::DescribeCluster => handlers::cluster::describe_cluster(broker, &request, body),
         ApiKey::DescribeQuorum => handlers::cluster::describe_quorum(broker, &request, body),
         ApiKey::UnregisterBroker => handlers::cluster::unregister_broker(broker, &request, body),

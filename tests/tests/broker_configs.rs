@@ -1,0 +1,174 @@
+//! Config changes on real broker processes: kafka-python's and librdkafka's
+//! admin clients alter topic configs (IncrementalAlterConfigs, AlterConfigs),
+//! the change takes effect (retention), a broker's own settings are described
+//! and refused as read-only, and in a cluster a change made through any
+//! broker is committed by the controller and seen by every broker.
+
+use std::time::Duration;
+
+use protocol::messages::describe_configs_request::DescribeConfigsResource;
+use protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use protocol::messages::{
+    ApiKey, BrokerId, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, TopicName,
+};
+use protocol::{ErrorCode, StrBytes};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use tests::{batch_of, produce_to, BrokerProcess, Cluster, RawConnection};
+
+/// How long retention may take to act on a changed `retention.ms`: a few
+/// of the retention checks the test broker runs every 200 ms.
+const RETENTION_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a committed config change may take to reach every broker.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// ListOffsets earliest (-2) of partition 0.
+fn earliest(conn: &mut RawConnection, topic: &str) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2)])]);
+    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).unwrap();
+    response.topics[0].partitions[0].offset
+}
+
+/// A topic config's value as DescribeConfigs v4 gives it: (error, value, source).
+fn topic_config(conn: &mut RawConnection, topic: &str, key: &str) -> (i16, Option<String>, i8) {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(key.to_string())]))]);
+    let response: DescribeConfigsResponse =
+        conn.call(ApiKey::DescribeConfigs, 4, &request).unwrap();
+    let result = &response.results[0];
+    match result.configs.first() {
+        Some(c) => (
+            result.error_code,
+            c.value.as_ref().map(|v| v.to_string()),
+            c.config_source,
+        ),
+        None => (result.error_code, None, -1),
+    }
+}
+
+#[test]
+fn kafka_python_alters_topic_configs_incrementally_and_reads_the_brokers_settings() {
+    // SET, APPEND, SUBTRACT, DELETE and validate_only as Kafka applies them; Kafka's errors; broker settings with their sources.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--set", "log.retention.ms=86400000"]).unwrap();
+    tests::run_python_script(
+        &broker,
+        "kafka_python_configs.py",
+        "kafka-python configs ok",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_alter_configs_replaces_overrides_and_a_shorter_retention_takes_effect() {
+    // AlterConfigs (API 33) sets retention.ms=1 on a topic with data; retention then moves its log start.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &["--set", "log.retention.check.interval.ms=200"],
+    )
+    .unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let topic = NewTopic::new("expiring", 1, TopicReplication::Fixed(1))
+        .set("segment.bytes", "1024")
+        .set("max.message.bytes", "2048");
+    for result in admin.create_topics(&[topic], &options).await.unwrap() {
+        result.unwrap();
+    }
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    let value = "x".repeat(300);
+    for i in 0..20 {
+        assert_eq!(
+            produce_to(&mut conn, "expiring", 0, batch_of(&[&value]), 1).unwrap(),
+            (0, i)
+        );
+    }
+    assert_eq!(earliest(&mut conn, "expiring"), 0);
+
+    // AlterConfigs replaces the whole set: max.message.bytes goes back to its default.
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("expiring"))
+        .set("retention.ms", "1")
+        .set("segment.bytes", "1024");
+    let results = admin.alter_configs(&[alter], &options).await.unwrap();
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert_eq!(
+        topic_config(&mut conn, "expiring", "retention.ms"),
+        (0, Some("1".to_string()), 1)
+    );
+    assert_eq!(
+        topic_config(&mut conn, "expiring", "max.message.bytes").2,
+        5
+    );
+    assert!(
+        tests::wait_until(RETENTION_TIMEOUT, || earliest(&mut conn, "expiring") > 0),
+        "retention.ms=1 deleted nothing within {RETENTION_TIMEOUT:?}"
+    );
+    // (The rdkafka crate reports no per-resource error of AlterConfigs: the
+    // errors are checked with kafka-python.)
+}
+
+#[test]
+fn a_config_change_through_any_broker_is_committed_by_the_controller_and_seen_by_all() {
+    // IncrementalAlterConfigs sent to every node in turn is forwarded to the controller; every node describes the result.
+    let cluster = Cluster::start(3, 0, tests::cluster::FAST_FAILURE_SETTINGS).unwrap();
+    assert_eq!(cluster.create_topic(1, "shared-configs", 1, 3).unwrap(), 0);
+    for (round, id) in cluster.node_ids().into_iter().enumerate() {
+        let retention = format!("{}", 1_000_000 + round);
+        let mut conn = RawConnection::connect(&cluster.client_addr(id)).unwrap();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("shared-configs"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(retention.clone())))]),
+        ]);
+        let response: IncrementalAlterConfigsResponse = conn
+            .call(ApiKey::IncrementalAlterConfigs, 1, &request)
+            .unwrap();
+        assert_eq!(
+            response.responses[0].error_code,
+            ErrorCode::NONE.code(),
+            "through node {id}: {:?}",
+            response.responses[0]
+        );
+        // The node that answered has applied it already.
+        assert_eq!(
+            topic_config(&mut conn, "shared-configs", "retention.ms").1,
+            Some(retention.clone())
+        );
+        for other in cluster.node_ids() {
+            let mut conn = RawConnection::connect(&cluster.client_addr(other)).unwrap();
+            assert!(
+                tests::wait_until(PROPAGATION_TIMEOUT, || {
+                    topic_config(&mut conn, "shared-configs", "retention.ms")
+                        .1
+                        .as_deref()
+                        == Some(retention.as_str())
+                }),
+                "node {other} does not see retention.ms={retention}"
+            );
+        }
+    }
+}
