@@ -148,7 +148,7 @@ pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
     ConsumerConfig, ConsumerConnectError, ConsumerRecord, ConsumerRecords, GroupError, Header,
     OffsetAndMetadata, OffsetFetchError, PollError, RebalanceContext, RebalanceListener,
-    RecordError, RecordStream, SubscribeError, TimestampType, TopicPartition,
+    RecordError, RecordStream, StoreError, SubscribeError, TimestampType, TopicPartition,
 };
 pub use error::{ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{

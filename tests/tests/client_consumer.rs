@@ -603,7 +603,7 @@ async fn assign_without_a_group_reads_but_cannot_commit() {
     assert_eq!(partitions, BTreeSet::from([0, 2]));
     assert_eq!(consumer.commit_sync().await, Err(CommitError::NoGroupId));
     assert!(consumer.committed(&[tp("manual", 0)]).await.is_err());
-    assert!(consumer.commit_async().await.await.is_err());
+    assert!(consumer.commit_async().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,8 +685,7 @@ async fn async_commits_complete_in_the_order_they_were_made() {
                 .commit_offsets_async(BTreeMap::from([(
                     p0.clone(),
                     OffsetAndMetadata::new(offset),
-                )]))
-                .await,
+                )])),
         );
     }
     for commit in pending.into_iter().rev() {
@@ -694,7 +693,7 @@ async fn async_commits_complete_in_the_order_they_were_made() {
     }
     let committed = consumer.committed(std::slice::from_ref(&p0)).await.unwrap();
     assert_eq!(committed[&p0].as_ref().map(|o| o.offset), Some(10));
-    consumer.commit_async().await.await.unwrap();
+    consumer.commit_async().await.unwrap();
     let committed = consumer.committed(std::slice::from_ref(&p0)).await.unwrap();
     assert_eq!(committed[&p0].as_ref().map(|o| o.offset), Some(20));
 }

@@ -483,7 +483,7 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
                     }
                 }
                 "commit_async" => {
-                    run_or_drop(async { consumer.commit_async().await.await }, cancel)
+                    run_or_drop(async { consumer.commit_async().await }, cancel)
                         .await
                         .is_some()
                 }
@@ -502,7 +502,7 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
                         run_or_drop(consumer.commit_offsets_sync(offsets.clone()), cancel).await
                     } else {
                         run_or_drop(
-                            async { consumer.commit_offsets_async(offsets.clone()).await.await },
+                            async { consumer.commit_offsets_async(offsets.clone()).await },
                             cancel,
                         )
                         .await

@@ -53,6 +53,14 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`. Default 5 s.
     pub auto_commit_interval: Duration,
+    /// `enable.auto.offset.store` (librdkafka's name): what a commit of the
+    /// consumer's offsets (`commit_sync`, `commit_async`, auto-commit, the
+    /// commit before a revocation and on close) covers. On (the default),
+    /// the position after the last record `poll` returned. Off, only the
+    /// offsets the application stored with `Consumer::store_offset` or
+    /// `Consumer::store_record`, which is how an at-least-once pipeline
+    /// commits records it has finished with, not those merely handed out.
+    pub enable_auto_offset_store: bool,
     /// `auto.offset.reset`. Default latest.
     pub auto_offset_reset: AutoOffsetReset,
     /// `session.timeout.ms`: the coordinator removes a member it has not
@@ -120,6 +128,7 @@ impl ConsumerConfig {
             group_instance_id: None,
             enable_auto_commit: true,
             auto_commit_interval: Duration::from_secs(5),
+            enable_auto_offset_store: true,
             auto_offset_reset: AutoOffsetReset::Latest,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),

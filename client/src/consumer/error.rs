@@ -174,8 +174,23 @@ pub enum CommitError {
     Failed { reason: String },
     #[error(transparent)]
     Group(#[from] GroupError),
+    /// `queued_max` commits were already waiting to be sent (see
+    /// [`COMMITS_QUEUED_MAX`](crate::consumer::COMMITS_QUEUED_MAX)).
+    #[error("{queued_max} commits already wait to be sent")]
+    TooManyQueued { queued_max: usize },
     #[error("the consumer is closed")]
     Closed,
+}
+
+/// Why `store_offset` refused an offset.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// `enable_auto_offset_store` is on: `poll` stores the offsets itself.
+    #[error("offsets are stored by poll (enable_auto_offset_store is on)")]
+    AutoStoreEnabled,
+    /// Offsets are stored only for partitions assigned to this consumer.
+    #[error("{topic}-{partition} is not assigned to this consumer")]
+    NotAssigned { topic: String, partition: i32 },
 }
 
 /// Why `committed` could not read the committed offsets.

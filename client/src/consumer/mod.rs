@@ -23,15 +23,21 @@
 //! - `undelivered`: records collected but not yet handed out (what keeps
 //!   `poll` cancel-safe).
 //! - `stream`: [`RecordStream`], the records as a `futures::Stream`.
+//! - `commit_lane`: the queue every commit goes through, in order.
 //! - `list_offsets`: log start and end offsets for resets.
 //!
 //! # Threading
 //!
-//! A `Consumer` is used from one task (`&mut self`). Behind it run a
-//! heartbeat task (while in a group), one fetch task per broker with a
-//! fetch in flight, and short lookups (committed offsets, ListOffsets,
-//! metadata). None of them touch the assignment: `poll` applies what they
-//! found, and calls the rebalance listener, on the caller's task.
+//! A `Consumer` can be shared between tasks (`Arc<Consumer>`): `poll` and
+//! the stream drive the fetch and group state (`Inner`) under a lock,
+//! while commits, `store_offset` and the accessors read what `poll` last
+//! published (`Shared`, `View`) and never wait for it. Calls that change
+//! what the consumer reads take `&mut self`. Behind it run a heartbeat
+//! task (while in a group), the commit lane (`commit_lane`: every commit,
+//! in order), one fetch task per broker with a fetch in flight, and short
+//! lookups (committed offsets, ListOffsets, metadata). None of them touch
+//! the assignment: `poll` applies what they found, and calls the
+//! rebalance listener, on the polling task.
 //!
 //! # Cancel safety
 //!
@@ -51,6 +57,7 @@ pub mod listener;
 pub mod record;
 
 mod codes;
+mod commit_lane;
 mod coordinator;
 mod fetcher;
 pub(crate) mod list_offsets;
@@ -64,7 +71,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -75,11 +82,12 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::connection::ConnectionConfig;
 
 pub use assignor::{AssignmentStrategy, RebalanceProtocol};
+pub use commit_lane::{CommitFuture, COMMITS_QUEUED_MAX};
 pub use config::{AutoOffsetReset, ConsumerConfig};
 pub use decode::RecordError;
 pub use error::{
     AssignmentError, CommitError, ConsumerConnectError, GroupError, OffsetFetchError, PollError,
-    SubscribeError,
+    StoreError, SubscribeError,
 };
 pub use fetcher::{FETCH_BUFFER_BYTES_MAX, FETCH_VERSIONS};
 pub use listener::{RebalanceContext, RebalanceListener};
@@ -88,6 +96,7 @@ pub use record::{
 };
 pub use stream::{RecordStream, STREAM_POLL_TIMEOUT};
 
+use commit_lane::{Attempts, CommitLane};
 use coordinator::{Group, Member, Phase};
 use fetcher::Fetcher;
 use list_offsets::ListedOffset;
@@ -126,7 +135,60 @@ enum Woken {
 }
 
 /// A Kafka consumer. See the module docs and `docs/client.md`.
+///
+/// `Consumer` is `Send + Sync`: share it (`Arc<Consumer>`) to commit or
+/// store offsets from worker tasks while one task polls. `poll` and the
+/// [`stream`](Self::stream) hold the consumer's fetch state while they run
+/// (concurrent polls take turns); commits, `store_offset` and the read-only
+/// accessors never wait for them. Calls that change what the consumer reads
+/// (`subscribe`, `assign`, `seek`, `pause`, ...) take `&mut self`.
 pub struct Consumer {
+    inner: tokio::sync::Mutex<Inner>,
+    shared: Arc<Shared>,
+}
+
+/// What the calls on `&self` read and write without waiting for `poll`.
+struct Shared {
+    config: Arc<ConsumerConfig>,
+    group: Option<Arc<Group>>,
+    /// Every commit goes through it, in order (with a group).
+    lane: Option<CommitLane>,
+    view: std::sync::Mutex<View>,
+}
+
+/// What `poll` last published of its state: the assignment, what a commit
+/// covers, and the offsets the application stored.
+#[derive(Debug, Default)]
+struct View {
+    /// How the consumer gets its partitions, as `poll` sees it.
+    mode: ViewMode,
+    partitions: BTreeMap<TopicPartition, PartitionView>,
+    /// Offsets stored with `store_offset` (manual offset store), for
+    /// assigned partitions only.
+    stored: BTreeMap<TopicPartition, OffsetAndMetadata>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+enum ViewMode {
+    #[default]
+    None,
+    Subscribed(Vec<String>),
+    Assigned,
+}
+
+#[derive(Debug, Default, Clone)]
+struct PartitionView {
+    /// The offset after the last record handed out (what a commit of the
+    /// positions stores), once known.
+    delivered: Option<OffsetAndMetadata>,
+    high_watermark: Option<i64>,
+    paused: bool,
+}
+
+/// The consumer's fetch and group state, driven by `poll` under the
+/// consumer's lock.
+struct Inner {
+    shared: Arc<Shared>,
     config: Arc<ConsumerConfig>,
     cluster: Arc<Cluster>,
     group: Option<Arc<Group>>,
@@ -148,7 +210,7 @@ pub struct Consumer {
     /// No metadata request before this (backoff between attempts).
     metadata_retry_at: Instant,
     next_auto_commit: Instant,
-    auto_commit_in_flight: Option<JoinHandle<Result<(), CommitError>>>,
+    auto_commit_in_flight: Option<CommitFuture>,
     /// The heartbeat task (with a group), watched by `poll`: it is spawned,
     /// and a panic would otherwise end the heartbeats unnoticed.
     heartbeat: Option<JoinHandle<()>>,
@@ -158,22 +220,130 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let view = self.shared.view();
         f.debug_struct("Consumer")
-            .field("bootstrap_servers", &self.config.bootstrap_servers)
-            .field("group_id", &self.config.group_id)
-            .field("mode", &self.mode)
-            .field("assignment", &self.assignment.partitions())
+            .field("bootstrap_servers", &self.shared.config.bootstrap_servers)
+            .field("group_id", &self.shared.config.group_id)
+            .field("mode", &view.mode)
+            .field("assignment", &view.partitions.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
+/// Bound on the LeaveGroup a dropped consumer sends (see `Drop for Consumer`).
+pub const LEAVE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Drop for Consumer {
+    /// Stops the heartbeat task (fetch and lookup tasks end with their
+    /// JoinSets) and, for a dynamic member still in its group, leaves the
+    /// group: a LeaveGroup sent from a task of its own, bounded by
+    /// [`LEAVE_ON_DROP_TIMEOUT`], when dropped inside a Tokio runtime. Best
+    /// effort: nothing is committed and no listener is called (that is
+    /// what `close` is for); if the LeaveGroup is not sent, the coordinator
+    /// drops the member after `session_timeout`.
     fn drop(&mut self) {
-        // Stops the heartbeat task; fetch and lookup tasks end with their JoinSets.
-        if let Some(group) = &self.group {
-            group.stop.cancel();
+        let Some(group) = &self.shared.group else {
+            return;
+        };
+        group.stop.cancel();
+        let subscribed = matches!(self.shared.view().mode, ViewMode::Subscribed(_));
+        if !subscribed || self.shared.config.group_instance_id.is_some() {
+            return;
+        }
+        let member = {
+            let mut state = group.state();
+            let member = Member {
+                generation_id: state.generation_id,
+                member_id: std::mem::take(&mut state.member_id),
+                group_instance_id: None,
+            };
+            state.phase = Phase::Unjoined;
+            state.generation_id = -1;
+            member
+        };
+        if member.member_id.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(group = %group.group_id, "consumer dropped outside a runtime; the coordinator drops it after the session timeout");
+            return;
+        };
+        let group = group.clone();
+        runtime.spawn(async move {
+            let leave = membership::leave(&group, &member, "the consumer was dropped");
+            match tokio::time::timeout(LEAVE_ON_DROP_TIMEOUT, leave).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(group = %group.group_id, ?error, "LeaveGroup of a dropped consumer failed")
+                }
+                Err(_) => {
+                    tracing::debug!(group = %group.group_id, "LeaveGroup of a dropped consumer not answered in time")
+                }
+            }
+            group.coordinator_unknown(None, "consumer dropped");
+        });
+    }
+}
+
+impl Shared {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().expect("consumer view lock")
+    }
+
+    /// What a commit of the consumer's offsets covers now: the positions
+    /// handed out, or the stored offsets (manual offset store).
+    fn offsets_to_commit(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        let view = self.view();
+        if self.config.enable_auto_offset_store {
+            view.partitions
+                .iter()
+                .filter_map(|(tp, p)| p.delivered.clone().map(|d| (tp.clone(), d)))
+                .collect()
+        } else {
+            view.stored.clone()
         }
     }
+
+    /// The identity commits carry: the generation for a subscribed
+    /// consumer, none for an assigned one.
+    fn commit_member(&self, group: &Group) -> Result<Member, CommitError> {
+        let subscribed = matches!(self.view().mode, ViewMode::Subscribed(_));
+        commit_member(group, subscribed)
+    }
+
+    /// Queues a commit on the lane (with a group).
+    fn queue_commit(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        attempts: Attempts,
+    ) -> CommitFuture {
+        let (Some(group), Some(lane)) = (&self.group, &self.lane) else {
+            return CommitFuture::ready(Err(CommitError::NoGroupId));
+        };
+        if offsets.is_empty() {
+            return CommitFuture::ready(Ok(()));
+        }
+        match self.commit_member(group) {
+            Ok(member) => lane.queue(offsets, member, attempts),
+            Err(error) => CommitFuture::ready(Err(error)),
+        }
+    }
+}
+
+/// The identity commits carry: the generation for a subscribed consumer
+/// (an error while it has none), none for an assigned one.
+fn commit_member(group: &Group, subscribed: bool) -> Result<Member, CommitError> {
+    if !subscribed {
+        return Ok(Member::standalone());
+    }
+    let member = group.member();
+    if member.generation_id < 0 || member.member_id.is_empty() {
+        return Err(CommitError::Rebalanced {
+            group: group.group_id.clone(),
+            code: codes::REBALANCE_IN_PROGRESS,
+        });
+    }
+    Ok(member)
 }
 
 impl Consumer {
@@ -208,8 +378,15 @@ impl Consumer {
         let heartbeat = group
             .as_ref()
             .map(|group| tokio::spawn(membership::heartbeat_loop(group.clone())));
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            lane: group.clone().map(CommitLane::start),
+            group: group.clone(),
+            view: std::sync::Mutex::new(View::default()),
+        });
         let now = Instant::now();
-        Ok(Consumer {
+        let inner = Inner {
+            shared: shared.clone(),
             fetcher: Fetcher::new(cluster.clone(), config.clone()),
             config: config.clone(),
             cluster,
@@ -230,13 +407,364 @@ impl Consumer {
             auto_commit_in_flight: None,
             heartbeat,
             undelivered: Undelivered::default(),
+        };
+        Ok(Consumer {
+            inner: tokio::sync::Mutex::new(inner),
+            shared,
         })
     }
+}
 
+impl Consumer {
+    /// The consumer's settings.
     pub fn config(&self) -> &ConsumerConfig {
-        &self.config
+        &self.shared.config
     }
 
+    /// Subscribes to `topics` in the consumer's group. The next `poll` joins
+    /// the group (or rejoins it, if the topics changed). Replaces an
+    /// assignment made with `assign`.
+    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), SubscribeError> {
+        let inner = self.inner.get_mut();
+        let result = inner.subscribe(topics);
+        inner.publish();
+        result
+    }
+
+    /// `subscribe` with a listener for rebalances (replacing any earlier one).
+    pub fn subscribe_with_listener<S: AsRef<str>>(
+        &mut self,
+        topics: &[S],
+        listener: impl RebalanceListener + 'static,
+    ) -> Result<(), SubscribeError> {
+        let inner = self.inner.get_mut();
+        let result = inner.subscribe_with_listener(topics, listener);
+        inner.publish();
+        result
+    }
+
+    /// Takes exactly these partitions, without group membership. With a
+    /// `group_id`, they start at their committed offsets (and commits go to
+    /// that group); otherwise by `auto_offset_reset`. Leaves the group if
+    /// the consumer was subscribed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. The new assignment is in place, and the revocation
+    /// commit (with auto-commit) queued, before the first await; only
+    /// LeaveGroup remains then. Dropped before it is sent, the partitions'
+    /// next owners get them once the coordinator drops this member (after
+    /// `session_timeout`).
+    pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
+        let inner = self.inner.get_mut();
+        let result = inner.assign(partitions).await;
+        inner.publish();
+        result
+    }
+
+    /// Leaves the group (after committing, with auto-commit, and the
+    /// listener's revocation callback) or drops the manual assignment.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe. The consumer is unsubscribed, and the revocation commit
+    /// queued, before the first await; only LeaveGroup remains then (as for
+    /// [`assign`](Self::assign)).
+    pub async fn unsubscribe(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.unsubscribe().await;
+        inner.publish();
+    }
+
+    /// The partitions assigned to this consumer, as `poll` last saw them.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.shared.view().partitions.keys().cloned().collect()
+    }
+
+    /// The subscribed topics (empty when not subscribed).
+    pub fn subscription(&self) -> Vec<String> {
+        match &self.shared.view().mode {
+            ViewMode::Subscribed(topics) => topics.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The group generation and member id, while the consumer is in one.
+    pub fn group_generation(&self) -> Option<(i32, String)> {
+        let group = self.shared.group.as_ref()?;
+        let state = group.state();
+        (state.phase == Phase::Stable).then(|| (state.generation_id, state.member_id.clone()))
+    }
+
+    /// The offset of the next record `poll` returns for `partition`, once
+    /// known (after the committed offset or reset was looked up): the
+    /// offset after the last record handed out, which is what a commit of
+    /// the positions stores.
+    pub fn position(&self, partition: &TopicPartition) -> Option<i64> {
+        self.shared
+            .view()
+            .partitions
+            .get(partition)
+            .and_then(|p| p.delivered.as_ref())
+            .map(|offset| offset.offset)
+    }
+
+    /// The high watermark of `partition` in the last fetch response.
+    pub fn high_watermark(&self, partition: &TopicPartition) -> Option<i64> {
+        self.shared
+            .view()
+            .partitions
+            .get(partition)
+            .and_then(|p| p.high_watermark)
+    }
+
+    /// Moves the position of an assigned partition: the next `poll` returns
+    /// records from `offset` (records buffered from elsewhere are dropped).
+    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
+        let inner = self.inner.get_mut();
+        let result = inner.seek(partition, offset);
+        inner.publish();
+        result
+    }
+
+    /// Moves the positions to the log start offset.
+    pub fn seek_to_beginning(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), AssignmentError> {
+        let inner = self.inner.get_mut();
+        let result = inner.seek_to(partitions, OffsetReset::Earliest);
+        inner.publish();
+        result
+    }
+
+    /// Moves the positions to the log end offset.
+    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        let inner = self.inner.get_mut();
+        let result = inner.seek_to(partitions, OffsetReset::Latest);
+        inner.publish();
+        result
+    }
+
+    /// Stops returning (and fetching) records of these partitions until
+    /// `resume`; their records already fetched are kept for then. Pausing
+    /// does not give partitions up, and survives a rebalance only for
+    /// partitions the member keeps.
+    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        let inner = self.inner.get_mut();
+        let result = inner.set_paused(partitions, true);
+        inner.publish();
+        result
+    }
+
+    /// Returns records of these paused partitions again.
+    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        let inner = self.inner.get_mut();
+        let result = inner.set_paused(partitions, false);
+        inner.publish();
+        result
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.shared
+            .view()
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// Returns the records fetched since the last call, at most
+    /// `max_poll_records`, waiting up to `timeout` for some to arrive. It
+    /// also does the group work: joining and rejoining (calling the
+    /// rebalance listener), looking up committed offsets for new
+    /// partitions, and auto-committing.
+    ///
+    /// Records are handed out in offset order per partition, and the
+    /// partition's position moves past them: a commit of the positions
+    /// (`commit_sync`, or auto-commit) covers exactly what `poll` returned.
+    /// Before returning, the next fetches are sent, so data arrives while
+    /// the application processes this batch.
+    ///
+    /// `poll` takes `&self`, so other tasks may commit or store offsets
+    /// while it runs; two concurrent polls take turns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: `poll` may lose a `select!` (to a timer, to Ctrl-C)
+    /// without losing records. A position moves past a record only when
+    /// the record is handed out; records `poll` had already collected when
+    /// it was dropped are kept and returned, first, by the next `poll` (or
+    /// the [`stream`](Self::stream)), and until then neither a commit nor
+    /// [`position`](Self::position) counts them. Dropped during group work,
+    /// what `poll` leaves undone is picked up by the next `poll`: a join
+    /// round goes on, and the commit before a revocation is queued before
+    /// the first await, so it is sent either way.
+    pub async fn poll(&self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
+        let mut inner = self.inner.lock().await;
+        let result = inner.poll(timeout).await;
+        inner.publish();
+        result
+    }
+
+    /// Hands out the records as a [`futures::Stream`], one at a time: the
+    /// everyday way to consume. The stream never ends; it yields a
+    /// [`PollError`] where `poll` would return one, and goes on after it.
+    /// It does what `poll` does (group work, auto-commit) in rounds of at
+    /// most [`STREAM_POLL_TIMEOUT`].
+    ///
+    /// The stream borrows the consumer shared, so commits may be made
+    /// while it runs: a commit of the positions covers exactly the records
+    /// the stream yielded.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `poll`: dropping `stream.next()`, or the stream,
+    /// loses no record; records collected but not yielded wait in the
+    /// consumer for the next `next()` or `poll`.
+    pub fn stream(&self) -> RecordStream<'_> {
+        RecordStream::new(self)
+    }
+
+    /// Stores `offset` (the offset of the *next* record to read) as what
+    /// the next commit of `partition` covers, with `enable_auto_offset_store`
+    /// off. Commits of the consumer's offsets (`commit_sync`,
+    /// `commit_async`, auto-commit, before a revocation, on close) then
+    /// commit the stored offsets only: store after processing a record,
+    /// and a restart or a rebalance resumes after the last record stored,
+    /// never after one merely handed out. Stored offsets of partitions the
+    /// consumer loses are dropped.
+    pub fn store_offset(
+        &self,
+        partition: &TopicPartition,
+        offset: OffsetAndMetadata,
+    ) -> Result<(), StoreError> {
+        if self.shared.config.enable_auto_offset_store {
+            return Err(StoreError::AutoStoreEnabled);
+        }
+        let mut view = self.shared.view();
+        if !view.partitions.contains_key(partition) {
+            return Err(StoreError::NotAssigned {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+            });
+        }
+        view.stored.insert(partition.clone(), offset);
+        Ok(())
+    }
+
+    /// [`store_offset`](Self::store_offset) of the offset after `record`:
+    /// the record is processed.
+    pub fn store_record(&self, record: &ConsumerRecord) -> Result<(), StoreError> {
+        let mut offset = OffsetAndMetadata::new(record.offset + 1);
+        offset.leader_epoch = record.leader_epoch;
+        self.store_offset(&TopicPartition::new(&*record.topic, record.partition), offset)
+    }
+
+    /// Commits the consumer's offsets (the positions of what `poll`
+    /// returned, or the stored offsets with `enable_auto_offset_store` off)
+    /// and waits for the answer, retrying retriable errors up to
+    /// `default_api_timeout`. Callable from any task while another polls.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the commit is queued before the first await, and sent
+    /// whether or not this is awaited; it covers only records handed out
+    /// when it was made, and commits reach the coordinator in the order
+    /// they were made, so it cannot overwrite a newer one.
+    pub async fn commit_sync(&self) -> Result<(), CommitError> {
+        let offsets = self.shared.offsets_to_commit();
+        self.commit_offsets_sync(offsets).await
+    }
+
+    /// Commits the given offsets (each the offset of the *next* record to
+    /// read) and waits for the answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`commit_sync`](Self::commit_sync).
+    pub async fn commit_offsets_sync(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<(), CommitError> {
+        let attempts = Attempts::RetryFor(self.shared.config.default_api_timeout);
+        self.shared.queue_commit(offsets, attempts).await
+    }
+
+    /// Queues a commit of the consumer's offsets (as
+    /// [`commit_sync`](Self::commit_sync) would) and returns at once, with
+    /// a future of its outcome (one attempt, no retries). It never waits:
+    /// the commit is in line when this returns, and is sent whether or not
+    /// the [`CommitFuture`] is awaited. Commits, sync or async, reach the
+    /// coordinator in the order they were made.
+    pub fn commit_async(&self) -> CommitFuture {
+        let offsets = self.shared.offsets_to_commit();
+        self.commit_offsets_async(offsets)
+    }
+
+    /// `commit_async` of the given offsets.
+    pub fn commit_offsets_async(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> CommitFuture {
+        self.shared.queue_commit(offsets, Attempts::Once)
+    }
+
+    /// The committed offsets of `partitions` in the consumer's group (`None`
+    /// where nothing is committed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, OffsetFetchError> {
+        let Some(group) = self.shared.group.clone() else {
+            return Err(OffsetFetchError::NoGroupId);
+        };
+        offsets::fetch_committed(&group, partitions, self.shared.config.default_api_timeout).await
+    }
+
+    /// Closes the consumer: with auto-commit, commits the consumer's
+    /// offsets; calls the listener's revocation callback; leaves the group
+    /// (dynamic members); stops the background tasks and closes the
+    /// connections. Returns the outcome of the final commit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that nothing is lost: dropped, the consumer is
+    /// dropped with it, and what it had not done yet is not done. The
+    /// final commit may not be sent (the records since the last commit are
+    /// delivered again to the partitions' next owner), nor LeaveGroup (the
+    /// coordinator drops the member after `session_timeout`).
+    pub async fn close(mut self) -> Result<(), CommitError> {
+        self.inner.get_mut().close().await
+    }
+
+    /// Test support, not for applications: the next `count` fetch tasks
+    /// panic with `message`, to check what a panicking fetch task does.
+    #[doc(hidden)]
+    pub fn inject_fetch_task_panics(&mut self, count: u32, message: &str) {
+        self.inner.get_mut().fetcher.inject_panics(count, message);
+    }
+
+    /// Test support, not for applications: the heartbeat task panics with
+    /// `message` when it next wakes.
+    #[doc(hidden)]
+    pub fn inject_heartbeat_panic(&mut self, message: &str) {
+        if let Some(group) = &self.shared.group {
+            *group
+                .injected_heartbeat_panic
+                .lock()
+                .expect("injected panic lock") = Some(message.to_string());
+        }
+    }
+}
+
+impl Inner {
     /// Subscribes to `topics` in the consumer's group. The next `poll` joins
     /// the group (or rejoins it, if the topics changed). Replaces an
     /// assignment made with `assign`.
@@ -319,7 +847,8 @@ impl Consumer {
         };
         self.next_metadata_refresh = Instant::now();
         if let Some(leaving) = leaving {
-            leaving.send(self.config.default_api_timeout).await;
+            self.publish();
+            leaving.send().await;
         }
         Ok(())
     }
@@ -343,55 +872,26 @@ impl Consumer {
         self.fetcher.clear_buffer();
         self.mode = Mode::None;
         if let Some(leaving) = leaving {
-            leaving.send(self.config.default_api_timeout).await;
+            self.publish();
+            leaving.send().await;
         }
     }
 
-    /// The partitions assigned to this consumer right now.
-    pub fn assignment(&self) -> Vec<TopicPartition> {
-        self.assignment.partitions()
-    }
-
-    /// The subscribed topics (empty when not subscribed).
-    pub fn subscription(&self) -> Vec<String> {
-        match &self.mode {
-            Mode::Subscribed(topics) => topics.iter().cloned().collect(),
-            _ => Vec::new(),
+    /// What a commit of `partitions` covers before they are given up: their
+    /// delivered positions, or their stored offsets (manual offset store).
+    fn offsets_to_commit_of(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        if self.config.enable_auto_offset_store {
+            self.assignment.positions_of(partitions)
+        } else {
+            let view = self.shared.view();
+            partitions
+                .iter()
+                .filter_map(|tp| view.stored.get(tp).map(|o| (tp.clone(), o.clone())))
+                .collect()
         }
-    }
-
-    /// The group generation and member id, while the consumer is in one.
-    pub fn group_generation(&self) -> Option<(i32, String)> {
-        let group = self.group.as_ref()?;
-        let state = group.state();
-        (state.phase == Phase::Stable).then(|| (state.generation_id, state.member_id.clone()))
-    }
-
-    /// The offset of the next record `poll` returns for `partition`, once
-    /// known (after the committed offset or reset was looked up): the
-    /// offset after the last record handed out, which is what a commit of
-    /// the positions stores.
-    pub fn position(&self, partition: &TopicPartition) -> Option<i64> {
-        if let Some(delivered) = self.undelivered.position_of(partition) {
-            return Some(delivered.offset);
-        }
-        self.assignment
-            .get(partition)
-            .and_then(|s| s.position)
-            .map(|p| p.offset)
-    }
-
-    /// What a commit of the positions stores: per partition, the offset
-    /// after the last record handed out.
-    fn delivered_positions(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        let mut positions = self.assignment.positions();
-        for (tp, offset) in positions.iter_mut() {
-            if let Some(delivered) = self.undelivered.position_of(tp) {
-                offset.offset = delivered.offset;
-                offset.leader_epoch = delivered.leader_epoch;
-            }
-        }
-        positions
     }
 
     /// Puts every partition with records collected but not handed out back
@@ -405,13 +905,6 @@ impl Consumer {
         }
     }
 
-    /// The high watermark of `partition` in the last fetch response.
-    pub fn high_watermark(&self, partition: &TopicPartition) -> Option<i64> {
-        self.assignment
-            .get(partition)
-            .and_then(|s| s.high_watermark)
-    }
-
     /// Moves the position of an assigned partition: the next `poll` returns
     /// records from `offset` (records buffered from elsewhere are dropped).
     pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
@@ -419,19 +912,6 @@ impl Consumer {
         self.rewind_undelivered();
         self.assigned_mut(partition)?.seek(offset);
         Ok(())
-    }
-
-    /// Moves the positions to the log start offset.
-    pub fn seek_to_beginning(
-        &mut self,
-        partitions: &[TopicPartition],
-    ) -> Result<(), AssignmentError> {
-        self.seek_to(partitions, OffsetReset::Earliest)
-    }
-
-    /// Moves the positions to the log end offset.
-    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        self.seek_to(partitions, OffsetReset::Latest)
     }
 
     fn seek_to(
@@ -450,27 +930,6 @@ impl Consumer {
             state.retry_at = None;
         }
         Ok(())
-    }
-
-    /// Stops returning (and fetching) records of these partitions until
-    /// `resume`; their records already fetched are kept for then. Pausing
-    /// does not give partitions up, and survives a rebalance only for
-    /// partitions the member keeps.
-    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        self.set_paused(partitions, true)
-    }
-
-    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        self.set_paused(partitions, false)
-    }
-
-    /// The paused partitions.
-    pub fn paused(&self) -> Vec<TopicPartition> {
-        self.assignment
-            .iter()
-            .filter(|(_, s)| s.paused)
-            .map(|(tp, _)| tp.clone())
-            .collect()
     }
 
     fn set_paused(
@@ -532,49 +991,68 @@ impl Consumer {
     /// round goes on, and a commit before a revocation may not be sent,
     /// so the records since the last commit are delivered again to the
     /// partitions' next owner.
-    pub async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
+    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
         if self.undelivered.is_empty() {
             self.fill(timeout).await?;
         }
-        Ok(ConsumerRecords::from_vec(self.undelivered.take_all()))
+        let records = self.undelivered.take_all();
+        self.publish();
+        Ok(ConsumerRecords::from_vec(records))
     }
 
-    /// Hands out the records as a [`futures::Stream`], one at a time: the
-    /// everyday way to consume. The stream never ends; it yields a
-    /// [`PollError`] where `poll` would return one, and goes on after it.
-    /// It does what `poll` does (group work, auto-commit) in rounds of at
-    /// most [`STREAM_POLL_TIMEOUT`].
-    ///
-    /// The stream borrows the consumer. Commit with auto-commit, or drop
-    /// the stream and call `commit_sync`: a commit of the positions then
-    /// covers exactly the records the stream yielded.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe, as `poll`: dropping `stream.next()`, or the stream,
-    /// loses no record; records collected but not yielded wait in the
-    /// consumer for the next `next()` or `poll`.
-    pub fn stream(&mut self) -> RecordStream<'_> {
-        RecordStream::new(self)
-    }
-
-    /// Test support, not for applications: the next `count` fetch tasks
-    /// panic with `message`, to check what a panicking fetch task does.
-    #[doc(hidden)]
-    pub fn inject_fetch_task_panics(&mut self, count: u32, message: &str) {
-        self.fetcher.inject_panics(count, message);
-    }
-
-    /// Test support, not for applications: the heartbeat task panics with
-    /// `message` when it next wakes.
-    #[doc(hidden)]
-    pub fn inject_heartbeat_panic(&mut self, message: &str) {
-        if let Some(group) = &self.group {
-            *group
-                .injected_heartbeat_panic
-                .lock()
-                .expect("injected panic lock") = Some(message.to_string());
+    /// Hands out the oldest record collected and not yet handed out.
+    fn pop_record(&mut self) -> Option<ConsumerRecord> {
+        let record = self.undelivered.pop()?;
+        let tp = TopicPartition::new(&*record.topic, record.partition);
+        let delivered = self.delivered_position(&tp);
+        if let Some(view) = self.shared.view().partitions.get_mut(&tp) {
+            view.delivered = delivered;
         }
+        Some(record)
+    }
+
+    /// The delivered position of one partition: the offset after its last
+    /// record handed out (its position, unless records wait undelivered).
+    fn delivered_position(&self, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
+        if let Some(delivered) = self.undelivered.position_of(tp) {
+            let mut offset = OffsetAndMetadata::new(delivered.offset);
+            offset.leader_epoch = delivered.leader_epoch;
+            return Some(offset);
+        }
+        self.assignment.get(tp).and_then(|s| s.position).map(|p| {
+            let mut offset = OffsetAndMetadata::new(p.offset);
+            offset.leader_epoch = p.leader_epoch;
+            offset
+        })
+    }
+
+    /// Publishes what the calls on `&self` read: the assignment, the
+    /// delivered positions, pauses and high watermarks. Called after every
+    /// change to them and before every await of `poll`, so a commit made
+    /// from another task covers what was handed out when it was made, and
+    /// only partitions this consumer still owns.
+    fn publish(&self) {
+        let mode = match &self.mode {
+            Mode::None => ViewMode::None,
+            Mode::Subscribed(topics) => ViewMode::Subscribed(topics.iter().cloned().collect()),
+            Mode::Assigned => ViewMode::Assigned,
+        };
+        let partitions: BTreeMap<TopicPartition, PartitionView> = self
+            .assignment
+            .iter()
+            .map(|(tp, state)| {
+                let view = PartitionView {
+                    delivered: self.delivered_position(tp),
+                    high_watermark: state.high_watermark,
+                    paused: state.paused,
+                };
+                (tp.clone(), view)
+            })
+            .collect();
+        let mut view = self.shared.view();
+        view.stored.retain(|tp, _| partitions.contains_key(tp));
+        view.partitions = partitions;
+        view.mode = mode;
     }
 
     /// Starts the heartbeat task again if it ended (a panic: it only ends
@@ -629,6 +1107,7 @@ impl Consumer {
                 // Waiting inside poll counts as polling (max_poll_interval).
                 group.state().last_poll = Instant::now();
             }
+            self.publish();
             self.maybe_auto_commit().await;
             if matches!(self.mode, Mode::Subscribed(_)) {
                 self.drive_group().await?;
@@ -654,6 +1133,7 @@ impl Consumer {
                 // future is dropped at the yield below, the next call hands
                 // them out.
                 self.undelivered.keep(records, before);
+                self.publish();
                 // Let the fetches just sent reach the socket, and responses
                 // that arrived be read, before the application takes the
                 // records: on a single-threaded runtime nothing else runs
@@ -667,6 +1147,7 @@ impl Consumer {
             if now >= deadline {
                 return Ok(());
             }
+            self.publish();
             match self.wait(self.wake_at(deadline)).await {
                 Woken::Other => {}
                 Woken::Background(done) => self.background_done(done)?,
@@ -713,7 +1194,7 @@ impl Consumer {
     }
 
     async fn wait(&mut self, wake_at: Instant) -> Woken {
-        let Consumer {
+        let Inner {
             fetcher,
             assignment,
             group,
@@ -1141,7 +1622,7 @@ impl Consumer {
             return BTreeMap::new();
         }
         let mut commit = if auto_commit && self.config.auto_commit() {
-            self.assignment.positions_of(partitions)
+            self.offsets_to_commit_of(partitions)
         } else {
             BTreeMap::new()
         };
@@ -1161,9 +1642,14 @@ impl Consumer {
         if offsets.is_empty() {
             return;
         }
+        self.publish();
         let member = self.commit_member(group).unwrap_or_else(|_| group.member());
-        if let Err(error) =
-            offsets::commit_sync(group, &offsets, &member, self.config.default_api_timeout).await
+        if let Err(error) = self.queue_commit(
+            offsets,
+            member,
+            Attempts::RetryFor(self.config.default_api_timeout),
+        )
+        .await
         {
             tracing::warn!(group = %group.group_id, %error, "commit during a rebalance failed; the records since the last commit will be delivered again");
         }
@@ -1241,29 +1727,33 @@ impl Consumer {
             state.rejoin_needed = None;
             state.membership_lost = None;
         }
+        let commit = self.queue_commit(
+            commit,
+            commit_member,
+            Attempts::RetryFor(self.config.default_api_timeout),
+        );
         Some(LeaveRequests {
             group,
             commit,
-            commit_member,
             leave,
         })
     }
 
-    /// The identity commits carry: the generation for a subscribed
-    /// consumer, none for an assigned one.
+    /// The identity commits carry (see the free `commit_member`).
     fn commit_member(&self, group: &Group) -> Result<Member, CommitError> {
-        match self.mode {
-            Mode::Subscribed(_) => {
-                let member = group.member();
-                if member.generation_id < 0 || member.member_id.is_empty() {
-                    return Err(CommitError::Rebalanced {
-                        group: group.group_id.clone(),
-                        code: codes::REBALANCE_IN_PROGRESS,
-                    });
-                }
-                Ok(member)
-            }
-            _ => Ok(Member::standalone()),
+        commit_member(group, matches!(self.mode, Mode::Subscribed(_)))
+    }
+
+    /// Queues a commit on the lane; the consumer has a group.
+    fn queue_commit(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        member: Member,
+        attempts: Attempts,
+    ) -> CommitFuture {
+        match &self.shared.lane {
+            Some(lane) => lane.queue(offsets, member, attempts),
+            None => CommitFuture::ready(Err(CommitError::NoGroupId)),
         }
     }
 
@@ -1281,20 +1771,20 @@ impl Consumer {
             return;
         };
         self.next_auto_commit = now + self.config.auto_commit_interval;
-        if let Some(previous) = &self.auto_commit_in_flight {
-            if !previous.is_finished() {
-                return;
+        if let Some(previous) = self.auto_commit_in_flight.as_mut() {
+            match previous.now_or_never() {
+                None => return,
+                Some(Err(error)) => {
+                    tracing::warn!(group = %group.group_id, %error, "auto-commit failed")
+                }
+                Some(Ok(())) => {}
             }
-        }
-        if let Some(previous) = self.auto_commit_in_flight.take() {
-            if let Ok(Err(error)) = previous.await {
-                tracing::warn!(group = %group.group_id, %error, "auto-commit failed");
-            }
+            self.auto_commit_in_flight = None;
         }
         if matches!(self.mode, Mode::Subscribed(_)) && group.state().phase != Phase::Stable {
             return;
         }
-        let offsets = self.delivered_positions();
+        let offsets = self.shared.offsets_to_commit();
         if offsets.is_empty() {
             return;
         }
@@ -1310,130 +1800,40 @@ impl Consumer {
             });
             return;
         }
-        let handle = offsets::commit_async(group, offsets, member).await;
-        self.auto_commit_in_flight = Some(handle);
+        self.auto_commit_in_flight = Some(self.queue_commit(offsets, member, Attempts::Once));
     }
 
-    /// Commits the positions of every assigned partition (what `poll` has
-    /// returned) and waits for the answer, retrying retriable errors up to
-    /// `default_api_timeout`.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: dropped, the commit may or may not have reached the
-    /// coordinator (it is sent once, or not at all, per attempt); either
-    /// way it covers only records handed out, and a later commit goes out
-    /// behind it on the coordinator connection, so it cannot overwrite a
-    /// newer one.
-    pub async fn commit_sync(&mut self) -> Result<(), CommitError> {
-        let offsets = self.delivered_positions();
-        self.commit_offsets_sync(offsets).await
-    }
-
-    /// Commits the given offsets (each the offset of the *next* record to
-    /// read) and waits for the answer.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe, as [`commit_sync`](Self::commit_sync).
-    pub async fn commit_offsets_sync(
-        &mut self,
-        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    ) -> Result<(), CommitError> {
-        let Some(group) = self.group.clone() else {
-            return Err(CommitError::NoGroupId);
-        };
-        let member = self.commit_member(&group)?;
-        offsets::commit_sync(&group, &offsets, &member, self.config.default_api_timeout).await
-    }
-
-    /// Sends a commit of the positions and returns at once with a future
-    /// of its outcome (one attempt, no retries). Commits, sync or async,
-    /// reach the coordinator in the order they were made.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: dropped before it returns (while it looks for the
-    /// coordinator or waits for room on its connection), the commit is
-    /// not sent; once it returned, it is on its way whether or not the
-    /// [`CommitFuture`] is awaited.
-    pub async fn commit_async(&mut self) -> CommitFuture {
-        let offsets = self.delivered_positions();
-        self.commit_offsets_async(offsets).await
-    }
-
-    /// `commit_async` of the given offsets.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe, as [`commit_async`](Self::commit_async).
-    pub async fn commit_offsets_async(
-        &mut self,
-        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    ) -> CommitFuture {
-        let Some(group) = self.group.clone() else {
-            return CommitFuture::ready(Err(CommitError::NoGroupId));
-        };
-        if offsets.is_empty() {
-            return CommitFuture::ready(Ok(()));
-        }
-        let member = match self.commit_member(&group) {
-            Ok(member) => member,
-            Err(error) => return CommitFuture::ready(Err(error)),
-        };
-        CommitFuture::running(offsets::commit_async(group, offsets, member).await)
-    }
-
-    /// The committed offsets of `partitions` in the consumer's group (`None`
-    /// where nothing is committed).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: it only reads.
-    pub async fn committed(
-        &mut self,
-        partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>, OffsetFetchError> {
-        let Some(group) = self.group.clone() else {
-            return Err(OffsetFetchError::NoGroupId);
-        };
-        offsets::fetch_committed(&group, partitions, self.config.default_api_timeout).await
-    }
-
-    /// Closes the consumer: with auto-commit, commits the positions; calls
-    /// the listener's revocation callback; leaves the group (dynamic
-    /// members); stops the background tasks and closes the connections.
-    /// Returns the outcome of the final commit.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe in that nothing is lost: dropped, the consumer is
-    /// dropped with it, and what it had not done yet is not done. The
-    /// final commit may not be sent (the records since the last commit are
-    /// delivered again to the partitions' next owner), nor LeaveGroup (the
-    /// coordinator drops the member after `session_timeout`).
-    pub async fn close(mut self) -> Result<(), CommitError> {
+    /// The body of `Consumer::close`.
+    async fn close(&mut self) -> Result<(), CommitError> {
         self.rewind_undelivered();
+        self.publish();
         let mut result = Ok(());
         if let Some(group) = self.group.clone() {
             if self.config.auto_commit() {
-                if let Some(previous) = self.auto_commit_in_flight.take() {
-                    let _ = previous.await;
-                }
-                let offsets = self.delivered_positions();
+                let offsets = self.shared.offsets_to_commit();
                 let committable = match &self.mode {
                     Mode::Subscribed(_) => group.state().phase == Phase::Stable,
                     Mode::Assigned => true,
                     Mode::None => false,
                 };
                 if committable && !offsets.is_empty() {
-                    result = self.commit_offsets_sync(offsets).await;
+                    result = match self.commit_member(&group) {
+                        Ok(member) => {
+                            self.queue_commit(
+                                offsets,
+                                member,
+                                Attempts::RetryFor(self.config.default_api_timeout),
+                            )
+                            .await
+                        }
+                        Err(error) => Err(error),
+                    };
                 }
             }
             if matches!(self.mode, Mode::Subscribed(_)) {
                 // The final commit is done: no second one while leaving.
                 if let Some(leaving) = self.begin_leave("the consumer is being closed", false) {
-                    leaving.send(self.config.default_api_timeout).await;
+                    leaving.send().await;
                 }
             }
             group.stop.cancel();
@@ -1446,82 +1846,34 @@ impl Consumer {
 }
 
 /// What leaving a group still has to send once the consumer's state says
-/// it left (see `Consumer::begin_leave`).
+/// it left (see `Inner::begin_leave`).
 struct LeaveRequests {
     group: Arc<Group>,
-    /// The revocation commit (possibly empty), with the generation it
-    /// belongs to.
-    commit: BTreeMap<TopicPartition, OffsetAndMetadata>,
-    commit_member: Member,
+    /// The revocation commit, already queued on the commit lane.
+    commit: CommitFuture,
     /// The member to take out of the group, and why; `None` for a static
     /// member.
     leave: Option<(Member, String)>,
 }
 
 impl LeaveRequests {
-    /// Commits (waiting for the answer, as before any revocation), then
-    /// sends LeaveGroup. Failures are logged: the records since the last
-    /// commit are delivered again, and a member that did not leave is
-    /// dropped after its session timeout.
-    async fn send(self, default_api_timeout: Duration) {
+    /// Waits for the commit (queued before any revocation), then sends
+    /// LeaveGroup. Failures are logged: the records since the last commit
+    /// are delivered again, and a member that did not leave is dropped
+    /// after its session timeout.
+    async fn send(self) {
         let LeaveRequests {
             group,
             commit,
-            commit_member,
             leave,
         } = self;
-        if !commit.is_empty() {
-            if let Err(error) =
-                offsets::commit_sync(&group, &commit, &commit_member, default_api_timeout).await
-            {
-                tracing::warn!(group = %group.group_id, %error, "commit while leaving the group failed; the records since the last commit will be delivered again");
-            }
+        if let Err(error) = commit.await {
+            tracing::warn!(group = %group.group_id, %error, "commit while leaving the group failed; the records since the last commit will be delivered again");
         }
         if let Some((member, reason)) = leave {
             if let Err(error) = membership::leave(&group, &member, &reason).await {
                 tracing::debug!(group = %group.group_id, ?error, "LeaveGroup failed");
             }
-        }
-    }
-}
-
-/// The outcome of `commit_async`: await it, or drop it to ignore it (the
-/// commit still completes).
-pub struct CommitFuture {
-    state: CommitFutureState,
-}
-
-enum CommitFutureState {
-    Ready(Option<Result<(), CommitError>>),
-    Running(JoinHandle<Result<(), CommitError>>),
-}
-
-impl CommitFuture {
-    fn ready(result: Result<(), CommitError>) -> Self {
-        CommitFuture {
-            state: CommitFutureState::Ready(Some(result)),
-        }
-    }
-
-    fn running(handle: JoinHandle<Result<(), CommitError>>) -> Self {
-        CommitFuture {
-            state: CommitFutureState::Running(handle),
-        }
-    }
-}
-
-impl Future for CommitFuture {
-    type Output = Result<(), CommitError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.state {
-            CommitFutureState::Ready(result) => {
-                Poll::Ready(result.take().expect("CommitFuture polled after completion"))
-            }
-            CommitFutureState::Running(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(result)) => Poll::Ready(result),
-                Poll::Ready(Err(_)) => Poll::Ready(Err(CommitError::Closed)),
-            },
         }
     }
 }

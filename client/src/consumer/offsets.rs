@@ -231,11 +231,11 @@ pub async fn commit_sync(
 /// Sends a commit once (no retries) and returns a future of its outcome.
 /// The request is on the connection when this returns, so commits keep
 /// their order.
-pub async fn commit_async(
+pub async fn commit_once(
     group: Arc<Group>,
     offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
     member: Member,
-) -> tokio::task::JoinHandle<Result<(), CommitError>> {
+) -> impl std::future::Future<Output = Result<(), CommitError>> + Send {
     let started = match tokio::time::timeout(
         group.config.request_timeout,
         start_commit(&group, &offsets, &member),
@@ -247,7 +247,7 @@ pub async fn commit_async(
             "no coordinator within the request timeout".into(),
         )),
     };
-    tokio::spawn(async move {
+    async move {
         let result = match started {
             Ok(commit) => finish_commit(&group, commit).await,
             Err(e) => Err(e),
@@ -256,7 +256,7 @@ pub async fn commit_async(
             AttemptError::Final(error) => error,
             AttemptError::Retriable(reason) => CommitError::Failed { reason },
         })
-    })
+    }
 }
 
 /// The committed offsets of `partitions` (`None` where nothing is

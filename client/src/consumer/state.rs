@@ -143,6 +143,7 @@ impl AssignmentState {
 
     /// What a commit of the current positions sends: one entry per
     /// partition with a position.
+    #[cfg(test)]
     pub fn positions(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
         self.positions_of(self.partitions.keys())
     }

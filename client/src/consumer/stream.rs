@@ -23,13 +23,14 @@ use crate::consumer::Consumer;
 /// the next (each round does the group work, as a `poll` does).
 pub const STREAM_POLL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// One round of `poll`'s work, owning the consumer's borrow until it ends.
+/// One round of `poll`'s work under the consumer's lock: the next record
+/// collected, if any, after at most one `poll` round.
 type Round<'a> =
-    Pin<Box<dyn Future<Output = (&'a mut Consumer, Result<(), PollError>)> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Option<ConsumerRecord>, PollError>> + Send + 'a>>;
 
 enum State<'a> {
-    /// Between rounds: records are handed out from the consumer.
-    Idle(&'a mut Consumer),
+    /// Between rounds.
+    Idle,
     Polling(Round<'a>),
     /// A round panicked; the stream has ended.
     Ended,
@@ -41,13 +42,15 @@ enum State<'a> {
 /// stream does not end.
 #[must_use = "streams do nothing unless polled"]
 pub struct RecordStream<'a> {
+    consumer: &'a Consumer,
     state: State<'a>,
 }
 
 impl<'a> RecordStream<'a> {
-    pub(crate) fn new(consumer: &'a mut Consumer) -> RecordStream<'a> {
+    pub(crate) fn new(consumer: &'a Consumer) -> RecordStream<'a> {
         RecordStream {
-            state: State::Idle(consumer),
+            consumer,
+            state: State::Idle,
         }
     }
 }
@@ -55,7 +58,7 @@ impl<'a> RecordStream<'a> {
 impl std::fmt::Debug for RecordStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
-            State::Idle(_) => "idle",
+            State::Idle => "idle",
             State::Polling(_) => "polling",
             State::Ended => "ended",
         };
@@ -71,14 +74,24 @@ impl Stream for RecordStream<'_> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             match std::mem::replace(&mut self.state, State::Ended) {
-                State::Idle(consumer) => {
-                    if let Some(record) = consumer.undelivered.pop() {
-                        self.state = State::Idle(consumer);
-                        return Poll::Ready(Some(Ok(record)));
+                State::Idle => {
+                    // The common case: a record waits and nobody else polls.
+                    if let Ok(mut inner) = self.consumer.inner.try_lock() {
+                        if let Some(record) = inner.pop_record() {
+                            self.state = State::Idle;
+                            return Poll::Ready(Some(Ok(record)));
+                        }
                     }
+                    let consumer = self.consumer;
                     self.state = State::Polling(Box::pin(async move {
-                        let result = consumer.fill(STREAM_POLL_TIMEOUT).await;
-                        (consumer, result)
+                        let mut inner = consumer.inner.lock().await;
+                        if let Some(record) = inner.pop_record() {
+                            return Ok(Some(record));
+                        }
+                        let filled = inner.fill(STREAM_POLL_TIMEOUT).await;
+                        inner.publish();
+                        filled?;
+                        Ok(inner.pop_record())
                     }));
                 }
                 State::Polling(mut round) => match round.as_mut().poll(cx) {
@@ -86,13 +99,15 @@ impl Stream for RecordStream<'_> {
                         self.state = State::Polling(round);
                         return Poll::Pending;
                     }
-                    Poll::Ready((consumer, result)) => {
-                        self.state = State::Idle(consumer);
-                        if let Err(error) = result {
-                            return Poll::Ready(Some(Err(error)));
+                    Poll::Ready(result) => {
+                        self.state = State::Idle;
+                        match result {
+                            Ok(Some(record)) => return Poll::Ready(Some(Ok(record))),
+                            Err(error) => return Poll::Ready(Some(Err(error))),
+                            // A round that timed out with nothing is
+                            // followed by the next.
+                            Ok(None) => {}
                         }
-                        // A round that timed out with nothing is followed
-                        // by the next; one with records hands them out.
                     }
                 },
                 State::Ended => return Poll::Ready(None),
