@@ -14,16 +14,32 @@ use crate::connection::ConnectionError;
 
 /// A setting, or a combination of settings, that cannot work.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
+    /// A setting (by field name), alone or with others, cannot work.
     #[error("invalid {setting}: {reason}")]
     Invalid {
         setting: &'static str,
         reason: String,
     },
+    /// A property name (`linger.ms`) this client does not know.
+    #[error("unknown property {name:?}")]
+    UnknownProperty { name: String },
+    /// A property's value does not parse, or is out of range.
+    #[error("invalid value {value:?} for property {name}: {reason}")]
+    InvalidProperty {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    /// `from_properties` without a property it needs.
+    #[error("property {name} is required")]
+    MissingProperty { name: &'static str },
 }
 
 /// Why `Producer::connect` failed.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectError {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -36,6 +52,7 @@ pub enum ConnectError {
 /// Why `send` did not accept a record. Nothing was queued: the record is not
 /// in flight and will not be delivered.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     #[error(
         "buffer memory full: {needed_bytes} bytes needed, {buffer_memory_bytes} bytes all taken by undelivered records; waited {waited:?} (max_block)"
@@ -72,8 +89,41 @@ pub enum SendError {
     SenderStopped { reason: String },
 }
 
+/// Why one attempt to deliver a batch failed in a way worth retrying: the
+/// last one is in [`ProduceError::RetriesExhausted`] and
+/// [`ProduceError::DeliveryTimeout`].
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptError {
+    /// The broker answered the partition with a retriable error code (e.g.
+    /// `NOT_LEADER_OR_FOLLOWER`, `NOT_ENOUGH_REPLICAS`,
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` while an earlier batch is retried).
+    #[error("{code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        code: ErrorCode,
+        message: Option<String>,
+    },
+    /// The request got no answer: the connection failed or timed out.
+    #[error(transparent)]
+    Network(Box<ClusterError>),
+    /// The broker's response did not mention the partition.
+    #[error("partition missing from the Produce response")]
+    MissingPartition,
+}
+
+impl AttemptError {
+    /// The Kafka error code, when the broker gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            AttemptError::Broker { code, .. } => Some(*code),
+            AttemptError::Network(_) | AttemptError::MissingPartition => None,
+        }
+    }
+}
+
 /// Why a record that `send` accepted was not delivered.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProduceError {
     /// The broker answered with an error that retrying cannot fix (or that
     /// this producer does not retry).
@@ -91,17 +141,17 @@ pub enum ProduceError {
         topic: String,
         partition: i32,
         attempts: u32,
-        last_error: String,
+        last_error: AttemptError,
     },
     /// `delivery_timeout` passed before the batch was acknowledged. If it had
     /// been sent, it may or may not have been written.
-    #[error("{topic}-{partition}: not delivered within {delivery_timeout:?} after {attempts} attempt(s){}", last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    #[error("{topic}-{partition}: not delivered within {delivery_timeout:?} after {attempts} attempt(s){}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
     DeliveryTimeout {
         topic: String,
         partition: i32,
         delivery_timeout: Duration,
         attempts: u32,
-        last_error: Option<String>,
+        last_error: Option<AttemptError>,
     },
     /// A request could not be built or sent at all (a bug or a version
     /// mismatch rather than a network problem).
@@ -144,10 +194,16 @@ impl ProduceError {
         self.attempts() > 1
     }
 
-    /// The Kafka error code, when the broker gave one.
+    /// The Kafka error code, when the broker gave one: the code of a
+    /// rejection, or of the last attempt when retries or the delivery
+    /// timeout ran out.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ProduceError::Rejected { code, .. } => Some(*code),
+            ProduceError::RetriesExhausted { last_error, .. } => last_error.code(),
+            ProduceError::DeliveryTimeout { last_error, .. } => {
+                last_error.as_ref().and_then(AttemptError::code)
+            }
             _ => None,
         }
     }

@@ -104,6 +104,7 @@ pub mod consumer;
 pub mod error;
 pub mod metadata;
 pub mod producer;
+pub(crate) mod properties;
 
 /// Lets the client's background tasks (the producer's sender, fetches,
 /// connection writers and readers) run once before a call returns to the
@@ -146,14 +147,15 @@ pub use admin::{Admin, AdminConfig, AdminError};
 pub use compression::Compression;
 pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
-    ConsumerConfig, ConsumerConnectError, ConsumerRecord, ConsumerRecords, GroupError, Header,
-    OffsetAndMetadata, OffsetFetchError, PollError, RebalanceContext, RebalanceListener,
-    RecordError, RecordStream, StoreError, SubscribeError, TimestampType, TopicPartition,
+    ConsumerConfig, ConsumerConnectError, ConsumerMetrics, ConsumerRecord, ConsumerRecords,
+    GroupError, Header, OffsetAndMetadata, OffsetFetchError, PartitionMetrics, PollError,
+    RebalanceContext, RebalanceListener, RecordError, RecordStream, StoreError, SubscribeError,
+    TimestampType, TopicPartition,
 };
-pub use error::{ConfigError, ConnectError, ProduceError, SendError};
+pub use error::{AttemptError, ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{
-    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerIdentity, ProducerRecord,
-    RecordMetadata,
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerIdentity, ProducerMetrics,
+    ProducerRecord, RecordMetadata,
 };
 /// Kafka error codes, as every error that came from a broker carries them.
 pub use protocol::ErrorCode;

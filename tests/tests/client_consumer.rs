@@ -192,7 +192,7 @@ struct Member {
 }
 
 impl Member {
-    fn spawn(mut consumer: Consumer) -> Member {
+    fn spawn(consumer: Consumer) -> Member {
         let stop = tokio_util::sync::CancellationToken::new();
         let consumed = Arc::new(Mutex::new(Vec::new()));
         let assignment = Arc::new(Mutex::new(BTreeSet::new()));
@@ -680,13 +680,10 @@ async fn async_commits_complete_in_the_order_they_were_made() {
     poll_until(&mut consumer, "everything", |seen| seen.len() >= 20).await;
     let mut pending = Vec::new();
     for offset in 1..=10 {
-        pending.push(
-            consumer
-                .commit_offsets_async(BTreeMap::from([(
-                    p0.clone(),
-                    OffsetAndMetadata::new(offset),
-                )])),
-        );
+        pending.push(consumer.commit_offsets_async(BTreeMap::from([(
+            p0.clone(),
+            OffsetAndMetadata::new(offset),
+        )])));
     }
     for commit in pending.into_iter().rev() {
         commit.await.unwrap();

@@ -87,7 +87,10 @@ async fn worker_task_stores_and_commits_while_the_main_task_polls() {
         })
     };
     let waited = worker.await.unwrap();
-    assert!(!poller.is_finished(), "the long poll ended before the worker's commit");
+    assert!(
+        !poller.is_finished(),
+        "the long poll ended before the worker's commit"
+    );
     eprintln!("commit from the worker took {waited:?} while the main task polled");
     // What was stored is committed, not what was handed out.
     assert_eq!(committed(&consumer, &p0).await, Some(PROCESSED as i64));
@@ -155,7 +158,11 @@ fn spawn_member(
 }
 
 fn partitions_of(consumer: &Consumer) -> BTreeSet<i32> {
-    consumer.assignment().iter().map(|tp| tp.partition).collect()
+    consumer
+        .assignment()
+        .iter()
+        .map(|tp| tp.partition)
+        .collect()
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -186,11 +193,15 @@ async fn dropped_member_leaves_so_the_other_gets_its_partitions_before_the_sessi
         let task = spawn_member(consumer.clone(), stopped);
         members.push((consumer, stop, task));
     }
-    wait_for("the members split the partitions", GROUP_SETTLE_TIMEOUT, || {
-        let a = partitions_of(&members[0].0);
-        let b = partitions_of(&members[1].0);
-        !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
-    })
+    wait_for(
+        "the members split the partitions",
+        GROUP_SETTLE_TIMEOUT,
+        || {
+            let a = partitions_of(&members[0].0);
+            let b = partitions_of(&members[1].0);
+            !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
+        },
+    )
     .await;
     let (first, stop, task) = members.remove(0);
     drop(first);
@@ -206,4 +217,33 @@ async fn dropped_member_leaves_so_the_other_gets_its_partitions_before_the_sessi
         "the survivor held all {PARTITIONS} partitions {:?} after the drop",
         dropped_at.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_each_partitions_lag_behind_the_high_watermark() {
+    // After a poll of 10 of 100 records the lag is 90; once everything is handed out it is 0.
+    let topic = "lagging";
+    let (_dir, broker) = tests::broker_with_numbered_topic(topic, 1, 100).await;
+    let p0 = TopicPartition::new(topic, 0);
+    let mut config = group_config(&broker.addr, "lag-group");
+    config.max_poll_records = 10;
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    let mut handed_out = consumer.poll(POLL_SLICE).await.unwrap().len();
+    while handed_out == 0 {
+        assert!(Instant::now() < deadline, "nothing read");
+        handed_out = consumer.poll(POLL_SLICE).await.unwrap().len();
+    }
+    assert_eq!(handed_out, 10);
+    assert_eq!(consumer.lag(&p0), Some(90));
+    let metrics = consumer.metrics();
+    assert_eq!(metrics.partitions[&p0].position, Some(10));
+    assert_eq!(metrics.partitions[&p0].high_watermark, Some(100));
+    assert_eq!(metrics.total_lag(), 90);
+    while handed_out < 100 {
+        assert!(Instant::now() < deadline, "{handed_out} read");
+        handed_out += consumer.poll(POLL_SLICE).await.unwrap().len();
+    }
+    assert_eq!(consumer.lag(&p0), Some(0));
 }

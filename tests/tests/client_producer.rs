@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use client::{
-    Acks, Compression, ProduceError, Producer, ProducerConfig, ProducerRecord, SendError,
+    Acks, AttemptError, Compression, ErrorCode, ProduceError, Producer, ProducerConfig,
+    ProducerRecord, SendError,
 };
 use protocol::batch::{batches, decode_records, BatchHeader, DecodedRecord};
 use rdkafka::config::ClientConfig;
@@ -544,6 +545,96 @@ async fn send_waits_for_buffer_memory_and_fails_after_max_block_when_none_frees(
         delivery.await.unwrap();
     }
     delivery.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_exhausted_carries_the_brokers_last_error_code() {
+    // acks=all below min.insync.replicas is refused with the retriable NOT_ENOUGH_REPLICAS; once retries run out the report carries that code, typed, not a string.
+    const RETRIES: u32 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--set", "min.insync.replicas=2"]).unwrap();
+    tests::create_topic_async(&broker.addr, "under-replicated", 1).await;
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.acks = Acks::All;
+    config.enable_idempotence = false;
+    config.retries = RETRIES;
+    config.retry_backoff = Duration::from_millis(20);
+    config.retry_backoff_max = Duration::from_millis(50);
+    let producer = Producer::connect(config).await.unwrap();
+    let delivery = producer
+        .send(ProducerRecord::new("under-replicated").with_value("v"))
+        .await
+        .unwrap();
+    let error = tokio::time::timeout(DELIVERY_WAIT, delivery)
+        .await
+        .expect("a report")
+        .unwrap_err();
+    match &error {
+        ProduceError::RetriesExhausted {
+            attempts,
+            last_error: AttemptError::Broker { code, .. },
+            ..
+        } => {
+            assert_eq!(*attempts, RETRIES + 1);
+            assert_eq!(*code, ErrorCode::NOT_ENOUGH_REPLICAS);
+        }
+        other => panic!("expected RetriesExhausted with a broker code, got {other:?}"),
+    }
+    assert_eq!(error.code(), Some(ErrorCode::NOT_ENOUGH_REPLICAS));
+    assert!(error.retried());
+    let metrics = producer.metrics();
+    assert_eq!(metrics.retries, u64::from(RETRIES));
+    assert_eq!(metrics.batches_failed, 1);
+    assert_eq!(metrics.buffer_used_bytes, 0);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_buffer_use_and_requests_in_flight() {
+    // A record held by linger shows in the buffer; with the broker stopped its request shows in flight; once the broker answers, both are back to zero.
+    const WAIT: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    tests::create_topic_async(&broker.addr, "metered", 1).await;
+    let mut config = ProducerConfig::new(&broker.addr);
+    config.linger = Duration::from_secs(60);
+    let producer = Producer::connect(config).await.unwrap();
+    producer.partitions_for("metered").await.unwrap();
+    let before = producer.metrics();
+    assert_eq!(before.buffer_used_bytes, 0);
+    assert_eq!(before.buffer_memory_bytes, 32 * 1024 * 1024);
+    let delivery = producer
+        .send(ProducerRecord::new("metered").with_value("held by linger"))
+        .await
+        .unwrap();
+    let held = producer.metrics();
+    assert!(held.buffer_used_bytes > 0, "{held:?}");
+    assert_eq!(held.in_flight_requests, 0);
+    signal(broker.pid(), "STOP");
+    let flushing = {
+        let producer = producer.clone();
+        tokio::spawn(async move { producer.flush().await })
+    };
+    let deadline = Instant::now() + WAIT;
+    while producer.metrics().in_flight_requests != 1 {
+        assert!(Instant::now() < deadline, "{:?}", producer.metrics());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(broker.pid(), "CONT");
+    tokio::time::timeout(WAIT, flushing).await.unwrap().unwrap();
+    delivery.await.unwrap();
+    let after = producer.metrics();
+    assert_eq!(after.buffer_used_bytes, 0, "{after:?}");
+    assert_eq!(after.in_flight_requests, 0);
+    assert_eq!(after.retries, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ fn our_producer_and_group_consumer_carry_on_through_kill9_of_the_groups_coordina
     config.session_timeout = Duration::from_secs(6);
     config.heartbeat_interval = Duration::from_millis(300);
     config.max_poll_records = 50;
-    let mut consumer = runtime.block_on(async {
+    let consumer = runtime.block_on(async {
         let mut consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[TOPIC]).unwrap();
         consumer

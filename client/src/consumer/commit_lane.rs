@@ -88,7 +88,9 @@ impl CommitLane {
                     queued_max: COMMITS_QUEUED_MAX,
                 }))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => CommitFuture::ready(Err(CommitError::Closed)),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                CommitFuture::ready(Err(CommitError::Closed))
+            }
         }
     }
 }
@@ -144,7 +146,9 @@ impl std::fmt::Debug for CommitFuture {
             State::Ready(_) => "ready",
             State::Queued(_) => "queued",
         };
-        f.debug_struct("CommitFuture").field("state", &state).finish()
+        f.debug_struct("CommitFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 

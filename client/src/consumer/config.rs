@@ -174,6 +174,87 @@ impl ConsumerConfig {
             .unwrap_or(RebalanceProtocol::Eager)
     }
 
+    /// Sets one setting by its Java property name (`group.id`,
+    /// `auto.offset.reset`, `enable.auto.commit`, `session.timeout.ms`,
+    /// ...; the names in the field docs). An unknown name or a value that
+    /// does not parse is an error naming the property; combinations are
+    /// checked by [`validate`](Self::validate), as `connect` does.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<&mut Self, ConfigError> {
+        use crate::properties::{boolean, invalid, millis, number, unknown};
+        let optional = |value: &str| {
+            let value = value.trim();
+            (!value.is_empty()).then(|| value.to_string())
+        };
+        match name {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = crate::cluster::bootstrap_list(value);
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "group.id" => self.group_id = optional(value),
+            "group.instance.id" => self.group_instance_id = optional(value),
+            "enable.auto.commit" => self.enable_auto_commit = boolean(name, value)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = millis(name, value)?,
+            "enable.auto.offset.store" => self.enable_auto_offset_store = boolean(name, value)?,
+            "auto.offset.reset" => {
+                self.auto_offset_reset = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(name, value, "not earliest, latest or none"))?
+            }
+            "session.timeout.ms" => self.session_timeout = millis(name, value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = millis(name, value)?,
+            "max.poll.interval.ms" => self.max_poll_interval = millis(name, value)?,
+            "max.poll.records" => self.max_poll_records = number(name, value)?,
+            "fetch.min.bytes" => self.fetch_min_bytes = number(name, value)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = number(name, value)?,
+            "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = number(name, value)?,
+            "fetch.max.wait.ms" => self.fetch_max_wait = millis(name, value)?,
+            "partition.assignment.strategy" => {
+                self.partition_assignment_strategy = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        // The Java class names name the same assignors.
+                        let short = match s.rsplit('.').next().unwrap_or(s) {
+                            "RangeAssignor" => "range",
+                            "RoundRobinAssignor" => "roundrobin",
+                            "CooperativeStickyAssignor" => "cooperative-sticky",
+                            other => other,
+                        };
+                        AssignmentStrategy::from_name(short).ok_or_else(|| {
+                            invalid(
+                                name,
+                                value,
+                                format!("{s:?} is not range, roundrobin or cooperative-sticky"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "request.timeout.ms" => self.request_timeout = millis(name, value)?,
+            "default.api.timeout.ms" => self.default_api_timeout = millis(name, value)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(name, value)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age = millis(name, value)?,
+            "socket.connection.setup.timeout.ms" => self.connect_timeout = millis(name, value)?,
+            "allow.auto.create.topics" => self.allow_auto_create_topics = boolean(name, value)?,
+            "check.crcs" => self.check_crcs = boolean(name, value)?,
+            _ => return Err(unknown(name)),
+        }
+        Ok(self)
+    }
+
+    /// A config from Java-style properties (`bootstrap.servers` required),
+    /// the rest at their defaults; see [`set`](Self::set).
+    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        crate::properties::build(properties, ConsumerConfig::new, |config, name, value| {
+            config.set(name, value).map(|_| ())
+        })
+    }
+
     /// Rejects settings that cannot work together, as the Java client does.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid =
@@ -295,5 +376,53 @@ mod tests {
             AutoOffsetReset::None
         );
         assert!("newest".parse::<AutoOffsetReset>().is_err());
+    }
+
+    #[test]
+    fn java_property_names_set_the_typed_fields() {
+        // The Java client's names set the same fields as the typed builder; bad names and values are errors naming the property.
+        let config = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:9092"),
+            ("group.id", "billing"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("session.timeout.ms", "10000"),
+            ("max.poll.records", "50"),
+            (
+                "partition.assignment.strategy",
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.group_id.as_deref(), Some("billing"));
+        assert_eq!(config.auto_offset_reset, AutoOffsetReset::Earliest);
+        assert!(!config.enable_auto_commit);
+        assert!(!config.enable_auto_offset_store);
+        assert_eq!(config.session_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_poll_records, 50);
+        assert_eq!(
+            config.partition_assignment_strategy,
+            [AssignmentStrategy::CooperativeSticky]
+        );
+        config.validate().unwrap();
+        let mut config = ConsumerConfig::new("a:9092");
+        assert_eq!(
+            config.set("group", "g").unwrap_err(),
+            ConfigError::UnknownProperty {
+                name: "group".into()
+            }
+        );
+        for (name, value) in [
+            ("auto.offset.reset", "smallest"),
+            ("session.timeout.ms", "soon"),
+            ("partition.assignment.strategy", "range,sticky"),
+            ("enable.auto.commit", "1"),
+        ] {
+            match config.set(name, value) {
+                Err(ConfigError::InvalidProperty { name: named, .. }) => assert_eq!(named, name),
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::error::ConfigError;
 
 /// Why `Consumer::connect` failed.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConsumerConnectError {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -27,6 +28,7 @@ pub enum ConsumerConnectError {
 
 /// Why `subscribe` or `assign` refused.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscribeError {
     #[error("subscribe needs a group: set group_id")]
     NoGroupId,
@@ -39,6 +41,7 @@ pub enum SubscribeError {
 /// A group failure that retrying cannot fix: the consumer cannot stay in
 /// its group as configured.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupError {
     /// The coordinator refused for good, e.g. `INCONSISTENT_GROUP_PROTOCOL`
     /// (no assignor in common with the other members), `INVALID_SESSION_TIMEOUT`,
@@ -68,6 +71,7 @@ pub enum GroupError {
 /// (and, for a record or offset error, fails again until the application
 /// `seek`s past it).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PollError {
     #[error("poll needs a subscription or an assignment")]
     NotSubscribed,
@@ -138,6 +142,7 @@ pub enum PollError {
 /// Why `seek`, `pause` or `resume` refused: the partition is not assigned
 /// to this consumer.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AssignmentError {
     #[error("{topic}-{partition} is not assigned to this consumer")]
     NotAssigned { topic: String, partition: i32 },
@@ -146,6 +151,7 @@ pub enum AssignmentError {
 /// Why a commit failed. Nothing is committed for the partitions in question;
 /// their records will be delivered again after a restart or a rebalance.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommitError {
     #[error("committing needs a group: set group_id")]
     NoGroupId,
@@ -163,15 +169,22 @@ pub enum CommitError {
         code: ErrorCode,
     },
     /// Retriable errors (coordinator moving or loading, connection trouble)
-    /// lasted past the deadline (`default_api_timeout`).
+    /// lasted past the deadline (`default_api_timeout`). `last_code` is the
+    /// last error code the coordinator answered with, if it answered one
+    /// (e.g. `COORDINATOR_LOAD_IN_PROGRESS`).
     #[error("commit not confirmed within {waited:?}; last error: {last_error}")]
     Timeout {
         waited: Duration,
         last_error: String,
+        last_code: Option<ErrorCode>,
     },
-    /// An async commit's single attempt failed with a retriable error.
+    /// An async commit's single attempt failed with a retriable error;
+    /// `code` is the coordinator's, if it answered one.
     #[error("async commit failed (not retried): {reason}")]
-    Failed { reason: String },
+    Failed {
+        reason: String,
+        code: Option<ErrorCode>,
+    },
     #[error(transparent)]
     Group(#[from] GroupError),
     /// `queued_max` commits were already waiting to be sent (see
@@ -184,6 +197,7 @@ pub enum CommitError {
 
 /// Why `store_offset` refused an offset.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreError {
     /// `enable_auto_offset_store` is on: `poll` stores the offsets itself.
     #[error("offsets are stored by poll (enable_auto_offset_store is on)")]
@@ -195,6 +209,7 @@ pub enum StoreError {
 
 /// Why `committed` could not read the committed offsets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OffsetFetchError {
     #[error("committed offsets need a group: set group_id")]
     NoGroupId,
@@ -211,4 +226,95 @@ pub enum OffsetFetchError {
     },
     #[error(transparent)]
     Group(#[from] GroupError),
+}
+
+impl GroupError {
+    /// The Kafka error code, when the coordinator gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            GroupError::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl PollError {
+    /// The Kafka error code, when a broker gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            PollError::Fetch { code, .. } | PollError::ListOffsets { code, .. } => Some(*code),
+            PollError::Committed(error) => error.code(),
+            PollError::Group(error) => error.code(),
+            _ => None,
+        }
+    }
+}
+
+impl CommitError {
+    /// The Kafka error code, when the coordinator gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            CommitError::Rebalanced { code, .. } | CommitError::Partition { code, .. } => {
+                Some(*code)
+            }
+            CommitError::Timeout { last_code, .. } => *last_code,
+            CommitError::Failed { code, .. } => *code,
+            CommitError::Group(error) => error.code(),
+            _ => None,
+        }
+    }
+}
+
+impl OffsetFetchError {
+    /// The Kafka error code, when the coordinator gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            OffsetFetchError::Partition { code, .. } => Some(*code),
+            OffsetFetchError::Group(error) => error.code(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_from_the_coordinator_carry_its_code_through_every_wrapper() {
+        // code() finds the Kafka code whether it sits on the error itself or on a group error inside it.
+        let rejected = GroupError::Rejected {
+            group: "g".into(),
+            api: "JoinGroup",
+            code: ErrorCode::INCONSISTENT_GROUP_PROTOCOL,
+        };
+        assert_eq!(
+            PollError::Group(rejected.clone()).code(),
+            Some(ErrorCode::INCONSISTENT_GROUP_PROTOCOL)
+        );
+        assert_eq!(
+            CommitError::Group(rejected).code(),
+            Some(ErrorCode::INCONSISTENT_GROUP_PROTOCOL)
+        );
+        let timeout = CommitError::Timeout {
+            waited: Duration::from_secs(1),
+            last_error: "OffsetCommit answered COORDINATOR_LOAD_IN_PROGRESS".into(),
+            last_code: Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+        };
+        assert_eq!(
+            timeout.code(),
+            Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS)
+        );
+        let fetch = OffsetFetchError::Partition {
+            topic: "t".into(),
+            partition: 0,
+            code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        };
+        assert_eq!(
+            PollError::Committed(fetch).code(),
+            Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+        );
+        assert_eq!(PollError::NotSubscribed.code(), None);
+        assert_eq!(CommitError::NoGroupId.code(), None);
+    }
 }

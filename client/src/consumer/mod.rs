@@ -230,6 +230,41 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+/// What a consumer reports about itself ([`Consumer::metrics`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerMetrics {
+    /// Every assigned partition.
+    pub partitions: BTreeMap<TopicPartition, PartitionMetrics>,
+}
+
+impl ConsumerMetrics {
+    /// The sum of the partitions' known lags.
+    pub fn total_lag(&self) -> i64 {
+        self.partitions.values().filter_map(|p| p.lag).sum()
+    }
+}
+
+/// One assigned partition in [`ConsumerMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionMetrics {
+    /// The offset of the next record `poll` hands out, once known.
+    pub position: Option<i64>,
+    /// The high watermark in the last fetch response.
+    pub high_watermark: Option<i64>,
+    /// `high_watermark - position` (never below 0), once both are known.
+    pub lag: Option<i64>,
+    /// Whether the application paused the partition.
+    pub paused: bool,
+}
+
+/// Records between a position and a high watermark; a position past the
+/// high watermark (it moved on since the fetch) is no lag.
+fn lag(position: i64, high_watermark: i64) -> i64 {
+    (high_watermark - position).max(0)
+}
+
 /// Bound on the LeaveGroup a dropped consumer sends (see `Drop for Consumer`).
 pub const LEAVE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -509,6 +544,36 @@ impl Consumer {
             .map(|offset| offset.offset)
     }
 
+    /// How far `partition`'s position is behind its high watermark (the
+    /// records committed to the log and not yet handed out), once both are
+    /// known.
+    pub fn lag(&self, partition: &TopicPartition) -> Option<i64> {
+        let view = self.shared.view();
+        let state = view.partitions.get(partition)?;
+        Some(lag(state.delivered.as_ref()?.offset, state.high_watermark?))
+    }
+
+    /// Per assigned partition: position, high watermark and lag, as `poll`
+    /// last published them.
+    pub fn metrics(&self) -> ConsumerMetrics {
+        let view = self.shared.view();
+        let partitions = view
+            .partitions
+            .iter()
+            .map(|(tp, state)| {
+                let position = state.delivered.as_ref().map(|o| o.offset);
+                let metrics = PartitionMetrics {
+                    position,
+                    high_watermark: state.high_watermark,
+                    lag: position.zip(state.high_watermark).map(|(p, h)| lag(p, h)),
+                    paused: state.paused,
+                };
+                (tp.clone(), metrics)
+            })
+            .collect();
+        ConsumerMetrics { partitions }
+    }
+
     /// The high watermark of `partition` in the last fetch response.
     pub fn high_watermark(&self, partition: &TopicPartition) -> Option<i64> {
         self.shared
@@ -660,7 +725,10 @@ impl Consumer {
     pub fn store_record(&self, record: &ConsumerRecord) -> Result<(), StoreError> {
         let mut offset = OffsetAndMetadata::new(record.offset + 1);
         offset.leader_epoch = record.leader_epoch;
-        self.store_offset(&TopicPartition::new(&*record.topic, record.partition), offset)
+        self.store_offset(
+            &TopicPartition::new(&*record.topic, record.partition),
+            offset,
+        )
     }
 
     /// Commits the consumer's offsets (the positions of what `poll`
@@ -1644,12 +1712,13 @@ impl Inner {
         }
         self.publish();
         let member = self.commit_member(group).unwrap_or_else(|_| group.member());
-        if let Err(error) = self.queue_commit(
-            offsets,
-            member,
-            Attempts::RetryFor(self.config.default_api_timeout),
-        )
-        .await
+        if let Err(error) = self
+            .queue_commit(
+                offsets,
+                member,
+                Attempts::RetryFor(self.config.default_api_timeout),
+            )
+            .await
         {
             tracing::warn!(group = %group.group_id, %error, "commit during a rebalance failed; the records since the last commit will be delivered again");
         }

@@ -40,7 +40,8 @@ pub struct InFlightCommit {
 /// Why one commit attempt failed.
 #[derive(Debug, Clone)]
 enum AttemptError {
-    Retriable(String),
+    /// Why, and the broker's error code where it gave one.
+    Retriable(String, Option<ErrorCode>),
     Final(CommitError),
 }
 
@@ -90,7 +91,7 @@ async fn start_commit(
     member: &Member,
 ) -> Result<InFlightCommit, AttemptError> {
     let connection = group.coordinator().await.map_err(|e| match e {
-        CallError::Retriable(reason) => AttemptError::Retriable(reason),
+        CallError::Retriable(reason) => AttemptError::Retriable(reason, None),
         CallError::Fatal(error) => AttemptError::Final(CommitError::Group(error)),
     })?;
     let Some(version) = connection.version_within::<OffsetCommitRequest>(OFFSET_COMMIT_VERSIONS)
@@ -105,7 +106,7 @@ async fn start_commit(
         .await
         .map_err(|e| {
             group.coordinator_unknown(Some(&connection), &e.to_string());
-            AttemptError::Retriable(e.to_string())
+            AttemptError::Retriable(e.to_string(), None)
         })?;
     Ok(InFlightCommit {
         pending,
@@ -127,10 +128,10 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
     } = commit;
     let frame = match pending.wait(Some(Instant::now() + request_timeout)).await {
         Ok(Some(frame)) => frame,
-        Ok(None) => return Err(AttemptError::Retriable("no response frame".into())),
+        Ok(None) => return Err(AttemptError::Retriable("no response frame".into(), None)),
         Err(e) => {
             group.coordinator_unknown(Some(&connection), &e.to_string());
-            return Err(AttemptError::Retriable(e.to_string()));
+            return Err(AttemptError::Retriable(e.to_string(), None));
         }
     };
     let response: OffsetCommitResponse =
@@ -138,9 +139,10 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
             Ok((_, response)) => response,
             Err(e) => {
                 group.coordinator_unknown(Some(&connection), &e.to_string());
-                return Err(AttemptError::Retriable(format!(
-                    "cannot decode OffsetCommit v{version}: {e}"
-                )));
+                return Err(AttemptError::Retriable(
+                    format!("cannot decode OffsetCommit v{version}: {e}"),
+                    None,
+                ));
             }
         };
     let mut retriable = None;
@@ -154,7 +156,7 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
                 if codes::coordinator_moved(code) {
                     group.coordinator_unknown(Some(&connection), &code.to_string());
                 }
-                retriable = Some(format!("OffsetCommit answered {code}"));
+                retriable = Some((format!("OffsetCommit answered {code}"), code));
                 continue;
             }
             if codes::membership_invalid(code) {
@@ -184,7 +186,7 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
         }
     }
     match retriable {
-        Some(reason) => Err(AttemptError::Retriable(reason)),
+        Some((reason, code)) => Err(AttemptError::Retriable(reason, Some(code))),
         None => Ok(()),
     }
 }
@@ -203,6 +205,7 @@ pub async fn commit_sync(
     let started = Instant::now();
     let deadline = started + timeout;
     let backoff = group.backoff();
+    let mut last_code = None;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -210,17 +213,19 @@ pub async fn commit_sync(
             let commit = start_commit(group, offsets, member).await?;
             finish_commit(group, commit).await
         };
-        let last_error = match tokio::time::timeout_at(deadline, outcome).await {
+        let (last_error, code) = match tokio::time::timeout_at(deadline, outcome).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(AttemptError::Final(error))) => return Err(error),
-            Ok(Err(AttemptError::Retriable(reason))) => reason,
-            Err(_) => "no answer before the deadline".to_string(),
+            Ok(Err(AttemptError::Retriable(reason, code))) => (reason, code),
+            Err(_) => ("no answer before the deadline".to_string(), None),
         };
+        last_code = code.or(last_code);
         let delay = backoff.delay(attempt, &mut rand::thread_rng());
         if Instant::now() + delay >= deadline {
             return Err(CommitError::Timeout {
                 waited: started.elapsed(),
                 last_error,
+                last_code,
             });
         }
         tracing::debug!(group = %group.group_id, %last_error, ?delay, "commit failed; retrying");
@@ -245,6 +250,7 @@ pub async fn commit_once(
         Ok(started) => started,
         Err(_) => Err(AttemptError::Retriable(
             "no coordinator within the request timeout".into(),
+            None,
         )),
     };
     async move {
@@ -254,7 +260,7 @@ pub async fn commit_once(
         };
         result.map_err(|e| match e {
             AttemptError::Final(error) => error,
-            AttemptError::Retriable(reason) => CommitError::Failed { reason },
+            AttemptError::Retriable(reason, code) => CommitError::Failed { reason, code },
         })
     }
 }

@@ -140,7 +140,7 @@ pub(crate) struct ProducerBatch {
     pub base_sequence: i32,
     /// The same as a position that never wraps (see `wire_sequence`); -1 without.
     pub sequence_position: i64,
-    pub last_error: Option<String>,
+    pub last_error: Option<crate::error::AttemptError>,
     /// Why the sender stopped, should this batch be dropped without a report.
     exit: Arc<SenderExit>,
 }

@@ -124,6 +124,61 @@ impl ProducerConfig {
         }
     }
 
+    /// Sets one setting by its Java property name (`acks`, `linger.ms`,
+    /// `batch.size`, `compression.type`, `enable.idempotence`, ...; the
+    /// names in the field docs). An unknown name or a value that does not
+    /// parse is an error naming the property; combinations are checked by
+    /// [`validate`](Self::validate), as `connect` does.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<&mut Self, ConfigError> {
+        use crate::properties::{boolean, invalid, millis, number, unknown};
+        match name {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = crate::cluster::bootstrap_list(value);
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "acks" => {
+                self.acks = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(name, value, "not 0, 1, -1 or all"))?
+            }
+            "enable.idempotence" => self.enable_idempotence = boolean(name, value)?,
+            "compression.type" => {
+                self.compression = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(name, value, "not none, gzip, snappy, lz4 or zstd"))?
+            }
+            "linger.ms" => self.linger = millis(name, value)?,
+            "batch.size" => self.batch_size = number(name, value)?,
+            "buffer.memory" => self.buffer_memory = number(name, value)?,
+            "max.block.ms" => self.max_block = millis(name, value)?,
+            "max.request.size" => self.max_request_size = number(name, value)?,
+            "request.timeout.ms" => self.request_timeout = millis(name, value)?,
+            "delivery.timeout.ms" => self.delivery_timeout = millis(name, value)?,
+            "retries" => self.retries = number(name, value)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(name, value)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, value)?,
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight_requests_per_connection = number(name, value)?
+            }
+            "metadata.max.age.ms" => self.metadata_max_age = millis(name, value)?,
+            "socket.connection.setup.timeout.ms" => self.connect_timeout = millis(name, value)?,
+            _ => return Err(unknown(name)),
+        }
+        Ok(self)
+    }
+
+    /// A config from Java-style properties (`bootstrap.servers` required),
+    /// the rest at their defaults; see [`set`](Self::set).
+    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        crate::properties::build(properties, ProducerConfig::new, |config, name, value| {
+            config.set(name, value).map(|_| ())
+        })
+    }
+
     /// Checks the settings against each other, as the Java client does at construction.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid =
@@ -234,5 +289,61 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn java_property_names_set_the_typed_fields() {
+        // The Java client's names set the same fields as the typed builder; bad names and values are errors naming the property.
+        let config = ProducerConfig::from_properties([
+            ("bootstrap.servers", "a:9092,b:9092"),
+            ("acks", "1"),
+            ("enable.idempotence", "false"),
+            ("linger.ms", "25"),
+            ("batch.size", "65536"),
+            ("compression.type", "zstd"),
+            ("retries", "3"),
+            ("delivery.timeout.ms", "30000"),
+        ])
+        .unwrap();
+        assert_eq!(config.bootstrap_servers, ["a:9092", "b:9092"]);
+        assert_eq!(config.acks, Acks::Leader);
+        assert!(!config.enable_idempotence);
+        assert_eq!(config.linger, Duration::from_millis(25));
+        assert_eq!(config.batch_size, 65536);
+        assert_eq!(config.compression, Compression::Zstd);
+        assert_eq!(config.retries, 3);
+        assert_eq!(config.delivery_timeout, Duration::from_secs(30));
+        config.validate().unwrap();
+        let mut config = ProducerConfig::new("a:9092");
+        assert_eq!(
+            config.set("linger", "5").unwrap_err(),
+            ConfigError::UnknownProperty {
+                name: "linger".into()
+            }
+        );
+        for (name, value) in [
+            ("linger.ms", "-1"),
+            ("batch.size", "big"),
+            ("acks", "2"),
+            ("compression.type", "brotli"),
+            ("enable.idempotence", "yes"),
+        ] {
+            match config.set(name, value) {
+                Err(ConfigError::InvalidProperty {
+                    name: named,
+                    value: given,
+                    ..
+                }) => {
+                    assert_eq!((named.as_str(), given.as_str()), (name, value));
+                }
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            ProducerConfig::from_properties([("acks", "all")]).unwrap_err(),
+            ConfigError::MissingProperty {
+                name: "bootstrap.servers"
+            }
+        );
     }
 }

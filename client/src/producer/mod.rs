@@ -16,6 +16,7 @@ pub mod record;
 
 mod accumulator;
 mod batch;
+mod metrics;
 mod sender;
 mod supervisor;
 
@@ -33,6 +34,7 @@ use crate::error::{ConnectError, ProduceError, SendError};
 
 pub use config::{Acks, ProducerConfig};
 pub use idempotence::ProducerIdentity;
+pub use metrics::ProducerMetrics;
 pub use record::{DeliveryFuture, ProducerRecord, RecordMetadata};
 pub use sender::{IN_FLIGHT_BATCHES_PER_PARTITION_IDEMPOTENT, PRODUCE_VERSIONS};
 
@@ -103,6 +105,7 @@ impl Producer {
             batch_completed: Notify::new(),
             identity: Mutex::new(identity),
             injected_panic: Mutex::new(None),
+            counters: metrics::Counters::default(),
             cluster,
             config,
         });
@@ -128,8 +131,26 @@ impl Producer {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The producer's settings.
     pub fn config(&self) -> &ProducerConfig {
         &self.handle.shared.config
+    }
+
+    /// Buffer use, requests in flight and retries, as of now.
+    pub fn metrics(&self) -> ProducerMetrics {
+        let shared = &self.handle.shared;
+        let buffer_memory_bytes = shared.config.buffer_memory;
+        let available = shared.memory.available_permits().min(buffer_memory_bytes);
+        ProducerMetrics {
+            buffer_used_bytes: buffer_memory_bytes - available,
+            buffer_memory_bytes,
+            in_flight_requests: shared
+                .counters
+                .in_flight_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            retries: metrics::Counters::read(&shared.counters.retries),
+            batches_failed: metrics::Counters::read(&shared.counters.batches_failed),
+        }
     }
 
     /// Test support, not for applications: makes the sender task panic

@@ -21,6 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
@@ -39,7 +40,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use crate::backoff::Backoff;
 use crate::cluster::{Cluster, ClusterError};
 use crate::connection::{Connection, ConnectionError, PendingResponse, RequestSlot};
-use crate::error::ProduceError;
+use crate::error::{AttemptError, ProduceError};
 use crate::metadata::Metadata;
 use crate::producer::accumulator::{Accumulator, PartitionQueue};
 use crate::producer::batch::{BatchOutcome, ProducerBatch};
@@ -47,6 +48,7 @@ use crate::producer::config::{Acks, ProducerConfig};
 use crate::producer::idempotence::{
     init_producer_id, sequence_verdict, InitProducerIdError, ProducerIdentity, SequenceVerdict,
 };
+use crate::producer::metrics::Counters;
 use crate::producer::supervisor::SenderExit;
 
 /// The Produce versions this client speaks (3 is the oldest Kafka 4 serves;
@@ -79,6 +81,8 @@ pub(crate) struct Shared {
     pub exit: Arc<SenderExit>,
     /// Test support: a panic for the sender task to raise.
     pub injected_panic: Mutex<Option<String>>,
+    /// What `Producer::metrics` reports.
+    pub counters: Counters,
 }
 
 impl Shared {
@@ -105,6 +109,7 @@ impl Shared {
             match outcome {
                 Ok((base_offset, log_append_time)) => batch.succeed(base_offset, log_append_time),
                 Err(error) => {
+                    Counters::add(&self.counters.batches_failed);
                     tracing::warn!(topic = %batch.topic, partition = batch.partition, records = batch.record_count(), %error, "batch failed");
                     batch.fail(error)
                 }
@@ -357,6 +362,10 @@ impl Sender {
             for (broker_id, job) in jobs {
                 *self.in_flight_by_broker.entry(broker_id).or_default() += 1;
                 self.in_flight_requests += 1;
+                self.shared
+                    .counters
+                    .in_flight_requests
+                    .store(self.in_flight_requests, Ordering::Relaxed);
                 self.submit(broker_id, job);
             }
         }
@@ -675,6 +684,10 @@ impl Sender {
         );
         *in_flight -= 1;
         self.in_flight_requests -= 1;
+        self.shared
+            .counters
+            .in_flight_requests
+            .store(self.in_flight_requests, Ordering::Relaxed);
         let now = Instant::now();
         let shared = self.shared.clone();
         let mut accumulator = shared.accumulator.lock().expect("accumulator lock");
@@ -687,7 +700,12 @@ impl Sender {
                 for batch in batches {
                     finish_flight(&mut accumulator, &batch);
                     if error.is_retriable() {
-                        self.retry_or_fail(&mut accumulator, batch, error.to_string(), now);
+                        self.retry_or_fail(
+                            &mut accumulator,
+                            batch,
+                            AttemptError::Network(Box::new(error.clone())),
+                            now,
+                        );
                     } else {
                         let error = match &error {
                             ClusterError::Connection(e) => e.clone(),
@@ -724,11 +742,12 @@ impl Sender {
                             self.handle_partition(&mut accumulator, batch, partition, now)
                         }
                         None => {
-                            let error = format!(
-                                "partition {} missing from the Produce response",
-                                batch.partition
+                            self.retry_or_fail(
+                                &mut accumulator,
+                                batch,
+                                AttemptError::MissingPartition,
+                                now,
                             );
-                            self.retry_or_fail(&mut accumulator, batch, error, now);
                         }
                     }
                 }
@@ -744,9 +763,9 @@ impl Sender {
         now: Instant,
     ) {
         let code = ErrorCode(response.error_code);
-        let describe = || match response.error_message.as_ref() {
-            Some(message) => format!("{code}: {message}"),
-            None => code.to_string(),
+        let describe = || AttemptError::Broker {
+            code,
+            message: response.error_message.as_ref().map(|m| m.to_string()),
         };
         if code.is_ok() || code == ErrorCode::DUPLICATE_SEQUENCE_NUMBER {
             if batch.has_sequence() {
@@ -806,7 +825,7 @@ impl Sender {
         &mut self,
         accumulator: &mut Accumulator,
         mut batch: ProducerBatch,
-        error: String,
+        error: AttemptError,
         now: Instant,
     ) {
         let config = &self.shared.config;
@@ -836,6 +855,7 @@ impl Sender {
             return;
         }
         let delay = self.backoff.delay(batch.attempts, &mut self.rng);
+        Counters::add(&self.shared.counters.retries);
         tracing::debug!(topic = %batch.topic, partition = batch.partition, attempts = batch.attempts, ?delay, %error, "retrying batch");
         batch.retry_at = Some(now + delay);
         batch.last_error = Some(error);
