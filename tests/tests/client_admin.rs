@@ -420,3 +420,92 @@ async fn a_reassignment_completes_and_leaders_are_elected_through_the_admin_clie
     .await;
     admin.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_described_their_offsets_altered_and_deleted() {
+    // A consumer group through Admin: listed and described with its member's partitions, its commits read, altered and deleted once it is empty, and the group deleted; refusals carry Kafka's codes.
+    use client::{Consumer, ConsumerConfig, OffsetAndMetadata};
+    use std::collections::BTreeMap;
+    let topic = "grouped";
+    let group = "admin-group";
+    let (_dir, broker) = tests::broker_with_numbered_topic(topic, 2, 10).await;
+    let admin = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    let mut config = ConsumerConfig::new(&broker.addr).with_group(group);
+    config.set("auto.offset.reset", "earliest").unwrap();
+    config.set("enable.auto.commit", "false").unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut read = 0;
+    while read < 20 {
+        assert!(Instant::now() < deadline, "{read} records read");
+        read += consumer.poll(POLL_INTERVAL).await.unwrap().len();
+    }
+    consumer.commit_sync().await.unwrap();
+
+    let listed = admin.list_groups(CALL_TIMEOUT).await.unwrap();
+    let ours = listed
+        .iter()
+        .find(|g| g.group_id == group)
+        .unwrap_or_else(|| panic!("{group} not in {listed:?}"));
+    assert_eq!(ours.protocol_type, "consumer");
+    let described = admin.describe_groups(&[group], CALL_TIMEOUT).await.unwrap();
+    let description = described[group].as_ref().unwrap();
+    assert_eq!(description.state, "Stable");
+    assert_eq!(description.protocol_type, "consumer");
+    assert_eq!(description.protocol, "range");
+    assert_eq!(description.members.len(), 1);
+    assert_eq!(
+        description.members[0].assignment,
+        [tp(topic, 0), tp(topic, 1)]
+    );
+    let offsets = admin.list_group_offsets(group, CALL_TIMEOUT).await.unwrap();
+    let committed: BTreeMap<TopicPartition, i64> = offsets
+        .iter()
+        .map(|(tp, o)| (tp.clone(), o.offset))
+        .collect();
+    assert_eq!(
+        committed,
+        BTreeMap::from([(tp(topic, 0), 10), (tp(topic, 1), 10)])
+    );
+    // A group with a member cannot be deleted.
+    let refused = admin.delete_groups(&[group], CALL_TIMEOUT).await.unwrap();
+    assert_eq!(
+        refused[group].as_ref().unwrap_err().code(),
+        Some(ErrorCode::NON_EMPTY_GROUP)
+    );
+
+    consumer.close().await.unwrap();
+    let altered = admin
+        .alter_group_offsets(
+            group,
+            &BTreeMap::from([(tp(topic, 0), OffsetAndMetadata::new(3))]),
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(altered[&tp(topic, 0)], Ok(()));
+    let removed = admin
+        .delete_group_offsets(group, &[tp(topic, 1)], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(removed[&tp(topic, 1)], Ok(()));
+    let offsets = admin.list_group_offsets(group, CALL_TIMEOUT).await.unwrap();
+    let committed: BTreeMap<TopicPartition, i64> = offsets
+        .iter()
+        .map(|(tp, o)| (tp.clone(), o.offset))
+        .collect();
+    assert_eq!(committed, BTreeMap::from([(tp(topic, 0), 3)]));
+
+    let deleted = admin.delete_groups(&[group], CALL_TIMEOUT).await.unwrap();
+    assert_eq!(deleted[group], Ok(()));
+    let listed = admin.list_groups(CALL_TIMEOUT).await.unwrap();
+    assert!(listed.iter().all(|g| g.group_id != group), "{listed:?}");
+    let again = admin.delete_groups(&[group], CALL_TIMEOUT).await.unwrap();
+    assert_eq!(
+        again[group].as_ref().unwrap_err().code(),
+        Some(ErrorCode::GROUP_ID_NOT_FOUND)
+    );
+}

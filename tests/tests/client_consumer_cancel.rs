@@ -482,11 +482,9 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
                         None => false,
                     }
                 }
-                "commit_async" => {
-                    run_or_drop(async { consumer.commit_async().await }, cancel)
-                        .await
-                        .is_some()
-                }
+                "commit_async" => run_or_drop(async { consumer.commit_async().await }, cancel)
+                    .await
+                    .is_some(),
                 "commit_offsets_sync" | "commit_offsets_async" => {
                     // What the oracle saw handed out: the application's own record.
                     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = partitions

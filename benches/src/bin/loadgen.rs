@@ -321,30 +321,24 @@ fn producer_settings(p: &ProducerArgs) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Creates the topic with our admin client; one that exists already is fine.
 async fn ensure_topic(common: &Common) -> anyhow::Result<()> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &common.brokers)
-        .create()?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(
-                &common.topic,
-                common.partitions,
-                TopicReplication::Fixed(common.replication_factor),
-            )],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await?;
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
-        }
+    use client::admin::NewTopic;
+    use client::{Admin, AdminConfig, AdminError, ErrorCode};
+    const CREATE_TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
+    let admin = Admin::connect(AdminConfig::new(&common.brokers)).await?;
+    let topic = NewTopic::new(
+        &common.topic,
+        common.partitions,
+        i16::try_from(common.replication_factor)?,
+    );
+    let created = admin.create_topic(topic, CREATE_TOPIC_TIMEOUT).await;
+    admin.close();
+    match created {
+        Ok(_) => Ok(()),
+        Err(AdminError::Topic { code, .. }) if code == ErrorCode::TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(error) => bail!("cannot create topic {}: {error}", common.topic),
     }
-    Ok(())
 }
 
 /// Shared state of the running producers: what they recorded, and the clock.

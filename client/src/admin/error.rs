@@ -65,6 +65,14 @@ pub enum AdminError {
         code: ErrorCode,
         message: Option<String>,
     },
+    /// A group's coordinator refused the request for that group (e.g.
+    /// `GROUP_ID_NOT_FOUND`, `NON_EMPTY_GROUP`, `COORDINATOR_NOT_AVAILABLE`).
+    #[error("group {group:?}: {code}{}", message_suffix(message))]
+    Group {
+        group: String,
+        code: ErrorCode,
+        message: Option<String>,
+    },
     /// The brokers do not serve what the call needs (for example an unclean
     /// election from a broker that only speaks ElectLeaders v0).
     #[error("{operation} is not supported: {reason}")]
@@ -95,7 +103,8 @@ impl AdminError {
             AdminError::Rejected { code, .. }
             | AdminError::Topic { code, .. }
             | AdminError::Partition { code, .. }
-            | AdminError::Resource { code, .. } => Some(*code),
+            | AdminError::Resource { code, .. }
+            | AdminError::Group { code, .. } => Some(*code),
             AdminError::Timeout { last_error, .. } => last_error.as_ref().and_then(|e| e.code()),
             _ => None,
         }
@@ -112,7 +121,8 @@ impl AdminError {
             AdminError::Rejected { code, .. }
             | AdminError::Topic { code, .. }
             | AdminError::Partition { code, .. }
-            | AdminError::Resource { code, .. } => code.is_retriable(),
+            | AdminError::Resource { code, .. }
+            | AdminError::Group { code, .. } => code.is_retriable(),
             AdminError::Config { .. }
             | AdminError::Unsupported { .. }
             | AdminError::MissingResult { .. } => false,

@@ -31,6 +31,7 @@
 
 mod describe;
 mod error;
+mod groups;
 mod offsets;
 mod replication;
 mod routing;
@@ -49,6 +50,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::connection::ConnectionConfig;
 
 pub use error::AdminError;
+pub use groups::{GroupDescription, GroupListing, GroupMember};
 pub use types::{
     BrokerDescription, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource, CreatedTopic,
     ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec, OngoingReassignment,
@@ -85,6 +87,37 @@ impl AdminConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
         }
+    }
+
+    /// Sets one setting by its Java property name (`bootstrap.servers`,
+    /// `client.id`, `request.timeout.ms`, `retry.backoff.ms`,
+    /// `retry.backoff.max.ms`, `socket.connection.setup.timeout.ms`). An
+    /// unknown name or a value that does not parse is an error naming the
+    /// property.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<&mut Self, crate::ConfigError> {
+        use crate::properties::{millis, unknown};
+        match name {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = crate::cluster::bootstrap_list(value);
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "request.timeout.ms" => self.request_timeout = millis(name, value)?,
+            "retry.backoff.ms" => self.retry_backoff = millis(name, value)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis(name, value)?,
+            "socket.connection.setup.timeout.ms" => self.connect_timeout = millis(name, value)?,
+            _ => return Err(unknown(name)),
+        }
+        Ok(self)
+    }
+
+    /// A config from Java-style properties (`bootstrap.servers` required),
+    /// the rest at their defaults; see [`set`](Self::set).
+    pub fn from_properties<K: AsRef<str>, V: AsRef<str>>(
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, crate::ConfigError> {
+        crate::properties::build(properties, AdminConfig::new, |config, name, value| {
+            config.set(name, value).map(|_| ())
+        })
     }
 
     /// Rejects settings that cannot work.
