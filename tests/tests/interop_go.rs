@@ -11,12 +11,13 @@ fn franz_go_admin_producer_codecs_and_consumer_group_work_with_defaults() {
     // kadm creates, describes, grows and deletes topics and reads configs and brokers; the
     // default producer (idempotent, acks=all) and one per codec write records that read back; a
     // group of two members reads every record once, its lag falls to 0, and its offsets are
-    // moved and deleted, then the group.
+    // moved and deleted, then the group; DeleteRecords moves a partition's start offset.
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
-    let output = run_franz(&broker.addr, &["admin", "produce", "codecs", "group"]);
+    let sections = ["admin", "produce", "codecs", "group", "delete-records"];
+    let output = run_franz(&broker.addr, &sections);
     let stdout = output.expect_success("franz-interop");
-    for section in ["admin", "produce", "codecs", "group"] {
+    for section in sections {
         assert!(
             stdout.contains(&format!("section {section} ok")),
             "{stdout}"

@@ -116,7 +116,8 @@ fn java_consumer_group_shares_partitions_across_a_rebalance_and_commits() {
 fn java_admin_client_manages_topics_configs_groups_and_offsets() {
     // AdminClient: topics created, refused twice, described, grown and deleted; a topic's configs;
     // the cluster; offsets earliest, latest, by time and of the largest timestamp; a group's
-    // offsets listed, altered and deleted, then the group.
+    // offsets listed, altered and deleted, then the group; records deleted; a topic's config set
+    // and deleted incrementally; the broker's own settings.
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
     let output = run_java(
@@ -128,11 +129,23 @@ fn java_admin_client_manages_topics_configs_groups_and_offsets() {
             "cluster",
             "offsets",
             "groups",
+            "delete-records",
+            "alter-configs",
+            "broker-configs",
         ],
         None,
     );
     let stdout = output.expect_success("AdminTour");
-    for section in ["topics", "configs", "cluster", "offsets", "groups"] {
+    for section in [
+        "topics",
+        "configs",
+        "cluster",
+        "offsets",
+        "groups",
+        "delete-records",
+        "alter-configs",
+        "broker-configs",
+    ] {
         assert!(
             stdout.contains(&format!("section {section} ok")),
             "{stdout}"
