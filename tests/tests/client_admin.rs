@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use client::admin::{
-    ConfigResource, ConfigSource, ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec,
-    TopicDescription,
+    AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource, ElectionType, ItemResults,
+    ListedOffset, NewPartitions, NewTopic, OffsetSpec, TopicDescription,
 };
 use client::{Admin, AdminConfig, AdminError, TopicPartition};
 use protocol::ErrorCode;
@@ -53,7 +53,8 @@ async fn wait_for_topic(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_are_created_described_grown_and_deleted_with_typed_refusals() {
-    // The topic lifecycle and the cluster through Admin; each refusal carries Kafka's code.
+    // The topic lifecycle, configs (described and altered incrementally) and the cluster through
+    // Admin; each refusal carries Kafka's code.
     let dir = tempfile::tempdir().unwrap();
     let broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
     let admin = Admin::connect(AdminConfig::new(&broker.addr))
@@ -164,6 +165,121 @@ async fn topics_are_created_described_grown_and_deleted_with_typed_refusals() {
             .unwrap_err()
             .code(),
         Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+
+    // Incremental changes: retention.ms set, then removed again; a validate_only change and
+    // the refusals (an unknown config, a bad value, a topic that does not exist) change nothing.
+    let events = ConfigResource::Topic("events".into());
+    let retention = |configs: &ItemResults<ConfigResource, Vec<ConfigEntry>>| {
+        configs[&events]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.name == "retention.ms")
+            .map(|c| (c.value.clone(), c.source))
+    };
+    let set = admin
+        .incremental_alter_configs(
+            &[(
+                events.clone(),
+                vec![AlterConfigOp::Set {
+                    name: "retention.ms".into(),
+                    value: "7200000".into(),
+                }],
+            )],
+            false,
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(set[&events].is_ok(), "{set:?}");
+    let described = admin
+        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        retention(&described),
+        Some((Some("7200000".into()), ConfigSource::DynamicTopicConfig))
+    );
+    let refused = admin
+        .incremental_alter_configs(
+            &[
+                (
+                    events.clone(),
+                    vec![AlterConfigOp::Set {
+                        name: "retention.ms".into(),
+                        value: "soon".into(),
+                    }],
+                ),
+                (
+                    ConfigResource::Topic("nowhere".into()),
+                    vec![AlterConfigOp::Delete {
+                        name: "retention.ms".into(),
+                    }],
+                ),
+            ],
+            false,
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused[&events].as_ref().unwrap_err().code(),
+        Some(ErrorCode::INVALID_CONFIG)
+    );
+    assert_eq!(
+        refused[&ConfigResource::Topic("nowhere".into())]
+            .as_ref()
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    let validated = admin
+        .incremental_alter_configs(
+            &[(
+                events.clone(),
+                vec![AlterConfigOp::Delete {
+                    name: "retention.ms".into(),
+                }],
+            )],
+            true,
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(validated[&events].is_ok(), "{validated:?}");
+    let described = admin
+        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        retention(&described),
+        Some((Some("7200000".into()), ConfigSource::DynamicTopicConfig)),
+        "validate_only changes nothing, nor do refused changes"
+    );
+    admin
+        .incremental_alter_configs(
+            &[(
+                events.clone(),
+                vec![AlterConfigOp::Delete {
+                    name: "retention.ms".into(),
+                }],
+            )],
+            false,
+            CALL_TIMEOUT,
+        )
+        .await
+        .unwrap()[&events]
+        .as_ref()
+        .unwrap();
+    let described = admin
+        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_ne!(
+        retention(&described).map(|(_, source)| source),
+        Some(ConfigSource::DynamicTopicConfig),
+        "retention.ms back to its default"
     );
 
     // Growing: 3 -> 5 partitions; shrinking is INVALID_PARTITIONS.

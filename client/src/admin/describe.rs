@@ -190,19 +190,76 @@ impl Admin {
         resources: &[ConfigResource],
         timeout: Duration,
     ) -> Result<ItemResults<ConfigResource, Vec<ConfigEntry>>, AdminError> {
-        let mut groups: BTreeMap<Option<i32>, Vec<ConfigResource>> = BTreeMap::new();
-        for resource in resources {
+        let requested: Vec<(ConfigResource, ())> =
+            resources.iter().map(|r| (r.clone(), ())).collect();
+        self.per_config_target(
+            "DescribeConfigs",
+            &requested,
+            timeout,
+            |target, group, deadline| async move {
+                let resources: Vec<ConfigResource> =
+                    group.iter().map(|(r, ())| r.clone()).collect();
+                self.describe_configs_at(target, &resources, deadline).await
+            },
+        )
+        .await
+    }
+
+    /// Changes configs of topics and brokers (IncrementalAlterConfigs: a
+    /// broker's to that broker, topics' to any broker, which has the
+    /// controller commit them): each resource's operations apply together
+    /// or not at all. With `validate_only` the broker checks them and
+    /// changes nothing. Unknown configs and bad values are refused with
+    /// `INVALID_CONFIG`, unknown topics with `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn incremental_alter_configs(
+        &self,
+        changes: &[(ConfigResource, Vec<AlterConfigOp>)],
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Result<ItemResults<ConfigResource, ()>, AdminError> {
+        self.per_config_target(
+            "IncrementalAlterConfigs",
+            changes,
+            timeout,
+            |target, group, deadline| async move {
+                self.alter_configs_at(target, &group, validate_only, deadline)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Sends each target's share of `items` (a broker's resources to that
+    /// broker, topics' to any broker) with `send`, retrying as
+    /// [`Admin::retrying`] does, and gathers one result per resource.
+    async fn per_config_target<I, V, F, Fut>(
+        &self,
+        operation: &'static str,
+        items: &[(ConfigResource, I)],
+        timeout: Duration,
+        send: F,
+    ) -> Result<ItemResults<ConfigResource, V>, AdminError>
+    where
+        I: Clone,
+        V: Clone,
+        F: Fn(Option<i32>, Vec<(ConfigResource, I)>, Instant) -> Fut + Copy,
+        Fut: std::future::Future<Output = Result<ItemResults<ConfigResource, V>, AdminError>>,
+    {
+        let mut groups: BTreeMap<Option<i32>, Vec<(ConfigResource, I)>> = BTreeMap::new();
+        for (resource, item) in items {
             let target = match resource {
                 ConfigResource::Broker(id) => Some(*id),
                 ConfigResource::Topic(_) => None,
             };
-            groups.entry(target).or_default().push(resource.clone());
+            groups
+                .entry(target)
+                .or_default()
+                .push((resource.clone(), item.clone()));
         }
         let asks = groups.into_iter().map(|(target, group)| async move {
             let answer = self
-                .retrying("DescribeConfigs", timeout, |deadline| {
-                    let group = &group;
-                    async move { self.describe_configs_at(target, group, deadline).await }
+                .retrying(operation, timeout, |deadline| {
+                    send(target, group.clone(), deadline)
                 })
                 .await;
             (group, answer)
@@ -211,10 +268,10 @@ impl Admin {
         for (group, answer) in futures::future::join_all(asks).await {
             match answer {
                 Ok(mut answers) => {
-                    for resource in group {
+                    for (resource, _) in group {
                         let result = answers.remove(&resource).unwrap_or_else(|| {
                             Err(AdminError::MissingResult {
-                                operation: "DescribeConfigs",
+                                operation,
                                 item: resource.to_string(),
                             })
                         });
@@ -223,11 +280,76 @@ impl Admin {
                 }
                 // One group failing whole fails its resources, not the others'.
                 Err(e) => {
-                    for resource in group {
+                    for (resource, _) in group {
                         out.insert(resource, Err(e.clone()));
                     }
                 }
             }
+        }
+        Ok(out)
+    }
+
+    async fn alter_configs_at(
+        &self,
+        target: Option<i32>,
+        changes: &[(ConfigResource, Vec<AlterConfigOp>)],
+        validate_only: bool,
+        deadline: Instant,
+    ) -> Result<ItemResults<ConfigResource, ()>, AdminError> {
+        use protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use protocol::messages::IncrementalAlterConfigsRequest;
+        let connection = match target {
+            Some(id) => self.cluster.broker_connection(id).await?,
+            None => self.cluster.any_broker_connection().await?,
+        };
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(
+                changes
+                    .iter()
+                    .map(|(r, ops)| {
+                        AlterConfigsResource::default()
+                            .with_resource_type(r.resource_type())
+                            .with_resource_name(StrBytes::from_string(r.resource_name()))
+                            .with_configs(
+                                ops.iter()
+                                    .map(|op| {
+                                        AlterableConfig::default()
+                                            .with_name(StrBytes::from_string(op.name().to_string()))
+                                            .with_config_operation(op.code())
+                                            .with_value(
+                                                op.value()
+                                                    .map(|v| StrBytes::from_string(v.to_string())),
+                                            )
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = connection
+            .call_version(
+                &request,
+                connection.version_for::<IncrementalAlterConfigsRequest>()?,
+                Some(deadline),
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for result in response.responses {
+            let Some((resource, _)) = changes.iter().find(|(r, _)| {
+                r.resource_type() == result.resource_type
+                    && r.resource_name() == result.resource_name.as_str()
+            }) else {
+                continue;
+            };
+            let answer = check(result.error_code, |code| AdminError::Resource {
+                resource: resource.clone(),
+                code,
+                message: result.error_message.as_ref().map(|m| m.to_string()),
+            });
+            out.insert(resource.clone(), answer);
         }
         Ok(out)
     }

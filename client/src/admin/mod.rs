@@ -52,9 +52,9 @@ use crate::connection::ConnectionConfig;
 pub use error::AdminError;
 pub use groups::{GroupDescription, GroupListing, GroupMember};
 pub use types::{
-    BrokerDescription, ClusterDescription, ConfigEntry, ConfigResource, ConfigSource, CreatedTopic,
-    ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec, OngoingReassignment,
-    PartitionDescription, TopicDescription,
+    AlterConfigOp, BrokerDescription, ClusterDescription, ConfigEntry, ConfigResource,
+    ConfigSource, CreatedTopic, ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec,
+    OngoingReassignment, PartitionDescription, TopicDescription,
 };
 
 /// Settings of the admin client. Names follow the Java client's.

@@ -204,6 +204,52 @@ impl std::fmt::Display for ConfigResource {
     }
 }
 
+/// One change to a config (IncrementalAlterConfigs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AlterConfigOp {
+    /// Sets the config to a value.
+    Set { name: String, value: String },
+    /// Removes the override: the config goes back to its default.
+    Delete { name: String },
+    /// Adds a value to a list config (e.g. `cleanup.policy`).
+    Append { name: String, value: String },
+    /// Removes a value from a list config.
+    Subtract { name: String, value: String },
+}
+
+impl AlterConfigOp {
+    /// The config it changes.
+    pub fn name(&self) -> &str {
+        match self {
+            AlterConfigOp::Set { name, .. }
+            | AlterConfigOp::Delete { name }
+            | AlterConfigOp::Append { name, .. }
+            | AlterConfigOp::Subtract { name, .. } => name,
+        }
+    }
+
+    /// The value it sets, adds or removes (none for a delete).
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            AlterConfigOp::Set { value, .. }
+            | AlterConfigOp::Append { value, .. }
+            | AlterConfigOp::Subtract { value, .. } => Some(value),
+            AlterConfigOp::Delete { .. } => None,
+        }
+    }
+
+    /// Kafka's `AlterConfigOp.OpType` code.
+    pub fn code(&self) -> i8 {
+        match self {
+            AlterConfigOp::Set { .. } => 0,
+            AlterConfigOp::Delete { .. } => 1,
+            AlterConfigOp::Append { .. } => 2,
+            AlterConfigOp::Subtract { .. } => 3,
+        }
+    }
+}
+
 /// Where a config's value comes from (Kafka's `ConfigSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
