@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use client::admin::{
-    AlterConfigOp, ConfigEntry, ConfigResource, ConfigSource, ElectionType, ItemResults,
-    ListedOffset, NewPartitions, NewTopic, OffsetSpec, TopicDescription,
+    AlterConfigOp, ConfigResource, ConfigSource, ElectionType, ListedOffset, NewPartitions,
+    NewTopic, OffsetSpec, TopicDescription,
 };
 use client::{Admin, AdminConfig, AdminError, TopicPartition};
 use protocol::ErrorCode;
@@ -49,6 +49,23 @@ async fn wait_for_topic(
         assert!(Instant::now() < deadline, "{what}: last seen {last:?}");
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// A topic's `retention.ms` as DescribeConfigs answers it: (value, source).
+async fn topic_retention(
+    admin: &Admin,
+    topic: &ConfigResource,
+) -> Option<(Option<String>, ConfigSource)> {
+    let configs = admin
+        .describe_configs(std::slice::from_ref(topic), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    configs[topic]
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "retention.ms")
+        .map(|c| (c.value.clone(), c.source))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,53 +187,30 @@ async fn topics_are_created_described_grown_and_deleted_with_typed_refusals() {
     // Incremental changes: retention.ms set, then removed again; a validate_only change and
     // the refusals (an unknown config, a bad value, a topic that does not exist) change nothing.
     let events = ConfigResource::Topic("events".into());
-    let retention = |configs: &ItemResults<ConfigResource, Vec<ConfigEntry>>| {
-        configs[&events]
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|c| c.name == "retention.ms")
-            .map(|c| (c.value.clone(), c.source))
+    let set = |value: &str| AlterConfigOp::Set {
+        name: "retention.ms".into(),
+        value: value.into(),
     };
-    let set = admin
+    let delete = || AlterConfigOp::Delete {
+        name: "retention.ms".into(),
+    };
+    let changed = admin
         .incremental_alter_configs(
-            &[(
-                events.clone(),
-                vec![AlterConfigOp::Set {
-                    name: "retention.ms".into(),
-                    value: "7200000".into(),
-                }],
-            )],
+            &[(events.clone(), vec![set("7200000")])],
             false,
             CALL_TIMEOUT,
         )
         .await
         .unwrap();
-    assert!(set[&events].is_ok(), "{set:?}");
-    let described = admin
-        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(
-        retention(&described),
-        Some((Some("7200000".into()), ConfigSource::DynamicTopicConfig))
-    );
+    assert!(changed[&events].is_ok(), "{changed:?}");
+    let dynamic_7200000 = Some((Some("7200000".into()), ConfigSource::DynamicTopicConfig));
+    assert_eq!(topic_retention(&admin, &events).await, dynamic_7200000);
+    let nowhere = ConfigResource::Topic("nowhere".into());
     let refused = admin
         .incremental_alter_configs(
             &[
-                (
-                    events.clone(),
-                    vec![AlterConfigOp::Set {
-                        name: "retention.ms".into(),
-                        value: "soon".into(),
-                    }],
-                ),
-                (
-                    ConfigResource::Topic("nowhere".into()),
-                    vec![AlterConfigOp::Delete {
-                        name: "retention.ms".into(),
-                    }],
-                ),
+                (events.clone(), vec![set("soon")]),
+                (nowhere.clone(), vec![delete()]),
             ],
             false,
             CALL_TIMEOUT,
@@ -228,59 +222,33 @@ async fn topics_are_created_described_grown_and_deleted_with_typed_refusals() {
         Some(ErrorCode::INVALID_CONFIG)
     );
     assert_eq!(
-        refused[&ConfigResource::Topic("nowhere".into())]
-            .as_ref()
-            .unwrap_err()
-            .code(),
+        refused[&nowhere].as_ref().unwrap_err().code(),
         Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
     );
-    let validated = admin
-        .incremental_alter_configs(
-            &[(
-                events.clone(),
-                vec![AlterConfigOp::Delete {
-                    name: "retention.ms".into(),
-                }],
-            )],
-            true,
-            CALL_TIMEOUT,
-        )
-        .await
-        .unwrap();
-    assert!(validated[&events].is_ok(), "{validated:?}");
-    let described = admin
-        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(
-        retention(&described),
-        Some((Some("7200000".into()), ConfigSource::DynamicTopicConfig)),
-        "validate_only changes nothing, nor do refused changes"
-    );
-    admin
-        .incremental_alter_configs(
-            &[(
-                events.clone(),
-                vec![AlterConfigOp::Delete {
-                    name: "retention.ms".into(),
-                }],
-            )],
-            false,
-            CALL_TIMEOUT,
-        )
-        .await
-        .unwrap()[&events]
-        .as_ref()
-        .unwrap();
-    let described = admin
-        .describe_configs(std::slice::from_ref(&events), CALL_TIMEOUT)
-        .await
-        .unwrap();
-    assert_ne!(
-        retention(&described).map(|(_, source)| source),
-        Some(ConfigSource::DynamicTopicConfig),
-        "retention.ms back to its default"
-    );
+    for validate_only in [true, false] {
+        let deleted = admin
+            .incremental_alter_configs(
+                &[(events.clone(), vec![delete()])],
+                validate_only,
+                CALL_TIMEOUT,
+            )
+            .await
+            .unwrap();
+        assert!(deleted[&events].is_ok(), "{deleted:?}");
+        let now = topic_retention(&admin, &events).await;
+        if validate_only {
+            assert_eq!(
+                now, dynamic_7200000,
+                "validate_only and refusals change nothing"
+            );
+        } else {
+            assert_ne!(
+                now.map(|(_, source)| source),
+                Some(ConfigSource::DynamicTopicConfig),
+                "retention.ms back to its default"
+            );
+        }
+    }
 
     // Growing: 3 -> 5 partitions; shrinking is INVALID_PARTITIONS.
     let grown = admin
