@@ -289,6 +289,18 @@ impl Admin {
         Ok(out)
     }
 
+    /// Where a config request goes: a broker's resources to that broker
+    /// (`Some(id)`), topics' to any broker.
+    async fn config_connection(
+        &self,
+        target: Option<i32>,
+    ) -> Result<std::sync::Arc<crate::connection::Connection>, AdminError> {
+        Ok(match target {
+            Some(id) => self.cluster.broker_connection(id).await?,
+            None => self.cluster.any_broker_connection().await?,
+        })
+    }
+
     async fn alter_configs_at(
         &self,
         target: Option<i32>,
@@ -300,10 +312,7 @@ impl Admin {
             AlterConfigsResource, AlterableConfig,
         };
         use protocol::messages::IncrementalAlterConfigsRequest;
-        let connection = match target {
-            Some(id) => self.cluster.broker_connection(id).await?,
-            None => self.cluster.any_broker_connection().await?,
-        };
+        let connection = self.config_connection(target).await?;
         let request = IncrementalAlterConfigsRequest::default()
             .with_validate_only(validate_only)
             .with_resources(
@@ -338,10 +347,10 @@ impl Admin {
             .await?;
         let mut out = BTreeMap::new();
         for result in response.responses {
-            let Some((resource, _)) = changes.iter().find(|(r, _)| {
-                r.resource_type() == result.resource_type
-                    && r.resource_name() == result.resource_name.as_str()
-            }) else {
+            let Some((resource, _)) = changes
+                .iter()
+                .find(|(r, _)| r.is(result.resource_type, &result.resource_name))
+            else {
                 continue;
             };
             let answer = check(result.error_code, |code| AdminError::Resource {
@@ -362,10 +371,7 @@ impl Admin {
     ) -> Result<ItemResults<ConfigResource, Vec<ConfigEntry>>, AdminError> {
         use protocol::messages::describe_configs_request::DescribeConfigsResource;
         use protocol::messages::DescribeConfigsRequest;
-        let connection = match target {
-            Some(id) => self.cluster.broker_connection(id).await?,
-            None => self.cluster.any_broker_connection().await?,
-        };
+        let connection = self.config_connection(target).await?;
         let request = DescribeConfigsRequest::default().with_resources(
             resources
                 .iter()
@@ -386,10 +392,10 @@ impl Admin {
             .await?;
         let mut out = BTreeMap::new();
         for result in response.results {
-            let Some(resource) = resources.iter().find(|r| {
-                r.resource_type() == result.resource_type
-                    && r.resource_name() == result.resource_name.as_str()
-            }) else {
+            let Some(resource) = resources
+                .iter()
+                .find(|r| r.is(result.resource_type, &result.resource_name))
+            else {
                 continue;
             };
             let answer = check(result.error_code, |code| AdminError::Resource {

@@ -193,6 +193,11 @@ impl ConfigResource {
             ConfigResource::Broker(id) => id.to_string(),
         }
     }
+
+    /// Whether a response's resource (type code and name) is this one.
+    pub(crate) fn is(&self, resource_type: i8, name: &str) -> bool {
+        self.resource_type() == resource_type && self.resource_name() == name
+    }
 }
 
 impl std::fmt::Display for ConfigResource {
