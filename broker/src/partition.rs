@@ -702,8 +702,11 @@ impl Partition {
             log_start_offset >= offset,
             "the log start offset reaches the deleted offset"
         );
+        let doomed = log.take_doomed();
         drop(log);
         drop(role);
+        // The deleted segments' files are unlinked after the locks.
+        drop(doomed);
         Ok(log_start_offset)
     }
 
@@ -719,6 +722,10 @@ impl Partition {
         if let Err(e) = log.set_log_start_offset(target) {
             tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot follow the leader's log start offset");
         }
+        let doomed = log.take_doomed();
+        drop(log);
+        // The deleted segments' files are unlinked after the lock.
+        drop(doomed);
     }
 
     /// Applies changed topic config overrides to the log.

@@ -257,6 +257,7 @@ impl LogShared {
                 log.truncate_fully_and_start_at(start)
             }
             .map_err(|e| format!("finish a purge in {}: {e}", dir.display()))?;
+            drop(log.take_doomed());
         }
         Ok(Arc::new(LogShared {
             dir: dir.to_path_buf(),
@@ -520,6 +521,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 log.log_start_offset() >= start,
                 "the purge moved the log start"
             );
+            let doomed = log.take_doomed();
+            drop(log);
+            // The purged segments' files are unlinked after the lock.
+            drop(doomed);
             Ok(())
         })
         .await

@@ -29,7 +29,7 @@ use crate::storage::mapping::MappingBudget;
 use crate::storage::metadata;
 use crate::storage::recovery::{self, LoadOptions, RecoveryReport};
 use crate::storage::segment::{
-    Segment, SegmentPaths, SegmentTrim, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX,
+    DoomedSegment, Segment, SegmentPaths, SegmentTrim, RELATIVE_OFFSET_MAX, SEGMENT_POSITION_MAX,
 };
 use crate::storage::spare::{Spare, SPARE_SEGMENT_BYTES_MIN};
 
@@ -177,6 +177,9 @@ pub struct PartitionLog {
     /// planned the shrink; a cut takes it first, so it waits for a shrink
     /// under way.
     cuts: Arc<Mutex<u64>>,
+    /// Segments retention or a new log start offset took out, whose files
+    /// are still to be unlinked (see [`PartitionLog::take_doomed`]).
+    pub(crate) doomed: Vec<DoomedSegment>,
 }
 
 fn corrupt(error: BatchError) -> StorageError {
@@ -351,6 +354,7 @@ impl PartitionLog {
             tombstones_due_ms: None,
             spare: None,
             cuts: Arc::new(Mutex::new(0)),
+            doomed: Vec::new(),
         };
         if options.clean_shutdown {
             log.dir_dirty = false;
@@ -642,6 +646,15 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             log_end_offset,
         })
+    }
+
+    /// Takes the segments that retention or a new log start offset removed
+    /// from the log and whose files still exist (renamed `*.deleted`).
+    /// Dropping them unlinks the files: drop them after releasing the log's
+    /// lock, so appends never wait for the kernel to free a large file.
+    /// Those nobody takes are unlinked with the log.
+    pub fn take_doomed(&mut self) -> Vec<DoomedSegment> {
+        std::mem::take(&mut self.doomed)
     }
 
     pub fn log_start_offset(&self) -> i64 {

@@ -412,6 +412,10 @@ impl LogManager {
                 Ok(count) => deleted += count,
                 Err(error) => tracing::warn!(partition = %tp, %error, "retention failed"),
             }
+            let doomed = guard.take_doomed();
+            drop(guard);
+            // Unlinked here, without the lock: appends to the partition go on.
+            drop(doomed);
         }
         if deleted > 0 {
             if let Err(error) = self.write_checkpoints() {

@@ -22,7 +22,7 @@ use crate::storage::config::LogConfig;
 use crate::storage::file::FileLayer;
 use crate::storage::mapping::MappingBudget;
 use crate::storage::segment::{
-    Segment, INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
+    Segment, DELETED_SUFFIX, INDEX_FILE_SUFFIX, LOG_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::storage::swap;
 
@@ -54,7 +54,7 @@ impl RecoveryReport {
 }
 
 /// Suffixes of files left behind by an interrupted write; removed on load.
-const LEFTOVER_SUFFIXES: [&str; 2] = ["tmp", "truncating"];
+const LEFTOVER_SUFFIXES: [&str; 3] = ["tmp", "truncating", DELETED_SUFFIX];
 
 fn parse_base_offset(stem: &str) -> Option<i64> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {

@@ -108,6 +108,8 @@ impl PartitionLog {
 
     /// Sets the log start offset to `new_start` and deletes every sealed
     /// segment that ends at or below it; the active segment always stays.
+    /// The segments' files are renamed here and unlinked when the caller
+    /// drops what [`PartitionLog::take_doomed`] returns, outside the lock.
     fn delete_segments_below(&mut self, new_start: i64) -> Result<(), StorageError> {
         assert!(
             new_start <= self.log_end_offset(),
@@ -128,8 +130,9 @@ impl PartitionLog {
             tracing::info!(segment = %segment.log_path().display(), bytes = segment.size_bytes(),
                 log_start_offset = self.log_start_offset, "deleting segment");
             self.dir_dirty = true;
-            if let Err(error) = segment.delete() {
-                return Err(self.fail("deleting a segment", error));
+            match segment.doom() {
+                Ok(doomed) => self.doomed.push(doomed),
+                Err(error) => return Err(self.fail("deleting a segment", error)),
             }
         }
         if let Err(error) = self

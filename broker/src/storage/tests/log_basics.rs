@@ -611,6 +611,70 @@ fn retention_deletes_whole_sealed_segments_by_size_and_by_age() {
     assert_eq!(log.log_end_offset(), 160);
 }
 
+/// The names of the files in `dir` that end with `.deleted`.
+fn deleted_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".deleted"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn retention_unlinks_a_segment_only_when_its_doomed_files_drop() {
+    // Proves the slow unlink of an expired segment waits for the caller to
+    // drop what take_doomed returns (after the log's lock), that the log has
+    // let go of the files at once, and that recovery removes the renamed
+    // files a crash left behind.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open_log(dir.path(), small_config());
+    for i in 0..40i64 {
+        log.append(&batch(2, 500, i * 1000), 0, 0).expect("append");
+    }
+    let first = log.segment_base_offsets()[0];
+    log.set_config(LogConfig {
+        retention_ms: Some(10_000),
+        ..small_config()
+    })
+    .expect("config");
+    let deleted = log.apply_retention(30_000).expect("retention");
+    assert!(deleted > 0);
+    assert!(log.segment_base_offsets()[0] > first);
+    let first_log = segment_file_name(first, "log");
+    assert!(
+        !dir.path().join(&first_log).exists(),
+        "the log let go of the file"
+    );
+    let renamed = deleted_files(dir.path());
+    assert!(
+        renamed.contains(&format!("{first_log}.deleted")),
+        "{renamed:?}"
+    );
+    assert_eq!(renamed.len(), 3 * deleted, "log, index and time index each");
+    // Appends go on while the doomed files wait.
+    log.append(&batch(2, 500, 40_000), 0, 0).expect("append");
+    drop(log.take_doomed());
+    assert_eq!(deleted_files(dir.path()), Vec::<String>::new());
+
+    // A crash between the rename and the unlink: recovery removes the files.
+    log.apply_retention(10_000_000).expect("retention");
+    std::mem::forget(log.take_doomed());
+    assert!(!deleted_files(dir.path()).is_empty());
+    let end = log.log_end_offset();
+    drop(log);
+    let log = open_log(dir.path(), small_config());
+    assert_eq!(deleted_files(dir.path()), Vec::<String>::new());
+    assert_eq!(log.log_end_offset(), end);
+}
+
 #[test]
 fn set_log_start_offset_hides_older_batches() {
     // Proves DeleteRecords semantics: reads below the new start are out of range; whole segments below it go.
