@@ -24,6 +24,15 @@ pub struct FollowerConfig {
     pub fetch_backoff_ms: i64,
 }
 
+/// The pause after a leader answered that it does not lead in this
+/// follower's epoch yet (`UNKNOWN_LEADER_EPOCH`, `NOT_LEADER_OR_FOLLOWER`):
+/// its metadata is a moment behind ours, and the controller's records reach
+/// every broker within milliseconds, so it asks again soon rather than after
+/// the whole `replica.fetch.backoff.ms` (1 s by default). A new leader's
+/// `acks=all` writes wait for this fetch, so the full backoff added a second
+/// to every failover in which the follower heard of the election first.
+pub const LEADER_CATCH_UP_BACKOFF_MS: i64 = 50;
+
 /// What to ask the leader for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchPosition {
@@ -207,10 +216,16 @@ impl FollowerState {
                 }
                 return;
             }
+            ErrorCode::UNKNOWN_LEADER_EPOCH | ErrorCode::NOT_LEADER_OR_FOLLOWER => {
+                // The leader has not heard of its election yet (or we lag,
+                // and our own metadata replaces this state soon).
+                self.backoff_until_ms =
+                    now_ms + self.config.fetch_backoff_ms.min(LEADER_CATCH_UP_BACKOFF_MS);
+                return;
+            }
             _ => {
-                // Stale or early epochs, a leader that no longer leads, an
-                // unknown partition, a failing log: wait for the metadata to
-                // catch up, then try again.
+                // A stale epoch of ours, an unknown partition, a failing log:
+                // wait for the metadata to catch up, then try again.
                 self.backoff_until_ms = now_ms + self.config.fetch_backoff_ms;
                 return;
             }
@@ -407,6 +422,39 @@ mod tests {
             .is_empty());
         assert_eq!(f.fetch_position(1_050), None);
         assert!(f.fetch_position(1_100).is_some());
+    }
+
+    #[test]
+    fn a_leader_that_has_not_heard_of_its_election_is_asked_again_soon() {
+        // The follower learned the new epoch first: the leader answers
+        // UNKNOWN_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER until its metadata
+        // catches up, a few milliseconds later; the follower must not wait
+        // the whole backoff (acks=all writes wait for its next fetch).
+        for error in [
+            ErrorCode::UNKNOWN_LEADER_EPOCH,
+            ErrorCode::NOT_LEADER_OR_FOLLOWER,
+        ] {
+            let config = FollowerConfig {
+                fetch_backoff_ms: 1_000,
+            };
+            let mut f = FollowerState::new(config, LEADER, LeaderEpoch(3), 0, None, 0);
+            let refused = FetchAnswer {
+                error,
+                ..answer(-1, b"")
+            };
+            f.handle(Event::Fetched {
+                answer: refused,
+                local_epoch_end: None,
+                now_ms: 1_000,
+            });
+            assert_eq!(
+                f.fetch_position(1_000 + LEADER_CATCH_UP_BACKOFF_MS - 1),
+                None
+            );
+            assert!(f
+                .fetch_position(1_000 + LEADER_CATCH_UP_BACKOFF_MS)
+                .is_some());
+        }
     }
 
     #[test]
