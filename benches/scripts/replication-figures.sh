@@ -4,8 +4,8 @@
 #   1. one broker, acks=1, replication factor 1 (the baseline);
 #   2. three brokers, acks=all, replication factor 3, min.insync.replicas 2;
 #      both with 1 KiB records, 4 partitions, our Rust client, for DURATION s,
-#      twice each in the order 1, 2, 2, 1, each after warming WARM_GIB of
-#      memory (see below);
+#      twice each in the order 1, 2, 2, 1, each with the page cache full
+#      (see below);
 #   3. tests/src/bin/replication_figures.rs: the unavailability window after
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
@@ -15,14 +15,16 @@
 #        1 GiB per partition replica (log.retention.bytes, checked every 5 s), so
 #        a minute at full speed fits the disk.
 #
-# Warming: a VM that hands freed memory back to its host (free page
-# reporting, as this one does) pays a host fault on the first write to each
-# page it gets back: about 1.1 s of CPU per GB here, against 0.3 s per GB
-# for a page cache write into memory already backed. Which of a run's page
-# cache writes pay it depends on what ran before, so each run starts right
-# after touching and freeing WARM_GIB (default 16) of memory, which puts
-# every run in the same state, near that of a machine whose page cache
-# stays full. WARM_GIB=0 skips it.
+# The page cache: a broker's machine runs with its page cache full, so the
+# pages of new segments come from reclaiming old ones. A run that starts
+# with most memory free instead writes into pages never used since the VM
+# handed them back to its host (free page reporting, as this one does):
+# the first write to each costs about 1.1 s of CPU per GB here, against
+# 0.3 s for a page cache write into memory already backed, and the run
+# slows down by half once the memory it started with runs out. So each run
+# starts right after reading a file of FILL_GIB (default: memory less
+# 3 GiB) into the page cache, which puts every run where a broker that has
+# been running for a while is. FILL_GIB=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-60}
@@ -50,21 +52,27 @@ wait_port() { # HOST:PORT
 }
 
 retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
-warm() {
-  [ "${WARM_GIB:-16}" -gt 0 ] || return 0
-  python3 - "${WARM_GIB:-16}" <<'PY'
-import mmap, sys
-size = int(sys.argv[1]) << 30
-memory = mmap.mmap(-1, size)
-for at in range(0, size, 4096):
-    memory[at] = 1
-memory.close()
-PY
+fill_gib=${FILL_GIB:-$(awk '/MemTotal/ {printf "%d", $2 / 1048576 - 3}' /proc/meminfo)}
+# The fill file is written (a file only read, or a sparse one, is not kept
+# cached the same way here), so it takes disk beside the runs' up to 40 GiB
+# (three brokers: 4 partitions of 1 GiB retained, an active and a spare
+# segment each).
+room_gib=$(($(df --output=avail -k "$work" | tail -1) / 1048576 - 40))
+if [ "$fill_gib" -gt "$room_gib" ]; then
+  echo "only room for a ${room_gib} GiB fill file on $(df --output=target "$work" | tail -1)" >&2
+  fill_gib=$((room_gib > 0 ? room_gib : 0))
+fi
+fill() {
+  [ "$fill_gib" -gt 0 ] || return 0
+  if [ ! -f "$work/fill" ]; then
+    dd if=/dev/zero of="$work/fill" bs=1M count=$((fill_gib * 1024)) status=none
+  fi
+  cat "$work/fill" >/dev/null
 }
 
 single() { # ROUND
   echo "== 1 broker, acks=1, replication factor 1, ${duration}s (round $1)"
-  warm
+  fill
   "$target/release/broker" --node-id 1 --data-dir "$work/single" --listen 127.0.0.1:29092 \
     "${retention[@]}" >"$work/single.log" 2>&1 &
   pids+=($!)
@@ -79,7 +87,7 @@ single() { # ROUND
 
 cluster() { # ROUND
   echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, ${duration}s (round $1)"
-  warm
+  fill
   local voters="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
   for id in 1 2 3; do
     "$target/release/broker" --node-id "$id" --data-dir "$work/node-$id" --listen "127.0.0.1:2909$id" \
