@@ -25,7 +25,7 @@ use crate::replication::follower::{
     self, FetchAnswer, FetchPosition, FollowerConfig, FollowerState,
 };
 use crate::replication::leader::{self, LeaderConfig, LeaderState, ProduceId, Refusal};
-use crate::storage::{AppendInfo, LogConfig, PartitionLog, ReadInfo, StorageError};
+use crate::storage::{AppendInfo, DoomedSegment, LogConfig, PartitionLog, ReadInfo, StorageError};
 
 /// DeleteRecords' offset that means "up to the high watermark".
 pub const DELETE_TO_HIGH_WATERMARK: i64 = -1;
@@ -705,8 +705,7 @@ impl Partition {
         let doomed = log.take_doomed();
         drop(log);
         drop(role);
-        // The deleted segments' files are unlinked after the locks.
-        drop(doomed);
+        unlink_off_the_runtime(doomed);
         Ok(log_start_offset)
     }
 
@@ -724,8 +723,7 @@ impl Partition {
         }
         let doomed = log.take_doomed();
         drop(log);
-        // The deleted segments' files are unlinked after the lock.
-        drop(doomed);
+        unlink_off_the_runtime(doomed);
     }
 
     /// Applies changed topic config overrides to the log.
@@ -854,4 +852,23 @@ fn load_producer_state(log: &PartitionLog) -> ProducerStateTable {
 fn lock(log: &Mutex<PartitionLog>) -> MutexGuard<'_, PartitionLog> {
     log.lock()
         .expect("partition log lock poisoned by an earlier panic")
+}
+
+/// Unlinks the files of segments a log let go of (see
+/// `PartitionLog::take_doomed`), after its lock, and on a blocking thread
+/// when called from the runtime: unlinking a large cached file takes the
+/// kernel up to a second under load, and a follower applying its leader's
+/// log start offset does it from a fetch on a runtime worker; with both
+/// workers in `unlink`, the whole broker stopped, and every `acks=all`
+/// write waiting for it.
+fn unlink_off_the_runtime(doomed: Vec<DoomedSegment>) {
+    if doomed.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(move || drop(doomed));
+        }
+        Err(_) => drop(doomed),
+    }
 }

@@ -50,3 +50,4 @@ pub use log::{AppendInfo, PartitionLog, ReadInfo};
 pub use manager::{CleanPassReport, LogManager, TopicPartition};
 pub use mapping::MappingBudget;
 pub use recovery::RecoveryReport;
+pub use segment::DoomedSegment;
