@@ -474,7 +474,8 @@ impl BatchBuilder {
 }
 
 /// Decodes the records of one uncompressed batch. Compressed batches are
-/// returned as an error: decompression belongs to clients, not the broker.
+/// returned as an error: decompress their records section first
+/// ([`crate::compression`]).
 pub fn decode_records(batch: &Bytes) -> Result<Vec<DecodedRecord>, RecordDecodeError> {
     let header = BatchHeader::new(batch).map_err(RecordDecodeError::Batch)?;
     header.validate().map_err(RecordDecodeError::Batch)?;

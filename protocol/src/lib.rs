@@ -4,6 +4,7 @@
 //! - [`header`]: request/response headers, flexible versions, frame encoding helpers.
 //! - [`batch`]: record batch v2: zero-copy header view, CRC-32C validation,
 //!   in-place offset assignment, a builder and a record decoder for clients.
+//! - [`compression`]: the batch codecs (gzip, snappy, lz4, zstd), bounded on decompression.
 //! - [`chunks`]: an encode buffer that keeps record sets by reference (zero-copy responses).
 //! - [`error`]: Kafka error codes and whether each is retriable.
 //! - [`messages`]: the API message schemas, re-exported from `kafka-protocol`;
@@ -11,6 +12,7 @@
 
 pub mod batch;
 pub mod chunks;
+pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod header;
