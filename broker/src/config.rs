@@ -78,6 +78,8 @@ pub struct BrokerConfig {
     pub leader_rebalance_interval_ms: Option<u64>,
     /// Partition replication (see `docs/replication.md`).
     pub replication: ReplicationSettings,
+    /// `compression.type`: the codec batches are stored in when a topic sets none.
+    pub compression_type: crate::recompress::CompressionType,
 }
 
 /// Replication settings, Kafka's names and defaults.
@@ -147,6 +149,7 @@ impl Default for BrokerConfig {
             rack: None,
             leader_rebalance_interval_ms: Some(LEADER_REBALANCE_INTERVAL_MS_DEFAULT),
             replication: ReplicationSettings::default(),
+            compression_type: crate::recompress::CompressionType::Producer,
         }
     }
 }
@@ -337,6 +340,17 @@ impl BrokerConfig {
             }
             "socket.request.max.bytes" => self.frame_bytes_max = parse(key, value)?,
             "message.max.bytes" => self.message_bytes_max = parse(key, value)?,
+            "compression.type" => {
+                self.compression_type = crate::recompress::CompressionType::parse(value)
+                    .ok_or_else(|| ConfigError::Value {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: format!(
+                            "must be one of {}",
+                            crate::recompress::CompressionType::NAMES.join(", ")
+                        ),
+                    })?
+            }
             "max.connections" => self.connections_max = parse(key, value)?,
             "max.in.flight.requests.per.connection" => {
                 self.in_flight_requests_max = parse::<usize>(key, value)?.max(1)

@@ -16,7 +16,8 @@
 //! - [`replication`]: partition replication: the leader and follower sides as
 //!   state machines without I/O, and the runtime around them (replica
 //!   fetchers, ISR proposals); [`peer`]: a Kafka-request connection to another node.
-//! - [`topics`]: topic rules (names, configs) and topics found on disk.
+//! - [`topics`]: topic rules (names, configs) and topics found on disk;
+//!   [`recompress`]: a topic's `compression.type` applied to produced batches.
 //! - [`ids`]: newtypes for broker ids, epochs and offsets; [`errors`]: where
 //!   internal errors become Kafka error codes.
 //! - [`quorum`]: the replicated metadata log (openraft over a log of our
@@ -41,6 +42,7 @@ pub mod peer;
 pub mod producer_ids;
 pub mod producer_state;
 pub mod quorum;
+pub mod recompress;
 pub mod replica_manager;
 pub mod replication;
 pub mod server;

@@ -139,6 +139,14 @@ pub fn log_config_for(
                     return Err(invalid("must be true or false"));
                 }
             }
+            "compression.type" => {
+                if crate::recompress::CompressionType::parse(value).is_none() {
+                    return Err(invalid(&format!(
+                        "must be one of {}",
+                        crate::recompress::CompressionType::NAMES.join(", ")
+                    )));
+                }
+            }
             "message.timestamp.type" => {
                 if value != "CreateTime" {
                     return Err(invalid("only 'CreateTime' is supported"));
@@ -160,6 +168,17 @@ pub fn min_insync_replicas_for(broker_default: usize, configs: &BTreeMap<String,
     configs
         .get("min.insync.replicas")
         .and_then(|v| v.parse().ok())
+        .unwrap_or(broker_default)
+}
+
+/// A topic's `compression.type`: its override, else the broker's.
+pub fn compression_type_for(
+    broker_default: crate::recompress::CompressionType,
+    configs: &BTreeMap<String, String>,
+) -> crate::recompress::CompressionType {
+    configs
+        .get(crate::recompress::COMPRESSION_TYPE)
+        .and_then(|v| crate::recompress::CompressionType::parse(v))
         .unwrap_or(broker_default)
 }
 

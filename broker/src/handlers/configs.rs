@@ -55,7 +55,7 @@ fn topic_entries(
     configs: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Entry> {
     let log = &broker.config.log;
-    let defaults: [(&'static str, String, i8); 12] = [
+    let defaults: [(&'static str, String, i8); 13] = [
         (
             "cleanup.policy",
             log.cleanup_policy.to_string(),
@@ -71,6 +71,11 @@ fn topic_entries(
             TYPE_INT,
         ),
         ("message.timestamp.type", "CreateTime".into(), TYPE_STRING),
+        (
+            "compression.type",
+            broker.config.compression_type.to_string(),
+            TYPE_STRING,
+        ),
         (
             "min.cleanable.dirty.ratio",
             log.min_cleanable_dirty_ratio.to_string(),
@@ -183,6 +188,11 @@ fn broker_settings(config: &crate::config::BrokerConfig) -> Vec<(&'static str, S
             "message.max.bytes",
             c.message_bytes_max.to_string(),
             TYPE_INT,
+        ),
+        (
+            "compression.type",
+            c.compression_type.to_string(),
+            TYPE_STRING,
         ),
         (
             "socket.request.max.bytes",

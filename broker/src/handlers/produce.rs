@@ -1,6 +1,7 @@
 //! Produce: validate each partition's record set (headers and CRCs only; a
-//! record is decoded only on a compacted topic, to refuse one without a key),
-//! append it as leader, and answer by `acks`: at once
+//! record is decoded only on a compacted topic, to refuse one without a key,
+//! and a batch is recompressed only when the topic's `compression.type` names
+//! a codec other than the batch's), append it as leader, and answer by `acks`: at once
 //! for 0 and 1, and for `all` once the high watermark covers the batch
 //! (every in-sync replica has it), the ISR is too small, or time is up.
 
@@ -18,6 +19,7 @@ use protocol::{ErrorCode, StrBytes};
 use crate::errors::KafkaErrorCode;
 use crate::handlers::redirect;
 use crate::partition::{AppendError, Appended, Partition};
+use crate::recompress::{self, CompressionType};
 use crate::replication::leader::Refusal;
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
@@ -99,7 +101,16 @@ pub fn handle(
                             .and_then(|v| crate::storage::CleanupPolicy::parse(v))
                             .unwrap_or(broker.config.log.cleanup_policy)
                             .compact;
-                        append(&partition, data.records, acks, max, compacted, now_ms)
+                        let compression = crate::topics::compression_type_for(
+                            broker.config.compression_type,
+                            &t.configs,
+                        );
+                        let rules = Rules {
+                            message_bytes_max: max,
+                            compacted,
+                            compression,
+                        };
+                        append(&partition, data.records, acks, &rules, now_ms)
                     }
                 }
             };
@@ -221,14 +232,24 @@ fn mark_failed(response: &mut ProduceResponse, partition: &Partition, code: Erro
     }
 }
 
+/// What a topic's configs ask of a record set before it is appended.
+struct Rules {
+    /// `max.message.bytes`: the largest batch, as stored.
+    message_bytes_max: usize,
+    /// Compacted topics refuse records without a key.
+    compacted: bool,
+    /// `compression.type`: the codec batches are stored in.
+    compression: CompressionType,
+}
+
 fn append(
     partition: &Arc<Partition>,
     records: Option<Bytes>,
     acks: i16,
-    message_bytes_max: usize,
-    compacted: bool,
+    rules: &Rules,
     now_ms: i64,
 ) -> Outcome {
+    let message_bytes_max = rules.message_bytes_max;
     let index = partition.index;
     let Some(records) = records else {
         return failed(index, ErrorCode::CORRUPT_MESSAGE, "record set is null");
@@ -261,7 +282,22 @@ fn append(
             ),
         );
     }
-    if compacted {
+    // The only per-record work on this path, paid only when the topic names
+    // a codec and a batch is in another; `producer` appends what it received.
+    let records = match rules.compression {
+        CompressionType::Producer => records,
+        CompressionType::Codec(codec) => {
+            match recompress::recompress_record_set(&records, codec, message_bytes_max) {
+                Ok(None) => records,
+                Ok(Some(recompressed)) => recompressed,
+                Err(e) => {
+                    tracing::debug!(topic = %partition.topic, partition = index, error = %e, "refused batch on recompression");
+                    return failed(index, e.error_code(), e.to_string());
+                }
+            }
+        }
+    };
+    if rules.compacted {
         if let Some(refused) = keyless_records(partition, &records) {
             return refused;
         }
@@ -330,8 +366,9 @@ const RECORD_ERRORS_MAX: usize = 100;
 /// A compacted topic keeps the latest record of each key, so a record without
 /// a key cannot be kept: the whole record set is refused with
 /// `INVALID_RECORD`, naming each keyless record by its index in its batch
-/// (KIP-467). Compressed batches are not looked into: the broker never
-/// decompresses.
+/// (KIP-467). Compressed batches are not looked into: the broker decompresses
+/// only to recompress (a topic with `compression.type=uncompressed` has its
+/// batches decompressed by the time they get here).
 fn keyless_records(partition: &Partition, records: &Bytes) -> Option<Outcome> {
     let message = format!(
         "Compacted topic cannot accept message without key in topic partition {}-{}.",
