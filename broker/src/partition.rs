@@ -663,6 +663,11 @@ impl Partition {
         self.log().log_end_offset()
     }
 
+    /// The bytes of batches in the log's segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.log().size_bytes()
+    }
+
     /// DeleteRecords on the leader: moves the log start offset up to
     /// `offset` (`-1`: the high watermark) and answers the new log start
     /// offset (Kafka's low watermark). Only committed records may be

@@ -20,6 +20,7 @@ impl ErrorCode {
     pub const LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(5);
     pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(6);
     pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(7);
+    pub const REPLICA_NOT_AVAILABLE: ErrorCode = ErrorCode(9);
     pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode(10);
     pub const INVALID_TOPIC_EXCEPTION: ErrorCode = ErrorCode(17);
     pub const RECORD_LIST_TOO_LARGE: ErrorCode = ErrorCode(18);
@@ -34,6 +35,7 @@ impl ErrorCode {
     pub const INVALID_CONFIG: ErrorCode = ErrorCode(40);
     pub const POLICY_VIOLATION: ErrorCode = ErrorCode(44);
     pub const KAFKA_STORAGE_ERROR: ErrorCode = ErrorCode(56);
+    pub const LOG_DIR_NOT_FOUND: ErrorCode = ErrorCode(57);
     pub const UNKNOWN_TOPIC_ID: ErrorCode = ErrorCode(100);
     pub const INCONSISTENT_TOPIC_ID: ErrorCode = ErrorCode(103);
     pub const INVALID_RECORD: ErrorCode = ErrorCode(87);
@@ -146,6 +148,8 @@ mod tests {
             (ErrorCode::INVALID_CONFIG, "INVALID_CONFIG"),
             (ErrorCode::POLICY_VIOLATION, "POLICY_VIOLATION"),
             (ErrorCode::KAFKA_STORAGE_ERROR, "KAFKA_STORAGE_ERROR"),
+            (ErrorCode::LOG_DIR_NOT_FOUND, "LOG_DIR_NOT_FOUND"),
+            (ErrorCode::REPLICA_NOT_AVAILABLE, "REPLICA_NOT_AVAILABLE"),
             (ErrorCode::UNKNOWN_TOPIC_ID, "UNKNOWN_TOPIC_ID"),
             (ErrorCode::INCONSISTENT_TOPIC_ID, "INCONSISTENT_TOPIC_ID"),
             (ErrorCode::INVALID_RECORD, "INVALID_RECORD"),

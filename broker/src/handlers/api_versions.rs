@@ -53,6 +53,8 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<protocol::messages::IncrementalAlterConfigsRequest>(
             ApiKey::IncrementalAlterConfigs,
         ),
+        range::<protocol::messages::AlterReplicaLogDirsRequest>(ApiKey::AlterReplicaLogDirs),
+        range::<protocol::messages::DescribeLogDirsRequest>(ApiKey::DescribeLogDirs),
         range::<CreatePartitionsRequest>(ApiKey::CreatePartitions),
         range::<protocol::messages::DeleteRecordsRequest>(ApiKey::DeleteRecords),
         range::<InitProducerIdRequest>(ApiKey::InitProducerId),
@@ -67,6 +69,9 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         ),
         range::<protocol::messages::ListPartitionReassignmentsRequest>(
             ApiKey::ListPartitionReassignments,
+        ),
+        range::<protocol::messages::DescribeTopicPartitionsRequest>(
+            ApiKey::DescribeTopicPartitions,
         ),
     ]
 }

@@ -221,6 +221,9 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
     match api {
         ApiKey::ApiVersions => handlers::api_versions::handle(broker, &request, body),
         ApiKey::Metadata => handlers::metadata::handle(broker, &request, body),
+        ApiKey::DescribeTopicPartitions => {
+            handlers::metadata::describe_topic_partitions(broker, &request, body)
+        }
         ApiKey::Produce => handlers::produce::handle(broker, request, body),
         ApiKey::Fetch => handlers::fetch::handle(broker, request, body),
         ApiKey::ListOffsets => handlers::list_offsets::handle(broker, &request, body),
@@ -247,6 +250,10 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::AlterConfigs => handlers::configs::alter_configs(broker, &request, body),
         ApiKey::IncrementalAlterConfigs => {
             handlers::configs::incremental_alter_configs(broker, &request, body)
+        }
+        ApiKey::DescribeLogDirs => handlers::log_dirs::describe_log_dirs(broker, &request, body),
+        ApiKey::AlterReplicaLogDirs => {
+            handlers::log_dirs::alter_replica_log_dirs(broker, &request, body)
         }
         ApiKey::DescribeCluster => handlers::cluster::describe_cluster(broker, &request, body),
         ApiKey::DescribeQuorum => handlers::cluster::describe_quorum(broker, &request, body),
