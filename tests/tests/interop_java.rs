@@ -153,3 +153,30 @@ fn java_admin_client_manages_topics_configs_groups_and_offsets() {
     }
     assert!(stdout.contains("AdminTour ok"), "{stdout}");
 }
+
+#[test]
+fn java_admin_client_describes_log_dirs_and_pages_through_topic_partitions() {
+    // AdminClient: describeLogDirs names the data dir with the volume's sizes and a size for the
+    // written partition, describeReplicaLogDirs finds the replica there, alterReplicaLogDirs
+    // accepts only that dir; describeTopics pages through 30 partitions seven at a time
+    // (DescribeTopicPartitions' cursor) with every leader and ISR right.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let output = run_java(
+        "AdminTour",
+        &[&broker.addr, "log-dirs", "topic-pages"],
+        None,
+    );
+    let stdout = output.expect_success("AdminTour");
+    assert!(
+        stdout.contains(&format!("log-dirs dir {} written", dir.path().display())),
+        "the log dir is the data dir: {stdout}"
+    );
+    for section in ["log-dirs", "topic-pages"] {
+        assert!(
+            stdout.contains(&format!("section {section} ok")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("AdminTour ok"), "{stdout}");
+}

@@ -4,8 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use protocol::messages::alter_replica_log_dirs_request::{
+    AlterReplicaLogDir, AlterReplicaLogDirTopic,
+};
+use protocol::messages::{
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, ApiKey, TopicName,
+};
+use protocol::{ErrorCode, StrBytes};
 use tests::external::run_java;
-use tests::{BrokerProcess, Cluster};
+use tests::{batch_of, produce_to, BrokerProcess, Cluster, RawConnection};
 
 /// How long a tool that is run until a condition holds (a deleted topic
 /// leaving the list) may keep being run, and a cluster may take to settle.
@@ -21,6 +28,9 @@ const PRODUCER_PERF: &str = "org.apache.kafka.tools.ProducerPerformance";
 const CONSUMER_PERF: &str = "org.apache.kafka.tools.ConsumerPerformance";
 const METADATA_QUORUM: &str = "org.apache.kafka.tools.MetadataQuorumCommand";
 const LEADER_ELECTION: &str = "org.apache.kafka.tools.LeaderElectionCommand";
+const LOG_DIRS: &str = "org.apache.kafka.tools.LogDirsCommand";
+const DELETE_RECORDS: &str = "org.apache.kafka.tools.DeleteRecordsCommand";
+const REASSIGN_PARTITIONS: &str = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
 
 /// Runs one of Kafka's tools with `args` (split at whitespace, as a shell
 /// would split them) and returns what it printed on its standard output;
@@ -34,6 +44,22 @@ fn tool_with_input(main_class: &str, args: &str, stdin: Option<&str>) -> String 
     run_java(main_class, &args, stdin)
         .expect_success(&format!("{main_class} {args:?}"))
         .to_string()
+}
+
+/// The JSON document a tool printed as the last of its lines that start with `{`.
+fn last_json_line(output: &str) -> serde_json::Value {
+    let line = output
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in:\n{output}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Writes `contents` to `name` in `dir` and returns the file's path, for a tool's `--*-file` option.
+fn write_file(dir: &std::path::Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_string()
 }
 
 /// The whitespace-separated columns of the line of `output` that starts with
@@ -271,4 +297,226 @@ fn metadata_quorum_and_leader_election_work_on_three_brokers() {
             .first()
             .is_some_and(|p| p.leader == 1)
     });
+}
+
+#[test]
+fn log_dirs_shows_replica_sizes_and_delete_records_moves_the_earliest_offset() {
+    // kafka-log-dirs reports the data dir as the broker's log dir, a size for the partition that
+    // holds records and none for the empty one; kafka-delete-records deletes the first five
+    // records, and kafka-get-offsets then gives 5 as the earliest offset and 10 as the latest.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+    tool(TOPICS, &format!("{b} --create --topic logs --partitions 2"));
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    let values: Vec<String> = (0..10).map(|i| format!("value-{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let (code, _) = produce_to(&mut conn, "logs", 0, batch_of(&values), -1).unwrap();
+    assert_eq!(code, 0);
+
+    let described = tool(LOG_DIRS, &format!("{b} --describe --topic-list logs"));
+    assert!(
+        described.contains("Received log directory information from brokers 1"),
+        "{described}"
+    );
+    let json = last_json_line(&described);
+    let brokers = json["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 1, "{described}");
+    assert_eq!(brokers[0]["broker"], 1, "{described}");
+    let log_dirs = brokers[0]["logDirs"].as_array().unwrap();
+    assert_eq!(log_dirs.len(), 1, "{described}");
+    assert_eq!(log_dirs[0]["logDir"], dir.path().to_str().unwrap());
+    assert!(log_dirs[0]["error"].is_null(), "{described}");
+    let partition = |name: &str| {
+        log_dirs[0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["partition"] == name)
+            .unwrap_or_else(|| panic!("no {name} in:\n{described}"))
+            .clone()
+    };
+    let (written, empty) = (partition("logs-0"), partition("logs-1"));
+    assert!(written["size"].as_i64().unwrap() > 0, "{described}");
+    assert_eq!(empty["size"], 0, "{described}");
+    for replica in [&written, &empty] {
+        assert_eq!(replica["offsetLag"], 0, "{described}");
+        assert_eq!(replica["isFuture"], false, "{described}");
+    }
+
+    let offsets = write_file(
+        dir.path(),
+        "delete-records.json",
+        r#"{"partitions":[{"topic":"logs","partition":0,"offset":5}],"version":1}"#,
+    );
+    let deleted = tool(DELETE_RECORDS, &format!("{b} --offset-json-file {offsets}"));
+    assert!(
+        deleted.contains("partition: logs-0\tlow_watermark: 5"),
+        "{deleted}"
+    );
+    let earliest = tool(
+        GET_OFFSETS,
+        &format!("{b} --topic logs --partitions 0 --time -2"),
+    );
+    assert_eq!(earliest.trim(), "logs:0:5", "{earliest}");
+    let latest = tool(GET_OFFSETS, &format!("{b} --topic logs --partitions 0"));
+    assert_eq!(latest.trim(), "logs:0:10", "{latest}");
+}
+
+#[test]
+fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_completion() {
+    // On 3 brokers, a partition on brokers 1 and 2: kafka-reassign-partitions --generate proposes
+    // brokers 2 and 3; --execute with that proposal and each replica's log dir named starts the
+    // move, and retries AlterReplicaLogDirs until broker 3 has its replica; --verify reports the
+    // partition and both replicas' dirs complete; kafka-topics shows the new replicas in sync,
+    // and every record reads back in order.
+    let cluster =
+        Cluster::start(3, 0, tests::cluster::FAST_FAILURE_SETTINGS).expect("cluster starts");
+    let b = format!("--bootstrap-server {}", cluster.bootstrap());
+    cluster.create_topic_on(1, "moving", &[1, 2]);
+    // Seen from broker 3, which is asked about the partition below.
+    cluster.wait_for(3, "moving in sync on 1 and 2", SETTLE_TIMEOUT, |view| {
+        view.partitions("moving")
+            .first()
+            .is_some_and(|p| p.isr.len() == 2)
+    });
+    let log_dir = |id: i32| cluster.data_dir(id).to_str().unwrap().to_string();
+
+    // Broker 3 hosts no replica of it yet: Kafka answers REPLICA_NOT_AVAILABLE to a move there.
+    let mut conn = RawConnection::connect(&cluster.client_addr(3)).unwrap();
+    let request =
+        AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+            .with_path(StrBytes::from_string(log_dir(3)))
+            .with_topics(vec![AlterReplicaLogDirTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("moving")))
+                .with_partitions(vec![0])])]);
+    let response: AlterReplicaLogDirsResponse =
+        conn.call(ApiKey::AlterReplicaLogDirs, 2, &request).unwrap();
+    assert_eq!(
+        response.results[0].partitions[0].error_code,
+        ErrorCode::REPLICA_NOT_AVAILABLE.code()
+    );
+
+    let lines: String = (0..50).map(|i| format!("value-{i}\n")).collect();
+    tool_with_input(
+        CONSOLE_PRODUCER,
+        &format!("{b} --topic moving"),
+        Some(&lines),
+    );
+
+    let files = tempfile::tempdir().unwrap();
+    let topics = write_file(
+        files.path(),
+        "topics.json",
+        r#"{"topics":[{"topic":"moving"}],"version":1}"#,
+    );
+    let generated = tool(
+        REASSIGN_PARTITIONS,
+        &format!("{b} --generate --topics-to-move-json-file {topics} --broker-list 2,3"),
+    );
+    assert!(
+        generated.contains("Proposed partition reassignment configuration"),
+        "{generated}"
+    );
+    let mut proposal = last_json_line(&generated);
+    let partition = &mut proposal["partitions"][0];
+    let replicas: Vec<i32> = partition["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_i64().unwrap() as i32)
+        .collect();
+    let mut sorted = replicas.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![2, 3], "{generated}");
+    assert_eq!(partition["log_dirs"], serde_json::json!(["any", "any"]));
+    partition["log_dirs"] = replicas.iter().map(|r| log_dir(*r)).collect();
+    let reassignment = write_file(files.path(), "reassignment.json", &proposal.to_string());
+
+    let executed = tool(
+        REASSIGN_PARTITIONS,
+        &format!("{b} --execute --reassignment-json-file {reassignment}"),
+    );
+    assert!(
+        executed.contains("Successfully started partition reassignment for moving-0"),
+        "{executed}"
+    );
+    for replica in &replicas {
+        let started = format!(
+            "Successfully started moving log directory to {} for replica moving-0 with broker {replica}",
+            log_dir(*replica)
+        );
+        assert!(executed.contains(&started), "{executed}");
+    }
+
+    // Once it is done, --verify would clear the replication throttles of every broker too,
+    // and broker settings cannot be changed while a broker runs: --preserve-throttles leaves
+    // them alone.
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let verified = loop {
+        let verified = tool(
+            REASSIGN_PARTITIONS,
+            &format!("{b} --verify --preserve-throttles --reassignment-json-file {reassignment}"),
+        );
+        if verified.contains("Reassignment of partition moving-0 is completed.") {
+            break verified;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reassignment did not complete:\n{verified}"
+        );
+    };
+    for replica in &replicas {
+        let completed =
+            format!("Reassignment of replica moving-0-{replica} completed successfully.");
+        assert!(verified.contains(&completed), "{verified}");
+    }
+
+    let expected = replicas
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    cluster.wait_for(
+        2,
+        "moving in sync on its new replicas",
+        SETTLE_TIMEOUT,
+        |view| {
+            view.partitions("moving")
+                .first()
+                .is_some_and(|p| p.isr.len() == 2 && !p.isr.contains(&1))
+        },
+    );
+    let described = tool(TOPICS, &format!("{b} --describe --topic moving"));
+    assert!(
+        described.contains(&format!("Replicas: {expected}\tIsr: ")),
+        "{described}"
+    );
+    let isr_line = described
+        .lines()
+        .find(|l| l.contains("Partition: 0"))
+        .unwrap_or_else(|| panic!("no partition 0 in:\n{described}"));
+    let isr: Vec<&str> = isr_line
+        .split("Isr: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split(',')
+        .collect();
+    let mut isr_sorted = isr.clone();
+    isr_sorted.sort();
+    assert_eq!(isr_sorted, ["2", "3"], "{described}");
+
+    let consumed = tool(
+        CONSOLE_CONSUMER,
+        &format!("{b} --topic moving --from-beginning --max-messages 50 --timeout-ms 30000"),
+    );
+    let expected_lines: Vec<String> = (0..50).map(|i| format!("value-{i}")).collect();
+    assert_eq!(
+        consumed.lines().collect::<Vec<_>>(),
+        expected_lines,
+        "{consumed}"
+    );
 }

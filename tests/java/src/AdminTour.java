@@ -13,12 +13,16 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeReplicaLogDirsResult.ReplicaLogDirInfo;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
+import org.apache.kafka.clients.admin.ReplicaInfo;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -30,8 +34,12 @@ import org.apache.kafka.common.GroupState;
 import org.apache.kafka.common.GroupType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.TopicPartitionInfo;
+import org.apache.kafka.common.TopicPartitionReplica;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.LogDirNotFoundException;
 import org.apache.kafka.common.errors.TopicExistsException;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -40,7 +48,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * and prints what it saw, then "AdminTour ok".
  *
  * <p>Usage: AdminTour BOOTSTRAP SECTION... with sections topics, configs, cluster, offsets,
- * groups, delete-records, alter-configs, broker-configs.
+ * groups, delete-records, alter-configs, broker-configs, log-dirs, topic-pages.
  */
 public final class AdminTour {
     /** How long a deleted topic may take to leave the metadata. */
@@ -63,6 +71,8 @@ public final class AdminTour {
                     case "delete-records" -> deleteRecords(admin, bootstrap);
                     case "alter-configs" -> alterConfigs(admin);
                     case "broker-configs" -> brokerConfigs(admin);
+                    case "log-dirs" -> logDirs(admin, bootstrap);
+                    case "topic-pages" -> topicPages(admin);
                     default -> throw new IllegalArgumentException("no section " + section);
                 }
                 System.out.println("section " + section + " ok");
@@ -248,5 +258,82 @@ public final class AdminTour {
         Checks.check(listeners != null && listeners.value() != null && listeners.value().contains(String.valueOf(node.port())),
                 "advertised.listeners names the broker's port: " + listeners);
         System.out.println("broker-configs advertised.listeners=" + listeners.value());
+    }
+
+    /**
+     * The broker's one log dir: the volume's sizes, each replica's size (non-zero where records
+     * were written) and lag, a replica's dir, and a move to where it already is (done) or
+     * elsewhere (refused).
+     */
+    private static void logDirs(Admin admin, String bootstrap) throws Exception {
+        admin.createTopics(List.of(new NewTopic("admin-log-dirs", 2, (short) 1))).all().get();
+        produceTen(bootstrap, "admin-log-dirs");
+        int broker = admin.describeCluster().nodes().get().iterator().next().id();
+        Map<String, LogDirDescription> dirs = admin.describeLogDirs(List.of(broker)).descriptions().get(broker).get();
+        Checks.check(dirs.size() == 1, "one log dir: " + dirs);
+        String dir = dirs.keySet().iterator().next();
+        LogDirDescription description = dirs.get(dir);
+        Checks.check(description.error() == null, "no error: " + description);
+        long total = description.totalBytes().orElse(-1);
+        long usable = description.usableBytes().orElse(-1);
+        Checks.check(total > 0 && usable >= 0 && usable <= total, "the volume's sizes: " + description);
+        ReplicaInfo written = description.replicaInfos().get(new TopicPartition("admin-log-dirs", 0));
+        ReplicaInfo empty = description.replicaInfos().get(new TopicPartition("admin-log-dirs", 1));
+        Checks.check(written != null && written.size() > 0 && written.offsetLag() == 0 && !written.isFuture(),
+                "the written partition has a size: " + written);
+        Checks.check(empty != null && empty.size() == 0 && empty.offsetLag() == 0, "the other is empty: " + empty);
+
+        TopicPartitionReplica replica = new TopicPartitionReplica("admin-log-dirs", 0, broker);
+        ReplicaLogDirInfo info = admin.describeReplicaLogDirs(List.of(replica)).all().get().get(replica);
+        Checks.check(dir.equals(info.getCurrentReplicaLogDir()) && info.getFutureReplicaLogDir() == null,
+                "the replica is in the log dir: " + info);
+        admin.alterReplicaLogDirs(Map.of(replica, dir)).all().get();
+        try {
+            admin.alterReplicaLogDirs(Map.of(replica, dir + "-elsewhere")).all().get();
+            Checks.check(false, "a move to a dir the broker does not have is refused");
+        } catch (ExecutionException e) {
+            Checks.check(e.getCause() instanceof LogDirNotFoundException, "LogDirNotFoundException, got " + e.getCause());
+        }
+        System.out.println("log-dirs dir " + dir + " written " + written.size() + " empty " + empty.size());
+    }
+
+    /**
+     * Topics described seven partitions a response (DescribeTopicPartitions pages through them
+     * with its cursor): a topic of 30 partitions and its neighbours, each partition once, in
+     * order, led by the broker with itself as the only replica and the ISR; an unknown topic
+     * fails alone.
+     */
+    private static void topicPages(Admin admin) throws Exception {
+        Map<String, Integer> sizes = Map.of("admin-pages", 30, "admin-pages-after", 3, "admin-pages-before", 2);
+        admin.createTopics(sizes.entrySet().stream()
+                .map(e -> new NewTopic(e.getKey(), e.getValue(), (short) 1))
+                .collect(Collectors.toList())).all().get();
+        int broker = admin.describeCluster().nodes().get().iterator().next().id();
+        DescribeTopicsOptions pages = new DescribeTopicsOptions().partitionSizeLimitPerResponse(7);
+        Map<String, TopicDescription> described = admin.describeTopics(sizes.keySet(), pages).allTopicNames().get();
+        Checks.check(described.keySet().equals(sizes.keySet()), "every topic described: " + described.keySet());
+        for (Map.Entry<String, Integer> topic : sizes.entrySet()) {
+            List<TopicPartitionInfo> partitions = described.get(topic.getKey()).partitions();
+            Checks.check(partitions.size() == topic.getValue(), topic + " partitions: " + partitions);
+            for (int i = 0; i < partitions.size(); i++) {
+                TopicPartitionInfo p = partitions.get(i);
+                Checks.check(p.partition() == i, "partition " + i + " in order: " + p);
+                Checks.check(p.leader() != null && p.leader().id() == broker, "led by the broker: " + p);
+                Checks.check(p.replicas().size() == 1 && p.replicas().get(0).id() == broker, "one replica: " + p);
+                Checks.check(p.isr().size() == 1 && p.isr().get(0).id() == broker, "in sync: " + p);
+                Checks.check(p.elr().isEmpty() && p.lastKnownElr().isEmpty(), "no eligible leader replicas: " + p);
+            }
+        }
+
+        var withUnknown = admin.describeTopics(List.of("admin-pages", "admin-pages-unknown"), pages).topicNameValues();
+        Checks.check(withUnknown.get("admin-pages").get().partitions().size() == 30, "the known topic described");
+        try {
+            withUnknown.get("admin-pages-unknown").get();
+            Checks.check(false, "an unknown topic is not described");
+        } catch (ExecutionException e) {
+            Checks.check(e.getCause() instanceof UnknownTopicOrPartitionException,
+                    "UnknownTopicOrPartitionException, got " + e.getCause());
+        }
+        System.out.println("topic-pages admin-pages partitions 30");
     }
 }
