@@ -1,16 +1,17 @@
 //! Our admin client (`client::Admin`) against real broker processes: topics
 //! created (with configs and explicit assignments), described, grown and
 //! deleted; the cluster described; offsets listed earliest, latest and by
-//! time; configs described; every refusal a typed error with its Kafka code;
-//! bounded calls when the broker is gone; and, on a 3-node cluster, a
-//! partition reassignment followed to its end and preferred and unclean
+//! time; records deleted before an offset; configs described; every refusal
+//! a typed error with its Kafka code; bounded calls when the broker is gone;
+//! and, on a 3-node cluster, a partition reassignment followed to its end,
+//! records deleted on two leaders in one call, and preferred and unclean
 //! leader elections.
 
 use std::time::{Duration, Instant};
 
 use client::admin::{
-    AlterConfigOp, ConfigResource, ConfigSource, ElectionType, ListedOffset, NewPartitions,
-    NewTopic, OffsetSpec, TopicDescription,
+    AlterConfigOp, ConfigResource, ConfigSource, DeletedRecords, ElectionType, ListedOffset,
+    NewPartitions, NewTopic, OffsetSpec, TopicDescription, DELETE_TO_HIGH_WATERMARK,
 };
 use client::{Admin, AdminConfig, AdminError, TopicPartition};
 use protocol::ErrorCode;
@@ -28,6 +29,37 @@ const ELECTION_NOT_NEEDED: ErrorCode = ErrorCode(84);
 
 fn tp(topic: &str, partition: i32) -> TopicPartition {
     TopicPartition::new(topic, partition)
+}
+
+/// Writes `count` records to partition 0 of `topic` and waits for their acknowledgements.
+async fn produce(bootstrap: &str, topic: &str, count: usize) {
+    let producer = client::Producer::connect(client::ProducerConfig::new(bootstrap))
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..count {
+        let record = client::ProducerRecord::new(topic)
+            .with_partition(0)
+            .with_value(format!("v{i}"));
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    producer.flush().await;
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+}
+
+/// The log start offset of each partition, as ListOffsets earliest answers it.
+async fn earliest(admin: &Admin, partitions: &[TopicPartition]) -> Vec<i64> {
+    let asked: Vec<_> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Earliest))
+        .collect();
+    let listed = admin.list_offsets(&asked, CALL_TIMEOUT).await.unwrap();
+    partitions
+        .iter()
+        .map(|tp| listed[tp].as_ref().unwrap().offset)
+        .collect()
 }
 
 /// Describes `topic` until `done` holds, at most [`SETTLE_TIMEOUT`].
@@ -359,6 +391,51 @@ async fn offsets_are_listed_earliest_latest_and_by_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_deleted_before_an_offset_and_up_to_the_high_watermark() {
+    // DeleteRecords through Admin: the log start moves to 4 then to the end; past the end and unknown partitions are refused with their codes.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
+    let admin = Admin::connect(AdminConfig::new(&broker.addr))
+        .await
+        .unwrap();
+    admin
+        .create_topic(NewTopic::new("trimmed", 1, 1), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    produce(&broker.addr, "trimmed", 10).await;
+    let p0 = tp("trimmed", 0);
+
+    let deleted = admin
+        .delete_records(&[(p0.clone(), 4), (tp("trimmed", 3), 1)], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(deleted[&p0].as_ref().unwrap().low_watermark, 4);
+    // A partition that does not exist fails at once, not after the timeout.
+    assert_eq!(
+        deleted[&tp("trimmed", 3)].as_ref().unwrap_err().code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    assert_eq!(earliest(&admin, std::slice::from_ref(&p0)).await, [4]);
+
+    let past_the_end = admin
+        .delete_records(&[(p0.clone(), 11)], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        past_the_end[&p0].as_ref().unwrap_err().code(),
+        Some(ErrorCode::OFFSET_OUT_OF_RANGE)
+    );
+    let everything = admin
+        .delete_records(&[(p0.clone(), DELETE_TO_HIGH_WATERMARK)], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    let DeletedRecords { low_watermark, .. } = everything[&p0].clone().unwrap();
+    assert_eq!(low_watermark, 10);
+    assert_eq!(earliest(&admin, std::slice::from_ref(&p0)).await, [10]);
+    admin.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_bounded_by_their_timeout_when_the_broker_is_gone() {
     // With the only broker killed, a call ends with AdminError::Timeout near its timeout instead of hanging.
     let dir = tempfile::tempdir().unwrap();
@@ -468,6 +545,33 @@ async fn a_reassignment_completes_and_leaders_are_elected_through_the_admin_clie
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 
+    // DeleteRecords of two partitions led by two brokers, in one call: each goes to its own leader.
+    let leaders: Vec<Option<i32>> = {
+        let described = admin
+            .describe_topics(&["moving", "electing"], CALL_TIMEOUT)
+            .await
+            .unwrap();
+        ["moving", "electing"]
+            .iter()
+            .map(|t| described[*t].as_ref().unwrap().partitions[0].leader)
+            .collect()
+    };
+    assert_ne!(leaders[0], leaders[1], "{leaders:?}");
+    let both = [tp("moving", 0), tp("electing", 0)];
+    for topic in ["moving", "electing"] {
+        produce(&cluster.bootstrap(), topic, 5).await;
+    }
+    let deleted = admin
+        .delete_records(&[(both[0].clone(), 3), (both[1].clone(), 2)], CALL_TIMEOUT)
+        .await
+        .unwrap();
+    let low_watermarks: Vec<i64> = both
+        .iter()
+        .map(|tp| deleted[tp].as_ref().unwrap().low_watermark)
+        .collect();
+    assert_eq!(low_watermarks, [3, 2], "{deleted:?}");
+    assert_eq!(earliest(&admin, &both).await, [3, 2]);
+
     // Elections: the preferred replica leads already, and a partition with a leader needs no unclean one.
     let electing = [tp("electing", 0)];
     for election in [ElectionType::Preferred, ElectionType::Unclean] {
@@ -519,7 +623,7 @@ async fn groups_are_listed_described_their_offsets_altered_and_deleted() {
     let mut config = ConsumerConfig::new(&broker.addr).with_group(group);
     config.set("auto.offset.reset", "earliest").unwrap();
     config.set("enable.auto.commit", "false").unwrap();
-    let mut consumer = Consumer::connect(config).await.unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut read = 0;

@@ -7,7 +7,7 @@
 //!   AlterPartitionReassignments and ListPartitionReassignments to the
 //!   controller the last Metadata named (in a KRaft cluster, a broker that
 //!   forwards to the active controller; any live broker when none is
-//!   named); ListOffsets to each partition's leader; DescribeConfigs of a
+//!   named); ListOffsets and DeleteRecords to each partition's leader; DescribeConfigs of a
 //!   broker to that broker; Metadata, DescribeCluster and topic configs to
 //!   any broker.
 //! - Every call takes a `timeout` that bounds it whole, retries included,
@@ -23,7 +23,7 @@
 //!   two.
 //! - Where the calls live: `topics` (create and delete topics, add
 //!   partitions), `describe` (cluster, topics, configs), `offsets`
-//!   (ListOffsets), `replication` (reassignments, elections), `routing`
+//!   (ListOffsets, DeleteRecords), `replication` (reassignments, elections), `routing`
 //!   (the controller connection and the retry loops), `error`, `types`.
 //! - Every call is cancel-safe in the sense that dropping it leaves the
 //!   client usable; whether a request that was already sent took effect is
@@ -53,8 +53,9 @@ pub use error::AdminError;
 pub use groups::{GroupDescription, GroupListing, GroupMember};
 pub use types::{
     AlterConfigOp, BrokerDescription, ClusterDescription, ConfigEntry, ConfigResource,
-    ConfigSource, CreatedTopic, ElectionType, ListedOffset, NewPartitions, NewTopic, OffsetSpec,
-    OngoingReassignment, PartitionDescription, TopicDescription,
+    ConfigSource, CreatedTopic, DeletedRecords, ElectionType, ListedOffset, NewPartitions,
+    NewTopic, OffsetSpec, OngoingReassignment, PartitionDescription, TopicDescription,
+    DELETE_TO_HIGH_WATERMARK,
 };
 
 /// Settings of the admin client. Names follow the Java client's.

@@ -1,14 +1,14 @@
-//! ListOffsets to each partition's leader, following leader changes.
+//! The calls to partitions' leaders, following leader changes: ListOffsets
+//! and DeleteRecords.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use protocol::messages::BrokerId;
-use protocol::ErrorCode;
 use tokio::time::Instant;
 
 use super::error::check;
-use super::routing::timeout_ms;
+use super::routing::{timeout_ms, LeaderItem};
 use super::types::*;
 use super::{topic_name, Admin, AdminError, ItemResults};
 use crate::consumer::TopicPartition;
@@ -27,155 +27,23 @@ impl Admin {
         partitions: &[(TopicPartition, OffsetSpec)],
         timeout: Duration,
     ) -> Result<ItemResults<TopicPartition, ListedOffset>, AdminError> {
-        let deadline = Instant::now() + timeout;
-        let mut done: ItemResults<TopicPartition, ListedOffset> = BTreeMap::new();
-        let mut pending: BTreeMap<TopicPartition, OffsetSpec> =
-            partitions.iter().cloned().collect();
-        let mut last_errors: BTreeMap<TopicPartition, AdminError> = BTreeMap::new();
-        let topics: Vec<String> = pending
-            .keys()
-            .map(|tp| tp.topic.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut attempt = 0u32;
-        // Bounded by the deadline: each round either finishes partitions or
-        // waits a backoff, and none starts after the deadline.
-        while !pending.is_empty() {
-            attempt += 1;
-            let metadata =
-                match tokio::time::timeout_at(deadline, self.cluster.refresh_metadata(&topics))
-                    .await
-                {
-                    Ok(Ok(metadata)) => Some(metadata),
-                    Ok(Err(e)) => {
-                        for tp in pending.keys() {
-                            last_errors.insert(tp.clone(), AdminError::Cluster(e.clone()));
-                        }
-                        None
-                    }
-                    Err(_) => break,
-                };
-            if let Some(metadata) = metadata {
-                let mut by_leader: BTreeMap<i32, Vec<(TopicPartition, OffsetSpec, i32)>> =
-                    BTreeMap::new();
-                for (tp, spec) in &pending {
-                    let topic = metadata.topic(&tp.topic);
-                    let unknown = |code| AdminError::Partition {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        code,
-                        message: None,
-                    };
-                    match topic {
-                        None => {
-                            last_errors
-                                .insert(tp.clone(), unknown(ErrorCode::LEADER_NOT_AVAILABLE));
-                        }
-                        Some(t) if t.error == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION => {
-                            done.insert(
-                                tp.clone(),
-                                Err(unknown(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)),
-                            );
-                        }
-                        Some(t) if !t.error.is_ok() => {
-                            last_errors.insert(tp.clone(), unknown(t.error));
-                        }
-                        Some(t) => match usize::try_from(tp.partition)
-                            .ok()
-                            .and_then(|p| t.partitions.get(p))
-                        {
-                            None => {
-                                done.insert(
-                                    tp.clone(),
-                                    Err(unknown(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)),
-                                );
-                            }
-                            Some(p) => match p.leader_id {
-                                Some(leader) => by_leader.entry(leader).or_default().push((
-                                    tp.clone(),
-                                    *spec,
-                                    p.leader_epoch,
-                                )),
-                                None => {
-                                    last_errors.insert(
-                                        tp.clone(),
-                                        unknown(ErrorCode::LEADER_NOT_AVAILABLE),
-                                    );
-                                }
-                            },
-                        },
-                    }
-                }
-                for tp in done.keys() {
-                    pending.remove(tp);
-                }
-                let asks = by_leader.into_iter().map(|(leader, wanted)| async move {
-                    let answer = self.list_offsets_from(leader, &wanted, deadline).await;
-                    (wanted, answer)
-                });
-                for (wanted, answer) in futures::future::join_all(asks).await {
-                    match answer {
-                        Ok(mut answers) => {
-                            for (tp, _, _) in wanted {
-                                let result = answers.remove(&tp).unwrap_or_else(|| {
-                                    Err(AdminError::MissingResult {
-                                        operation: "ListOffsets",
-                                        item: tp.to_string(),
-                                    })
-                                });
-                                match result {
-                                    Err(e) if e.is_retriable() => {
-                                        last_errors.insert(tp, e);
-                                    }
-                                    other => {
-                                        pending.remove(&tp);
-                                        done.insert(tp, other);
-                                    }
-                                }
-                            }
-                        }
-                        Err(e) if e.is_retriable() => {
-                            for (tp, _, _) in wanted {
-                                last_errors.insert(tp, e.clone());
-                            }
-                        }
-                        Err(e) => {
-                            for (tp, _, _) in wanted {
-                                pending.remove(&tp);
-                                done.insert(tp, Err(e.clone()));
-                            }
-                        }
-                    }
-                }
-            }
-            if pending.is_empty() {
-                break;
-            }
-            let delay = self.backoff.delay(attempt, &mut rand::thread_rng());
-            if Instant::now() + delay >= deadline {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-        }
-        for tp in pending.into_keys() {
-            let last_error = last_errors.remove(&tp).map(Box::new);
-            done.insert(
-                tp,
-                Err(AdminError::Timeout {
-                    operation: "ListOffsets",
-                    timeout,
-                    last_error,
-                }),
-            );
-        }
-        Ok(done)
+        let answers = self
+            .leader_items(
+                "ListOffsets",
+                timeout,
+                partitions,
+                |leader, share, deadline| async move {
+                    self.list_offsets_from(leader, &share, deadline).await
+                },
+            )
+            .await;
+        Ok(answers)
     }
 
     async fn list_offsets_from(
         &self,
         leader: i32,
-        wanted: &[(TopicPartition, OffsetSpec, i32)],
+        wanted: &[LeaderItem<OffsetSpec>],
         deadline: Instant,
     ) -> Result<ItemResults<TopicPartition, ListedOffset>, AdminError> {
         use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -256,6 +124,93 @@ impl Admin {
                     offset: p.offset,
                     timestamp: (by_time && p.timestamp >= 0).then_some(p.timestamp),
                     leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+                });
+                out.insert(tp, result);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Admin {
+    /// Deletes the records of partitions before an offset (DeleteRecords,
+    /// to each partition's leader): the partition's log start offset moves
+    /// up to `before`, so consumers and ListOffsets no longer see the
+    /// records below it, and their segments go from the disk.
+    /// [`DELETE_TO_HIGH_WATERMARK`] (-1) deletes every record up to the
+    /// high watermark. Each partition answers its new low watermark (log
+    /// start offset); an offset above the high watermark is refused with
+    /// `OFFSET_OUT_OF_RANGE`. Leader changes are followed until `timeout`;
+    /// a partition that does not exist fails at once with
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub async fn delete_records(
+        &self,
+        before: &[(TopicPartition, i64)],
+        timeout: Duration,
+    ) -> Result<ItemResults<TopicPartition, DeletedRecords>, AdminError> {
+        let answers = self
+            .leader_items(
+                "DeleteRecords",
+                timeout,
+                before,
+                |leader, share, deadline| async move {
+                    self.delete_records_from(leader, &share, deadline).await
+                },
+            )
+            .await;
+        Ok(answers)
+    }
+
+    async fn delete_records_from(
+        &self,
+        leader: i32,
+        wanted: &[LeaderItem<i64>],
+        deadline: Instant,
+    ) -> Result<ItemResults<TopicPartition, DeletedRecords>, AdminError> {
+        use protocol::messages::delete_records_request::{
+            DeleteRecordsPartition, DeleteRecordsTopic,
+        };
+        use protocol::messages::DeleteRecordsRequest;
+        let connection = self.cluster.broker_connection(leader).await?;
+        let mut topics: BTreeMap<&str, Vec<DeleteRecordsPartition>> = BTreeMap::new();
+        for (tp, before, _) in wanted {
+            topics.entry(&tp.topic).or_default().push(
+                DeleteRecordsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_offset(*before),
+            );
+        }
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(timeout_ms(deadline))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        DeleteRecordsTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = connection
+            .call_version(
+                &request,
+                connection.version_for::<DeleteRecordsRequest>()?,
+                Some(deadline),
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for topic in response.topics {
+            for p in topic.partitions {
+                let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
+                let result = check(p.error_code, |code| AdminError::Partition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    code,
+                    message: None,
+                })
+                .map(|()| DeletedRecords {
+                    low_watermark: p.low_watermark,
                 });
                 out.insert(tp, result);
             }

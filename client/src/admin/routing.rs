@@ -1,5 +1,6 @@
 //! Where requests go and how calls retry: the controller connection, the
-//! retry loop of whole calls, and the per-item loop of controller calls.
+//! retry loop of whole calls, the per-item loop of controller calls, and
+//! the per-partition loop of calls to partition leaders.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{Admin, AdminError, ItemResults};
 use crate::connection::Connection;
+use crate::consumer::TopicPartition;
 use std::fmt::Display;
 use std::future::Future;
 
@@ -175,6 +177,176 @@ impl Admin {
             );
         }
         Ok(done)
+    }
+}
+
+/// One partition of a leader request, as [`Admin::leader_items`] hands it
+/// to the request's sender: the partition, what the caller asked of it, and
+/// the leader epoch the metadata gave (for requests that carry one).
+pub(super) type LeaderItem<T> = (TopicPartition, T, i32);
+
+impl Admin {
+    /// A request on partitions that only their leaders serve (ListOffsets,
+    /// DeleteRecords): groups the pending partitions by the leader the
+    /// metadata names, sends each leader its share at the same time, keeps
+    /// each answer, and after a backoff and a metadata refresh sends again
+    /// the partitions answered with a retriable code (a leader moved) or
+    /// left unanswered by a retriable failure of the request. A partition
+    /// the metadata does not know fails at once with
+    /// `UNKNOWN_TOPIC_OR_PARTITION`; partitions still pending at `timeout`
+    /// fail with [`AdminError::Timeout`] carrying their last error.
+    pub(super) async fn leader_items<T, V, F, Fut>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        items: &[(TopicPartition, T)],
+        send: F,
+    ) -> ItemResults<TopicPartition, V>
+    where
+        T: Clone,
+        F: Fn(i32, Vec<LeaderItem<T>>, Instant) -> Fut,
+        Fut: Future<Output = Result<ItemResults<TopicPartition, V>, AdminError>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut done: ItemResults<TopicPartition, V> = BTreeMap::new();
+        let mut pending: BTreeMap<TopicPartition, T> = items.iter().cloned().collect();
+        let mut last_errors: BTreeMap<TopicPartition, AdminError> = BTreeMap::new();
+        let topics: Vec<String> = pending
+            .keys()
+            .map(|tp| tp.topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut attempt = 0u32;
+        // Bounded by the deadline: each round either finishes partitions or
+        // waits a backoff, and none starts after the deadline.
+        while !pending.is_empty() {
+            attempt += 1;
+            let metadata =
+                match tokio::time::timeout_at(deadline, self.cluster.refresh_metadata(&topics))
+                    .await
+                {
+                    Ok(Ok(metadata)) => Some(metadata),
+                    Ok(Err(e)) => {
+                        for tp in pending.keys() {
+                            last_errors.insert(tp.clone(), AdminError::Cluster(e.clone()));
+                        }
+                        None
+                    }
+                    Err(_) => break,
+                };
+            if let Some(metadata) = metadata {
+                let mut by_leader: BTreeMap<i32, Vec<LeaderItem<T>>> = BTreeMap::new();
+                for (tp, wanted) in &pending {
+                    match leader_of(&metadata, tp) {
+                        Ok((leader, epoch)) => by_leader.entry(leader).or_default().push((
+                            tp.clone(),
+                            wanted.clone(),
+                            epoch,
+                        )),
+                        Err(e) if e.code() == Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION) => {
+                            done.insert(tp.clone(), Err(e));
+                        }
+                        Err(e) => {
+                            last_errors.insert(tp.clone(), e);
+                        }
+                    }
+                }
+                for tp in done.keys() {
+                    pending.remove(tp);
+                }
+                let send = &send;
+                let asks = by_leader.into_iter().map(|(leader, share)| async move {
+                    let partitions: Vec<TopicPartition> =
+                        share.iter().map(|(tp, _, _)| tp.clone()).collect();
+                    (partitions, send(leader, share, deadline).await)
+                });
+                for (partitions, answer) in futures::future::join_all(asks).await {
+                    match answer {
+                        Ok(mut answers) => {
+                            for tp in partitions {
+                                let result = answers.remove(&tp).unwrap_or_else(|| {
+                                    Err(AdminError::MissingResult {
+                                        operation,
+                                        item: tp.to_string(),
+                                    })
+                                });
+                                match result {
+                                    Err(e) if e.is_retriable() => {
+                                        last_errors.insert(tp, e);
+                                    }
+                                    other => {
+                                        pending.remove(&tp);
+                                        done.insert(tp, other);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) if e.is_retriable() => {
+                            for tp in partitions {
+                                last_errors.insert(tp, e.clone());
+                            }
+                        }
+                        Err(e) => {
+                            for tp in partitions {
+                                pending.remove(&tp);
+                                done.insert(tp, Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let delay = self.backoff.delay(attempt, &mut rand::thread_rng());
+            if Instant::now() + delay >= deadline {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        for tp in pending.into_keys() {
+            let last_error = last_errors.remove(&tp).map(Box::new);
+            done.insert(
+                tp,
+                Err(AdminError::Timeout {
+                    operation,
+                    timeout,
+                    last_error,
+                }),
+            );
+        }
+        done
+    }
+}
+
+/// A partition's leader and leader epoch in `metadata`, or why there is
+/// none: `UNKNOWN_TOPIC_OR_PARTITION` when the topic or the partition does
+/// not exist (final for the caller), else the code to retry on (no leader
+/// yet, or the topic's error).
+fn leader_of(
+    metadata: &crate::metadata::Metadata,
+    tp: &TopicPartition,
+) -> Result<(i32, i32), AdminError> {
+    let error = |code| AdminError::Partition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        code,
+        message: None,
+    };
+    let topic = metadata
+        .topic(&tp.topic)
+        .ok_or_else(|| error(ErrorCode::LEADER_NOT_AVAILABLE))?;
+    if !topic.error.is_ok() {
+        return Err(error(topic.error));
+    }
+    let partition = usize::try_from(tp.partition)
+        .ok()
+        .and_then(|p| topic.partitions.get(p))
+        .ok_or_else(|| error(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION))?;
+    match partition.leader_id {
+        Some(leader) => Ok((leader, partition.leader_epoch)),
+        None => Err(error(ErrorCode::LEADER_NOT_AVAILABLE)),
     }
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 /// controller places the replicas), or an explicit replica assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTopic {
+    /// The topic's name.
     pub name: String,
     /// `None`: the broker's `num.partitions` (or the assignment's length).
     pub partitions: Option<i32>,
@@ -55,6 +56,7 @@ impl NewTopic {
 /// A topic the controller created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedTopic {
+    /// The topic's name.
     pub name: String,
     /// Nil from brokers before CreateTopics v7.
     pub topic_id: Uuid,
@@ -67,6 +69,7 @@ pub struct CreatedTopic {
 /// Partitions to add to a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewPartitions {
+    /// The topic to grow.
     pub topic: String,
     /// The partition count after the call (not the number added).
     pub total_count: i32,
@@ -89,9 +92,13 @@ impl NewPartitions {
 /// A broker as DescribeCluster (or Metadata) lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerDescription {
+    /// The broker's node id.
     pub node_id: i32,
+    /// The host clients connect to.
     pub host: String,
+    /// The port clients connect to.
     pub port: i32,
+    /// The broker's rack, if it has one.
     pub rack: Option<String>,
     /// Fenced brokers are listed only by DescribeCluster v2 when asked for;
     /// this client does not ask, so this is false.
@@ -101,6 +108,7 @@ pub struct BrokerDescription {
 /// The cluster: its id, its controller and its brokers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterDescription {
+    /// The cluster's id, if the brokers report one.
     pub cluster_id: Option<String>,
     /// The broker clients send controller requests to (`None`: none known).
     pub controller_id: Option<i32>,
@@ -111,22 +119,28 @@ pub struct ClusterDescription {
 /// One partition of a described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
+    /// The partition's index.
     pub partition: i32,
     /// `None` while the partition has no leader.
     pub leader: Option<i32>,
+    /// The leader epoch (-1 when the broker does not say).
     pub leader_epoch: i32,
     /// Every replica, the preferred leader first.
     pub replicas: Vec<i32>,
     /// The in-sync replicas.
     pub isr: Vec<i32>,
+    /// Replicas whose log directory is offline.
     pub offline_replicas: Vec<i32>,
 }
 
 /// A topic as Metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
+    /// The topic's name.
     pub name: String,
+    /// The topic's id (nil from brokers before Metadata v10).
     pub topic_id: Uuid,
+    /// Whether it is an internal topic (`__consumer_offsets`).
     pub internal: bool,
     /// Sorted by partition number.
     pub partitions: Vec<PartitionDescription>,
@@ -169,9 +183,24 @@ pub struct ListedOffset {
     pub leader_epoch: Option<i32>,
 }
 
+/// The `before` offset of [`Admin::delete_records`](super::Admin::delete_records)
+/// that deletes every record up to the partition's high watermark.
+pub const DELETE_TO_HIGH_WATERMARK: i64 = -1;
+
+/// What [`Admin::delete_records`](super::Admin::delete_records) left of a
+/// partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeletedRecords {
+    /// The partition's log start offset after the call: the first offset
+    /// still readable.
+    pub low_watermark: i64,
+}
+
 /// Something with configs: a topic or a broker.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigResource {
+    /// A topic, by name.
     Topic(String),
     /// A broker, by node id.
     Broker(i32),
@@ -214,13 +243,31 @@ impl std::fmt::Display for ConfigResource {
 #[non_exhaustive]
 pub enum AlterConfigOp {
     /// Sets the config to a value.
-    Set { name: String, value: String },
+    Set {
+        /// The config's name.
+        name: String,
+        /// The new value.
+        value: String,
+    },
     /// Removes the override: the config goes back to its default.
-    Delete { name: String },
+    Delete {
+        /// The config's name.
+        name: String,
+    },
     /// Adds a value to a list config (e.g. `cleanup.policy`).
-    Append { name: String, value: String },
+    Append {
+        /// The config's name.
+        name: String,
+        /// The value to add.
+        value: String,
+    },
     /// Removes a value from a list config.
-    Subtract { name: String, value: String },
+    Subtract {
+        /// The config's name.
+        name: String,
+        /// The value to remove.
+        value: String,
+    },
 }
 
 impl AlterConfigOp {
@@ -259,17 +306,24 @@ impl AlterConfigOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigSource {
+    /// Set on the topic.
     DynamicTopicConfig,
+    /// Set on this broker while it runs.
     DynamicBrokerConfig,
+    /// Set for every broker while they run.
     DynamicDefaultBrokerConfig,
+    /// From the broker's configuration file.
     StaticBrokerConfig,
+    /// The default.
     DefaultConfig,
+    /// A broker logger's level.
     DynamicBrokerLoggerConfig,
     /// A source this client has no name for, with its code.
     Unknown(i8),
 }
 
 impl ConfigSource {
+    /// The source for Kafka's code (`Unknown` for one without a name here).
     pub fn from_code(code: i8) -> ConfigSource {
         match code {
             1 => ConfigSource::DynamicTopicConfig,
@@ -286,11 +340,15 @@ impl ConfigSource {
 /// One config of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The config's name (`retention.ms`, ...).
     pub name: String,
     /// `None` for sensitive configs and configs without a value.
     pub value: Option<String>,
+    /// Where the value comes from.
     pub source: ConfigSource,
+    /// Whether it can be changed while the broker runs.
     pub read_only: bool,
+    /// Whether the value is secret (the broker then sends none).
     pub sensitive: bool,
 }
 
@@ -299,7 +357,9 @@ pub struct ConfigEntry {
 pub struct OngoingReassignment {
     /// The replica set during the move (old and new replicas).
     pub replicas: Vec<i32>,
+    /// Replicas being added.
     pub adding_replicas: Vec<i32>,
+    /// Replicas being removed.
     pub removing_replicas: Vec<i32>,
 }
 
