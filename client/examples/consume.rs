@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = ConsumerConfig::new(&cli.bootstrap).with_group(&cli.group);
     config.enable_auto_commit = false;
     config.auto_offset_reset = cli.auto_offset_reset.parse::<AutoOffsetReset>()?;
-    let mut consumer = Consumer::connect(config).await.context("cannot connect")?;
+    let consumer = Consumer::connect(config).await.context("cannot connect")?;
     consumer.subscribe(&[&cli.topic])?;
     let mut seen = 0u64;
     let mut bytes = 0u64;

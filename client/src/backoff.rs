@@ -17,11 +17,14 @@ pub const MULTIPLIER: u32 = 2;
 /// A backoff policy: `initial` for the first retry, growing to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The first retry's delay.
     pub initial: Duration,
+    /// The longest delay.
     pub max: Duration,
 }
 
 impl Backoff {
+    /// A backoff from `initial` doubling up to `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
         assert!(
             initial <= max,

@@ -21,6 +21,7 @@ use crate::metadata::Metadata;
 pub struct ClusterConfig {
     /// `host:port` of brokers to ask first; any one of them will do.
     pub bootstrap_servers: Vec<String>,
+    /// Settings of each broker connection.
     pub connection: ConnectionConfig,
     /// Whether a Metadata request for an unknown topic may create it (when
     /// the broker allows auto-creation at all).
@@ -29,16 +30,26 @@ pub struct ClusterConfig {
 
 /// Why the cluster could not be reached or asked.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClusterError {
+    /// No bootstrap server was given.
     #[error("no bootstrap servers were given")]
     NoBootstrapServers,
+    /// No broker answered.
     #[error("no broker answered (tried {tried:?}); last error: {last_error}")]
     NoBrokerReachable {
+        /// The addresses tried.
         tried: Vec<String>,
+        /// Why the last one failed.
         last_error: ConnectionError,
     },
+    /// A broker the metadata does not name was asked for.
     #[error("broker {node_id} is not in the cluster metadata")]
-    UnknownBroker { node_id: i32 },
+    UnknownBroker {
+        /// The node id asked for.
+        node_id: i32,
+    },
+    /// A request to a broker failed.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
 }
@@ -89,6 +100,7 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The cluster's settings.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
     }

@@ -74,40 +74,84 @@ impl Default for ConnectionConfig {
 /// Why a request on a connection failed. Cloneable, because one broken
 /// connection fails every request outstanding on it with the same error.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectionError {
+    /// The TCP connection could not be made.
     #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("connecting to {addr} took longer than {timeout:?}")]
-    ConnectTimeout { addr: String, timeout: Duration },
-    #[error("connection to {addr} is closed: {reason}")]
-    Disconnected { addr: String, reason: String },
-    #[error("no response to {api:?} v{version} from {addr} within {timeout:?}")]
-    RequestTimeout {
+    Connect {
+        /// The broker's `host:port`.
         addr: String,
-        api: ApiKey,
-        version: i16,
-        timeout: Duration,
-    },
-    #[error("{addr} does not serve {api:?} in a version we speak ({ours:?}; broker: {broker:?})")]
-    UnsupportedVersion {
-        addr: String,
-        api: ApiKey,
-        ours: (i16, i16),
-        broker: Option<(i16, i16)>,
-    },
-    #[error("ApiVersions to {addr} failed with {code}")]
-    ApiVersions { addr: String, code: ErrorCode },
-    #[error("cannot encode {api:?} v{version}: {reason}")]
-    Encode {
-        api: ApiKey,
-        version: i16,
+        /// What went wrong, in words.
         reason: String,
     },
+    /// Connecting (with ApiVersions) took longer than its bound.
+    #[error("connecting to {addr} took longer than {timeout:?}")]
+    ConnectTimeout {
+        /// The broker's `host:port`.
+        addr: String,
+        /// The bound that passed (`connect_timeout`).
+        timeout: Duration,
+    },
+    /// The connection closed with the request outstanding.
+    #[error("connection to {addr} is closed: {reason}")]
+    Disconnected {
+        /// The broker's `host:port`.
+        addr: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// No response came within the request's bound.
+    #[error("no response to {api:?} v{version} from {addr} within {timeout:?}")]
+    RequestTimeout {
+        /// The broker's `host:port`.
+        addr: String,
+        /// The request's API.
+        api: ApiKey,
+        /// The request's version.
+        version: i16,
+        /// How long the response was waited for.
+        timeout: Duration,
+    },
+    /// The broker serves no version of the API that this client speaks.
+    #[error("{addr} does not serve {api:?} in a version we speak ({ours:?}; broker: {broker:?})")]
+    UnsupportedVersion {
+        /// The broker's `host:port`.
+        addr: String,
+        /// The request's API.
+        api: ApiKey,
+        /// The versions this client speaks (lowest, highest).
+        ours: (i16, i16),
+        /// The versions the broker speaks, if it serves the API at all.
+        broker: Option<(i16, i16)>,
+    },
+    /// The broker refused ApiVersions.
+    #[error("ApiVersions to {addr} failed with {code}")]
+    ApiVersions {
+        /// The broker's `host:port`.
+        addr: String,
+        /// The Kafka error code the broker answered with.
+        code: ErrorCode,
+    },
+    /// The request could not be encoded at the negotiated version.
+    #[error("cannot encode {api:?} v{version}: {reason}")]
+    Encode {
+        /// The request's API.
+        api: ApiKey,
+        /// The request's version.
+        version: i16,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The response could not be decoded.
     #[error("cannot decode {api:?} v{version} response from {addr}: {reason}")]
     Decode {
+        /// The broker's `host:port`.
         addr: String,
+        /// The request's API.
         api: ApiKey,
+        /// The request's version.
         version: i16,
+        /// What went wrong, in words.
         reason: String,
     },
 }
@@ -134,6 +178,7 @@ pub struct ApiVersions {
 }
 
 impl ApiVersions {
+    /// The versions a broker's ApiVersions response lists.
     pub fn from_response(response: &ApiVersionsResponse) -> Self {
         ApiVersions {
             broker: response

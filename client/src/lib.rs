@@ -48,7 +48,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut config = ConsumerConfig::new("127.0.0.1:9092").with_group("billing");
 //! config.enable_auto_commit = false;
-//! let mut consumer = Consumer::connect(config).await?;
+//! let consumer = Consumer::connect(config).await?;
 //! consumer.subscribe(&["events"])?;
 //! loop {
 //!     let records = consumer.poll(Duration::from_millis(500)).await?;
@@ -94,6 +94,8 @@
 //! come again. `Consumer::stream` hands the records out one at a time as a
 //! `futures::Stream`. Every async method of the consumer is cancel-safe:
 //! `poll` may lose a `select!` without losing records.
+
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod backoff;
@@ -149,8 +151,8 @@ pub use consumer::{
     AssignmentError, AssignmentStrategy, AutoOffsetReset, CommitError, CommitFuture, Consumer,
     ConsumerConfig, ConsumerConnectError, ConsumerMetrics, ConsumerRecord, ConsumerRecords,
     GroupError, Header, OffsetAndMetadata, OffsetFetchError, PartitionMetrics, PollError,
-    RebalanceContext, RebalanceListener, RecordError, RecordStream, StoreError, SubscribeError,
-    TimestampType, TopicPartition,
+    RebalanceContext, RebalanceListener, RecordError, RecordStream, RetriableError, StoreError,
+    SubscribeError, TimestampType, TopicPartition,
 };
 pub use error::{AttemptError, ConfigError, ConnectError, ProduceError, SendError};
 pub use producer::{

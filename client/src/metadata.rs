@@ -14,8 +14,11 @@ use uuid::Uuid;
 /// A broker as the cluster advertises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerAddress {
+    /// The broker's node id.
     pub node_id: i32,
+    /// The host to connect to.
     pub host: String,
+    /// The port to connect to.
     pub port: i32,
 }
 
@@ -29,18 +32,24 @@ impl BrokerAddress {
 /// One partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMetadata {
+    /// The partition's index.
     pub partition: i32,
     /// `None` while the partition has no leader.
     pub leader_id: Option<i32>,
+    /// The leader epoch (-1 when the broker does not say).
     pub leader_epoch: i32,
+    /// The partition's error code in the Metadata response.
     pub error: ErrorCode,
+    /// Every replica's node id, the preferred leader first.
     pub replica_nodes: Vec<i32>,
+    /// The in-sync replicas' node ids.
     pub isr_nodes: Vec<i32>,
 }
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMetadata {
+    /// The topic's name.
     pub name: String,
     /// Nil when the broker does not send topic ids (Metadata before v10).
     pub topic_id: Uuid,
@@ -51,6 +60,7 @@ pub struct TopicMetadata {
 }
 
 impl TopicMetadata {
+    /// How many partitions the topic has.
     pub fn partition_count(&self) -> i32 {
         self.partitions.len() as i32
     }
@@ -59,9 +69,13 @@ impl TopicMetadata {
 /// A snapshot of cluster metadata.
 #[derive(Debug, Clone)]
 pub struct Metadata {
+    /// The cluster's id, if the brokers report one.
     pub cluster_id: Option<String>,
+    /// The controller's node id, if one is named.
     pub controller_id: Option<i32>,
+    /// The brokers, by node id.
     pub brokers: HashMap<i32, BrokerAddress>,
+    /// The topics asked for, by name.
     pub topics: HashMap<String, TopicMetadata>,
     /// When the response this snapshot came from arrived.
     pub updated_at: Instant,
@@ -144,6 +158,7 @@ impl Metadata {
         }
     }
 
+    /// The metadata of `name`, if it was asked for.
     pub fn topic(&self, name: &str) -> Option<&TopicMetadata> {
         self.topics.get(name)
     }

@@ -1,5 +1,6 @@
-//! Every codec between our Rust client and librdkafka, through the real
-//! broker: librdkafka's gzip, snappy (raw, unframed), lz4 and zstd batches
+//! Every codec between our Rust client and librdkafka and the Java client,
+//! through the real broker: librdkafka's gzip, snappy (raw, unframed), lz4
+//! and zstd batches, and the Java producer's (snappy in xerial framing),
 //! read by our consumer; our producer's batches of each codec (snappy in the
 //! Java client's xerial framing) read by librdkafka; and a batch that does
 //! not decompress surfacing as a typed error that says where to seek.
@@ -65,7 +66,7 @@ async fn assert_stored_with(addr: &str, topic: &str, codec: Compression) -> Vec<
 async fn consume_with_ours(addr: &str, topic: &str, count: usize) -> Vec<client::ConsumerRecord> {
     let mut config = ConsumerConfig::new(addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
-    let mut consumer = Consumer::connect(config).await.unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
     consumer
         .assign(&[TopicPartition::new(topic, 0)])
         .await
@@ -171,6 +172,53 @@ async fn librdkafka_batches_of_every_codec_are_read_by_our_consumer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_batches_of_every_codec_are_read_by_our_consumer() {
+    // The Java producer writes 200 records with each codec; our consumer reads every one, in order, with its key and value.
+    const RECORDS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = tests::BrokerProcess::start(dir.path(), &[]).unwrap();
+    for codec in CODECS {
+        let name = codec.name();
+        let topic = format!("java-{name}");
+        tests::create_topic_async(&broker.addr, &topic, 1).await;
+        let (addr, java_topic) = (broker.addr.clone(), topic.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            tests::external::run_java(
+                "ProducerDefaults",
+                &[&addr, &java_topic, "1", &RECORDS.to_string(), name],
+                None,
+            )
+        })
+        .await
+        .unwrap();
+        let stdout = output.expect_success(&format!("ProducerDefaults with {name}"));
+        assert!(
+            stdout.contains(&format!("compression.type={name}")),
+            "{stdout}"
+        );
+        for batch in stored_batches(&broker.addr, &topic).await {
+            let header = BatchHeader::new(&batch).unwrap();
+            assert_eq!(header.compression(), codec.to_protocol(), "{topic}");
+        }
+        let records = consume_with_ours(&broker.addr, &topic, RECORDS).await;
+        assert_eq!(records.len(), RECORDS, "{topic}");
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.offset, i as i64, "{topic}");
+            assert_eq!(
+                record.key.as_deref(),
+                Some(format!("key-{}", i % 20).as_bytes()),
+                "{topic}@{i}"
+            );
+            assert_eq!(
+                record.value.as_deref(),
+                Some(format!("value-{i}").as_bytes()),
+                "{topic}@{i}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_batches_of_every_codec_are_read_by_librdkafka() {
     // Our producer's gzip, Java-framed snappy, lz4 and zstd batches are stored as sent and librdkafka reads every record.
     let dir = tempfile::tempdir().unwrap();
@@ -252,7 +300,7 @@ async fn a_batch_that_does_not_decompress_is_a_typed_error_and_seekable() {
 
     let mut config = ConsumerConfig::new(&broker.addr);
     config.auto_offset_reset = AutoOffsetReset::Earliest;
-    let mut consumer = Consumer::connect(config).await.unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
     let p0 = TopicPartition::new("broken", 0);
     consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
     let deadline = Instant::now() + CONSUME_TIMEOUT;

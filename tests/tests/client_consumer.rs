@@ -270,7 +270,7 @@ async fn listening_member(
 ) -> (Member, Recorder) {
     let mut config = group_config(addr, group);
     config.partition_assignment_strategy = vec![strategy];
-    let mut consumer = Consumer::connect(config).await.unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
     let recorder = Recorder::default();
     consumer
         .subscribe_with_listener(&[topic], recorder.clone())
@@ -521,7 +521,7 @@ async fn auto_offset_reset_earliest_latest_and_none_decide_where_a_new_group_sta
 
     let mut config = group_config(&broker.addr, "no-reset");
     config.auto_offset_reset = AutoOffsetReset::None;
-    let mut none = Consumer::connect(config.clone()).await.unwrap();
+    let none = Consumer::connect(config.clone()).await.unwrap();
     none.subscribe(&["resets"]).unwrap();
     let deadline = Instant::now() + GROUP_SETTLE_TIMEOUT;
     let error = loop {
@@ -704,7 +704,7 @@ async fn static_member_that_restarts_keeps_its_partitions_without_a_rebalance() 
     let mut config = group_config(&broker.addr, "static-group");
     config.group_instance_id = Some("instance-a".into());
     config.session_timeout = Duration::from_secs(10);
-    let mut first = Consumer::connect(config.clone()).await.unwrap();
+    let first = Consumer::connect(config.clone()).await.unwrap();
     first.subscribe(&["static"]).unwrap();
     let deadline = Instant::now() + GROUP_SETTLE_TIMEOUT;
     while first.group_generation().is_none() || first.assignment().len() < 4 {
@@ -714,7 +714,7 @@ async fn static_member_that_restarts_keeps_its_partitions_without_a_rebalance() 
     let (generation, _) = first.group_generation().unwrap();
     let assignment = first.assignment();
     first.close().await.unwrap();
-    let mut second = Consumer::connect(config).await.unwrap();
+    let second = Consumer::connect(config).await.unwrap();
     second.subscribe(&["static"]).unwrap();
     let deadline = Instant::now() + GROUP_SETTLE_TIMEOUT;
     while second.group_generation().is_none() {
@@ -862,7 +862,7 @@ async fn member_that_stops_polling_leaves_and_finds_its_partitions_lost_on_the_n
     tests::create_topic_async(&broker.addr, "stalled", PARTITIONS).await;
     let mut config = group_config(&broker.addr, "stall-group");
     config.max_poll_interval = Duration::from_millis(1_500);
-    let mut a = Consumer::connect(config).await.unwrap();
+    let a = Consumer::connect(config).await.unwrap();
     let a_events = Recorder::default();
     a.subscribe_with_listener(&["stalled"], a_events.clone())
         .unwrap();

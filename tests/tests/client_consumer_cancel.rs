@@ -268,7 +268,7 @@ async fn committed_offsets(addr: &str, group: &str, topic: &str, partitions: i32
 /// partition must then have been handed out at least once.
 async fn resume_and_check(addr: &str, group: &str, topic: &str, oracle: &mut Oracle) {
     oracle.restart();
-    let mut consumer = Consumer::connect(group_config(addr, group)).await.unwrap();
+    let consumer = Consumer::connect(group_config(addr, group)).await.unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let deadline = Instant::now() + CONSUME_TIMEOUT;
     let mut idle_since = Instant::now();
@@ -303,7 +303,7 @@ fn poll_raced_against_a_timer_on_a_current_thread_runtime_skips_no_record() {
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = MAX_POLL_RECORDS;
-        let mut consumer = Consumer::connect(config).await.unwrap();
+        let consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let deadline = Instant::now() + CONSUME_TIMEOUT;
         let mut dropped_polls = 0u64;
@@ -413,7 +413,7 @@ fn every_consumer_method_dropped_at_any_await_point_skips_and_repeats_nothing() 
             }
         }
         eprintln!("connect dropped {connects_dropped} of {CONNECT_DROPS} times");
-        let mut consumer = Consumer::connect(config).await.unwrap();
+        let consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let partitions: Vec<TopicPartition> = (0..PARTITIONS)
             .map(|p| TopicPartition::new(topic, p))
@@ -585,7 +585,7 @@ fn record_stream_hands_out_each_record_once_and_a_commit_covers_only_what_it_yie
         let mut oracle = Oracle::new(PARTITIONS, PER_PARTITION);
         let mut config = group_config(&broker.addr, group);
         config.max_poll_records = 64;
-        let mut consumer = Consumer::connect(config).await.unwrap();
+        let consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let deadline = Instant::now() + CONSUME_TIMEOUT;
         {

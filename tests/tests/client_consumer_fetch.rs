@@ -250,7 +250,7 @@ fn a_single_threaded_consumer_has_its_next_fetch_on_the_wire_while_the_applicati
         .unwrap();
     let p0 = TopicPartition::new("busy", 0);
     let (mut consumer, first) = app.block_on(async {
-        let mut consumer = one_batch_per_fetch_consumer(&proxy.addr(), BATCH_RECORDS).await;
+        let consumer = one_batch_per_fetch_consumer(&proxy.addr(), BATCH_RECORDS).await;
         consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
         let first = consumer.poll(CONSUME_TIMEOUT).await.unwrap();
         (consumer, first)

@@ -396,7 +396,7 @@ fn broker_restart_loses_no_committed_offset_and_the_consumer_carries_on() {
     config.heartbeat_interval = Duration::from_millis(300);
     config.max_poll_records = 50;
     let consumer = runtime.block_on(async {
-        let mut consumer = Consumer::connect(config).await.unwrap();
+        let consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&["ledger"]).unwrap();
         consumer
     });

@@ -1,9 +1,12 @@
 //! A consumer shared between tasks (`Arc<Consumer>`), against the real
 //! broker binary: a worker task stores and commits offsets while the main
-//! task polls, and a consumer dropped without `close` leaves its group, so
+//! task polls; seeks, pauses and resumes made from another task reach the
+//! poll in progress, and `assign` and `unsubscribe` from another task end
+//! it early; and a consumer dropped without `close` leaves its group, so
 //! the other member takes its partitions long before the session timeout.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,9 @@ const POLL_SLICE: Duration = Duration::from_millis(100);
 const LONG_POLL: Duration = Duration::from_secs(30);
 /// Bound on a commit the coordinator answers at once.
 const COMMIT_BOUND: Duration = Duration::from_secs(5);
+/// Bound on a poll in progress noticing a change made from another task
+/// (a fetch or two), far below [`LONG_POLL`].
+const CONTROL_BOUND: Duration = Duration::from_secs(10);
 
 fn group_config(addr: &str, group: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(addr).with_group(group);
@@ -47,7 +53,7 @@ async fn worker_task_stores_and_commits_while_the_main_task_polls() {
     let p0 = TopicPartition::new(topic, 0);
     let mut config = group_config(&broker.addr, "shared-group");
     config.enable_auto_offset_store = false;
-    let mut consumer = Consumer::connect(config.clone()).await.unwrap();
+    let consumer = Consumer::connect(config.clone()).await.unwrap();
     consumer.subscribe(&[topic]).unwrap();
     let consumer = Arc::new(consumer);
 
@@ -116,7 +122,7 @@ async fn worker_task_stores_and_commits_while_the_main_task_polls() {
     Arc::into_inner(consumer).unwrap().close().await.unwrap();
 
     // A restart resumes after the last offset committed.
-    let mut again = Consumer::connect(config.clone()).await.unwrap();
+    let again = Consumer::connect(config.clone()).await.unwrap();
     again.subscribe(&[topic]).unwrap();
     let deadline = Instant::now() + CONSUME_TIMEOUT;
     let first = loop {
@@ -129,7 +135,7 @@ async fn worker_task_stores_and_commits_while_the_main_task_polls() {
     again.close().await.unwrap();
 
     // With the automatic store (the default), poll stores: store_offset is refused.
-    let mut automatic = Consumer::connect(group_config(&broker.addr, "shared-auto"))
+    let automatic = Consumer::connect(group_config(&broker.addr, "shared-auto"))
         .await
         .unwrap();
     automatic.subscribe(&[topic]).unwrap();
@@ -186,7 +192,7 @@ async fn dropped_member_leaves_so_the_other_gets_its_partitions_before_the_sessi
     config.session_timeout = SESSION_TIMEOUT;
     let mut members = Vec::new();
     for _ in 0..2 {
-        let mut consumer = Consumer::connect(config.clone()).await.unwrap();
+        let consumer = Consumer::connect(config.clone()).await.unwrap();
         consumer.subscribe(&[topic]).unwrap();
         let consumer = Arc::new(consumer);
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -227,7 +233,7 @@ async fn metrics_report_each_partitions_lag_behind_the_high_watermark() {
     let p0 = TopicPartition::new(topic, 0);
     let mut config = group_config(&broker.addr, "lag-group");
     config.max_poll_records = 10;
-    let mut consumer = Consumer::connect(config).await.unwrap();
+    let consumer = Consumer::connect(config).await.unwrap();
     consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
     let deadline = Instant::now() + CONSUME_TIMEOUT;
     let mut handed_out = consumer.poll(POLL_SLICE).await.unwrap().len();
@@ -246,4 +252,122 @@ async fn metrics_report_each_partitions_lag_behind_the_high_watermark() {
         handed_out += consumer.poll(POLL_SLICE).await.unwrap().len();
     }
     assert_eq!(consumer.lag(&p0), Some(0));
+}
+
+/// Polls until `count` records came, at most [`CONSUME_TIMEOUT`].
+async fn poll_count(consumer: &Consumer, count: usize) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    let mut records = Vec::new();
+    while records.len() < count {
+        assert!(Instant::now() < deadline, "{} records read", records.len());
+        records.extend(consumer.poll(POLL_SLICE).await.unwrap());
+    }
+    records
+}
+
+/// A long poll on a task of its own, returned once the poll is under way
+/// (its future has been polled and is waiting): its records and how long
+/// it took.
+async fn spawn_long_poll(
+    consumer: &Arc<Consumer>,
+) -> tokio::task::JoinHandle<(Vec<ConsumerRecord>, Duration)> {
+    let consumer = consumer.clone();
+    let (waiting_tx, waiting) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut poll = Box::pin(consumer.poll(LONG_POLL));
+        let mut waiting_tx = Some(waiting_tx);
+        let records = std::future::poll_fn(|cx| {
+            let polled = poll.as_mut().poll(cx);
+            if polled.is_pending() {
+                if let Some(tx) = waiting_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+            polled
+        })
+        .await
+        .unwrap();
+        (records.into_iter().collect(), started.elapsed())
+    });
+    // Err: the poll returned at once, which the caller's asserts report.
+    let _ = waiting.await;
+    task
+}
+
+/// (partition, offset) of each record.
+fn offsets(records: &[ConsumerRecord]) -> Vec<(i32, i64)> {
+    records.iter().map(|r| (r.partition, r.offset)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeks_pauses_and_assignments_from_another_task_reach_the_poll_in_progress() {
+    // With everything read and a 30 s poll waiting, a seek, a pause, a resume, an assign and an unsubscribe made on &self from another task each take effect within seconds.
+    const RECORDS: usize = 20;
+    let topic = "steered";
+    let (_dir, broker) = tests::broker_with_numbered_topic(topic, 2, RECORDS).await;
+    let (p0, p1) = (TopicPartition::new(topic, 0), TopicPartition::new(topic, 1));
+    let mut config = ConsumerConfig::new(&broker.addr);
+    config.auto_offset_reset = AutoOffsetReset::Earliest;
+    let consumer = Arc::new(Consumer::connect(config).await.unwrap());
+    consumer.assign(&[p0.clone(), p1.clone()]).await.unwrap();
+    poll_count(&consumer, 2 * RECORDS).await;
+
+    // Paused p1 and p0 moved back to 15 while a poll waits: it wakes, and hands out p0's last 5 records only.
+    let poll = spawn_long_poll(&consumer).await;
+    consumer.pause(std::slice::from_ref(&p1)).unwrap();
+    consumer.seek(&p0, 15).unwrap();
+    let (records, took) = poll.await.unwrap();
+    assert!(took < CONTROL_BOUND, "the poll took {took:?}");
+    let expected: Vec<(i32, i64)> = (15..RECORDS as i64).map(|o| (0, o)).collect();
+    assert_eq!(offsets(&records), expected);
+    assert_eq!(consumer.paused(), std::slice::from_ref(&p1));
+
+    // p1 resumed from its beginning while a poll waits: its records come again, from 0.
+    let poll = spawn_long_poll(&consumer).await;
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&p1))
+        .unwrap();
+    consumer.resume(std::slice::from_ref(&p1)).unwrap();
+    let (mut records, took) = poll.await.unwrap();
+    assert!(took < CONTROL_BOUND, "the poll took {took:?}");
+    records.extend(poll_count(&consumer, RECORDS - records.len()).await);
+    let expected: Vec<(i32, i64)> = (0..RECORDS as i64).map(|o| (1, o)).collect();
+    assert_eq!(offsets(&records), expected);
+    assert!(consumer.paused().is_empty());
+
+    // A seek of a partition not assigned is refused at once, poll or no poll.
+    let elsewhere = TopicPartition::new(topic, 7);
+    assert!(matches!(
+        consumer.seek(&elsewhere, 0),
+        Err(client::AssignmentError::NotAssigned { partition: 7, .. })
+    ));
+
+    // assign from another task ends the waiting poll early, with nothing.
+    let poll = spawn_long_poll(&consumer).await;
+    let started = Instant::now();
+    consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
+    assert!(
+        started.elapsed() < CONTROL_BOUND,
+        "assign took {:?}",
+        started.elapsed()
+    );
+    let (records, took) = poll.await.unwrap();
+    assert!(took < CONTROL_BOUND, "the poll took {took:?}");
+    assert!(records.is_empty(), "{:?}", offsets(&records));
+    assert_eq!(consumer.assignment(), std::slice::from_ref(&p0));
+
+    // So does unsubscribe.
+    let poll = spawn_long_poll(&consumer).await;
+    let started = Instant::now();
+    consumer.unsubscribe().await;
+    assert!(
+        started.elapsed() < CONTROL_BOUND,
+        "unsubscribe took {:?}",
+        started.elapsed()
+    );
+    let (records, took) = poll.await.unwrap();
+    assert!(took < CONTROL_BOUND, "the poll took {took:?}");
+    assert!(records.is_empty(), "{:?}", offsets(&records));
+    assert!(consumer.assignment().is_empty());
 }

@@ -68,7 +68,7 @@ fn our_producer_and_group_consumer_carry_on_through_kill9_of_the_groups_coordina
     config.heartbeat_interval = Duration::from_millis(300);
     config.max_poll_records = 50;
     let consumer = runtime.block_on(async {
-        let mut consumer = Consumer::connect(config).await.unwrap();
+        let consumer = Consumer::connect(config).await.unwrap();
         consumer.subscribe(&[TOPIC]).unwrap();
         consumer
     });

@@ -844,7 +844,7 @@ fn ours_consume(
         if let Some(bytes) = fetch.fetch_max_bytes {
             config.fetch_max_bytes = bytes;
         }
-        let mut consumer = client::Consumer::connect(config).await?;
+        let consumer = client::Consumer::connect(config).await?;
         let assignment: Vec<client::TopicPartition> = partitions
             .iter()
             .map(|p| client::TopicPartition::new(common.topic.clone(), *p))

@@ -107,7 +107,7 @@ pub async fn read_log(settings: &ReadSettings) -> Result<ConsumedLog, ReadError>
     config.max_poll_records = POLL_RECORDS_MAX;
     config.allow_auto_create_topics = false;
     config.request_timeout = settings.request_timeout;
-    let mut consumer = Consumer::connect(config).await?;
+    let consumer = Consumer::connect(config).await?;
     let partitions: Vec<TopicPartition> = ranges
         .keys()
         .map(|p| TopicPartition::new(settings.topic.as_str(), *p))

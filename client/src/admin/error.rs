@@ -19,7 +19,9 @@ pub enum AdminError {
     /// A setting of [`crate::admin::AdminConfig`] cannot work.
     #[error("invalid {setting}: {reason}")]
     Config {
+        /// The setting, by its Java property name.
         setting: &'static str,
+        /// What went wrong, in words.
         reason: String,
     },
     /// No broker could be reached (at connect, or for a metadata refresh).
@@ -32,58 +34,81 @@ pub enum AdminError {
     /// last attempt failed with, if an attempt had finished.
     #[error("{operation} did not finish within {timeout:?}{}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
     Timeout {
+        /// The request, by Kafka's name (e.g. `CreateTopics`).
         operation: &'static str,
+        /// The call's timeout.
         timeout: Duration,
+        /// What the last attempt failed with, if one finished.
         last_error: Option<Box<AdminError>>,
     },
     /// The broker refused the whole request (its top-level error code).
     #[error("{operation} failed with {code}{}", message_suffix(message))]
     Rejected {
+        /// The request, by Kafka's name (e.g. `CreateTopics`).
         operation: &'static str,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// The broker refused the request for one topic.
     #[error("topic {topic:?}: {code}{}", message_suffix(message))]
     Topic {
+        /// The topic.
         topic: String,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// The broker refused the request for one partition.
     #[error("partition {topic}-{partition}: {code}{}", message_suffix(message))]
     Partition {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// The broker refused to describe one config resource.
     #[error("{resource}: {code}{}", message_suffix(message))]
     Resource {
+        /// The config resource.
         resource: ConfigResource,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// A group's coordinator refused the request for that group (e.g.
     /// `GROUP_ID_NOT_FOUND`, `NON_EMPTY_GROUP`, `COORDINATOR_NOT_AVAILABLE`).
     #[error("group {group:?}: {code}{}", message_suffix(message))]
     Group {
+        /// The group id.
         group: String,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
+        /// The broker's error message, if it sent one.
         message: Option<String>,
     },
     /// The brokers do not serve what the call needs (for example an unclean
     /// election from a broker that only speaks ElectLeaders v0).
     #[error("{operation} is not supported: {reason}")]
     Unsupported {
+        /// The request, by Kafka's name (e.g. `CreateTopics`).
         operation: &'static str,
+        /// Why the brokers cannot serve it.
         reason: String,
     },
     /// The broker's answer left out an item that was asked for.
     #[error("{operation}: the response has no result for {item}")]
     MissingResult {
+        /// The request, by Kafka's name (e.g. `CreateTopics`).
         operation: &'static str,
+        /// The item left out (a topic, a partition, a resource).
         item: String,
     },
 }

@@ -46,6 +46,7 @@ impl AssignmentStrategy {
         }
     }
 
+    /// The strategy of a `partition.assignment.strategy` name (`range`, `roundrobin`, `cooperative-sticky`).
     pub fn from_name(name: &str) -> Option<AssignmentStrategy> {
         match name {
             "range" => Some(AssignmentStrategy::Range),
@@ -55,6 +56,7 @@ impl AssignmentStrategy {
         }
     }
 
+    /// Whether the strategy rebalances eagerly or cooperatively.
     pub fn rebalance_protocol(self) -> RebalanceProtocol {
         match self {
             AssignmentStrategy::Range | AssignmentStrategy::RoundRobin => RebalanceProtocol::Eager,
@@ -115,8 +117,11 @@ impl AssignmentStrategy {
 /// One member as the leader sees it in the JoinGroup response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSubscription {
+    /// The member's id.
     pub member_id: String,
+    /// The member's static id, if it has one.
     pub group_instance_id: Option<String>,
+    /// What the member asked for.
     pub subscription: Subscription,
 }
 

@@ -26,15 +26,32 @@ pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// Why member metadata or an assignment could not be read.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CodecError {
+    /// The bytes end before the version.
     #[error("{what} of {length} bytes is too short for a version")]
-    Truncated { what: &'static str, length: usize },
+    Truncated {
+        /// What was being decoded.
+        what: &'static str,
+        /// Its length in bytes.
+        length: usize,
+    },
+    /// The version is negative.
     #[error("{what} has negative version {version}")]
-    BadVersion { what: &'static str, version: i16 },
+    BadVersion {
+        /// What was being decoded.
+        what: &'static str,
+        /// The version it carried.
+        version: i16,
+    },
+    /// The bytes do not decode at their version.
     #[error("cannot decode {what} v{version}: {reason}")]
     Decode {
+        /// What was being decoded.
         what: &'static str,
+        /// The version it carried.
         version: i16,
+        /// What went wrong, in words.
         reason: String,
     },
 }
@@ -42,12 +59,15 @@ pub enum CodecError {
 /// A member's subscription: what it wants and what it owns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subscription {
+    /// The topics the member subscribes to.
     pub topics: Vec<String>,
+    /// The assignor's own data, if any.
     pub user_data: Option<Bytes>,
     /// Partitions the member owns now (v1+), by topic, sorted.
     pub owned_partitions: BTreeMap<String, Vec<i32>>,
     /// The generation in which it got them (v2+), -1 if none.
     pub generation_id: i32,
+    /// The member's rack (v3+), if it has one.
     pub rack_id: Option<String>,
 }
 
@@ -56,10 +76,12 @@ pub struct Subscription {
 pub struct Assignment {
     /// By topic, partitions sorted.
     pub partitions: BTreeMap<String, Vec<i32>>,
+    /// The assignor's own data, if any.
     pub user_data: Option<Bytes>,
 }
 
 impl Assignment {
+    /// How many partitions the assignment holds.
     pub fn partition_count(&self) -> usize {
         self.partitions.values().map(Vec::len).sum()
     }

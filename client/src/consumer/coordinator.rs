@@ -29,7 +29,7 @@ use crate::cluster::Cluster;
 use crate::connection::{Connection, ConnectionConfig, ConnectionError};
 use crate::consumer::codes;
 use crate::consumer::config::ConsumerConfig;
-use crate::consumer::error::GroupError;
+use crate::consumer::error::{GroupError, RetriableError};
 
 /// FindCoordinator versions we speak (Kafka 4.1's range, as the broker's).
 pub const FIND_COORDINATOR_VERSIONS: (i16, i16) = (0, 6);
@@ -93,7 +93,7 @@ impl Member {
 #[derive(Debug, Clone)]
 pub enum CallError {
     /// Network trouble, or the coordinator moving or loading: try again.
-    Retriable(String),
+    Retriable(RetriableError),
     Fatal(GroupError),
 }
 
@@ -184,7 +184,7 @@ impl Group {
             .max(self.config.max_poll_interval + super::membership::JOIN_GROUP_TIMEOUT_MARGIN);
         let connection = Connection::connect(&addr, &connection_config)
             .await
-            .map_err(|e| CallError::Retriable(format!("coordinator {addr}: {e}")))?;
+            .map_err(|e| CallError::Retriable(RetriableError::Connection(e)))?;
         let connection = Arc::new(connection);
         tracing::debug!(group = %self.group_id, node_id, %addr, "found the group coordinator");
         self.state().coordinator = Some(CoordinatorLink {
@@ -242,12 +242,12 @@ impl Group {
                 addresses.push(addr.clone());
             }
         }
-        let mut last_error = String::from("no broker to ask");
+        let mut last_error = RetriableError::NoCoordinator;
         for addr in addresses {
             let connection = match self.cluster.connection_to(&addr).await {
                 Ok(connection) => connection,
                 Err(e) => {
-                    last_error = e.to_string();
+                    last_error = RetriableError::Connection(e);
                     continue;
                 }
             };
@@ -274,7 +274,7 @@ impl Group {
             {
                 Ok(response) => response,
                 Err(e) => {
-                    last_error = e.to_string();
+                    last_error = RetriableError::Connection(e);
                     continue;
                 }
             };
@@ -287,7 +287,7 @@ impl Group {
                         c.port,
                     ),
                     None => {
-                        last_error = "FindCoordinator answered no coordinator".into();
+                        last_error = RetriableError::NoCoordinator;
                         continue;
                     }
                 }
@@ -303,9 +303,10 @@ impl Group {
                 return Err(CallError::Fatal(self.rejected("FindCoordinator", code)));
             }
             if !code.is_ok() {
-                return Err(CallError::Retriable(format!(
-                    "FindCoordinator answered {code}"
-                )));
+                return Err(CallError::Retriable(RetriableError::Code {
+                    api: "FindCoordinator",
+                    code,
+                }));
             }
             return Ok((node_id, format!("{host}:{port}")));
         }
@@ -353,7 +354,7 @@ impl Group {
                 // longer be trusted to line up: start over with a new one.
                 self.coordinator_unknown(Some(&connection), &e.to_string());
                 if e.is_retriable() {
-                    Err(CallError::Retriable(e.to_string()))
+                    Err(CallError::Retriable(RetriableError::Connection(e)))
                 } else {
                     Err(CallError::Fatal(GroupError::Unsupported {
                         group: self.group_id.clone(),

@@ -32,33 +32,48 @@ use crate::consumer::record::{ConsumerRecord, Header, TimestampType};
 
 /// Why a batch of a fetched record set could not be turned into records.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The batch's attribute bits name a codec this client does not know.
     #[error("batch at offsets {base_offset}..={last_offset} is compressed with {codec}, which this client does not decode")]
     UnsupportedCompression {
+        /// The codec bits, as found.
         codec: String,
+        /// The offset of the batch's first record.
         base_offset: i64,
+        /// The offset of the batch's last record.
         last_offset: i64,
     },
     /// The batch header or CRC is invalid.
     #[error("corrupt batch at offset {base_offset}: {reason}")]
-    CorruptBatch { base_offset: i64, reason: String },
+    CorruptBatch {
+        /// The offset of the batch's first record.
+        base_offset: i64,
+        /// What went wrong, in words.
+        reason: String,
+    },
     /// The compressed records section does not decompress: it is corrupt,
     /// or it inflates past [`crate::compression::DECOMPRESSED_BYTES_MAX`].
     #[error(
         "cannot decompress the {codec} batch at offsets {base_offset}..={last_offset}: {error}"
     )]
     Decompression {
+        /// The codec, by name.
         codec: &'static str,
+        /// The offset of the batch's first record.
         base_offset: i64,
+        /// The offset of the batch's last record.
         last_offset: i64,
+        /// What the codec said.
         #[source]
         error: CompressionError,
     },
     /// A record inside an otherwise valid batch does not parse.
     #[error("malformed record in the batch at offset {base_offset}: {reason}")]
     MalformedRecord {
+        /// The offset of the batch's first record.
         base_offset: i64,
+        /// What is wrong with it.
         reason: &'static str,
     },
 }

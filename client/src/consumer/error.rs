@@ -3,7 +3,9 @@
 //! from `subscribe` and `assign`, [`PollError`] from `poll`, [`CommitError`]
 //! from the commit calls, [`OffsetFetchError`] from `committed`. A
 //! [`GroupError`] is a group failure no retry can fix; it ends up inside
-//! the others.
+//! the others. A [`RetriableError`] is what a retry might have fixed: the
+//! last failure of a call that ran out of time, or of an async commit's
+//! single attempt.
 
 use std::time::Duration;
 
@@ -20,8 +22,10 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConsumerConnectError {
+    /// A setting cannot work.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// No broker could be reached.
     #[error("cannot reach the cluster: {0}")]
     Cluster(#[from] ClusterError),
 }
@@ -30,12 +34,22 @@ pub enum ConsumerConnectError {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeError {
+    /// The call needs a group, and `group_id` is not set.
     #[error("subscribe needs a group: set group_id")]
     NoGroupId,
+    /// A topic name is empty.
     #[error("topic names must not be empty")]
     EmptyTopicName,
+    /// The consumer was closed.
     #[error("the consumer is closed")]
     Closed,
+    /// `queued_max` changes already wait for the `poll` in progress (see
+    /// [`CONTROLS_QUEUED_MAX`](crate::consumer::CONTROLS_QUEUED_MAX)).
+    #[error("{queued_max} changes already wait for the poll in progress")]
+    TooManyQueued {
+        /// The bound that was reached.
+        queued_max: usize,
+    },
 }
 
 /// A group failure that retrying cannot fix: the consumer cannot stay in
@@ -49,22 +63,37 @@ pub enum GroupError {
     /// this `group_instance_id`), `GROUP_AUTHORIZATION_FAILED`.
     #[error("group {group}: {api} failed with {code}")]
     Rejected {
+        /// The group id.
         group: String,
+        /// The request refused, by Kafka's name.
         api: &'static str,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
     },
     /// The coordinator does not speak a version of an API we need.
     #[error("group {group}: {error}")]
     Unsupported {
+        /// The group id.
         group: String,
+        /// The version mismatch.
         error: ConnectionError,
     },
     /// The leader's assignment (or a member's subscription) does not decode.
     #[error("group {group}: bad consumer-protocol data from the group: {error}")]
-    Codec { group: String, error: CodecError },
+    Codec {
+        /// The group id.
+        group: String,
+        /// Why the bytes do not decode.
+        error: CodecError,
+    },
     /// The group chose a protocol we did not offer.
     #[error("group {group}: the coordinator selected protocol {protocol:?}, which this member did not offer")]
-    UnknownProtocol { group: String, protocol: String },
+    UnknownProtocol {
+        /// The group id.
+        group: String,
+        /// The protocol the coordinator selected.
+        protocol: String,
+    },
 }
 
 /// Why `poll` failed. The consumer stays usable: the next `poll` goes on
@@ -73,18 +102,27 @@ pub enum GroupError {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PollError {
+    /// The consumer is neither subscribed nor assigned.
     #[error("poll needs a subscription or an assignment")]
     NotSubscribed,
     /// `auto_offset_reset` is `None` and the partition has no committed offset.
     #[error("{topic}-{partition} has no committed offset and auto_offset_reset is none")]
-    NoOffset { topic: String, partition: i32 },
+    NoOffset {
+        /// The topic.
+        topic: String,
+        /// The partition's index.
+        partition: i32,
+    },
     /// `auto_offset_reset` is `None` and the position is outside the log.
     #[error(
         "offset {offset} of {topic}-{partition} is out of range and auto_offset_reset is none"
     )]
     OffsetOutOfRange {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The position outside the log.
         offset: i64,
     },
     /// A batch at `offset` cannot be turned into records (a codec we lack, a
@@ -92,30 +130,42 @@ pub enum PollError {
     /// go on (for a codec error, to `error.next_offset()`).
     #[error("{topic}-{partition} at offset {offset}: {error}")]
     Record {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The base offset of the batch that cannot be read.
         offset: i64,
+        /// Why it cannot be read.
         error: RecordError,
     },
     /// A fetch error that retrying does not fix (e.g. `TOPIC_AUTHORIZATION_FAILED`).
     #[error("fetching {topic}-{partition} failed with {code}")]
     Fetch {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
     },
     /// ListOffsets (for a reset) failed with an error retrying does not fix.
     #[error("looking up the {policy} offset of {topic}-{partition} failed with {code}")]
     ListOffsets {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The reset asked for (`earliest`, `latest`).
         policy: &'static str,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
     },
     /// Reading the committed offsets of newly assigned partitions failed
     /// with an error retrying does not fix.
     #[error(transparent)]
     Committed(#[from] OffsetFetchError),
+    /// The consumer cannot stay in its group.
     #[error(transparent)]
     Group(#[from] GroupError),
     /// A fetch task ended without an outcome: it panicked (a bug, reported
@@ -123,18 +173,30 @@ pub enum PollError {
     /// again after `retry_backoff`, so the next `poll` goes on (and fails
     /// the same way while the panic repeats).
     #[error("the fetch from broker {broker_id} failed: {reason}")]
-    FetchTaskFailed { broker_id: i32, reason: String },
+    FetchTaskFailed {
+        /// The broker's node id.
+        broker_id: i32,
+        /// The panic's message.
+        reason: String,
+    },
     /// A background lookup (committed offsets, ListOffsets, metadata) ended
     /// without an outcome: it panicked. The lookups start again with the
     /// next `poll`.
     #[error("a consumer lookup task failed: {reason}")]
-    LookupTaskFailed { reason: String },
+    LookupTaskFailed {
+        /// The panic's message.
+        reason: String,
+    },
     /// The heartbeat task ended (it panicked). It has been started again;
     /// if it was dead for longer than `session_timeout`, the coordinator
     /// dropped the member, and the next `poll` finds its partitions lost
     /// and rejoins.
     #[error("the consumer's heartbeat task failed: {reason}")]
-    HeartbeatTaskFailed { reason: String },
+    HeartbeatTaskFailed {
+        /// The panic's message.
+        reason: String,
+    },
+    /// The consumer was closed.
     #[error("the consumer is closed")]
     Closed,
 }
@@ -144,8 +206,21 @@ pub enum PollError {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AssignmentError {
+    /// The partition is not assigned to this consumer.
     #[error("{topic}-{partition} is not assigned to this consumer")]
-    NotAssigned { topic: String, partition: i32 },
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition's index.
+        partition: i32,
+    },
+    /// `queued_max` changes already wait for the `poll` in progress (see
+    /// [`CONTROLS_QUEUED_MAX`](crate::consumer::CONTROLS_QUEUED_MAX)).
+    #[error("{queued_max} changes already wait for the poll in progress")]
+    TooManyQueued {
+        /// The bound that was reached.
+        queued_max: usize,
+    },
 }
 
 /// Why a commit failed. Nothing is committed for the partitions in question;
@@ -153,44 +228,60 @@ pub enum AssignmentError {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CommitError {
+    /// The call needs a group, and `group_id` is not set.
     #[error("committing needs a group: set group_id")]
     NoGroupId,
     /// The group rebalanced (or is rebalancing) since the partitions were
     /// assigned (`REBALANCE_IN_PROGRESS`, `ILLEGAL_GENERATION`,
     /// `UNKNOWN_MEMBER_ID`): the partitions may belong to another member now.
     #[error("group {group}: commit refused with {code}: the group rebalanced, so the partitions may have moved to another member")]
-    Rebalanced { group: String, code: ErrorCode },
+    Rebalanced {
+        /// The group id.
+        group: String,
+        /// The Kafka error code the broker answered with.
+        code: ErrorCode,
+    },
     /// The coordinator refused one partition's offset (e.g.
     /// `OFFSET_METADATA_TOO_LARGE`, `UNKNOWN_TOPIC_OR_PARTITION`).
     #[error("commit of {topic}-{partition} refused with {code}")]
     Partition {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
     },
     /// Retriable errors (coordinator moving or loading, connection trouble)
-    /// lasted past the deadline (`default_api_timeout`). `last_code` is the
-    /// last error code the coordinator answered with, if it answered one
-    /// (e.g. `COORDINATOR_LOAD_IN_PROGRESS`).
+    /// lasted past the deadline (`default_api_timeout`).
     #[error("commit not confirmed within {waited:?}; last error: {last_error}")]
     Timeout {
+        /// How long the commit was tried.
         waited: Duration,
-        last_error: String,
+        /// What the last attempt failed with.
+        last_error: RetriableError,
+        /// The last error code the coordinator answered with, if it
+        /// answered one (e.g. `COORDINATOR_LOAD_IN_PROGRESS`), even when
+        /// the last attempt got no answer at all.
         last_code: Option<ErrorCode>,
     },
-    /// An async commit's single attempt failed with a retriable error;
-    /// `code` is the coordinator's, if it answered one.
-    #[error("async commit failed (not retried): {reason}")]
+    /// An async commit's single attempt failed with a retriable error.
+    #[error("async commit failed (not retried): {cause}")]
     Failed {
-        reason: String,
-        code: Option<ErrorCode>,
+        /// What the attempt failed with.
+        cause: RetriableError,
     },
+    /// The consumer cannot stay in its group.
     #[error(transparent)]
     Group(#[from] GroupError),
     /// `queued_max` commits were already waiting to be sent (see
     /// [`COMMITS_QUEUED_MAX`](crate::consumer::COMMITS_QUEUED_MAX)).
     #[error("{queued_max} commits already wait to be sent")]
-    TooManyQueued { queued_max: usize },
+    TooManyQueued {
+        /// The bound that was reached.
+        queued_max: usize,
+    },
+    /// The consumer was closed.
     #[error("the consumer is closed")]
     Closed,
 }
@@ -204,28 +295,83 @@ pub enum StoreError {
     AutoStoreEnabled,
     /// Offsets are stored only for partitions assigned to this consumer.
     #[error("{topic}-{partition} is not assigned to this consumer")]
-    NotAssigned { topic: String, partition: i32 },
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition's index.
+        partition: i32,
+    },
 }
 
 /// Why `committed` could not read the committed offsets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OffsetFetchError {
+    /// The call needs a group, and `group_id` is not set.
     #[error("committed offsets need a group: set group_id")]
     NoGroupId,
+    /// The coordinator refused one partition.
     #[error("reading the committed offset of {topic}-{partition} failed with {code}")]
     Partition {
+        /// The topic.
         topic: String,
+        /// The partition's index.
         partition: i32,
+        /// The Kafka error code the broker answered with.
         code: ErrorCode,
     },
+    /// Retriable errors (coordinator moving or loading, connection trouble)
+    /// lasted past the deadline (`default_api_timeout`).
     #[error("committed offsets not read within {waited:?}; last error: {last_error}")]
     Timeout {
+        /// How long the offsets were asked for.
         waited: Duration,
-        last_error: String,
+        /// What the last attempt failed with.
+        last_error: RetriableError,
     },
+    /// The consumer cannot stay in its group.
     #[error(transparent)]
     Group(#[from] GroupError),
+}
+
+/// Why one attempt at a group request failed in a way that a retry may
+/// fix: the `last_error` of a call that ran out of time, the `cause` of a
+/// failed async commit.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetriableError {
+    /// The broker answered a retriable error code: the coordinator moving
+    /// (`NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`) or loading
+    /// (`COORDINATOR_LOAD_IN_PROGRESS`), `REQUEST_TIMED_OUT`,
+    /// `UNSTABLE_OFFSET_COMMIT`.
+    #[error("{api} answered {code}")]
+    Code {
+        /// The request, by Kafka's name (`OffsetCommit`, `FindCoordinator`, ...).
+        api: &'static str,
+        /// The broker's error code.
+        code: ErrorCode,
+    },
+    /// The request could not be sent, or its answer not read (a broken
+    /// connection, a request timeout).
+    #[error(transparent)]
+    Connection(ConnectionError),
+    /// No broker named a coordinator (FindCoordinator answered none, or
+    /// there was no broker to ask).
+    #[error("no broker named the group's coordinator")]
+    NoCoordinator,
+    /// Nothing was answered before the call's deadline.
+    #[error("no answer before the deadline")]
+    NoAnswer,
+}
+
+impl RetriableError {
+    /// The Kafka error code, when the broker answered one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RetriableError::Code { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 impl GroupError {
@@ -258,7 +404,7 @@ impl CommitError {
                 Some(*code)
             }
             CommitError::Timeout { last_code, .. } => *last_code,
-            CommitError::Failed { code, .. } => *code,
+            CommitError::Failed { cause } => cause.code(),
             CommitError::Group(error) => error.code(),
             _ => None,
         }
@@ -270,6 +416,7 @@ impl OffsetFetchError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             OffsetFetchError::Partition { code, .. } => Some(*code),
+            OffsetFetchError::Timeout { last_error, .. } => last_error.code(),
             OffsetFetchError::Group(error) => error.code(),
             _ => None,
         }
@@ -298,7 +445,7 @@ mod tests {
         );
         let timeout = CommitError::Timeout {
             waited: Duration::from_secs(1),
-            last_error: "OffsetCommit answered COORDINATOR_LOAD_IN_PROGRESS".into(),
+            last_error: RetriableError::NoAnswer,
             last_code: Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
         };
         assert_eq!(

@@ -28,6 +28,7 @@ use crate::consumer::state::AssignmentState;
 ///   commit cannot succeed. The default calls `on_partitions_revoked`, as the
 ///   Java client does; commits queued from it are dropped.
 pub trait RebalanceListener: Send {
+    /// Called before the consumer gives `partitions` up in a rebalance (commit their offsets here).
     fn on_partitions_revoked(
         &mut self,
         _consumer: &mut RebalanceContext<'_>,
@@ -35,6 +36,7 @@ pub trait RebalanceListener: Send {
     ) {
     }
 
+    /// Called once the consumer got `partitions` in a rebalance, before their records are fetched (seek here).
     fn on_partitions_assigned(
         &mut self,
         _consumer: &mut RebalanceContext<'_>,
@@ -42,6 +44,7 @@ pub trait RebalanceListener: Send {
     ) {
     }
 
+    /// Called when the consumer lost `partitions` without a rebalance to give them up in (its membership expired); see the trait's docs.
     fn on_partitions_lost(
         &mut self,
         consumer: &mut RebalanceContext<'_>,

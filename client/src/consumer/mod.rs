@@ -32,7 +32,10 @@
 //! the stream drive the fetch and group state (`Inner`) under a lock,
 //! while commits, `store_offset` and the accessors read what `poll` last
 //! published (`Shared`, `View`) and never wait for it. Calls that change
-//! what the consumer reads take `&mut self`. Behind it run a heartbeat
+//! what the consumer reads (`subscribe`, `seek`, `pause`, ...) take `&self`
+//! too: applied at once when no `poll` runs, else queued (`control`) for
+//! the `poll` in progress, which applies them before it next collects or
+//! hands out records. Behind it run a heartbeat
 //! task (while in a group), the commit lane (`commit_lane`: every commit,
 //! in order), one fetch task per broker with a fetch in flight, and short
 //! lookups (committed offsets, ListOffsets, metadata). None of them touch
@@ -58,6 +61,7 @@ pub mod record;
 
 mod codes;
 mod commit_lane;
+mod control;
 mod coordinator;
 mod fetcher;
 pub(crate) mod list_offsets;
@@ -84,10 +88,11 @@ use crate::connection::ConnectionConfig;
 pub use assignor::{AssignmentStrategy, RebalanceProtocol};
 pub use commit_lane::{CommitFuture, COMMITS_QUEUED_MAX};
 pub use config::{AutoOffsetReset, ConsumerConfig};
+pub use control::CONTROLS_QUEUED_MAX;
 pub use decode::RecordError;
 pub use error::{
     AssignmentError, CommitError, ConsumerConnectError, GroupError, OffsetFetchError, PollError,
-    StoreError, SubscribeError,
+    RetriableError, StoreError, SubscribeError,
 };
 pub use fetcher::{FETCH_BUFFER_BYTES_MAX, FETCH_VERSIONS};
 pub use listener::{RebalanceContext, RebalanceListener};
@@ -97,6 +102,7 @@ pub use record::{
 pub use stream::{RecordStream, STREAM_POLL_TIMEOUT};
 
 use commit_lane::{Attempts, CommitLane};
+use control::{Control, Controls};
 use coordinator::{Group, Member, Phase};
 use fetcher::Fetcher;
 use list_offsets::ListedOffset;
@@ -136,12 +142,17 @@ enum Woken {
 
 /// A Kafka consumer. See the module docs and `docs/client.md`.
 ///
-/// `Consumer` is `Send + Sync`: share it (`Arc<Consumer>`) to commit or
-/// store offsets from worker tasks while one task polls. `poll` and the
-/// [`stream`](Self::stream) hold the consumer's fetch state while they run
-/// (concurrent polls take turns); commits, `store_offset` and the read-only
-/// accessors never wait for them. Calls that change what the consumer reads
-/// (`subscribe`, `assign`, `seek`, `pause`, ...) take `&mut self`.
+/// `Consumer` is `Send + Sync`, and every method but `close` takes `&self`:
+/// share it (`Arc<Consumer>`) to drive it from worker tasks while one task
+/// polls. `poll` and the [`stream`](Self::stream) hold the consumer's fetch
+/// state while they run (concurrent polls take turns); commits,
+/// `store_offset` and the read-only accessors never wait for them. The
+/// calls that change what the consumer reads (`subscribe`, `seek`,
+/// `pause`, ...) take effect at once when no `poll` runs; while one does,
+/// it applies them, in the order they were made, before it next collects
+/// or hands out records (records it had collected before are then fetched
+/// again from the new positions). `assign` and `unsubscribe` wait for the
+/// `poll` in progress, which returns early for them.
 pub struct Consumer {
     inner: tokio::sync::Mutex<Inner>,
     shared: Arc<Shared>,
@@ -154,6 +165,8 @@ struct Shared {
     /// Every commit goes through it, in order (with a group).
     lane: Option<CommitLane>,
     view: std::sync::Mutex<View>,
+    /// Changes made while `poll` held the fetch state, for it to apply.
+    controls: Controls,
 }
 
 /// What `poll` last published of its state: the assignment, what a commit
@@ -418,6 +431,7 @@ impl Consumer {
             lane: group.clone().map(CommitLane::start),
             group: group.clone(),
             view: std::sync::Mutex::new(View::default()),
+            controls: Controls::default(),
         });
         let now = Instant::now();
         let inner = Inner {
@@ -459,54 +473,113 @@ impl Consumer {
     /// Subscribes to `topics` in the consumer's group. The next `poll` joins
     /// the group (or rejoins it, if the topics changed). Replaces an
     /// assignment made with `assign`.
-    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), SubscribeError> {
-        let inner = self.inner.get_mut();
-        let result = inner.subscribe(topics);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect at once, or, while another task's `poll`
+    /// runs, before that `poll` next collects records (see
+    /// [`Consumer`]).
+    pub fn subscribe<S: AsRef<str>>(&self, topics: &[S]) -> Result<(), SubscribeError> {
+        self.subscribe_topics(topics, None)
     }
 
     /// `subscribe` with a listener for rebalances (replacing any earlier one).
+    ///
+    /// Not async: takes effect as `subscribe` does.
     pub fn subscribe_with_listener<S: AsRef<str>>(
-        &mut self,
+        &self,
         topics: &[S],
         listener: impl RebalanceListener + 'static,
     ) -> Result<(), SubscribeError> {
-        let inner = self.inner.get_mut();
-        let result = inner.subscribe_with_listener(topics, listener);
-        inner.publish();
-        result
+        self.subscribe_topics(topics, Some(Box::new(listener)))
+    }
+
+    fn subscribe_topics<S: AsRef<str>>(
+        &self,
+        topics: &[S],
+        listener: Option<Box<dyn RebalanceListener>>,
+    ) -> Result<(), SubscribeError> {
+        if self.shared.group.is_none() {
+            return Err(SubscribeError::NoGroupId);
+        }
+        let topics: Vec<String> = topics.iter().map(|t| t.as_ref().to_string()).collect();
+        if topics.iter().any(String::is_empty) {
+            return Err(SubscribeError::EmptyTopicName);
+        }
+        self.control(Control::Subscribe { topics, listener })
+            .map_err(|queued_max| SubscribeError::TooManyQueued { queued_max })
+    }
+
+    /// Applies `control` now if no `poll` holds the fetch state, else
+    /// queues it for that `poll` (`Err` with the bound when the queue is
+    /// full). The caller checked it against what `poll` last published.
+    fn control(&self, control: Control) -> Result<(), usize> {
+        match self.inner.try_lock() {
+            Ok(mut inner) => {
+                inner.apply_controls();
+                inner.apply_control(control);
+                inner.publish();
+                Ok(())
+            }
+            Err(_) => {
+                self.shared.controls.queue(control)?;
+                // The `poll` may have returned between the two: then apply
+                // it now rather than at the next `poll`.
+                if let Ok(mut inner) = self.inner.try_lock() {
+                    inner.apply_controls();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The fetch state, once no `poll` holds it: a `poll` waiting for
+    /// fetches returns early for this. Cancel-safe: dropped while waiting,
+    /// nothing changed.
+    async fn fetch_state(&self) -> tokio::sync::MutexGuard<'_, Inner> {
+        if let Ok(inner) = self.inner.try_lock() {
+            return inner;
+        }
+        let _wanted = self.shared.controls.want_fetch_state();
+        self.inner.lock().await
     }
 
     /// Takes exactly these partitions, without group membership. With a
     /// `group_id`, they start at their committed offsets (and commits go to
     /// that group); otherwise by `auto_offset_reset`. Leaves the group if
-    /// the consumer was subscribed.
+    /// the consumer was subscribed. A `poll` in progress on another task
+    /// returns (early, with what it has) to let it through.
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe. The new assignment is in place, and the revocation
-    /// commit (with auto-commit) queued, before the first await; only
-    /// LeaveGroup remains then. Dropped before it is sent, the partitions'
-    /// next owners get them once the coordinator drops this member (after
-    /// `session_timeout`).
-    pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
-        let inner = self.inner.get_mut();
+    /// Cancel-safe. Dropped while waiting for a `poll` in progress to
+    /// return, nothing changed. The new assignment is in place, and the
+    /// revocation commit (with auto-commit) queued, before the next await;
+    /// only LeaveGroup remains then. Dropped before it is sent, the
+    /// partitions' next owners get them once the coordinator drops this
+    /// member (after `session_timeout`).
+    pub async fn assign(&self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
+        if partitions.iter().any(|tp| tp.topic.is_empty()) {
+            return Err(SubscribeError::EmptyTopicName);
+        }
+        let mut inner = self.fetch_state().await;
+        inner.apply_controls();
         let result = inner.assign(partitions).await;
         inner.publish();
         result
     }
 
     /// Leaves the group (after committing, with auto-commit, and the
-    /// listener's revocation callback) or drops the manual assignment.
+    /// listener's revocation callback) or drops the manual assignment. A
+    /// `poll` in progress on another task returns early to let it through.
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe. The consumer is unsubscribed, and the revocation commit
-    /// queued, before the first await; only LeaveGroup remains then (as for
-    /// [`assign`](Self::assign)).
-    pub async fn unsubscribe(&mut self) {
-        let inner = self.inner.get_mut();
+    /// Cancel-safe. Dropped while waiting for a `poll` in progress to
+    /// return, nothing changed. The consumer is unsubscribed, and the
+    /// revocation commit queued, before the next await; only LeaveGroup
+    /// remains then (as for [`assign`](Self::assign)).
+    pub async fn unsubscribe(&self) {
+        let mut inner = self.fetch_state().await;
+        inner.apply_controls();
         inner.unsubscribe().await;
         inner.publish();
     }
@@ -585,49 +658,86 @@ impl Consumer {
 
     /// Moves the position of an assigned partition: the next `poll` returns
     /// records from `offset` (records buffered from elsewhere are dropped).
-    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
-        let inner = self.inner.get_mut();
-        let result = inner.seek(partition, offset);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect at once, or, while another task's `poll`
+    /// runs, before that `poll` next collects or hands out records (see
+    /// [`Consumer`]); a partition the consumer lost by then is left alone.
+    pub fn seek(&self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
+        self.check_assigned(std::slice::from_ref(partition))?;
+        self.assignment_control(Control::Seek {
+            partition: partition.clone(),
+            offset,
+        })
     }
 
     /// Moves the positions to the log start offset.
-    pub fn seek_to_beginning(
-        &mut self,
-        partitions: &[TopicPartition],
-    ) -> Result<(), AssignmentError> {
-        let inner = self.inner.get_mut();
-        let result = inner.seek_to(partitions, OffsetReset::Earliest);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect as [`seek`](Self::seek) does.
+    pub fn seek_to_beginning(&self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.check_assigned(partitions)?;
+        self.assignment_control(Control::SeekTo {
+            partitions: partitions.to_vec(),
+            reset: OffsetReset::Earliest,
+        })
     }
 
     /// Moves the positions to the log end offset.
-    pub fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        let inner = self.inner.get_mut();
-        let result = inner.seek_to(partitions, OffsetReset::Latest);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect as [`seek`](Self::seek) does.
+    pub fn seek_to_end(&self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.check_assigned(partitions)?;
+        self.assignment_control(Control::SeekTo {
+            partitions: partitions.to_vec(),
+            reset: OffsetReset::Latest,
+        })
     }
 
     /// Stops returning (and fetching) records of these partitions until
     /// `resume`; their records already fetched are kept for then. Pausing
     /// does not give partitions up, and survives a rebalance only for
     /// partitions the member keeps.
-    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        let inner = self.inner.get_mut();
-        let result = inner.set_paused(partitions, true);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect as [`seek`](Self::seek) does, so a `poll`
+    /// in progress hands out no record of these partitions after this
+    /// returns.
+    pub fn pause(&self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.check_assigned(partitions)?;
+        self.assignment_control(Control::SetPaused {
+            partitions: partitions.to_vec(),
+            paused: true,
+        })
     }
 
     /// Returns records of these paused partitions again.
-    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
-        let inner = self.inner.get_mut();
-        let result = inner.set_paused(partitions, false);
-        inner.publish();
-        result
+    ///
+    /// Not async: takes effect as [`seek`](Self::seek) does.
+    pub fn resume(&self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        self.check_assigned(partitions)?;
+        self.assignment_control(Control::SetPaused {
+            partitions: partitions.to_vec(),
+            paused: false,
+        })
+    }
+
+    /// `NotAssigned` for the first of `partitions` that `poll` has not
+    /// published as assigned.
+    fn check_assigned(&self, partitions: &[TopicPartition]) -> Result<(), AssignmentError> {
+        let view = self.shared.view();
+        match partitions
+            .iter()
+            .find(|tp| !view.partitions.contains_key(*tp))
+        {
+            Some(tp) => Err(AssignmentError::NotAssigned {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn assignment_control(&self, control: Control) -> Result<(), AssignmentError> {
+        self.control(control)
+            .map_err(|queued_max| AssignmentError::TooManyQueued { queued_max })
     }
 
     /// The paused partitions.
@@ -836,7 +946,7 @@ impl Inner {
     /// Subscribes to `topics` in the consumer's group. The next `poll` joins
     /// the group (or rejoins it, if the topics changed). Replaces an
     /// assignment made with `assign`.
-    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), SubscribeError> {
+    fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), SubscribeError> {
         let Some(group) = self.group.clone() else {
             return Err(SubscribeError::NoGroupId);
         };
@@ -859,15 +969,45 @@ impl Inner {
         Ok(())
     }
 
-    /// `subscribe` with a listener for rebalances (replacing any earlier one).
-    pub fn subscribe_with_listener<S: AsRef<str>>(
-        &mut self,
-        topics: &[S],
-        listener: impl RebalanceListener + 'static,
-    ) -> Result<(), SubscribeError> {
-        self.subscribe(topics)?;
-        self.listener = Some(Box::new(listener));
-        Ok(())
+    /// Applies the changes queued while a `poll` held the fetch state, in
+    /// the order they were made. Called by every holder of the fetch state
+    /// before it collects or hands out records.
+    fn apply_controls(&mut self) {
+        let controls = self.shared.controls.take();
+        if controls.is_empty() {
+            return;
+        }
+        for control in controls {
+            self.apply_control(control);
+        }
+        self.publish();
+    }
+
+    /// Applies one change. The caller checked it against what `poll` last
+    /// published; a partition lost since is left alone.
+    fn apply_control(&mut self, control: Control) {
+        tracing::trace!(?control, "applying a consumer control");
+        let result = match control {
+            Control::Subscribe { topics, listener } => {
+                let result = self.subscribe(&topics).map_err(|e| e.to_string());
+                if result.is_ok() && listener.is_some() {
+                    self.listener = listener;
+                }
+                result
+            }
+            Control::Seek { partition, offset } => {
+                self.seek(&partition, offset).map_err(|e| e.to_string())
+            }
+            Control::SeekTo { partitions, reset } => {
+                self.seek_to(&partitions, reset).map_err(|e| e.to_string())
+            }
+            Control::SetPaused { partitions, paused } => self
+                .set_paused(&partitions, paused)
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = result {
+            tracing::debug!(%reason, "a consumer control no longer applies");
+        }
     }
 
     /// Takes exactly these partitions, without group membership. With a
@@ -883,7 +1023,7 @@ impl Inner {
     /// may not be sent: the records since the last commit are delivered
     /// again to the partitions' next owners, who get them once the
     /// coordinator drops this member (after `session_timeout`).
-    pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
         if partitions.iter().any(|tp| tp.topic.is_empty()) {
             return Err(SubscribeError::EmptyTopicName);
         }
@@ -929,7 +1069,7 @@ impl Inner {
     /// Cancel-safe. The consumer is unsubscribed before the first await;
     /// only the revocation commit and the LeaveGroup remain then, and
     /// dropped, they may not be sent (as for [`assign`](Self::assign)).
-    pub async fn unsubscribe(&mut self) {
+    async fn unsubscribe(&mut self) {
         self.rewind_undelivered();
         let leaving = if matches!(self.mode, Mode::Subscribed(_)) {
             self.begin_leave("the consumer unsubscribed", true)
@@ -975,7 +1115,7 @@ impl Inner {
 
     /// Moves the position of an assigned partition: the next `poll` returns
     /// records from `offset` (records buffered from elsewhere are dropped).
-    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
+    fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), AssignmentError> {
         self.assigned_mut(partition)?;
         self.rewind_undelivered();
         self.assigned_mut(partition)?.seek(offset);
@@ -1060,9 +1200,14 @@ impl Inner {
     /// so the records since the last commit are delivered again to the
     /// partitions' next owner.
     async fn poll(&mut self, timeout: Duration) -> Result<ConsumerRecords, PollError> {
+        self.apply_controls();
         if self.undelivered.is_empty() {
             self.fill(timeout).await?;
         }
+        // A change made on another task while `fill` ran (a seek, a pause)
+        // takes effect before records are handed out: it puts back what
+        // `fill` collected, and this poll then returns nothing.
+        self.apply_controls();
         let records = self.undelivered.take_all();
         self.publish();
         Ok(ConsumerRecords::from_vec(records))
@@ -1070,6 +1215,7 @@ impl Inner {
 
     /// Hands out the oldest record collected and not yet handed out.
     fn pop_record(&mut self) -> Option<ConsumerRecord> {
+        self.apply_controls();
         let record = self.undelivered.pop()?;
         let tp = TopicPartition::new(&*record.topic, record.partition);
         let delivered = self.delivered_position(&tp);
@@ -1152,6 +1298,7 @@ impl Inner {
             self.undelivered.is_empty(),
             "records are collected only once the last ones were handed out"
         );
+        self.apply_controls();
         if self.mode == Mode::None {
             return Err(PollError::NotSubscribed);
         }
@@ -1175,6 +1322,7 @@ impl Inner {
                 // Waiting inside poll counts as polling (max_poll_interval).
                 group.state().last_poll = Instant::now();
             }
+            self.apply_controls();
             self.publish();
             self.maybe_auto_commit().await;
             if matches!(self.mode, Mode::Subscribed(_)) {
@@ -1212,7 +1360,9 @@ impl Inner {
                 return Ok(());
             }
             let now = Instant::now();
-            if now >= deadline {
+            // Another task waits for the fetch state (`assign`,
+            // `unsubscribe`): give it up rather than wait for fetches.
+            if now >= deadline || self.shared.controls.fetch_state_wanted() {
                 return Ok(());
             }
             self.publish();
@@ -1263,6 +1413,7 @@ impl Inner {
 
     async fn wait(&mut self, wake_at: Instant) -> Woken {
         let Inner {
+            shared,
             fetcher,
             assignment,
             group,
@@ -1294,6 +1445,8 @@ impl Inner {
             done = background_done => Woken::Background(done),
             _ = group_event => Woken::Other,
             _ = tokio::time::sleep_until(wake_at) => Woken::Other,
+            // A change queued, or a call waiting for the fetch state.
+            _ = shared.controls.woken.notified() => Woken::Other,
         };
         if matches!(woken, Woken::Joined(_)) {
             self.join = None;

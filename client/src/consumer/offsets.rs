@@ -18,10 +18,11 @@ use protocol::messages::{
 use protocol::{ErrorCode, StrBytes};
 use tokio::time::Instant;
 
+use crate::connection::ConnectionError;
 use crate::connection::{Connection, PendingResponse};
 use crate::consumer::codes;
 use crate::consumer::coordinator::{CallError, Group, Member};
-use crate::consumer::error::{CommitError, OffsetFetchError};
+use crate::consumer::error::{CommitError, OffsetFetchError, RetriableError};
 use crate::consumer::record::{OffsetAndMetadata, TopicPartition};
 
 /// Versions we speak of each API (Kafka 4.1's ranges, as the broker's).
@@ -40,8 +41,7 @@ pub struct InFlightCommit {
 /// Why one commit attempt failed.
 #[derive(Debug, Clone)]
 enum AttemptError {
-    /// Why, and the broker's error code where it gave one.
-    Retriable(String, Option<ErrorCode>),
+    Retriable(RetriableError),
     Final(CommitError),
 }
 
@@ -91,7 +91,7 @@ async fn start_commit(
     member: &Member,
 ) -> Result<InFlightCommit, AttemptError> {
     let connection = group.coordinator().await.map_err(|e| match e {
-        CallError::Retriable(reason) => AttemptError::Retriable(reason, None),
+        CallError::Retriable(cause) => AttemptError::Retriable(cause),
         CallError::Fatal(error) => AttemptError::Final(CommitError::Group(error)),
     })?;
     let Some(version) = connection.version_within::<OffsetCommitRequest>(OFFSET_COMMIT_VERSIONS)
@@ -106,7 +106,7 @@ async fn start_commit(
         .await
         .map_err(|e| {
             group.coordinator_unknown(Some(&connection), &e.to_string());
-            AttemptError::Retriable(e.to_string(), None)
+            AttemptError::Retriable(RetriableError::Connection(e))
         })?;
     Ok(InFlightCommit {
         pending,
@@ -128,10 +128,10 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
     } = commit;
     let frame = match pending.wait(Some(Instant::now() + request_timeout)).await {
         Ok(Some(frame)) => frame,
-        Ok(None) => return Err(AttemptError::Retriable("no response frame".into(), None)),
+        Ok(None) => return Err(AttemptError::Retriable(RetriableError::NoAnswer)),
         Err(e) => {
             group.coordinator_unknown(Some(&connection), &e.to_string());
-            return Err(AttemptError::Retriable(e.to_string(), None));
+            return Err(AttemptError::Retriable(RetriableError::Connection(e)));
         }
     };
     let response: OffsetCommitResponse =
@@ -139,10 +139,14 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
             Ok((_, response)) => response,
             Err(e) => {
                 group.coordinator_unknown(Some(&connection), &e.to_string());
-                return Err(AttemptError::Retriable(
-                    format!("cannot decode OffsetCommit v{version}: {e}"),
-                    None,
-                ));
+                return Err(AttemptError::Retriable(RetriableError::Connection(
+                    ConnectionError::Decode {
+                        addr: connection.addr().to_string(),
+                        api: ApiKey::OffsetCommit,
+                        version,
+                        reason: e.to_string(),
+                    },
+                )));
             }
         };
     let mut retriable = None;
@@ -156,7 +160,7 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
                 if codes::coordinator_moved(code) {
                     group.coordinator_unknown(Some(&connection), &code.to_string());
                 }
-                retriable = Some((format!("OffsetCommit answered {code}"), code));
+                retriable = Some(code);
                 continue;
             }
             if codes::membership_invalid(code) {
@@ -186,7 +190,10 @@ async fn finish_commit(group: &Group, commit: InFlightCommit) -> Result<(), Atte
         }
     }
     match retriable {
-        Some((reason, code)) => Err(AttemptError::Retriable(reason, Some(code))),
+        Some(code) => Err(AttemptError::Retriable(RetriableError::Code {
+            api: "OffsetCommit",
+            code,
+        })),
         None => Ok(()),
     }
 }
@@ -213,13 +220,13 @@ pub async fn commit_sync(
             let commit = start_commit(group, offsets, member).await?;
             finish_commit(group, commit).await
         };
-        let (last_error, code) = match tokio::time::timeout_at(deadline, outcome).await {
+        let last_error = match tokio::time::timeout_at(deadline, outcome).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(AttemptError::Final(error))) => return Err(error),
-            Ok(Err(AttemptError::Retriable(reason, code))) => (reason, code),
-            Err(_) => ("no answer before the deadline".to_string(), None),
+            Ok(Err(AttemptError::Retriable(cause))) => cause,
+            Err(_) => RetriableError::NoAnswer,
         };
-        last_code = code.or(last_code);
+        last_code = last_error.code().or(last_code);
         let delay = backoff.delay(attempt, &mut rand::thread_rng());
         if Instant::now() + delay >= deadline {
             return Err(CommitError::Timeout {
@@ -248,10 +255,7 @@ pub async fn commit_once(
     .await
     {
         Ok(started) => started,
-        Err(_) => Err(AttemptError::Retriable(
-            "no coordinator within the request timeout".into(),
-            None,
-        )),
+        Err(_) => Err(AttemptError::Retriable(RetriableError::NoAnswer)),
     };
     async move {
         let result = match started {
@@ -260,7 +264,7 @@ pub async fn commit_once(
         };
         result.map_err(|e| match e {
             AttemptError::Final(error) => error,
-            AttemptError::Retriable(reason, code) => CommitError::Failed { reason, code },
+            AttemptError::Retriable(cause) => CommitError::Failed { cause },
         })
     }
 }
@@ -318,9 +322,9 @@ pub async fn fetch_committed(
             group.config.request_timeout.min(remaining),
         );
         let last_error = match tokio::time::timeout_at(deadline, call).await {
-            Err(_) => "no answer before the deadline".to_string(),
+            Err(_) => RetriableError::NoAnswer,
             Ok(Err(CallError::Fatal(error))) => return Err(error.into()),
-            Ok(Err(CallError::Retriable(reason))) => reason,
+            Ok(Err(CallError::Retriable(cause))) => cause,
             Ok(Ok(response)) => {
                 let (code, entries) = committed_entries(&response);
                 match classify_offset_fetch(group, code, &entries) {
@@ -343,7 +347,7 @@ pub async fn fetch_committed(
                         return Ok(out);
                     }
                     Err(AttemptFetchError::Final(error)) => return Err(error),
-                    Err(AttemptFetchError::Retriable(reason)) => reason,
+                    Err(AttemptFetchError::Retriable(cause)) => cause,
                 }
             }
         };
@@ -360,7 +364,7 @@ pub async fn fetch_committed(
 }
 
 enum AttemptFetchError {
-    Retriable(String),
+    Retriable(RetriableError),
     Final(OffsetFetchError),
 }
 
@@ -377,9 +381,10 @@ fn classify_offset_fetch(
             if codes::coordinator_moved(code) {
                 group.coordinator_unknown(None, &code.to_string());
             }
-            return Err(AttemptFetchError::Retriable(format!(
-                "OffsetFetch answered {code}"
-            )));
+            return Err(AttemptFetchError::Retriable(RetriableError::Code {
+                api: "OffsetFetch",
+                code,
+            }));
         }
         Err(AttemptFetchError::Final(OffsetFetchError::Group(
             group.rejected("OffsetFetch", code),

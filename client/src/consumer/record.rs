@@ -13,11 +13,14 @@ use bytes::Bytes;
 /// One partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
+    /// The topic.
     pub topic: String,
+    /// The partition's index.
     pub partition: i32,
 }
 
 impl TopicPartition {
+    /// The partition `partition` of `topic`.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
         TopicPartition {
             topic: topic.into(),
@@ -37,14 +40,17 @@ impl std::fmt::Display for TopicPartition {
 /// metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetAndMetadata {
+    /// The offset of the next record to read.
     pub offset: i64,
     /// The leader epoch of the record before `offset`, if known (sent as
     /// `committed_leader_epoch`; -1 on the wire when unknown).
     pub leader_epoch: Option<i32>,
+    /// Free text stored with the offset.
     pub metadata: String,
 }
 
 impl OffsetAndMetadata {
+    /// An offset (of the next record to read) without leader epoch or metadata.
     pub fn new(offset: i64) -> Self {
         OffsetAndMetadata {
             offset,
@@ -66,21 +72,30 @@ pub enum TimestampType {
 /// One record header. Kafka header keys are strings; values are bytes or null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The header's name.
     pub key: String,
+    /// The header's value (`None`: null).
     pub value: Option<Bytes>,
 }
 
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The topic.
     pub topic: Arc<str>,
+    /// The partition's index.
     pub partition: i32,
+    /// The record's offset.
     pub offset: i64,
     /// Milliseconds since the epoch.
     pub timestamp: i64,
+    /// Whether the timestamp is the producer's or the broker's.
     pub timestamp_type: TimestampType,
+    /// The key (`None`: null).
     pub key: Option<Bytes>,
+    /// The value (`None`: null, a tombstone).
     pub value: Option<Bytes>,
+    /// The headers, in order.
     pub headers: Vec<Header>,
     /// The partition leader epoch the batch was written in, if the broker
     /// stamped one.
@@ -88,6 +103,7 @@ pub struct ConsumerRecord {
 }
 
 impl ConsumerRecord {
+    /// The record's topic and partition.
     pub fn topic_partition(&self) -> TopicPartition {
         TopicPartition::new(&*self.topic, self.partition)
     }
@@ -105,14 +121,17 @@ impl ConsumerRecords {
         ConsumerRecords { records }
     }
 
+    /// How many records there are.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
+    /// The records, in the order `poll` handed them out.
     pub fn iter(&self) -> std::slice::Iter<'_, ConsumerRecord> {
         self.records.iter()
     }
@@ -143,6 +162,7 @@ impl ConsumerRecords {
         out
     }
 
+    /// The records as a `Vec`.
     pub fn into_vec(self) -> Vec<ConsumerRecord> {
         self.records
     }

@@ -18,7 +18,9 @@ use crate::connection::ConnectionError;
 /// A producer id and epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerIdentity {
+    /// The producer id the broker assigned.
     pub producer_id: i64,
+    /// Its epoch.
     pub producer_epoch: i16,
 }
 
@@ -27,16 +29,24 @@ const INIT_PRODUCER_ID_BUMP_VERSION_MIN: i16 = 3;
 
 /// Why InitProducerId failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InitProducerIdError {
+    /// The broker answered with an error code.
     #[error("InitProducerId answered {code}")]
-    Broker { code: ErrorCode },
+    Broker {
+        /// The Kafka error code the broker answered with.
+        code: ErrorCode,
+    },
+    /// No broker could be reached.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The request failed on its connection.
     #[error(transparent)]
     Connection(#[from] ConnectionError),
 }
 
 impl InitProducerIdError {
+    /// Whether asking again may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
             InitProducerIdError::Broker { code } => code.is_retriable(),

@@ -21,11 +21,15 @@ pub const HEADER_OVERHEAD_BYTES_MAX: usize = 5 + 5;
 /// A record to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerRecord {
+    /// The topic to write to.
     pub topic: String,
     /// `None` lets the partitioner choose: by key hash, or sticky without a key.
     pub partition: Option<i32>,
+    /// The key (`None`: null); it picks the partition unless one is set.
     pub key: Option<Bytes>,
+    /// The value (`None`: null, a tombstone).
     pub value: Option<Bytes>,
+    /// The headers, by name, in order.
     pub headers: Vec<(String, Option<Bytes>)>,
     /// Milliseconds since the Unix epoch (CreateTime); `None` means now.
     pub timestamp: Option<i64>,
@@ -40,26 +44,31 @@ impl ProducerRecord {
         }
     }
 
+    /// Sets the value.
     pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
         self.value = Some(value.into());
         self
     }
 
+    /// Sets the key.
     pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Adds a header (`None`: a null value).
     pub fn with_header(mut self, name: impl Into<String>, value: Option<Bytes>) -> Self {
         self.headers.push((name.into(), value));
         self
     }
 
+    /// Sets the record's timestamp, in ms since the epoch (else the time of `send`).
     pub fn with_timestamp(mut self, timestamp_ms: i64) -> Self {
         self.timestamp = Some(timestamp_ms);
         self
     }
 
+    /// Sends the record to this partition, whatever its key.
     pub fn with_partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
         self
@@ -83,7 +92,9 @@ impl ProducerRecord {
 /// Where a record was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The topic.
     pub topic: Arc<str>,
+    /// The partition the record went to.
     pub partition: i32,
     /// The record's offset. `None` with `acks=0` (there is no response), and
     /// when the broker acknowledged a retried batch as a duplicate of one

@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     config.group_instance_id = args.instance_id;
     config.max_poll_records = args.max_poll_records;
     config.partition_assignment_strategy = vec![args.strategy];
-    let mut consumer = Consumer::connect(config).await?;
+    let consumer = Consumer::connect(config).await?;
     consumer.subscribe_with_listener(&[&args.topic], Reporter)?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
