@@ -1,6 +1,7 @@
 //! A Kafka-compatible log broker.
 //!
-//! - [`config`]: settings, defaults and the properties-file format.
+//! - [`config`]: settings, defaults and the properties-file format;
+//!   [`dynamic_config`]: the settings that change at run time (dynamic broker configs).
 //! - [`server`]: `listener` accepts and bounds connections, `connection` turns a
 //!   socket into ordered request/response frames, `dispatch` maps an API key to
 //!   a handler.
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod dynamic_config;
 pub mod errors;
 mod fsutil;
 pub mod group;
@@ -75,7 +77,11 @@ pub const CLIENT_LISTENER_NAME: &str = "PLAINTEXT";
 
 /// Shared state of a running broker.
 pub struct Broker {
+    /// The configuration the broker started with; see [`Broker::effective_config`]
+    /// for the settings dynamic broker configs may change.
     pub config: BrokerConfig,
+    /// `config` with the dynamic broker configs applied.
+    effective_config: Arc<std::sync::RwLock<Arc<BrokerConfig>>>,
     pub cluster_id: String,
     pub logs: Arc<LogManager>,
     /// The cluster as this broker knows it; handlers read [`Broker::image`].
@@ -127,7 +133,13 @@ impl Broker {
             config.message_bytes_max,
         ));
         let metadata = Arc::new(MetadataLoader::default());
+        let effective_config = Arc::new(std::sync::RwLock::new(Arc::new(config.clone())));
         metadata.set_publishers(vec![
+            Arc::new(dynamic_config::DynamicConfigPublisher::new(
+                config.clone(),
+                effective_config.clone(),
+                replicas.clone(),
+            )) as Arc<dyn MetadataPublisher>,
             replicas.clone() as Arc<dyn MetadataPublisher>,
             Arc::new(GroupsPublisher {
                 groups: groups.clone(),
@@ -197,6 +209,7 @@ impl Broker {
         };
         Ok(Broker {
             config,
+            effective_config,
             cluster_id,
             logs,
             metadata,
@@ -210,6 +223,15 @@ impl Broker {
             controller_address,
             shutdown,
         })
+    }
+
+    /// The broker's settings now: its configuration with the dynamic broker
+    /// configs committed so far applied over it.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.effective_config
+            .read()
+            .expect("effective config lock")
+            .clone()
     }
 
     /// Registers with the controller with the client address `host:port`

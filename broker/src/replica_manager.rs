@@ -31,8 +31,10 @@ const WAITING_PRODUCES_PER_PARTITION_MAX: usize = 10_000;
 pub struct ReplicaManager {
     node: BrokerId,
     logs: Arc<LogManager>,
-    default_log_config: LogConfig,
-    settings: ReplicationSettings,
+    /// The log config of a topic without overrides (dynamic broker configs change it).
+    default_log_config: RwLock<LogConfig>,
+    /// Dynamic broker configs change these too.
+    settings: RwLock<ReplicationSettings>,
     /// By topic name, then partition: the partitions this broker is a replica of.
     partitions: RwLock<HashMap<String, BTreeMap<i32, Arc<Partition>>>>,
     /// High watermarks as last checkpointed (read at start).
@@ -62,8 +64,8 @@ impl ReplicaManager {
         ReplicaManager {
             node,
             logs,
-            default_log_config,
-            settings,
+            default_log_config: RwLock::new(default_log_config),
+            settings: RwLock::new(settings),
             partitions: RwLock::new(HashMap::new()),
             checkpointed,
             proposals,
@@ -73,8 +75,33 @@ impl ReplicaManager {
         }
     }
 
-    pub fn settings(&self) -> &ReplicationSettings {
-        &self.settings
+    pub fn settings(&self) -> ReplicationSettings {
+        *self.settings.read().expect("settings lock")
+    }
+
+    fn default_log_config(&self) -> LogConfig {
+        self.default_log_config
+            .read()
+            .expect("default log config lock")
+            .clone()
+    }
+
+    /// New defaults from dynamic broker configs: every topic's log config
+    /// and replication settings are worked out again over them.
+    pub fn set_defaults(
+        &self,
+        log: LogConfig,
+        settings: ReplicationSettings,
+        image: &MetadataImage,
+    ) {
+        *self
+            .default_log_config
+            .write()
+            .expect("default log config lock") = log;
+        *self.settings.write().expect("settings lock") = settings;
+        for topic in image.topics() {
+            self.apply_configs(topic);
+        }
     }
 
     /// This broker's lease on its leaderships (see [`crate::lease`]).
@@ -94,17 +121,18 @@ impl ReplicaManager {
 
     /// The replication settings of a partition of `topic`.
     pub fn replication_config(&self, topic: &TopicImage) -> ReplicationConfig {
+        let settings = self.settings();
         ReplicationConfig {
             leader: LeaderConfig {
-                replica_lag_time_max_ms: self.settings.replica_lag_time_max_ms,
+                replica_lag_time_max_ms: settings.replica_lag_time_max_ms,
                 min_insync_replicas: crate::topics::min_insync_replicas_for(
-                    self.settings.min_insync_replicas,
+                    settings.min_insync_replicas,
                     &topic.configs,
                 ),
                 waiting_produces_max: WAITING_PRODUCES_PER_PARTITION_MAX,
             },
             follower: FollowerConfig {
-                fetch_backoff_ms: self.settings.fetch_backoff_ms,
+                fetch_backoff_ms: settings.fetch_backoff_ms,
             },
         }
     }
@@ -223,14 +251,12 @@ impl ReplicaManager {
             self.remove_local(&topic.name, index);
         }
         let tp = TopicPartition::new(topic.name.clone(), index);
-        let log_config = match crate::topics::log_config_for(
-            &self.default_log_config,
-            &topic.configs,
-        ) {
+        let defaults = self.default_log_config();
+        let log_config = match crate::topics::log_config_for(&defaults, &topic.configs) {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e.message, "topic configs do not apply; using the defaults");
-                self.default_log_config.clone()
+                defaults
             }
         };
         let log = match self.logs.get(&tp) {
@@ -288,7 +314,8 @@ impl ReplicaManager {
     }
 
     fn apply_configs(&self, topic: &TopicImage) {
-        let config = match crate::topics::log_config_for(&self.default_log_config, &topic.configs) {
+        let config = match crate::topics::log_config_for(&self.default_log_config(), &topic.configs)
+        {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(topic = %topic.name, error = %e.message, "topic configs do not apply");

@@ -43,7 +43,9 @@ def main(bootstrap):
                          "retention.ms": (AlterConfigOp.DELETE, None)}) == "OK"
     configs = topic_configs(admin)
     assert configs["cleanup.policy"]["value"] == "compact", configs["cleanup.policy"]
-    assert configs["retention.ms"]["config_source"] == "DEFAULT_CONFIG", configs["retention.ms"]
+    # Without its override the topic takes the broker's log.retention.ms, set in its configuration.
+    assert configs["retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG", configs["retention.ms"]
+    assert configs["retention.ms"]["value"] == "86400000", configs["retention.ms"]
 
     # validate_only checks and changes nothing.
     assert alter(admin, {"segment.bytes": "1048576"}, validate_only=True) == "OK"

@@ -520,3 +520,77 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
         "{consumed}"
     );
 }
+
+#[test]
+fn kafka_configs_adds_and_deletes_topic_broker_and_default_broker_configs() {
+    // kafka-configs --alter --add-config / --delete-config on a topic, on broker 1 and on the
+    // cluster-wide broker default; --describe shows each change with Kafka's synonyms.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+    tool(
+        TOPICS,
+        &format!("{b} --create --topic configured --partitions 1"),
+    );
+
+    let topic = "--entity-type topics --entity-name configured";
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {topic} --add-config compression.type=zstd,retention.ms=3600000"),
+    );
+    let described = tool(CONFIGS, &format!("{b} --describe {topic}"));
+    assert!(described.contains("compression.type=zstd"), "{described}");
+    assert!(described.contains("retention.ms=3600000"), "{described}");
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {topic} --delete-config retention.ms"),
+    );
+    let described = tool(CONFIGS, &format!("{b} --describe {topic}"));
+    assert!(described.contains("compression.type=zstd"), "{described}");
+    assert!(!described.contains("retention.ms=3600000"), "{described}");
+
+    let one = "--entity-type brokers --entity-name 1";
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {one} --add-config message.max.bytes=2000000"),
+    );
+    let described = tool(CONFIGS, &format!("{b} --describe {one}"));
+    assert!(
+        described.contains("Dynamic configs for broker 1 are:"),
+        "{described}"
+    );
+    assert!(
+        described.contains("message.max.bytes=2000000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:message.max.bytes=2000000, DEFAULT_CONFIG:message.max.bytes=1048588}"),
+        "{described}"
+    );
+
+    let default = "--entity-type brokers --entity-default";
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {default} --add-config log.retention.ms=7200000"),
+    );
+    let described = tool(CONFIGS, &format!("{b} --describe {default}"));
+    assert!(
+        described.contains("Default configs for brokers in the cluster are:"),
+        "{described}"
+    );
+    assert!(
+        described.contains("log.retention.ms=7200000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=7200000}"),
+        "{described}"
+    );
+    let all = tool(CONFIGS, &format!("{b} --describe {one} --all"));
+    assert!(all.contains("log.retention.ms=7200000"), "{all}");
+
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {one} --delete-config message.max.bytes"),
+    );
+    tool(
+        CONFIGS,
+        &format!("{b} --alter {default} --delete-config log.retention.ms"),
+    );
+    let described = tool(CONFIGS, &format!("{b} --describe {one}"));
+    assert!(!described.contains("message.max.bytes="), "{described}");
+    let described = tool(CONFIGS, &format!("{b} --describe {default}"));
+    assert!(!described.contains("log.retention.ms="), "{described}");
+}

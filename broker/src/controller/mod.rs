@@ -408,23 +408,7 @@ impl Controller {
                 })
                 .await;
         };
-        let configs = changes
-            .iter()
-            .map(|change| {
-                let (operation, value) = match change {
-                    ConfigChange::Set { value, .. } => (CONFIG_OPERATION_SET, Some(value)),
-                    ConfigChange::Delete { .. } => (CONFIG_OPERATION_DELETE, None),
-                    ConfigChange::Append { value, .. } => (CONFIG_OPERATION_APPEND, Some(value)),
-                    ConfigChange::Subtract { value, .. } => {
-                        (CONFIG_OPERATION_SUBTRACT, Some(value))
-                    }
-                };
-                AlterableConfig::default()
-                    .with_name(change.key().to_string().into())
-                    .with_config_operation(operation)
-                    .with_value(value.map(|v| v.clone().into()))
-            })
-            .collect();
+        let configs = changes.iter().map(alterable_config).collect();
         let request = IncrementalAlterConfigsRequest::default()
             .with_validate_only(validate_only)
             .with_resources(vec![AlterConfigsResource::default()
@@ -444,6 +428,46 @@ impl Controller {
                 image
                     .topic(name)
                     .is_some_and(|t| changes.iter().all(|c| c.is_applied(&t.configs)))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Changes the dynamic broker configs of `scope` (a broker, or `None`
+    /// for the cluster-wide default), unless `validate_only`; answers once
+    /// the change is applied here.
+    pub async fn alter_broker_configs(
+        &self,
+        scope: Option<BrokerId>,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let Some(leader) = self.forward_to()? else {
+            return self
+                .submit(validate_only, |_, image| {
+                    Ok((topics::alter_broker_configs(image, scope, &changes)?, ()))
+                })
+                .await;
+        };
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(CONFIG_RESOURCE_BROKER)
+                .with_resource_name(scope.map_or(String::new(), |b| b.0.to_string()).into())
+                .with_configs(changes.iter().map(alterable_config).collect())]);
+        let response: IncrementalAlterConfigsResponse = self
+            .channel
+            .call(leader, ApiKey::IncrementalAlterConfigs, 1, &request)
+            .await
+            .map_err(Self::forward_failed)?;
+        single_result(response.responses, |r| {
+            (r.error_code, r.error_message.as_ref())
+        })?;
+        if !validate_only {
+            self.await_image(|image| {
+                let configs = image.broker_configs(scope);
+                changes.iter().all(|c| c.is_applied(configs))
             })
             .await?;
         }
@@ -942,6 +966,20 @@ impl Controller {
 }
 
 /// The one result a forwarded single-topic request got back, or its error.
+/// A config change as IncrementalAlterConfigs carries it, for forwarding.
+fn alterable_config(change: &ConfigChange) -> AlterableConfig {
+    let (operation, value) = match change {
+        ConfigChange::Set { value, .. } => (CONFIG_OPERATION_SET, Some(value)),
+        ConfigChange::Delete { .. } => (CONFIG_OPERATION_DELETE, None),
+        ConfigChange::Append { value, .. } => (CONFIG_OPERATION_APPEND, Some(value)),
+        ConfigChange::Subtract { value, .. } => (CONFIG_OPERATION_SUBTRACT, Some(value)),
+    };
+    AlterableConfig::default()
+        .with_name(change.key().to_string().into())
+        .with_config_operation(operation)
+        .with_value(value.map(|v| v.clone().into()))
+}
+
 fn single_result<R>(
     results: Vec<R>,
     error: impl Fn(&R) -> (i16, Option<&protocol::StrBytes>),

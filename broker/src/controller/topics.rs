@@ -358,6 +358,47 @@ pub fn alter_topic_configs(
     Ok((records, configs))
 }
 
+/// Records that change the dynamic broker configs of `scope` (a broker, or
+/// `None` for the cluster-wide default) as `changes` say, after checking the
+/// result as a broker would apply it ([`crate::dynamic_config::validate`]).
+pub fn alter_broker_configs(
+    image: &MetadataImage,
+    scope: Option<BrokerId>,
+    changes: &[ConfigChange],
+) -> Result<Vec<MetadataRecord>, TopicError> {
+    let current = image.broker_configs(scope);
+    let mut configs = current.clone();
+    for change in changes {
+        match change {
+            ConfigChange::Set { key, value } => {
+                configs.insert(key.clone(), value.clone());
+            }
+            ConfigChange::Delete { key } => {
+                configs.remove(key);
+            }
+            ConfigChange::Append { key, .. } | ConfigChange::Subtract { key, .. } => {
+                // A read-only key is refused as such first.
+                crate::dynamic_config::check_dynamic([key.as_str()])?;
+                return Err(TopicError::new(
+                    ErrorCode::INVALID_CONFIG,
+                    format!("{key} is not a list: only SET and DELETE apply to it"),
+                ));
+            }
+        }
+    }
+    crate::dynamic_config::validate(&configs)?;
+    let keys: BTreeSet<&String> = configs.keys().chain(current.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|key| configs.get(*key) != current.get(*key))
+        .map(|key| MetadataRecord::BrokerConfig {
+            broker: scope,
+            key: key.clone(),
+            value: configs.get(key).cloned(),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,15 @@
 //! DescribeConfigs for topics (their overrides over the broker defaults) and
-//! for the broker itself (its settings and where each comes from);
-//! IncrementalAlterConfigs and AlterConfigs for topics, through the
-//! controller, and refused for brokers, whose settings are read-only.
+//! for brokers (their settings and where each comes from, with Kafka's
+//! synonyms); IncrementalAlterConfigs and AlterConfigs for topics and for
+//! brokers' dynamic settings (see [`crate::dynamic_config`]), through the
+//! controller.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::messages::alter_configs_response::AlterConfigsResourceResponse as AlterConfigsResult;
 use protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterConfigsResult;
@@ -22,6 +23,7 @@ use crate::controller::{
     ConfigChange, Controller, CONFIG_OPERATION_APPEND, CONFIG_OPERATION_DELETE,
     CONFIG_OPERATION_SET, CONFIG_OPERATION_SUBTRACT, CONFIG_RESOURCE_BROKER, CONFIG_RESOURCE_TOPIC,
 };
+use crate::ids::BrokerId;
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::storage::FlushPolicy;
 use crate::topics::TopicError;
@@ -29,6 +31,8 @@ use crate::Broker;
 
 /// Kafka's config sources.
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's config types (DescribeConfigs v3+).
@@ -44,6 +48,25 @@ struct Entry {
     value: String,
     source: i8,
     config_type: i8,
+    read_only: bool,
+    /// Every value the setting has, by precedence: (name, value, source).
+    synonyms: Vec<(&'static str, String, i8)>,
+}
+
+/// The broker setting a topic config falls back to, by Kafka's names.
+fn broker_synonym(topic_key: &str) -> Option<&'static str> {
+    Some(match topic_key {
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "compression.type" => "compression.type",
+        "min.insync.replicas" => "min.insync.replicas",
+        "cleanup.policy" => "log.cleanup.policy",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
+        _ => return None,
+    })
 }
 
 fn ms(value: Option<u64>) -> String {
@@ -54,7 +77,15 @@ fn topic_entries(
     broker: &Broker,
     configs: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Entry> {
-    let log = &broker.config.log;
+    let settings = broker.effective_config();
+    let log = &settings.log;
+    // A setting without an override takes the broker's, whose source says
+    // where the broker's comes from.
+    let broker_sources: std::collections::BTreeMap<&str, i8> =
+        broker_entries(broker, Some(broker.config.node_id))
+            .into_iter()
+            .map(|e| (e.name, e.source))
+            .collect();
     let defaults: [(&'static str, String, i8); 13] = [
         (
             "cleanup.policy",
@@ -67,13 +98,13 @@ fn topic_entries(
         ("segment.ms", log.segment_ms_max.to_string(), TYPE_LONG),
         (
             "max.message.bytes",
-            broker.config.message_bytes_max.to_string(),
+            settings.message_bytes_max.to_string(),
             TYPE_INT,
         ),
         ("message.timestamp.type", "CreateTime".into(), TYPE_STRING),
         (
             "compression.type",
-            broker.config.compression_type.to_string(),
+            settings.compression_type.to_string(),
             TYPE_STRING,
         ),
         (
@@ -93,34 +124,49 @@ fn topic_entries(
         ),
         (
             "unclean.leader.election.enable",
-            broker
-                .config
-                .replication
-                .unclean_leader_election
-                .to_string(),
+            settings.replication.unclean_leader_election.to_string(),
             TYPE_BOOLEAN,
         ),
         (
             "min.insync.replicas",
-            broker.config.replication.min_insync_replicas.to_string(),
+            settings.replication.min_insync_replicas.to_string(),
             TYPE_INT,
         ),
     ];
     defaults
         .into_iter()
-        .map(|(name, default, config_type)| match configs.get(name) {
-            Some(value) => Entry {
-                name,
-                value: value.clone(),
-                source: SOURCE_TOPIC,
-                config_type,
-            },
-            None => Entry {
-                name,
-                value: default,
-                source: SOURCE_DEFAULT,
-                config_type,
-            },
+        .map(|(name, default, config_type)| {
+            let inherited = broker_synonym(name)
+                .and_then(|b| broker_sources.get(b))
+                .copied()
+                .unwrap_or(SOURCE_DEFAULT);
+            let mut synonyms = Vec::new();
+            if let Some(value) = configs.get(name) {
+                synonyms.push((name, value.clone(), SOURCE_TOPIC));
+            }
+            synonyms.push((
+                broker_synonym(name).unwrap_or(name),
+                default.clone(),
+                inherited,
+            ));
+            match configs.get(name) {
+                Some(value) => Entry {
+                    name,
+                    value: value.clone(),
+                    source: SOURCE_TOPIC,
+                    config_type,
+                    read_only: false,
+                    synonyms,
+                },
+                None => Entry {
+                    name,
+                    value: default,
+                    source: inherited,
+                    config_type,
+                    read_only: false,
+                    synonyms,
+                },
+            }
         })
         .collect()
 }
@@ -219,6 +265,19 @@ fn broker_settings(config: &crate::config::BrokerConfig) -> Vec<(&'static str, S
         ),
         ("log.flush.policy", flush, TYPE_STRING),
         (
+            "follower.replication.throttled.rate",
+            r.reassignment_throttle_bytes_per_s
+                .unwrap_or(i64::MAX as u64)
+                .to_string(),
+            TYPE_LONG,
+        ),
+        (
+            // Not a field of the configuration: the dynamic value, or Kafka's default.
+            "leader.replication.throttled.rate",
+            i64::MAX.to_string(),
+            TYPE_LONG,
+        ),
+        (
             "broker.session.timeout.ms",
             c.broker_session_timeout_ms.to_string(),
             TYPE_INT,
@@ -231,40 +290,83 @@ fn broker_settings(config: &crate::config::BrokerConfig) -> Vec<(&'static str, S
     ]
 }
 
-/// The broker's settings: a setting whose value differs from the built-in
-/// default was given in its configuration (`STATIC_BROKER_CONFIG`); the rest
-/// are `DEFAULT_CONFIG`. All are read-only while the broker runs.
-fn broker_entries(broker: &Broker) -> Vec<Entry> {
-    let defaults = broker_settings(&crate::config::BrokerConfig::default());
-    broker_settings(&broker.config)
-        .into_iter()
-        .map(|(name, value, config_type)| {
-            // Clients are told the address the broker resolved at start.
-            let value = match name {
-                "advertised.listeners" => {
-                    let (host, port) = broker.advertised();
-                    format!("PLAINTEXT://{host}:{port}")
-                }
-                _ => value,
-            };
-            let is_default = name != "advertised.listeners"
-                && defaults
-                    .iter()
-                    .any(|(n, default, _)| *n == name && *default == value);
-            let is_default = is_default
-                || (name == "advertised.listeners" && broker.config.advertised_listener.is_none());
-            Entry {
-                name,
-                value,
-                source: if is_default {
-                    SOURCE_DEFAULT
-                } else {
-                    SOURCE_STATIC_BROKER
-                },
-                config_type,
+/// A broker's settings (`node`), or (`None`) the cluster-wide dynamic
+/// defaults alone, as Kafka describes the default broker resource. A setting
+/// set dynamically is `DYNAMIC_BROKER_CONFIG` or `DYNAMIC_DEFAULT_BROKER_CONFIG`;
+/// one whose value differs from the built-in default was given in the
+/// broker's configuration (`STATIC_BROKER_CONFIG`); the rest are
+/// `DEFAULT_CONFIG`. Only the dynamic ones are writable.
+fn broker_entries(broker: &Broker, node: Option<i32>) -> Vec<Entry> {
+    let image = broker.image();
+    let built_in = broker_settings(&crate::config::BrokerConfig::default());
+    let configured = broker_settings(&broker.config);
+    let effective = broker_settings(&broker.effective_config());
+    let mut entries = Vec::with_capacity(effective.len());
+    for (index, (name, value, config_type)) in effective.into_iter().enumerate() {
+        let (_, default, _) = &built_in[index];
+        let (_, configured, _) = &configured[index];
+        // Clients are told the address the broker resolved at start.
+        let configured = match name {
+            "advertised.listeners" => {
+                let (host, port) = broker.advertised();
+                format!("PLAINTEXT://{host}:{port}")
             }
-        })
-        .collect()
+            _ => configured.clone(),
+        };
+        let is_static = if name == "advertised.listeners" {
+            broker.config.advertised_listener.is_some()
+        } else {
+            configured != *default
+        };
+        let mut synonyms = Vec::new();
+        if let Some(node) = node {
+            if let Some(v) = image.broker_configs(Some(BrokerId(node))).get(name) {
+                synonyms.push((name, v.clone(), SOURCE_DYNAMIC_BROKER));
+            }
+        }
+        if let Some(v) = image.broker_configs(None).get(name) {
+            synonyms.push((name, v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER));
+        }
+        if node.is_none() {
+            // The default resource shows the cluster-wide dynamic settings only.
+            if let Some((_, value, source)) = synonyms.first().cloned() {
+                entries.push(Entry {
+                    name,
+                    value,
+                    source,
+                    config_type,
+                    read_only: false,
+                    synonyms,
+                });
+            }
+            continue;
+        }
+        if is_static {
+            synonyms.push((name, configured.clone(), SOURCE_STATIC_BROKER));
+        }
+        let default = match name {
+            // Without a setting, the address the broker resolved at start.
+            "advertised.listeners" => configured.clone(),
+            _ => default.clone(),
+        };
+        synonyms.push((name, default, SOURCE_DEFAULT));
+        let (_, shown, source) = synonyms[0].clone();
+        let value = match name {
+            // No field of the configuration: its value is the first synonym's.
+            "leader.replication.throttled.rate" => shown,
+            "advertised.listeners" => configured,
+            _ => value,
+        };
+        entries.push(Entry {
+            name,
+            value,
+            source,
+            config_type,
+            read_only: !crate::dynamic_config::is_dynamic(name),
+            synonyms,
+        });
+    }
+    entries
 }
 
 pub fn describe_configs(
@@ -285,10 +387,9 @@ pub fn describe_configs(
                     ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
                     format!("topic {name} does not exist"),
                 )),
-            CONFIG_RESOURCE_BROKER
-                if name.is_empty() || name == broker.config.node_id.to_string() =>
-            {
-                Ok(broker_entries(broker))
+            CONFIG_RESOURCE_BROKER if name.is_empty() => Ok(broker_entries(broker, None)),
+            CONFIG_RESOURCE_BROKER if name == broker.config.node_id.to_string() => {
+                Ok(broker_entries(broker, Some(broker.config.node_id)))
             }
             CONFIG_RESOURCE_BROKER => Err((
                 ErrorCode::INVALID_REQUEST,
@@ -313,13 +414,27 @@ pub fn describe_configs(
                     .into_iter()
                     .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name)))
                     .map(|e| {
+                        let synonyms = if req.include_synonyms {
+                            e.synonyms
+                                .into_iter()
+                                .map(|(name, value, source)| {
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_static_str(name))
+                                        .with_value(Some(StrBytes::from_string(value)))
+                                        .with_source(source)
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
                         DescribeConfigsResourceResult::default()
                             .with_name(StrBytes::from_static_str(e.name))
                             .with_value(Some(StrBytes::from_string(e.value)))
-                            .with_read_only(resource.resource_type == CONFIG_RESOURCE_BROKER)
+                            .with_read_only(e.read_only)
                             .with_config_source(e.source)
                             .with_is_sensitive(false)
                             .with_config_type(e.config_type)
+                            .with_synonyms(synonyms)
                     })
                     .collect();
                 result
@@ -384,23 +499,27 @@ fn incremental_changes(configs: &[AlterableConfig]) -> Changes {
     Ok(changes)
 }
 
-/// Broker configs cannot change while the broker runs: every alteration of a
-/// broker resource is refused, as Kafka refuses its read-only ones. A broker
-/// resource names this broker or is empty (the cluster-wide default).
-fn refuse_broker_change(node_id: i32, name: &str, keys: Vec<String>) -> TopicError {
-    if !name.is_empty() && name != node_id.to_string() {
-        return TopicError::new(
-            ErrorCode::INVALID_REQUEST,
-            format!("unexpected broker id {name}: this is broker {node_id}"),
-        );
+/// The scope a BROKER resource names: a broker id, or the cluster-wide
+/// default (an empty name). A broker takes changes of its own id or the
+/// default, as Kafka's brokers do (`node_id`); the controller listener, which
+/// receives them forwarded, passes `None` and takes any id.
+fn broker_scope(node_id: Option<i32>, name: &str) -> Result<Option<BrokerId>, TopicError> {
+    if name.is_empty() {
+        return Ok(None);
     }
-    TopicError::new(
-        ErrorCode::INVALID_REQUEST,
-        format!(
-            "cannot update these configs dynamically: {}",
-            keys.join(", ")
-        ),
-    )
+    let id: i32 = name.parse().ok().filter(|id| *id >= 0).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("broker resource name {name:?} is not a broker id"),
+        )
+    })?;
+    match node_id {
+        Some(node) if node != id => Err(TopicError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("Unexpected broker id, expected {node}, but received {id}"),
+        )),
+        _ => Ok(Some(BrokerId(id))),
+    }
 }
 
 /// Applies each resource's changes through the controller: topic config
@@ -424,15 +543,16 @@ pub async fn answer_incremental_alter_configs(
                 }
                 Err(e) => Err(e),
             },
-            (CONFIG_RESOURCE_BROKER, Some(node_id)) => Err(refuse_broker_change(
-                node_id,
-                &name,
-                resource
-                    .configs
-                    .iter()
-                    .map(|c| c.name.to_string())
-                    .collect(),
-            )),
+            (CONFIG_RESOURCE_BROKER, _) => match broker_scope(node_id, &name)
+                .and_then(|scope| Ok((scope, incremental_changes(&resource.configs)?)))
+            {
+                Ok((scope, changes)) => {
+                    controller
+                        .alter_broker_configs(scope, changes, req.validate_only)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
             (other, _) => Err(TopicError::new(
                 ErrorCode::INVALID_REQUEST,
                 format!("resource type {other} cannot be altered"),
@@ -494,15 +614,19 @@ pub fn alter_configs(
                     }
                     Err(e) => Err(e),
                 },
-                CONFIG_RESOURCE_BROKER => Err(refuse_broker_change(
-                    node_id,
-                    &name,
-                    resource
-                        .configs
-                        .iter()
-                        .map(|c| c.name.to_string())
-                        .collect(),
-                )),
+                CONFIG_RESOURCE_BROKER => {
+                    match broker_scope(Some(node_id), &name)
+                        .map(|scope| (scope, broker_replacement(&broker, scope, &resource.configs)))
+                    {
+                        Ok((scope, Ok(changes))) => {
+                            broker
+                                .controller
+                                .alter_broker_configs(scope, changes, req.validate_only)
+                                .await
+                        }
+                        Ok((_, Err(e))) | Err(e) => Err(e),
+                    }
+                }
                 other => Err(TopicError::new(
                     ErrorCode::INVALID_REQUEST,
                     format!("resource type {other} cannot be altered"),
@@ -523,6 +647,42 @@ pub fn alter_configs(
             .respond(&response)
             .expect("alter configs response encodes")
     })))
+}
+
+/// The changes that make the dynamic configs of broker scope `scope` exactly
+/// `configs` (AlterConfigs replaces them all).
+fn broker_replacement(
+    broker: &Broker,
+    scope: Option<BrokerId>,
+    configs: &[protocol::messages::alter_configs_request::AlterableConfig],
+) -> Changes {
+    let image = broker.image();
+    let mut changes = Vec::with_capacity(configs.len());
+    let mut named = std::collections::BTreeSet::new();
+    for config in configs {
+        let key = config.name.to_string();
+        if !named.insert(key.clone()) {
+            return Err(TopicError::new(
+                ErrorCode::INVALID_REQUEST,
+                format!("duplicate config key {key}"),
+            ));
+        }
+        changes.push(match &config.value {
+            Some(value) => ConfigChange::Set {
+                key,
+                value: value.to_string(),
+            },
+            None => ConfigChange::Delete { key },
+        });
+    }
+    for key in image
+        .broker_configs(scope)
+        .keys()
+        .filter(|k| !named.contains(*k))
+    {
+        changes.push(ConfigChange::Delete { key: key.clone() });
+    }
+    Ok(changes)
 }
 
 /// The changes that make topic `name`'s overrides exactly `configs`.

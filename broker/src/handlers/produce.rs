@@ -57,6 +57,7 @@ pub fn handle(
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut waits = Vec::new();
     let image = broker.image();
+    let settings = broker.effective_config();
     for topic_data in req.topic_data {
         let topic = if request.version() >= 13 {
             image.topic_by_id(topic_data.topic_id)
@@ -94,7 +95,7 @@ pub fn handle(
                             .configs
                             .get("max.message.bytes")
                             .and_then(|v| v.parse().ok())
-                            .unwrap_or(broker.config.message_bytes_max);
+                            .unwrap_or(settings.message_bytes_max);
                         let compacted = t
                             .configs
                             .get("cleanup.policy")
@@ -102,7 +103,7 @@ pub fn handle(
                             .unwrap_or(broker.config.log.cleanup_policy)
                             .compact;
                         let compression = crate::topics::compression_type_for(
-                            broker.config.compression_type,
+                            settings.compression_type,
                             &t.configs,
                         );
                         let rules = Rules {

@@ -38,6 +38,8 @@ pub struct MetadataDelta {
     pub changed_configs: Vec<Arc<TopicImage>>,
     /// Brokers registered, re-registered, fenced, unfenced or unregistered.
     pub changed_brokers: Vec<BrokerId>,
+    /// Whether any dynamic broker config (of a broker or the cluster default) changed.
+    pub changed_broker_configs: bool,
 }
 
 impl MetadataDelta {
@@ -92,6 +94,7 @@ impl MetadataDelta {
                 .filter(|b| new.broker(b.id).is_none())
                 .map(|b| b.id),
         );
+        delta.changed_broker_configs = !old.same_broker_configs(new);
         delta
     }
 
@@ -101,5 +104,6 @@ impl MetadataDelta {
             && self.partitions.is_empty()
             && self.changed_configs.is_empty()
             && self.changed_brokers.is_empty()
+            && !self.changed_broker_configs
     }
 }

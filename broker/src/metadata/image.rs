@@ -64,6 +64,19 @@ pub struct ImageSnapshot {
     /// Added after the first release of the format: a snapshot written
     /// before has none (see [`ImageSnapshot::decode`]).
     pub reassignments: Vec<(Uuid, i32, Reassignment)>,
+    /// Dynamic broker configs: (broker, or `None` for the cluster default,
+    /// key, value). Added in the third format.
+    pub broker_configs: Vec<(Option<BrokerId>, String, String)>,
+}
+
+/// The snapshot format before dynamic broker configs existed.
+#[derive(Deserialize)]
+struct ImageSnapshotV2 {
+    offset: Offset,
+    next_producer_id: i64,
+    brokers: Vec<BrokerRegistration>,
+    topics: Vec<TopicImage>,
+    reassignments: Vec<(Uuid, i32, Reassignment)>,
 }
 
 /// The snapshot format before reassignments existed.
@@ -76,18 +89,31 @@ struct ImageSnapshotV1 {
 }
 
 impl ImageSnapshot {
-    /// Decodes a snapshot of either format.
+    /// Decodes a snapshot of any format.
     pub fn decode(bytes: &[u8]) -> Result<ImageSnapshot, bincode::Error> {
-        bincode::deserialize::<ImageSnapshot>(bytes).or_else(|error| {
-            let v1: ImageSnapshotV1 = bincode::deserialize(bytes).map_err(|_| error)?;
-            Ok(ImageSnapshot {
-                offset: v1.offset,
-                next_producer_id: v1.next_producer_id,
-                brokers: v1.brokers,
-                topics: v1.topics,
-                reassignments: Vec::new(),
+        bincode::deserialize::<ImageSnapshot>(bytes)
+            .or_else(|error| {
+                let v2: ImageSnapshotV2 = bincode::deserialize(bytes).map_err(|_| error)?;
+                Ok(ImageSnapshot {
+                    offset: v2.offset,
+                    next_producer_id: v2.next_producer_id,
+                    brokers: v2.brokers,
+                    topics: v2.topics,
+                    reassignments: v2.reassignments,
+                    broker_configs: Vec::new(),
+                })
             })
-        })
+            .or_else(|error: bincode::Error| {
+                let v1: ImageSnapshotV1 = bincode::deserialize(bytes).map_err(|_| error)?;
+                Ok(ImageSnapshot {
+                    offset: v1.offset,
+                    next_producer_id: v1.next_producer_id,
+                    brokers: v1.brokers,
+                    topics: v1.topics,
+                    reassignments: Vec::new(),
+                    broker_configs: Vec::new(),
+                })
+            })
     }
 }
 
@@ -102,6 +128,8 @@ pub struct MetadataImage {
     next_producer_id: i64,
     /// Reassignments in progress, by topic id and partition.
     reassignments: BTreeMap<(Uuid, i32), Reassignment>,
+    /// Dynamic broker configs: of one broker, or (`None`) the cluster default.
+    broker_configs: BTreeMap<Option<BrokerId>, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -195,7 +223,32 @@ impl MetadataImage {
                 .iter()
                 .map(|((topic, partition), r)| (*topic, *partition, r.clone()))
                 .collect(),
+            broker_configs: self
+                .broker_configs
+                .iter()
+                .flat_map(|(broker, configs)| {
+                    configs.iter().map(|(k, v)| (*broker, k.clone(), v.clone()))
+                })
+                .collect(),
         }
+    }
+
+    /// The dynamic configs of broker `broker`, or (`None`) the cluster-wide
+    /// default ones; empty when none are set.
+    pub fn broker_configs(&self, broker: Option<BrokerId>) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.broker_configs.get(&broker).unwrap_or(&EMPTY)
+    }
+
+    /// Whether `other` has the same dynamic broker configs.
+    pub fn same_broker_configs(&self, other: &MetadataImage) -> bool {
+        self.broker_configs == other.broker_configs
+    }
+
+    /// The scopes that have dynamic broker configs: brokers, and `None` for
+    /// the cluster default.
+    pub fn broker_config_scopes(&self) -> impl Iterator<Item = Option<BrokerId>> + '_ {
+        self.broker_configs.keys().copied()
     }
 
     /// The reassignment in progress of a partition, if any.
@@ -224,6 +277,13 @@ impl MetadataImage {
         }
         for (topic, partition, reassignment) in snapshot.reassignments {
             image.reassignments.insert((topic, partition), reassignment);
+        }
+        for (broker, key, value) in snapshot.broker_configs {
+            image
+                .broker_configs
+                .entry(broker)
+                .or_default()
+                .insert(key, value);
         }
         image
     }
@@ -356,6 +416,16 @@ impl MetadataImage {
                         .insert((*topic_id, *partition), r.clone()),
                     None => self.reassignments.remove(&(*topic_id, *partition)),
                 };
+            }
+            MetadataRecord::BrokerConfig { broker, key, value } => {
+                let configs = self.broker_configs.entry(*broker).or_default();
+                match value {
+                    Some(value) => configs.insert(key.clone(), value.clone()),
+                    None => configs.remove(key),
+                };
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                }
             }
             MetadataRecord::TopicConfig {
                 topic_id,

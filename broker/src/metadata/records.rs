@@ -139,6 +139,14 @@ pub enum MetadataRecord {
         partition: i32,
         reassignment: Option<Reassignment>,
     },
+    /// Sets (`Some`) or removes (`None`) a dynamic broker config (Kafka's
+    /// `ConfigRecord` for a BROKER resource): of one broker, or the
+    /// cluster-wide default when `broker` is `None`.
+    BrokerConfig {
+        broker: Option<BrokerId>,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 /// Encodes a batch of records as one metadata log entry.

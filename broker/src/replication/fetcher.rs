@@ -82,7 +82,7 @@ async fn leader_address(broker: &Broker, leader: BrokerId) -> Option<SocketAddr>
 
 /// Fetches from `leader` until no partition follows it any more.
 async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: CancellationToken) {
-    let settings = *broker.replicas.settings();
+    let settings = broker.replicas.settings();
     let backoff = Duration::from_millis(settings.fetch_backoff_ms.clamp(10, 1_000) as u64);
     let mut connection: Option<PeerConnection> = None;
     let mut throttle = settings
@@ -119,6 +119,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             }
             tracing::info!(%leader, "replica fetcher stopped: nothing follows this leader");
             return;
+        }
+        // The throttle is a dynamic broker config: follow its changes.
+        let rate = broker.replicas.settings().reassignment_throttle_bytes_per_s;
+        if throttle.as_ref().map(|t| t.rate as u64) != rate {
+            throttle = rate.map(Throttle::new);
         }
         let now_ms = crate::now_ms();
         let throttled = reassigned_here(&broker);

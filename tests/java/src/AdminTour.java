@@ -258,6 +258,34 @@ public final class AdminTour {
         Checks.check(listeners != null && listeners.value() != null && listeners.value().contains(String.valueOf(node.port())),
                 "advertised.listeners names the broker's port: " + listeners);
         System.out.println("broker-configs advertised.listeners=" + listeners.value());
+
+        // A dynamic setting of this broker, and of every broker (the default resource, empty name).
+        ConfigResource cluster = new ConfigResource(ConfigResource.Type.BROKER, "");
+        admin.incrementalAlterConfigs(Map.of(
+                resource, List.of(new AlterConfigOp(new ConfigEntry("log.retention.ms", "3600000"), AlterConfigOp.OpType.SET)),
+                cluster, List.of(new AlterConfigOp(new ConfigEntry("compression.type", "zstd"), AlterConfigOp.OpType.SET))))
+                .all().get();
+        ConfigEntry retention = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("log.retention.ms");
+        Checks.check(retention.value().equals("3600000") && retention.source() == ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG,
+                "log.retention.ms set on the broker: " + retention);
+        ConfigEntry compression = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("compression.type");
+        Checks.check(compression.value().equals("zstd") && compression.source() == ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+                "compression.type from the cluster default: " + compression);
+        try {
+            admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                    new AlterConfigOp(new ConfigEntry("log.dirs", "/elsewhere"), AlterConfigOp.OpType.SET)))).all().get();
+            Checks.check(false, "log.dirs cannot change while the broker runs");
+        } catch (ExecutionException e) {
+            Checks.check(e.getCause() instanceof org.apache.kafka.common.errors.InvalidRequestException,
+                    "read-only setting refused with InvalidRequestException: " + e.getCause());
+        }
+        admin.incrementalAlterConfigs(Map.of(
+                resource, List.of(new AlterConfigOp(new ConfigEntry("log.retention.ms", ""), AlterConfigOp.OpType.DELETE)),
+                cluster, List.of(new AlterConfigOp(new ConfigEntry("compression.type", ""), AlterConfigOp.OpType.DELETE))))
+                .all().get();
+        ConfigEntry reset = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("compression.type");
+        Checks.check(reset.value().equals("producer"), "compression.type back to its default: " + reset);
+        System.out.println("broker-configs dynamic log.retention.ms and compression.type set and deleted");
     }
 
     /**
