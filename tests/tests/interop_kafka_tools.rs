@@ -449,9 +449,10 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
         assert!(executed.contains(&started), "{executed}");
     }
 
-    // Once it is done, --verify would clear the replication throttles of every broker too,
-    // and broker settings cannot be changed while a broker runs: --preserve-throttles leaves
-    // them alone.
+    // Once it is done, --verify would also clear the throttle settings of every broker
+    // (among them replica.alter.log.dirs.io.max.bytes.per.second, which the broker does not
+    // take) and the topic's *.replication.throttled.replicas (not taken either), and exit 1:
+    // --preserve-throttles leaves them alone.
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let verified = loop {
         let verified = tool(
