@@ -330,6 +330,31 @@ pub fn run_python_script(broker: &BrokerProcess, script: &str, ok_line: &str) ->
     stdout
 }
 
+/// Runs kcat with `args`, feeding it `stdin` if given, asserts it exits
+/// successfully, and returns what it printed.
+pub fn kcat(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed (scripts/install-test-deps installs it)");
+    let mut input = child.stdin.take().expect("kcat's stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write to kcat");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("kcat ran");
+    assert!(
+        output.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("kcat prints UTF-8")
+}
+
 /// A bare Kafka connection speaking our `protocol` crate over a blocking
 /// socket: for tests that need exact control over the bytes sent.
 pub struct RawConnection {

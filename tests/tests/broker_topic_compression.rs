@@ -5,8 +5,6 @@
 //! topics without their own setting; bad values are INVALID_CONFIG, and a
 //! batch too large once decompressed is MESSAGE_TOO_LARGE.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +23,7 @@ use protocol::{ErrorCode, StrBytes};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tests::{produce_to, BrokerProcess, RawConnection};
+use tests::{kcat, produce_to, BrokerProcess, RawConnection};
 
 /// Bound on reading back everything a test produced.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -167,28 +165,6 @@ fn consume_with_librdkafka(addr: &str, topic: &str, count: usize) -> Vec<Consume
         }
     }
     out
-}
-
-fn kcat(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (scripts/install-test-deps installs it)");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kcat {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,32 +1,9 @@
 //! kcat (Debian's, built on librdkafka 2.0.2) against the real broker: the
 //! README's tour, run as a test. Old clients must work as well as new ones.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use tests::BrokerProcess;
-
-fn kcat(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (.ci/run installs it)");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "kcat {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use tests::{kcat, BrokerProcess};
 
 #[test]
 fn kcat_built_on_librdkafka_2_0_2_produces_consumes_and_lists_offsets() {
