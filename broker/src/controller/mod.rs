@@ -408,21 +408,14 @@ impl Controller {
                 })
                 .await;
         };
-        let configs = changes.iter().map(alterable_config).collect();
-        let request = IncrementalAlterConfigsRequest::default()
-            .with_validate_only(validate_only)
-            .with_resources(vec![AlterConfigsResource::default()
-                .with_resource_type(CONFIG_RESOURCE_TOPIC)
-                .with_resource_name(name.to_string().into())
-                .with_configs(configs)]);
-        let response: IncrementalAlterConfigsResponse = self
-            .channel
-            .call(leader, ApiKey::IncrementalAlterConfigs, 1, &request)
-            .await
-            .map_err(Self::forward_failed)?;
-        single_result(response.responses, |r| {
-            (r.error_code, r.error_message.as_ref())
-        })?;
+        self.forward_config_changes(
+            leader,
+            CONFIG_RESOURCE_TOPIC,
+            name.to_string(),
+            &changes,
+            validate_only,
+        )
+        .await?;
         if !validate_only {
             self.await_image(|image| {
                 image
@@ -450,11 +443,39 @@ impl Controller {
                 })
                 .await;
         };
+        self.forward_config_changes(
+            leader,
+            CONFIG_RESOURCE_BROKER,
+            scope.map_or(String::new(), |b| b.0.to_string()),
+            &changes,
+            validate_only,
+        )
+        .await?;
+        if !validate_only {
+            self.await_image(|image| {
+                let configs = image.broker_configs(scope);
+                changes.iter().all(|c| c.is_applied(configs))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends config `changes` of one resource to the active controller
+    /// `leader` (IncrementalAlterConfigs) and answers its verdict.
+    async fn forward_config_changes(
+        &self,
+        leader: i32,
+        resource_type: i8,
+        resource_name: String,
+        changes: &[ConfigChange],
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let request = IncrementalAlterConfigsRequest::default()
             .with_validate_only(validate_only)
             .with_resources(vec![AlterConfigsResource::default()
-                .with_resource_type(CONFIG_RESOURCE_BROKER)
-                .with_resource_name(scope.map_or(String::new(), |b| b.0.to_string()).into())
+                .with_resource_type(resource_type)
+                .with_resource_name(resource_name.into())
                 .with_configs(changes.iter().map(alterable_config).collect())]);
         let response: IncrementalAlterConfigsResponse = self
             .channel
@@ -464,13 +485,6 @@ impl Controller {
         single_result(response.responses, |r| {
             (r.error_code, r.error_message.as_ref())
         })?;
-        if !validate_only {
-            self.await_image(|image| {
-                let configs = image.broker_configs(scope);
-                changes.iter().all(|c| c.is_applied(configs))
-            })
-            .await?;
-        }
         Ok(())
     }
 

@@ -656,7 +656,32 @@ fn broker_replacement(
     scope: Option<BrokerId>,
     configs: &[protocol::messages::alter_configs_request::AlterableConfig],
 ) -> Changes {
+    replacing(configs, broker.image().broker_configs(scope).keys())
+}
+
+/// The changes that make topic `name`'s overrides exactly `configs`.
+fn replacement(
+    broker: &Broker,
+    name: &str,
+    configs: &[protocol::messages::alter_configs_request::AlterableConfig],
+) -> Changes {
     let image = broker.image();
+    let topic = image.topic(name).ok_or_else(|| {
+        TopicError::new(
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic {name} does not exist"),
+        )
+    })?;
+    replacing(configs, topic.configs.keys())
+}
+
+/// The changes that replace the settings whose keys are `existing` with
+/// exactly `configs`: each named key set (or deleted, for a null value), every
+/// other existing key deleted. A key named twice is refused.
+fn replacing<'a>(
+    configs: &[protocol::messages::alter_configs_request::AlterableConfig],
+    existing: impl Iterator<Item = &'a String>,
+) -> Changes {
     let mut changes = Vec::with_capacity(configs.len());
     let mut named = std::collections::BTreeSet::new();
     for config in configs {
@@ -675,48 +700,7 @@ fn broker_replacement(
             None => ConfigChange::Delete { key },
         });
     }
-    for key in image
-        .broker_configs(scope)
-        .keys()
-        .filter(|k| !named.contains(*k))
-    {
-        changes.push(ConfigChange::Delete { key: key.clone() });
-    }
-    Ok(changes)
-}
-
-/// The changes that make topic `name`'s overrides exactly `configs`.
-fn replacement(
-    broker: &Broker,
-    name: &str,
-    configs: &[protocol::messages::alter_configs_request::AlterableConfig],
-) -> Changes {
-    let image = broker.image();
-    let topic = image.topic(name).ok_or_else(|| {
-        TopicError::new(
-            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("topic {name} does not exist"),
-        )
-    })?;
-    let mut changes = Vec::with_capacity(configs.len() + topic.configs.len());
-    let mut named = std::collections::BTreeSet::new();
-    for config in configs {
-        let key = config.name.to_string();
-        if !named.insert(key.clone()) {
-            return Err(TopicError::new(
-                ErrorCode::INVALID_REQUEST,
-                format!("duplicate config key {key}"),
-            ));
-        }
-        changes.push(match &config.value {
-            Some(value) => ConfigChange::Set {
-                key,
-                value: value.to_string(),
-            },
-            None => ConfigChange::Delete { key },
-        });
-    }
-    for key in topic.configs.keys().filter(|k| !named.contains(*k)) {
+    for key in existing.filter(|k| !named.contains(*k)) {
         changes.push(ConfigChange::Delete { key: key.clone() });
     }
     Ok(changes)
