@@ -56,6 +56,12 @@ pub const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
 /// segment at `i32::MAX` bytes.
 pub const SEGMENT_POSITION_MAX: u64 = i32::MAX as u64;
 
+/// A read of the active segment that starts within this many bytes of its
+/// end reads pages appended moments ago, still cached: it asks for no
+/// read-ahead (see [`Segment::read`]).
+const RECENT_BYTES: u64 = 4 << 20;
+/// How far ahead a recovery scan asks the kernel to read.
+const WALK_READ_AHEAD_BYTES: u64 = 4 << 20;
 /// Batches written by one `pwritev` call of [`Segment::append`].
 const BATCHES_PER_WRITE: usize = 16;
 
@@ -389,7 +395,12 @@ impl Segment {
     /// slice stays readable whatever happens to the segment afterwards.
     pub(crate) fn data(&self) -> io::Result<Bytes> {
         match self.map_for_read()? {
-            Some(map) => Ok(bytes_of(&map, 0, self.data_len as usize)),
+            Some(map) => {
+                if self.active {
+                    map.read_ahead(0, self.data_len as usize);
+                }
+                Ok(bytes_of(&map, 0, self.data_len as usize))
+            }
             None => Ok(Bytes::new()),
         }
     }
@@ -416,11 +427,21 @@ impl Segment {
         } else {
             self.data_len
         };
-        let map = self.log_slot.get_or_map(
-            |map| map.len() as u64 >= data_len,
-            || Map::open(&self.files, &self.paths.log, len, false),
-        )?;
+        let map = self
+            .log_slot
+            .get_or_map(|map| map.len() as u64 >= data_len, || self.open_map(len))?;
         Ok(Some(map))
+    }
+
+    /// A read-only mapping of the first `len` bytes of the `.log`. One that
+    /// reaches past the data, into the allocated room appends will write,
+    /// reads ahead only when asked ([`Map::stop_read_ahead`]).
+    fn open_map(&self, len: u64) -> io::Result<Map> {
+        let map = Map::open(&self.files, &self.paths.log, len, false)?;
+        if len > self.data_len {
+            map.stop_read_ahead();
+        }
+        Ok(map)
     }
 
     /// Walks batches from `position` (expected to hold `offset`) to the end of
@@ -443,7 +464,14 @@ impl Segment {
         // Map the whole file: the end of the data is not known yet.
         let map = self.map_whole_file()?;
         let start = position;
+        let mut read_ahead_to = position;
         while position < file_len {
+            if position >= read_ahead_to {
+                // The data's end is not known yet: ask for a step at a time,
+                // so at most one step of the room past it is read (as zeros).
+                read_ahead_to = (position + WALK_READ_AHEAD_BYTES).min(file_len);
+                map.read_ahead(position as usize, read_ahead_to as usize);
+            }
             let rest = map.slice(position as usize, file_len as usize);
             match inspect(
                 rest,
@@ -490,7 +518,7 @@ impl Segment {
         let capacity = self.capacity;
         self.log_slot.get_or_map(
             |map| map.len() as u64 >= capacity,
-            || Map::open(&self.files, &self.paths.log, capacity, false),
+            || self.open_map(capacity),
         )
     }
 
@@ -685,6 +713,12 @@ impl Segment {
         let Some(map) = self.map_for_read()? else {
             return Ok(Bytes::new());
         };
+        if self.active && self.data_len - start > RECENT_BYTES {
+            // A reader behind the tail, whose pages may have left the cache:
+            // the active segment's mapping does not read ahead by itself.
+            let wanted = start.saturating_add(max_bytes as u64).min(self.data_len);
+            map.read_ahead(start as usize, wanted as usize);
+        }
         let mut end = start;
         while end < self.data_len {
             let (total, next_offset) = self.batch_at(&map, end)?;

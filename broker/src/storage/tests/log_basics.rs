@@ -3,6 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 
 use super::*;
+use crate::storage::mapping::Map;
 use crate::storage::segment::segment_file_name;
 use crate::storage::StorageError;
 
@@ -725,4 +726,63 @@ fn truncate_fully_restarts_an_empty_log_past_its_end() {
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (500, 503));
     assert_eq!(read_all(&log), expected);
     assert_eq!(log.epoch_entries(), vec![(2, 500)]);
+}
+
+#[test]
+fn reading_the_active_segment_from_disk_never_caches_the_room_past_its_data() {
+    // Proves a read that faults pages of the active segment in from disk reads the data only: read-ahead never fills the allocated room past the data with zeros (which appends would then overwrite).
+    const STEP: u64 = 8 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes_max: 64 << 20,
+        preallocate_step_bytes: STEP,
+        ..small_config()
+    };
+    let mut log = open_log(dir.path(), config);
+    let records = batch(16, 1000, 1);
+    let mut data_bytes = 0;
+    while data_bytes < 1 << 20 {
+        log.append(&records, 1, 0).expect("append");
+        data_bytes += records.len();
+    }
+    log.flush().expect("flush");
+    let path = dir.path().join(segment_file_name(0, "log"));
+    let file_bytes = std::fs::metadata(&path).expect("stat").len();
+    assert!(
+        file_bytes >= data_bytes as u64 + STEP / 2,
+        "the segment has room allocated past its data ({file_bytes} bytes for {data_bytes})"
+    );
+    // Drop the written pages from the page cache, as memory pressure does.
+    let file = std::fs::File::open(&path).expect("open");
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+    let probe = Map::open(&FileLayer::real(), &path, file_bytes, false).expect("map");
+    assert_eq!(
+        probe.resident_pages(0, data_bytes).expect("mincore"),
+        0,
+        "the data left the page cache"
+    );
+
+    let read = log.read(0, 2 << 20, i64::MAX, true).expect("read");
+    assert_eq!(
+        read.records.len(),
+        data_bytes,
+        "one read takes all the data"
+    );
+    let checksum = read.records.iter().fold(0u8, |sum, &b| sum.wrapping_add(b));
+    std::hint::black_box(checksum);
+
+    let data_pages = data_bytes.div_ceil(4096);
+    assert_eq!(
+        probe.resident_pages(0, data_bytes).expect("mincore"),
+        data_pages,
+        "the read brought the data back"
+    );
+    let room_start = data_pages * 4096;
+    assert_eq!(
+        probe
+            .resident_pages(room_start, file_bytes as usize)
+            .expect("mincore"),
+        0,
+        "no page past the data was read"
+    );
 }
