@@ -10,8 +10,10 @@
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
 # Usage: benches/scripts/replication-figures.sh [DURATION] [KILLS] [CATCH_UP_MIB]
-#        (defaults 60, 20, 1024; KILLS 0 skips part 3). Results go to
-#        benches/results/replication-*.json. Every throughput run keeps at most
+#        (defaults 60, 20, 1024; KILLS 0 skips part 3). BATCH_BYTES sets the
+#        producer's batch size in both (default 65536, loadgen's). Results go
+#        to benches/results/replication-*.json (replication-*-b<BATCH_BYTES>-*
+#        for another batch size). Every throughput run keeps at most
 #        1 GiB per partition replica (log.retention.bytes, checked every 5 s), so
 #        a minute at full speed fits the disk.
 #
@@ -51,6 +53,10 @@ wait_port() { # HOST:PORT
   return 1
 }
 
+batch_bytes=${BATCH_BYTES:-65536}
+batch=(--batch-size "$batch_bytes")
+tag=""
+[ "$batch_bytes" = 65536 ] || tag="-b$batch_bytes"
 retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
 fill_gib=${FILL_GIB:-$(awk '/MemTotal/ {printf "%d", $2 / 1048576 - 3}' /proc/meminfo)}
 # The fill file is written (a file only read, or a sparse one, is not kept
@@ -78,8 +84,8 @@ single() { # ROUND
   pids+=($!)
   wait_port 127.0.0.1:29092
   "$target/release/loadgen" produce --brokers 127.0.0.1:29092 --topic single --partitions 4 \
-    --message-size 1024 --duration "$duration" --acks 1 \
-    --json "benches/results/replication-single-acks1-$1.json"
+    --message-size 1024 --duration "$duration" --acks 1 "${batch[@]}" \
+    --json "benches/results/replication-single-acks1$tag-$1.json"
   kill -TERM "${pids[0]}"; wait "${pids[0]}" || true
   pids=()
   rm -rf "$work/single"
@@ -105,8 +111,8 @@ cluster() { # ROUND
   done
   "$target/release/loadgen" produce --brokers 127.0.0.1:29091,127.0.0.1:29092,127.0.0.1:29093 \
     --topic replicated --partitions 4 --replication-factor 3 --message-size 1024 \
-    --duration "$duration" --acks all --idempotence \
-    --json "benches/results/replication-cluster-acksall-$1.json"
+    --duration "$duration" --acks all --idempotence "${batch[@]}" \
+    --json "benches/results/replication-cluster-acksall$tag-$1.json"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pids=()
@@ -117,14 +123,15 @@ single 1
 cluster 1
 cluster 2
 single 2
-python3 - <<'PY'
-import json
+TAG="$tag" python3 - <<'PY'
+import json, os
+tag = os.environ["TAG"]
 def rate(name):
     with open(f"benches/results/replication-{name}.json") as f:
         figures = json.load(f)
     return figures["results"][0]["mb_per_s"]
-single = [rate(f"single-acks1-{r}") for r in (1, 2)]
-cluster = [rate(f"cluster-acksall-{r}") for r in (1, 2)]
+single = [rate(f"single-acks1{tag}-{r}") for r in (1, 2)]
+cluster = [rate(f"cluster-acksall{tag}-{r}") for r in (1, 2)]
 print(f"1 broker acks=1: {single[0]:.1f} and {single[1]:.1f} MB/s; "
       f"3 brokers acks=all: {cluster[0]:.1f} and {cluster[1]:.1f} MB/s; "
       f"ratio of the means {sum(cluster) / sum(single):.2f}")
