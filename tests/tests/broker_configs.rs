@@ -172,3 +172,59 @@ fn a_config_change_through_any_broker_is_committed_by_the_controller_and_seen_by
         }
     }
 }
+
+#[test]
+fn list_config_resources_lists_each_type_in_kafkas_order_and_refuses_unknown_types() {
+    // ListConfigResources, advertised as versions 0-1: v1 with no type lists the broker as a
+    // broker logger, then as a broker, then every topic; one type lists that type alone; client
+    // metrics and groups list nothing; a type v1 does not know (ANY, 1) fails the whole request
+    // with UNSUPPORTED_VERSION; v0 (ListClientMetricsResources) lists no subscriptions.
+    use protocol::messages::{
+        ApiVersionsRequest, ApiVersionsResponse, ListConfigResourcesRequest,
+        ListConfigResourcesResponse,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    let versions: ApiVersionsResponse = conn
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .unwrap();
+    let advertised = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ListConfigResources as i16)
+        .map(|k| (k.min_version, k.max_version));
+    assert_eq!(advertised, Some((0, 1)));
+    tests::create_topic(&mut conn, "listed-b", 1);
+    tests::create_topic(&mut conn, "listed-a", 2);
+
+    let mut list = |version: i16, types: &[i8]| {
+        let request = ListConfigResourcesRequest::default().with_resource_types(types.to_vec());
+        let response: ListConfigResourcesResponse = conn
+            .call(ApiKey::ListConfigResources, version, &request)
+            .unwrap();
+        let resources: Vec<(i8, String)> = response
+            .config_resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.to_string()))
+            .collect();
+        (ErrorCode(response.error_code), resources)
+    };
+    let (code, all) = list(1, &[]);
+    assert_eq!(code, ErrorCode::NONE);
+    let topics: Vec<(i8, String)> = all.iter().filter(|(t, _)| *t == 2).cloned().collect();
+    assert_eq!(
+        all[..2],
+        [(8, "1".to_string()), (4, "1".to_string())],
+        "the broker, as a logger and as a broker, before the topics: {all:?}"
+    );
+    assert_eq!(all.len(), 2 + topics.len(), "{all:?}");
+    for topic in ["listed-a", "listed-b"] {
+        assert!(topics.contains(&(2, topic.to_string())), "{all:?}");
+    }
+    assert_eq!(list(1, &[2]), (ErrorCode::NONE, topics));
+    assert_eq!(list(1, &[4]), (ErrorCode::NONE, vec![(4, "1".to_string())]));
+    assert_eq!(list(1, &[16, 32]), (ErrorCode::NONE, vec![]));
+    assert_eq!(list(1, &[2, 1]), (ErrorCode::UNSUPPORTED_VERSION, vec![]));
+    assert_eq!(list(0, &[]), (ErrorCode::NONE, vec![]));
+}

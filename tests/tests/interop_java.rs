@@ -180,3 +180,16 @@ fn java_admin_client_describes_log_dirs_and_pages_through_topic_partitions() {
     }
     assert!(stdout.contains("AdminTour ok"), "{stdout}");
 }
+
+#[test]
+fn java_admin_client_lists_config_resources_by_type() {
+    // AdminClient: listConfigResources (ListConfigResources v1) lists the topics, the broker and
+    // its loggers, each type alone when asked, and nothing for client metrics and groups;
+    // listClientMetricsResources, its former name, lists nothing either.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let output = run_java("AdminTour", &[&broker.addr, "config-resources"], None);
+    let stdout = output.expect_success("AdminTour");
+    assert!(stdout.contains("section config-resources ok"), "{stdout}");
+    assert!(stdout.contains("AdminTour ok"), "{stdout}");
+}

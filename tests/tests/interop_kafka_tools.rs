@@ -31,6 +31,7 @@ const LEADER_ELECTION: &str = "org.apache.kafka.tools.LeaderElectionCommand";
 const LOG_DIRS: &str = "org.apache.kafka.tools.LogDirsCommand";
 const DELETE_RECORDS: &str = "org.apache.kafka.tools.DeleteRecordsCommand";
 const REASSIGN_PARTITIONS: &str = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+const CLIENT_METRICS: &str = "org.apache.kafka.tools.ClientMetricsCommand";
 
 /// Runs one of Kafka's tools with `args` (split at whitespace, as a shell
 /// would split them) and returns what it printed on its standard output;
@@ -594,4 +595,37 @@ fn kafka_configs_adds_and_deletes_topic_broker_and_default_broker_configs() {
     assert!(!described.contains("message.max.bytes="), "{described}");
     let described = tool(CONFIGS, &format!("{b} --describe {default}"));
     assert!(!described.contains("log.retention.ms="), "{described}");
+}
+
+#[test]
+fn client_metrics_resources_are_listed_through_list_config_resources() {
+    // kafka-client-metrics --list and --describe, and kafka-configs --describe of client-metrics
+    // entities, ask ListConfigResources for client-metrics subscriptions: the broker keeps none,
+    // so the list is empty and a named one does not exist.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]).unwrap();
+    let b = format!("--bootstrap-server {}", broker.addr);
+    let listed = tool(CLIENT_METRICS, &format!("{b} --list"));
+    assert_eq!(listed.trim(), "", "no subscriptions: {listed}");
+    let described = tool(CLIENT_METRICS, &format!("{b} --describe --name sampled"));
+    assert!(
+        described.contains(
+            "The client metric resource sampled doesn't exist and doesn't have dynamic config."
+        ),
+        "{described}"
+    );
+    let configs = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type client-metrics --entity-name sampled"),
+    );
+    assert!(
+        configs
+            .contains("The client-metric 'sampled' doesn't exist and doesn't have dynamic config."),
+        "{configs}"
+    );
+    let all = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type client-metrics"),
+    );
+    assert_eq!(all.trim(), "", "no client-metrics resources: {all}");
 }

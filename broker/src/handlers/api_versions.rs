@@ -70,6 +70,7 @@ pub fn supported_apis() -> Vec<(i16, i16, i16)> {
         range::<protocol::messages::ListPartitionReassignmentsRequest>(
             ApiKey::ListPartitionReassignments,
         ),
+        range::<protocol::messages::ListConfigResourcesRequest>(ApiKey::ListConfigResources),
         range::<protocol::messages::DescribeTopicPartitionsRequest>(
             ApiKey::DescribeTopicPartitions,
         ),

@@ -2,7 +2,7 @@
 //! for brokers (their settings and where each comes from, with Kafka's
 //! synonyms); IncrementalAlterConfigs and AlterConfigs for topics and for
 //! brokers' dynamic settings (see [`crate::dynamic_config`]), through the
-//! controller.
+//! controller; ListConfigResources, the resources that have configs.
 
 use std::sync::Arc;
 
@@ -13,9 +13,11 @@ use protocol::messages::describe_configs_response::{
 };
 use protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalAlterConfigsResult;
+use protocol::messages::list_config_resources_response::ConfigResource;
 use protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListConfigResourcesRequest,
+    ListConfigResourcesResponse,
 };
 use protocol::{ErrorCode, StrBytes};
 
@@ -28,6 +30,12 @@ use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::storage::FlushPolicy;
 use crate::topics::TopicError;
 use crate::Broker;
+
+/// Kafka's config resource types beside topics and brokers, as
+/// ListConfigResources names them.
+const CONFIG_RESOURCE_BROKER_LOGGER: i8 = 8;
+const CONFIG_RESOURCE_CLIENT_METRICS: i8 = 16;
+const CONFIG_RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's config sources.
 const SOURCE_TOPIC: i8 = 1;
@@ -704,4 +712,83 @@ fn replacing<'a>(
         changes.push(ConfigChange::Delete { key: key.clone() });
     }
     Ok(changes)
+}
+
+/// The resource types ListConfigResources lists at `version`, as Kafka's
+/// `ListConfigResourcesRequest.supportedResourceTypes` has them: version 0
+/// (the former ListClientMetricsResources) client-metrics subscriptions
+/// alone; version 1 also topics, brokers, broker loggers and groups.
+fn listable_resource_types(version: i16) -> &'static [i8] {
+    if version == 0 {
+        &[CONFIG_RESOURCE_CLIENT_METRICS]
+    } else {
+        &[
+            CONFIG_RESOURCE_TOPIC,
+            CONFIG_RESOURCE_BROKER,
+            CONFIG_RESOURCE_BROKER_LOGGER,
+            CONFIG_RESOURCE_CLIENT_METRICS,
+            CONFIG_RESOURCE_GROUP,
+        ]
+    }
+}
+
+/// ListConfigResources (KIP-1142): the resources of the types asked for
+/// (every type the version knows when none is named), in Kafka's order:
+/// groups, client-metrics subscriptions, broker loggers, brokers, topics.
+/// Every live broker is a broker and a broker-logger resource, every topic
+/// (the internal one too) a topic resource. Groups are listed when they have
+/// dynamic group configs and client-metrics resources are subscriptions
+/// (KIP-714); this broker keeps neither, so those types list nothing. A type
+/// the version does not know fails the whole request with
+/// `UNSUPPORTED_VERSION`, as Kafka's broker answers.
+pub fn list_config_resources(
+    broker: &Arc<Broker>,
+    request: &Request,
+    mut body: Bytes,
+) -> Result<Reply, DispatchError> {
+    let req: ListConfigResourcesRequest = request.decode(&mut body)?;
+    let response = answer_list_config_resources(broker, request.version(), &req.resource_types);
+    Ok(Reply::Now(request.respond(&response)?))
+}
+
+fn answer_list_config_resources(
+    broker: &Broker,
+    version: i16,
+    asked: &[i8],
+) -> ListConfigResourcesResponse {
+    let listable = listable_resource_types(version);
+    let types = if asked.is_empty() { listable } else { asked };
+    if types.iter().any(|t| !listable.contains(t)) {
+        return ListConfigResourcesResponse::default()
+            .with_error_code(ErrorCode::UNSUPPORTED_VERSION.code());
+    }
+    let image = broker.image();
+    let resource = |resource_type: i8, name: String| {
+        ConfigResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name))
+    };
+    let brokers = || {
+        image
+            .live_brokers()
+            .filter(|b| b.client_endpoint().is_some())
+            .map(|b| b.id.0.to_string())
+    };
+    let mut resources = Vec::new();
+    if types.contains(&CONFIG_RESOURCE_BROKER_LOGGER) {
+        resources.extend(brokers().map(|id| resource(CONFIG_RESOURCE_BROKER_LOGGER, id)));
+    }
+    if types.contains(&CONFIG_RESOURCE_BROKER) {
+        resources.extend(brokers().map(|id| resource(CONFIG_RESOURCE_BROKER, id)));
+    }
+    if types.contains(&CONFIG_RESOURCE_TOPIC) {
+        resources.extend(
+            image
+                .topics()
+                .map(|t| resource(CONFIG_RESOURCE_TOPIC, t.name.clone())),
+        );
+    }
+    ListConfigResourcesResponse::default()
+        .with_error_code(ErrorCode::NONE.code())
+        .with_config_resources(resources)
 }

@@ -251,6 +251,9 @@ fn route(broker: &Arc<Broker>, request: Request, body: Bytes) -> Result<Reply, D
         ApiKey::IncrementalAlterConfigs => {
             handlers::configs::incremental_alter_configs(broker, &request, body)
         }
+        ApiKey::ListConfigResources => {
+            handlers::configs::list_config_resources(broker, &request, body)
+        }
         ApiKey::DescribeLogDirs => handlers::log_dirs::describe_log_dirs(broker, &request, body),
         ApiKey::AlterReplicaLogDirs => {
             handlers::log_dirs::alter_replica_log_dirs(broker, &request, body)

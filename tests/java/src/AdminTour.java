@@ -16,6 +16,7 @@ import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.DescribeReplicaLogDirsResult.ReplicaLogDirInfo;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.GroupListing;
+import org.apache.kafka.clients.admin.ListConfigResourcesOptions;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
@@ -48,7 +49,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * and prints what it saw, then "AdminTour ok".
  *
  * <p>Usage: AdminTour BOOTSTRAP SECTION... with sections topics, configs, cluster, offsets,
- * groups, delete-records, alter-configs, broker-configs, log-dirs, topic-pages.
+ * groups, delete-records, alter-configs, broker-configs, log-dirs, topic-pages, config-resources.
  */
 public final class AdminTour {
     /** How long a deleted topic may take to leave the metadata. */
@@ -73,6 +74,7 @@ public final class AdminTour {
                     case "broker-configs" -> brokerConfigs(admin);
                     case "log-dirs" -> logDirs(admin, bootstrap);
                     case "topic-pages" -> topicPages(admin);
+                    case "config-resources" -> configResources(admin);
                     default -> throw new IllegalArgumentException("no section " + section);
                 }
                 System.out.println("section " + section + " ok");
@@ -363,5 +365,40 @@ public final class AdminTour {
                     "UnknownTopicOrPartitionException, got " + e.getCause());
         }
         System.out.println("topic-pages admin-pages partitions 30");
+    }
+
+    /**
+     * ListConfigResources: every type at once lists the topics and the broker (as a broker and as
+     * a broker logger); one type lists that type alone; client-metrics subscriptions and groups
+     * with configs, which this broker has none of, list nothing, also through the former
+     * listClientMetricsResources.
+     */
+    @SuppressWarnings({"deprecation", "removal"})
+    private static void configResources(Admin admin) throws Exception {
+        admin.createTopics(List.of(new NewTopic("admin-listed", 1, (short) 1))).all().get();
+        String broker = admin.describeCluster().nodes().get().iterator().next().idString();
+        ConfigResource topic = new ConfigResource(ConfigResource.Type.TOPIC, "admin-listed");
+        ConfigResource brokerResource = new ConfigResource(ConfigResource.Type.BROKER, broker);
+        ConfigResource logger = new ConfigResource(ConfigResource.Type.BROKER_LOGGER, broker);
+
+        Collection<ConfigResource> all = admin.listConfigResources().all().get();
+        Checks.check(all.contains(topic) && all.contains(brokerResource) && all.contains(logger),
+                "every type lists the topic, the broker and its loggers: " + all);
+
+        ListConfigResourcesOptions options = new ListConfigResourcesOptions();
+        Collection<ConfigResource> topics =
+                admin.listConfigResources(Set.of(ConfigResource.Type.TOPIC), options).all().get();
+        Checks.check(topics.contains(topic), "the topic listed: " + topics);
+        Checks.check(topics.stream().allMatch(r -> r.type() == ConfigResource.Type.TOPIC), "topics alone: " + topics);
+        Collection<ConfigResource> brokers =
+                admin.listConfigResources(Set.of(ConfigResource.Type.BROKER), options).all().get();
+        Checks.check(List.copyOf(brokers).equals(List.of(brokerResource)), "the one broker: " + brokers);
+
+        Collection<ConfigResource> none = admin.listConfigResources(
+                Set.of(ConfigResource.Type.CLIENT_METRICS, ConfigResource.Type.GROUP), options).all().get();
+        Checks.check(none.isEmpty(), "no client-metrics subscriptions nor group configs: " + none);
+        var metrics = admin.listClientMetricsResources().all().get();
+        Checks.check(metrics.isEmpty(), "no client-metrics subscriptions: " + metrics);
+        System.out.println("config-resources " + all.size() + " listed, " + topics.size() + " topics");
     }
 }
