@@ -101,8 +101,12 @@ pub struct ReplicationSettings {
     /// may lead when no ISR member is alive (topics may override).
     pub unclean_leader_election: bool,
     /// `follower.replication.throttled.rate`: bytes/s this broker fetches for
-    /// the replicas it is gaining in reassignments (`None`: unlimited).
-    pub reassignment_throttle_bytes_per_s: Option<u64>,
+    /// the throttled replicas it follows (`None`: unlimited; see
+    /// [`crate::replication::throttle`]).
+    pub follower_throttle_bytes_per_s: Option<u64>,
+    /// `leader.replication.throttled.rate`: bytes/s this broker sends to
+    /// followers of the throttled replicas it leads (`None`: unlimited).
+    pub leader_throttle_bytes_per_s: Option<u64>,
 }
 
 impl Default for ReplicationSettings {
@@ -115,7 +119,8 @@ impl Default for ReplicationSettings {
             fetch_response_bytes_max: 10 << 20,
             fetch_backoff_ms: 1_000,
             unclean_leader_election: false,
-            reassignment_throttle_bytes_per_s: None,
+            follower_throttle_bytes_per_s: None,
+            leader_throttle_bytes_per_s: None,
         }
     }
 }
@@ -299,10 +304,21 @@ impl BrokerConfig {
             "replica.fetch.backoff.ms" => {
                 self.replication.fetch_backoff_ms = parse_in_range(key, value, 0..=600_000)?
             }
+            // Kafka's range; its Long.MAX_VALUE, the default, is unlimited.
             "follower.replication.throttled.rate" => {
-                let rate: u64 = parse_in_range(key, value, 1..=u64::MAX)?;
-                self.replication.reassignment_throttle_bytes_per_s =
-                    (rate != u64::MAX).then_some(rate);
+                let rate: i64 = parse_in_range(key, value, 0..=i64::MAX)?;
+                self.replication.follower_throttle_bytes_per_s =
+                    (rate != i64::MAX).then_some(rate as u64);
+            }
+            "leader.replication.throttled.rate" => {
+                let rate: i64 = parse_in_range(key, value, 0..=i64::MAX)?;
+                self.replication.leader_throttle_bytes_per_s =
+                    (rate != i64::MAX).then_some(rate as u64);
+            }
+            // Accepted for kafka-reassign-partitions, which sets and clears it:
+            // a broker has one log dir, so no replica moves between dirs to throttle.
+            "replica.alter.log.dirs.io.max.bytes.per.second" => {
+                parse_in_range::<i64>(key, value, 0..=i64::MAX)?;
             }
             "unclean.leader.election.enable" => {
                 self.replication.unclean_leader_election = parse(key, value)?

@@ -24,7 +24,10 @@ use crate::topics::TopicError;
 /// reads it: the produce path (`message.max.bytes`, `compression.type`), the
 /// topics' log defaults (`log.retention.*`, `log.segment.bytes`,
 /// `log.roll.ms`), the partitions' leaders (`min.insync.replicas`), the
-/// replica fetchers (the reassignment throttle).
+/// replication throttles (the leaders' fetch answers and the replica
+/// fetchers, see [`crate::replication::throttle`]).
+/// `replica.alter.log.dirs.io.max.bytes.per.second` is kept and shown only:
+/// a broker has one log dir, so no replica moves between dirs.
 pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "compression.type",
     "follower.replication.throttled.rate",
@@ -35,10 +38,8 @@ pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "log.segment.bytes",
     "message.max.bytes",
     "min.insync.replicas",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
 ];
-
-/// Kafka's bound on the throttle rates: `Long.MAX_VALUE` means unthrottled.
-const THROTTLE_UNLIMITED: &str = "9223372036854775807";
 
 pub fn is_dynamic(key: &str) -> bool {
     DYNAMIC_BROKER_CONFIGS.contains(&key)
@@ -51,7 +52,8 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<(), TopicError> {
     check_dynamic(configs.keys().map(String::as_str))?;
     let mut config = BrokerConfig::default();
     for (key, value) in configs {
-        set(&mut config, key, value)
+        config
+            .set(key, value)
             .map_err(|e| TopicError::new(ErrorCode::INVALID_CONFIG, e.to_string()))?;
     }
     Ok(())
@@ -72,27 +74,6 @@ pub fn check_dynamic<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), 
     ))
 }
 
-/// Applies one dynamic setting to `config`.
-fn set(
-    config: &mut BrokerConfig,
-    key: &str,
-    value: &str,
-) -> Result<(), crate::config::ConfigError> {
-    match key {
-        // Stored and shown; the throttle is applied where replicas are
-        // fetched, by the follower rate.
-        "leader.replication.throttled.rate" => {
-            let mut scratch = BrokerConfig::default();
-            scratch.set("follower.replication.throttled.rate", value)
-        }
-        "follower.replication.throttled.rate" if value == THROTTLE_UNLIMITED => {
-            config.replication.reassignment_throttle_bytes_per_s = None;
-            Ok(())
-        }
-        _ => config.set(key, value),
-    }
-}
-
 /// `static_config` with the dynamic settings of `image` applied: the
 /// cluster-wide defaults, then this broker's own.
 pub fn effective(static_config: &BrokerConfig, image: &MetadataImage) -> BrokerConfig {
@@ -100,7 +81,7 @@ pub fn effective(static_config: &BrokerConfig, image: &MetadataImage) -> BrokerC
     let node = BrokerId(static_config.node_id);
     for scope in [None, Some(node)] {
         for (key, value) in image.broker_configs(scope) {
-            if let Err(e) = set(&mut config, key, value) {
+            if let Err(e) = config.set(key, value) {
                 // The controller validated it; a newer broker's setting, perhaps.
                 tracing::warn!(key, value, error = %e, "dynamic broker config does not apply");
             }
@@ -206,6 +187,7 @@ mod tests {
                     record(Some(1), "log.retention.ms", "3000"),
                     record(Some(2), "message.max.bytes", "9"),
                     record(None, "follower.replication.throttled.rate", "1000"),
+                    record(Some(1), "leader.replication.throttled.rate", "2000"),
                 ],
             )
             .0;
@@ -214,8 +196,12 @@ mod tests {
         assert_eq!(effective.replication.min_insync_replicas, 2);
         assert_eq!(effective.message_bytes_max, 5000);
         assert_eq!(
-            effective.replication.reassignment_throttle_bytes_per_s,
+            effective.replication.follower_throttle_bytes_per_s,
             Some(1000)
+        );
+        assert_eq!(
+            effective.replication.leader_throttle_bytes_per_s,
+            Some(2000)
         );
         assert_eq!(
             dynamic_value(&image, BrokerId(1), "log.retention.ms"),
@@ -245,10 +231,17 @@ mod tests {
         assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
         let err = validate(&configs(&[("leader.replication.throttled.rate", "fast")])).unwrap_err();
         assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
+        let err = validate(&configs(&[(
+            "replica.alter.log.dirs.io.max.bytes.per.second",
+            "-1",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
         validate(&configs(&[
             ("compression.type", "zstd"),
             ("leader.replication.throttled.rate", "1000"),
-            ("follower.replication.throttled.rate", THROTTLE_UNLIMITED),
+            ("follower.replication.throttled.rate", "9223372036854775807"),
+            ("replica.alter.log.dirs.io.max.bytes.per.second", "0"),
         ]))
         .unwrap();
     }

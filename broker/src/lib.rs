@@ -93,6 +93,9 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// Consumer groups and committed offsets.
     pub groups: Arc<GroupCoordinator>,
+    /// What this broker has sent of throttled replicas to followers, within
+    /// `leader.replication.throttled.rate` (see [`replication::throttle`]).
+    pub leader_throttle: Arc<replication::throttle::SharedThrottle>,
     advertised_host: String,
     advertised_port: i32,
     /// The controller listener's bound address, in a cluster.
@@ -217,6 +220,7 @@ impl Broker {
             replicas,
             producer_ids: ProducerIdAllocator::default(),
             groups,
+            leader_throttle: Arc::default(),
             broker_epoch: std::sync::atomic::AtomicI64::new(-1),
             advertised_host,
             advertised_port,

@@ -147,6 +147,11 @@ pub fn log_config_for(
                     )));
                 }
             }
+            crate::replication::throttle::LEADER_THROTTLED_REPLICAS
+            | crate::replication::throttle::FOLLOWER_THROTTLED_REPLICAS => {
+                crate::replication::throttle::ThrottledReplicas::parse(value)
+                    .map_err(|why| invalid(&why))?;
+            }
             "message.timestamp.type" => {
                 if value != "CreateTime" {
                     return Err(invalid("only 'CreateTime' is supported"));

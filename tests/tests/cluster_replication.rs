@@ -345,16 +345,17 @@ mod reassignment {
 
     pub const THROTTLE_BYTES_PER_S: u64 = 1_000_000;
 
-    /// Brokers 1 (also the controller) to 4, within the reassignment
-    /// throttle, and about 3 MB acknowledged on replicas 2 and 3 of the
-    /// topic: at least two seconds of copying beyond the throttle's
-    /// one-second burst.
+    /// Brokers 1 (also the controller) to 4, within the follower
+    /// replication throttle for every replica of the topic, and about 3 MB
+    /// acknowledged on replicas 2 and 3 of it: at least two seconds of
+    /// copying beyond the throttle's one-second burst.
     pub fn start() -> (Cluster, Oracle) {
         let mut settings = settings();
         let throttle = format!("follower.replication.throttled.rate={THROTTLE_BYTES_PER_S}");
         settings.push(&throttle);
         let cluster = Cluster::start(1, 3, &settings).expect("cluster starts");
         cluster.create_topic_on(1, TOPIC, &[2, 3]);
+        throttle_every_replica(&cluster);
         cluster.wait_for_agreement("both replicas in sync", ISR_FULL_TIMEOUT, |v| {
             v.partitions(TOPIC)
                 .first()
@@ -368,6 +369,32 @@ mod reassignment {
         let oracle = producer.finish();
         assert_eq!(oracle.acked_count(), 3_000);
         (cluster, oracle)
+    }
+
+    /// Lists every replica of the topic as throttled on its followers
+    /// (`follower.replication.throttled.replicas=*`), as the rate applies
+    /// only to the replicas a topic lists.
+    fn throttle_every_replica(cluster: &Cluster) {
+        use protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+        let mut conn = tests::RawConnection::connect(&cluster.client_addr(1)).unwrap();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(protocol::StrBytes::from_static_str(TOPIC))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(protocol::StrBytes::from_static_str(
+                        "follower.replication.throttled.replicas",
+                    ))
+                    .with_config_operation(0)
+                    .with_value(Some(protocol::StrBytes::from_static_str("*")))]),
+        ]);
+        let answer: IncrementalAlterConfigsResponse = conn
+            .call(ApiKey::IncrementalAlterConfigs, 1, &request)
+            .unwrap();
+        assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
     }
 
     /// Asks for partition 0 to move to `replicas` and checks that the

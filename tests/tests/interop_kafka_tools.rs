@@ -367,10 +367,11 @@ fn log_dirs_shows_replica_sizes_and_delete_records_moves_the_earliest_offset() {
 #[test]
 fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_completion() {
     // On 3 brokers, a partition on brokers 1 and 2: kafka-reassign-partitions --generate proposes
-    // brokers 2 and 3; --execute with that proposal and each replica's log dir named starts the
-    // move, and retries AlterReplicaLogDirs until broker 3 has its replica; --verify reports the
-    // partition and both replicas' dirs complete; kafka-topics shows the new replicas in sync,
-    // and every record reads back in order.
+    // brokers 2 and 3; --execute with that proposal, each replica's log dir named and both
+    // throttles starts the move, sets the throttles, and retries AlterReplicaLogDirs until broker
+    // 3 has its replica; --verify reports the partition and both replicas' dirs complete and
+    // clears every throttle; kafka-topics shows the new replicas in sync, and every record reads
+    // back in order.
     let cluster =
         Cluster::start(3, 0, tests::cluster::FAST_FAILURE_SETTINGS).expect("cluster starts");
     let b = format!("--bootstrap-server {}", cluster.bootstrap());
@@ -434,14 +435,53 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
     partition["log_dirs"] = replicas.iter().map(|r| log_dir(*r)).collect();
     let reassignment = write_file(files.path(), "reassignment.json", &proposal.to_string());
 
+    // Throttles high enough not to slow these 50 records down.
     let executed = tool(
         REASSIGN_PARTITIONS,
-        &format!("{b} --execute --reassignment-json-file {reassignment}"),
+        &format!(
+            "{b} --execute --reassignment-json-file {reassignment} \
+             --throttle 50000000 --replica-alter-log-dirs-throttle 100000000"
+        ),
     );
     assert!(
         executed.contains("Successfully started partition reassignment for moving-0"),
         "{executed}"
     );
+    assert!(
+        executed.contains("The inter-broker throttle limit was set to 50000000 B/s"),
+        "{executed}"
+    );
+    assert!(
+        executed.contains("The replica-alter-dir throttle limit was set to 100000000 B/s"),
+        "{executed}"
+    );
+    // The replicas it moves from throttled on their leader, the one it moves to as a follower.
+    let new_replica = replicas.iter().find(|r| **r != 1 && **r != 2).unwrap();
+    let topic_configs = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type topics --entity-name moving"),
+    );
+    assert!(
+        topic_configs.contains("leader.replication.throttled.replicas=0:1,0:2 "),
+        "{topic_configs}"
+    );
+    assert!(
+        topic_configs.contains(&format!(
+            "follower.replication.throttled.replicas=0:{new_replica} "
+        )),
+        "{topic_configs}"
+    );
+    let broker_configs = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type brokers --entity-name {new_replica}"),
+    );
+    for rate in [
+        "leader.replication.throttled.rate=50000000",
+        "follower.replication.throttled.rate=50000000",
+        "replica.alter.log.dirs.io.max.bytes.per.second=100000000",
+    ] {
+        assert!(broker_configs.contains(rate), "{broker_configs}");
+    }
     for replica in &replicas {
         let started = format!(
             "Successfully started moving log directory to {} for replica moving-0 with broker {replica}",
@@ -450,15 +490,12 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
         assert!(executed.contains(&started), "{executed}");
     }
 
-    // Once it is done, --verify would also clear the throttle settings of every broker
-    // (among them replica.alter.log.dirs.io.max.bytes.per.second, which the broker does not
-    // take) and the topic's *.replication.throttled.replicas (not taken either), and exit 1:
-    // --preserve-throttles leaves them alone.
+    // Once it is done, --verify also clears the throttles of every broker and of the topic.
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let verified = loop {
         let verified = tool(
             REASSIGN_PARTITIONS,
-            &format!("{b} --verify --preserve-throttles --reassignment-json-file {reassignment}"),
+            &format!("{b} --verify --reassignment-json-file {reassignment}"),
         );
         if verified.contains("Reassignment of partition moving-0 is completed.") {
             break verified;
@@ -472,6 +509,34 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
         let completed =
             format!("Reassignment of replica moving-0-{replica} completed successfully.");
         assert!(verified.contains(&completed), "{verified}");
+    }
+    assert!(
+        verified.contains("Clearing broker-level throttles on brokers 1,2,3"),
+        "{verified}"
+    );
+    assert!(
+        verified.contains("Clearing topic-level throttles on topic moving"),
+        "{verified}"
+    );
+    let topic_configs = tool(
+        CONFIGS,
+        &format!("{b} --describe --entity-type topics --entity-name moving"),
+    );
+    assert!(!topic_configs.contains("throttled"), "{topic_configs}");
+    for id in 1..=3 {
+        let broker_configs = tool(
+            CONFIGS,
+            &format!("{b} --describe --entity-type brokers --entity-name {id}"),
+        );
+        assert!(
+            broker_configs.contains(&format!("Dynamic configs for broker {id} are:")),
+            "{broker_configs}"
+        );
+        assert!(!broker_configs.contains("throttled"), "{broker_configs}");
+        assert!(
+            !broker_configs.contains("replica.alter"),
+            "{broker_configs}"
+        );
     }
 
     let expected = replicas
@@ -521,6 +586,202 @@ fn reassign_partitions_moves_a_partition_and_its_log_dirs_and_verify_reports_com
         expected_lines,
         "{consumed}"
     );
+}
+
+/// The replication throttle of the throttle test, and the most a follower
+/// fetches of a partition at once (so one fetch overdraws it by little).
+const THROTTLE_BYTES_PER_S: u64 = 256 * 1024;
+const REPLICA_FETCH_BYTES: u64 = 64 * 1024;
+
+/// The size of broker `id`'s replica of partition 0 of `topic`, as its DescribeLogDirs answers.
+fn replica_size(cluster: &Cluster, id: i32, topic: &str) -> Option<u64> {
+    use protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+    let mut conn = RawConnection::connect(&cluster.client_addr(id)).ok()?;
+    let request =
+        DescribeLogDirsRequest::default()
+            .with_topics(Some(vec![DescribableLogDirTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![0])]));
+    let response: DescribeLogDirsResponse = conn.call(ApiKey::DescribeLogDirs, 4, &request).ok()?;
+    let partition = response
+        .results
+        .first()?
+        .topics
+        .first()?
+        .partitions
+        .first()?;
+    Some(partition.partition_size as u64)
+}
+
+/// The value of config `key` of resource (`resource_type`, `name`) as broker `id`'s DescribeConfigs answers it.
+fn described_config(
+    cluster: &Cluster,
+    id: i32,
+    resource_type: i8,
+    name: &str,
+    key: &str,
+) -> Option<String> {
+    use protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let mut conn = RawConnection::connect(&cluster.client_addr(id)).ok()?;
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(key.to_string())]))]);
+    let response: DescribeConfigsResponse = conn.call(ApiKey::DescribeConfigs, 4, &request).ok()?;
+    let config = response.results.first()?.configs.first()?;
+    config.value.as_ref().map(|v| v.to_string())
+}
+
+/// Moves partition 0 of `topic` from broker 1 to brokers 1 and 2 with
+/// AlterPartitionReassignments and returns how long broker 2 took to hold
+/// all `bytes` of it, polling its size.
+fn time_copy_to_broker_2(cluster: &Cluster, topic: &str, bytes: u64) -> Duration {
+    use protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    };
+    let mut conn = RawConnection::connect(&cluster.client_addr(1)).unwrap();
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(vec![BrokerId(1), BrokerId(2)]))])]);
+    let started = Instant::now();
+    let answer: AlterPartitionReassignmentsResponse = conn
+        .call(ApiKey::AlterPartitionReassignments, 0, &request)
+        .unwrap();
+    assert_eq!(
+        answer.responses[0].partitions[0].error_code, 0,
+        "{answer:?}"
+    );
+    assert!(
+        tests::wait_until(SETTLE_TIMEOUT, || {
+            replica_size(cluster, 2, topic).is_some_and(|size| size >= bytes)
+        }),
+        "broker 2 holds all {bytes} bytes of {topic} within {SETTLE_TIMEOUT:?}"
+    );
+    let took = started.elapsed();
+    cluster.wait_for(1, "the new replica in sync", SETTLE_TIMEOUT, |view| {
+        view.partitions(topic)
+            .first()
+            .is_some_and(|p| p.isr.contains(&2))
+    });
+    took
+}
+
+#[test]
+fn a_throttle_set_with_kafka_configs_holds_a_reassignments_copy_to_its_rate() {
+    // On 3 brokers, kafka-configs sets the leader and follower replication rates of every broker
+    // to 256 KiB/s; then three partitions of 2 MB each gain a replica on broker 2. The one whose
+    // topic lists no throttled replica copies faster than twice the rate. The one whose topic
+    // lists its leader's replica (0:1) as leader-throttled, and the one whose topic lists its new
+    // replica (0:2) as follower-throttled, each copy no faster than the rate allows (one second
+    // of burst and one fetch beyond it), and no slower than a quarter of it.
+    let mut settings = tests::cluster::FAST_FAILURE_SETTINGS.to_vec();
+    let fetch_bytes = format!("replica.fetch.max.bytes={REPLICA_FETCH_BYTES}");
+    settings.push(&fetch_bytes);
+    let cluster = Cluster::start(3, 0, &settings).expect("cluster starts");
+    let b = format!("--bootstrap-server {}", cluster.bootstrap());
+    let mut conn = RawConnection::connect(&cluster.client_addr(1)).unwrap();
+    let padding = "x".repeat(1_000);
+    let values: Vec<&str> = (0..16).map(|_| padding.as_str()).collect();
+    let topics = [
+        ("unthrottled", None),
+        (
+            "leader-throttled",
+            Some("leader.replication.throttled.replicas=[0:1]"),
+        ),
+        (
+            "follower-throttled",
+            Some("follower.replication.throttled.replicas=[0:2]"),
+        ),
+    ];
+    for (topic, _) in topics {
+        cluster.create_topic_on(1, topic, &[1]);
+        for _ in 0..128 {
+            let (code, _) = produce_to(&mut conn, topic, 0, batch_of(&values), 1).unwrap();
+            assert_eq!(code, 0);
+        }
+    }
+    let bytes = replica_size(&cluster, 1, "unthrottled").unwrap();
+    assert!(bytes > 2_000_000, "{bytes} bytes written");
+
+    let rate = THROTTLE_BYTES_PER_S;
+    tool(
+        CONFIGS,
+        &format!(
+            "{b} --alter --entity-type brokers --entity-default --add-config \
+             leader.replication.throttled.rate={rate},follower.replication.throttled.rate={rate}"
+        ),
+    );
+    for (topic, list) in topics {
+        let Some(list) = list else { continue };
+        tool(
+            CONFIGS,
+            &format!("{b} --alter --entity-type topics --entity-name {topic} --add-config {list}"),
+        );
+        let (key, value) = list.split_once('=').unwrap();
+        let value = value.trim_matches(['[', ']']);
+        let described = tool(
+            CONFIGS,
+            &format!("{b} --describe --entity-type topics --entity-name {topic}"),
+        );
+        assert!(
+            described.contains(&format!("{key}={value} ")),
+            "{described}"
+        );
+        // Brokers 1 and 2 have the rates once they have the list, committed after them.
+        for id in [1, 2] {
+            assert!(
+                tests::wait_until(SETTLE_TIMEOUT, || {
+                    described_config(&cluster, id, 2, topic, key).as_deref() == Some(value)
+                }),
+                "broker {id} has {topic}'s {key}"
+            );
+            let applied = described_config(
+                &cluster,
+                id,
+                4,
+                &id.to_string(),
+                "leader.replication.throttled.rate",
+            );
+            assert_eq!(applied, Some(rate.to_string()), "broker {id}'s leader rate");
+        }
+    }
+
+    let per_s = |took: Duration| bytes as f64 / took.as_secs_f64();
+    // The token bucket lets one second's worth through at once, and a fetch may overdraw it.
+    let least = Duration::from_secs_f64((bytes - rate - REPLICA_FETCH_BYTES) as f64 / rate as f64);
+    for (topic, list) in topics {
+        assert_eq!(replica_size(&cluster, 1, topic), Some(bytes));
+        let took = time_copy_to_broker_2(&cluster, topic, bytes);
+        eprintln!(
+            "{topic}: {bytes} bytes copied in {took:?} ({:.0} B/s; the rate is {rate} B/s)",
+            per_s(took)
+        );
+        if list.is_none() {
+            assert!(
+                per_s(took) > 2.0 * rate as f64,
+                "without a listed replica the copy is not throttled: {took:?}"
+            );
+        } else {
+            assert!(
+                took >= least.mul_f64(0.8),
+                "{topic}: the copy took {took:?}, the rate allows no less than {least:?}"
+            );
+            assert!(
+                per_s(took) >= rate as f64 / 4.0,
+                "{topic}: the copy moves at the rate, not slower: {took:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -291,7 +291,14 @@ impl ConfigChange {
 
 /// Topic configs whose value is a list, which APPEND and SUBTRACT may change,
 /// with Kafka's default for a topic that does not override it.
-const LIST_CONFIGS: &[(&str, &str)] = &[("cleanup.policy", "delete")];
+const LIST_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "delete"),
+    (crate::replication::throttle::LEADER_THROTTLED_REPLICAS, ""),
+    (
+        crate::replication::throttle::FOLLOWER_THROTTLED_REPLICAS,
+        "",
+    ),
+];
 
 /// Records that change topic `name`'s config overrides as `changes` say,
 /// after checking the result as CreateTopics checks a new topic's configs.
@@ -498,5 +505,30 @@ mod tests {
             code("other", set("retention.ms", "1")),
             ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
         );
+    }
+
+    #[test]
+    fn throttled_replica_lists_are_taken_as_kafka_validates_them() {
+        // kafka-reassign-partitions' lists, '*' and an empty list are set; a malformed one is INVALID_CONFIG; APPEND adds a pair.
+        let (image, _) = image_with_topic(&[]);
+        let leader = crate::replication::throttle::LEADER_THROTTLED_REPLICAS;
+        let follower = crate::replication::throttle::FOLLOWER_THROTTLED_REPLICAS;
+        for value in ["0:1,0:2", "*", ""] {
+            let (_, configs) = alter_topic_configs(&image, "t", &[set(leader, value)]).unwrap();
+            assert_eq!(configs.get(leader).map(String::as_str), Some(value));
+        }
+        let err = alter_topic_configs(&image, "t", &[set(follower, "0-3")]).unwrap_err();
+        assert_eq!(err.code, ErrorCode::INVALID_CONFIG);
+        assert!(err.message.contains("must be the literal '*'"), "{err:?}");
+        let (image, _) = image_with_topic(&[(follower, "0:3")]);
+        let append = ConfigChange::Append {
+            key: follower.into(),
+            value: "1:3".into(),
+        };
+        let (_, configs) = alter_topic_configs(&image, "t", &[append]).unwrap();
+        assert_eq!(configs.get(follower).unwrap(), "0:3,1:3");
+        let delete = ConfigChange::Delete { key: leader.into() };
+        let (records, _) = alter_topic_configs(&image, "t", &[delete]).unwrap();
+        assert!(records.is_empty(), "deleting an unset list changes nothing");
     }
 }

@@ -94,7 +94,7 @@ fn topic_entries(
             .into_iter()
             .map(|e| (e.name, e.source))
             .collect();
-    let defaults: [(&'static str, String, i8); 13] = [
+    let defaults: [(&'static str, String, i8); 15] = [
         (
             "cleanup.policy",
             log.cleanup_policy.to_string(),
@@ -139,6 +139,16 @@ fn topic_entries(
             "min.insync.replicas",
             settings.replication.min_insync_replicas.to_string(),
             TYPE_INT,
+        ),
+        (
+            crate::replication::throttle::LEADER_THROTTLED_REPLICAS,
+            String::new(),
+            TYPE_LIST,
+        ),
+        (
+            crate::replication::throttle::FOLLOWER_THROTTLED_REPLICAS,
+            String::new(),
+            TYPE_LIST,
         ),
     ];
     defaults
@@ -274,14 +284,21 @@ fn broker_settings(config: &crate::config::BrokerConfig) -> Vec<(&'static str, S
         ("log.flush.policy", flush, TYPE_STRING),
         (
             "follower.replication.throttled.rate",
-            r.reassignment_throttle_bytes_per_s
+            r.follower_throttle_bytes_per_s
+                .unwrap_or(i64::MAX as u64)
+                .to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "leader.replication.throttled.rate",
+            r.leader_throttle_bytes_per_s
                 .unwrap_or(i64::MAX as u64)
                 .to_string(),
             TYPE_LONG,
         ),
         (
             // Not a field of the configuration: the dynamic value, or Kafka's default.
-            "leader.replication.throttled.rate",
+            "replica.alter.log.dirs.io.max.bytes.per.second",
             i64::MAX.to_string(),
             TYPE_LONG,
         ),
@@ -361,7 +378,7 @@ fn broker_entries(broker: &Broker, node: Option<i32>) -> Vec<Entry> {
         let (_, shown, source) = synonyms[0].clone();
         let value = match name {
             // No field of the configuration: its value is the first synonym's.
-            "leader.replication.throttled.rate" => shown,
+            "replica.alter.log.dirs.io.max.bytes.per.second" => shown,
             "advertised.listeners" => configured,
             _ => value,
         };

@@ -5,7 +5,11 @@
 //! A follower's fetch (a replica id) reads up to the log end and wakes on
 //! appends; the leader first checks the follower's last fetched epoch
 //! against its own log (KIP-320: a diverging epoch answers where to
-//! truncate, and nothing else), then records the follower's progress.
+//! truncate, and nothing else), then records the follower's progress. The
+//! replicas a topic's `leader.replication.throttled.replicas` names on this
+//! broker count against `leader.replication.throttled.rate`; once it is
+//! spent, a follower outside the ISR gets no records for them (see
+//! [`crate::replication::throttle`]).
 //!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id
 //! 0, which tells clients to send full fetch requests, as Kafka does when its
@@ -26,6 +30,7 @@ use uuid::Uuid;
 use crate::errors::KafkaErrorCode;
 use crate::handlers::redirect;
 use crate::partition::{Partition, ReadBound};
+use crate::replication::throttle::{self, SharedThrottle};
 use crate::server::dispatch::{DispatchError, Reply, Request};
 use crate::Broker;
 
@@ -41,6 +46,9 @@ struct Wanted {
     diverging: Option<(i32, i64)>,
     /// The partition's leader and epoch in the image, named in a refusal (KIP-951).
     current_leader: Option<(crate::ids::BrokerId, crate::ids::LeaderEpoch)>,
+    /// For a follower's fetch of a leader-throttled replica: whether the
+    /// follower is outside the ISR (and so waits when the rate is spent).
+    leader_throttled: Option<bool>,
 }
 
 struct Plan {
@@ -52,6 +60,17 @@ struct Plan {
     wanted: Vec<Wanted>,
     /// The client endpoints of the wanted partitions' leaders (KIP-951).
     leader_endpoints: Vec<redirect::NodeEndpoint>,
+    /// The leader's throttle and its rate, when it limits this fetch.
+    leader_throttle: Option<(Arc<SharedThrottle>, u64)>,
+}
+
+impl Plan {
+    /// Counts the records of leader-throttled replicas sent in a response.
+    fn spend_throttled(&self, bytes: usize) {
+        if let Some((throttle, rate)) = &self.leader_throttle {
+            throttle.spend(Some(*rate), bytes as u64);
+        }
+    }
 }
 
 pub fn handle(
@@ -90,14 +109,16 @@ pub fn handle(
             rx
         })
         .collect();
-    let (response, bytes, errors) = read_all(&plan);
+    let (response, bytes, errors, throttled) = read_all(&plan);
     if bytes >= min_bytes || errors || wait.is_zero() || watches.is_empty() {
+        plan.spend_throttled(throttled);
         return Ok(Reply::Chunks(respond(&request, &response)?));
     }
     let shutdown = broker.shutdown.clone();
     Ok(Reply::LaterChunks(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + wait;
         let mut response = response;
+        let mut throttled = throttled;
         loop {
             let changed =
                 futures::future::select_all(watches.iter_mut().map(|rx| Box::pin(rx.changed())));
@@ -114,12 +135,14 @@ pub fn handle(
             for rx in &mut watches {
                 rx.borrow_and_update();
             }
-            let (again, bytes, errors) = read_all(&plan);
+            let (again, bytes, errors, again_throttled) = read_all(&plan);
             response = again;
+            throttled = again_throttled;
             if bytes >= min_bytes || errors {
                 break;
             }
         }
+        plan.spend_throttled(throttled);
         // Encoding our own response cannot fail for a version we decoded.
         respond(&request, &response).expect("fetch response encodes")
     })))
@@ -177,6 +200,22 @@ fn resolve(
                 .ok_or(unknown)
                 .and_then(|t| broker.replicas.leader_partition(t, p.partition));
             let current_leader = topic.and_then(|t| redirect::current_leader(t, p.partition));
+            let leader_throttled = match (topic, follower) {
+                (Some(t), Some(follower))
+                    if throttle::is_throttled(
+                        &t.configs,
+                        throttle::LEADER_THROTTLED_REPLICAS,
+                        p.partition,
+                        broker.node_id(),
+                    ) =>
+                {
+                    Some(
+                        !t.partition(p.partition)
+                            .is_some_and(|r| r.isr.contains(&follower)),
+                    )
+                }
+                _ => None,
+            };
             let mut diverging = None;
             if let (Ok(partition), true) = (&partition, replica_id >= 0) {
                 if version >= 12 {
@@ -195,6 +234,7 @@ fn resolve(
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 diverging,
                 current_leader,
+                leader_throttled,
             });
         }
     }
@@ -202,8 +242,15 @@ fn resolve(
         .iter()
         .filter_map(|w| w.current_leader.map(|(leader, _)| leader))
         .collect();
+    let leader_throttle = broker
+        .replicas
+        .settings()
+        .leader_throttle_bytes_per_s
+        .filter(|_| wanted.iter().any(|w| w.leader_throttled.is_some()))
+        .map(|rate| (broker.leader_throttle.clone(), rate));
     Plan {
         leader_endpoints: redirect::endpoints(&image, &leaders),
+        leader_throttle,
         version,
         isolation_committed: req.isolation_level == 1,
         bound: if replica_id >= 0 {
@@ -219,8 +266,9 @@ fn resolve(
 }
 
 /// Reads every wanted partition once. Returns the response, the record bytes
-/// in it, and whether any partition answered with an error.
-fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
+/// in it, whether any partition answered with an error, and the record bytes
+/// of leader-throttled replicas in it.
+fn read_all(plan: &Plan) -> (FetchResponse, usize, bool, usize) {
     let mut responses: Vec<FetchableTopicResponse> = plan
         .topics
         .iter()
@@ -232,6 +280,7 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         .collect();
     let mut remaining = plan.response_bytes_max;
     let mut total = 0usize;
+    let mut throttled = 0usize;
     let mut errors = false;
     let mut named_leaders = std::collections::BTreeSet::new();
     for w in &plan.wanted {
@@ -248,7 +297,11 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         if data.error_code != 0 || w.diverging.is_some() {
             errors = true;
         }
-        total += data.records.as_ref().map_or(0, |r| r.len());
+        let bytes = data.records.as_ref().map_or(0, |r| r.len());
+        total += bytes;
+        if w.leader_throttled.is_some() {
+            throttled += bytes;
+        }
         responses[w.topic_slot].partitions.push(data);
     }
     let node_endpoints = plan
@@ -268,7 +321,7 @@ fn read_all(plan: &Plan) -> (FetchResponse, usize, bool) {
         .with_session_id(0)
         .with_responses(responses)
         .with_node_endpoints(node_endpoints);
-    (response, total, errors)
+    (response, total, errors, throttled)
 }
 
 fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> PartitionData {
@@ -307,6 +360,15 @@ fn read_one(plan: &Plan, w: &Wanted, remaining: &mut usize, first: bool) -> Part
                 .with_epoch(epoch)
                 .with_end_offset(end_offset),
         );
+    }
+    // A follower outside the ISR waits while the leader's throttle is spent.
+    if w.leader_throttled == Some(true)
+        && plan
+            .leader_throttle
+            .as_ref()
+            .is_some_and(|(throttle, rate)| !throttle.has_budget(Some(*rate)))
+    {
+        return with_offsets(base).with_error_code(ErrorCode::NONE.code());
     }
     let max_bytes = w.partition_max_bytes.min(*remaining);
     match partition.read(w.fetch_offset, max_bytes, plan.bound, first) {

@@ -3,10 +3,11 @@
 //! over a connection of its own, with Kafka's Fetch (replica id and broker
 //! epoch, each partition's fetch offset, last fetched epoch and current
 //! leader epoch), and hands each partition's answer to its state machine
-//! ([`crate::partition::Partition::apply_fetch`]). Partitions this broker
-//! is gaining in a reassignment are fetched within
-//! `follower.replication.throttled.rate`, so moving data does not starve
-//! the replication of live traffic.
+//! ([`crate::partition::Partition::apply_fetch`]). The replicas a topic's
+//! `follower.replication.throttled.replicas` names on this broker are
+//! fetched within `follower.replication.throttled.rate` while they are out
+//! of sync (see [`super::throttle`]), so moving data does not starve the
+//! replication of live traffic.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::ids::BrokerId;
 use crate::partition::Partition;
 use crate::peer::PeerConnection;
 use crate::replication::follower::{FetchAnswer, FetchPosition};
+use crate::replication::throttle::{self, Throttle};
 use crate::Broker;
 
 /// The Fetch version followers send: topic ids and the replica state (KIP-903).
@@ -86,8 +88,8 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
     let backoff = Duration::from_millis(settings.fetch_backoff_ms.clamp(10, 1_000) as u64);
     let mut connection: Option<PeerConnection> = None;
     let mut throttle = settings
-        .reassignment_throttle_bytes_per_s
-        .map(Throttle::new);
+        .follower_throttle_bytes_per_s
+        .map(|rate| Throttle::new(rate, std::time::Instant::now()));
     tracing::info!(%leader, "replica fetcher started");
     loop {
         if shutdown.is_cancelled() {
@@ -121,16 +123,18 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             return;
         }
         // The throttle is a dynamic broker config: follow its changes.
-        let rate = broker.replicas.settings().reassignment_throttle_bytes_per_s;
-        if throttle.as_ref().map(|t| t.rate as u64) != rate {
-            throttle = rate.map(Throttle::new);
+        let rate = broker.replicas.settings().follower_throttle_bytes_per_s;
+        if throttle.as_ref().map(Throttle::rate) != rate {
+            throttle = rate.map(|rate| Throttle::new(rate, std::time::Instant::now()));
         }
         let now_ms = crate::now_ms();
-        let throttled = reassigned_here(&broker);
-        let over_budget = throttle.as_mut().is_some_and(|t| !t.has_budget());
+        let throttled = throttled_here(&broker, &followed);
+        let over_budget = throttle
+            .as_mut()
+            .is_some_and(|t| !t.has_budget(std::time::Instant::now()));
         let positions: Vec<(Arc<Partition>, FetchPosition)> = followed
             .into_iter()
-            .filter(|p| !(over_budget && throttled.contains(&(p.topic_id, p.index))))
+            .filter(|p| !(over_budget && throttled.get(&(p.topic_id, p.index)) == Some(&true)))
             .filter_map(|p| {
                 let (from, position) = p.fetch_position(now_ms)?;
                 (from == leader).then_some((p, position))
@@ -190,26 +194,48 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             continue;
         }
         if let Some(throttle) = throttle.as_mut() {
-            throttle.spend(throttled_bytes(&response, &throttled));
+            throttle.spend(
+                throttled_bytes(&response, &throttled),
+                std::time::Instant::now(),
+            );
         }
         apply(&positions, response);
     }
 }
 
-/// The partitions this broker is being added to by a reassignment.
-fn reassigned_here(broker: &Broker) -> std::collections::HashSet<(Uuid, i32)> {
+/// The partitions of `followed` whose topic's
+/// `follower.replication.throttled.replicas` names this broker's replica,
+/// with whether that replica is out of sync (only those wait for the
+/// throttle; every byte of them all counts against it).
+fn throttled_here(
+    broker: &Broker,
+    followed: &[Arc<Partition>],
+) -> std::collections::HashMap<(Uuid, i32), bool> {
     let image = broker.image();
     let me = broker.node_id();
-    image
-        .reassignments()
-        .filter(|(_, r)| r.adding.contains(&me))
-        .map(|(key, _)| *key)
+    followed
+        .iter()
+        .filter_map(|p| {
+            let topic = image.topic_by_id(p.topic_id)?;
+            if !throttle::is_throttled(
+                &topic.configs,
+                throttle::FOLLOWER_THROTTLED_REPLICAS,
+                p.index,
+                me,
+            ) {
+                return None;
+            }
+            let in_sync = topic
+                .partition(p.index)
+                .is_some_and(|registration| registration.isr.contains(&me));
+            Some(((p.topic_id, p.index), !in_sync))
+        })
         .collect()
 }
 
 fn throttled_bytes(
     response: &FetchResponse,
-    throttled: &std::collections::HashSet<(Uuid, i32)>,
+    throttled: &std::collections::HashMap<(Uuid, i32), bool>,
 ) -> u64 {
     response
         .responses
@@ -217,46 +243,10 @@ fn throttled_bytes(
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .filter(move |p| throttled.contains(&(t.topic_id, p.partition_index)))
+                .filter(move |p| throttled.contains_key(&(t.topic_id, p.partition_index)))
         })
         .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
         .sum()
-}
-
-/// A token bucket of bytes: refills at `rate` bytes/s up to one second's
-/// worth; a fetch may overdraw it, after which throttled partitions wait
-/// until it is positive again.
-struct Throttle {
-    rate: f64,
-    tokens: f64,
-    refilled: std::time::Instant,
-}
-
-impl Throttle {
-    fn new(bytes_per_s: u64) -> Throttle {
-        Throttle {
-            rate: bytes_per_s as f64,
-            tokens: bytes_per_s as f64,
-            refilled: std::time::Instant::now(),
-        }
-    }
-
-    fn refill(&mut self) {
-        let now = std::time::Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.refilled = now;
-    }
-
-    fn has_budget(&mut self) -> bool {
-        self.refill();
-        self.tokens > 0.0
-    }
-
-    fn spend(&mut self, bytes: u64) {
-        self.refill();
-        self.tokens -= bytes as f64;
-    }
 }
 
 async fn pause(backoff: Duration, shutdown: &CancellationToken) {

@@ -11,6 +11,8 @@
 //!   diverging epoch, restart at the leader's log start, back off).
 //! - [`fetcher`]: one task per leader broker fetching every partition this
 //!   broker follows from it.
+//! - [`throttle`]: the replication throttles of reassignments (which
+//!   replicas, and the token bucket of their rate).
 //! - [`runtime`]: the leaders' timer, the high watermark checkpoint, and the
 //!   ISR proposals sent to the controller (AlterPartition).
 //!
@@ -20,3 +22,4 @@ pub mod fetcher;
 pub mod follower;
 pub mod leader;
 pub mod runtime;
+pub mod throttle;
