@@ -1,15 +1,18 @@
 //! A consumer shared between tasks (`Arc<Consumer>`), against the real
-//! broker binary: a worker task stores and commits offsets while the main
-//! task polls; seeks, pauses and resumes made from another task reach the
-//! poll in progress, and `assign` and `unsubscribe` from another task end
-//! it early; and a consumer dropped without `close` leaves its group, so
-//! the other member takes its partitions long before the session timeout.
+//! broker binary: a worker task stores and commits offsets, and subscribes,
+//! while another task polls; seeks, pauses and resumes made from another
+//! task reach the poll in progress, and `assign` and `unsubscribe` from
+//! another task end it early; changes and commits past their queues'
+//! bounds are refused; and a consumer dropped without `close` leaves its
+//! group, so the other member takes its partitions long before the
+//! session timeout.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use client::consumer::{COMMITS_QUEUED_MAX, CONTROLS_QUEUED_MAX};
 use client::{
     AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, StoreError,
     TopicPartition,
@@ -370,4 +373,149 @@ async fn seeks_pauses_and_assignments_from_another_task_reach_the_poll_in_progre
     assert!(took < CONTROL_BOUND, "the poll took {took:?}");
     assert!(records.is_empty(), "{:?}", offsets(&records));
     assert!(consumer.assignment().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_task_subscribes_and_commits_while_the_main_task_polls() {
+    // A worker task holding an Arc<Consumer> subscribes to another topic while a poll waits on another task: that poll rejoins the group and the new topic's records come within seconds; the worker then commits them from its own task while a poll waits, and the group's commits are exactly what was handed out.
+    const RECORDS: usize = 10;
+    let (first, second) = ("first-topic", "second-topic");
+    let (_dir, broker) = tests::broker_with_numbered_topic(first, 1, RECORDS).await;
+    tests::create_topic_async(&broker.addr, second, 2).await;
+    tests::produce_numbered(&broker.addr, second, 2, RECORDS, client::Compression::None)
+        .await
+        .unwrap();
+    let consumer = Consumer::connect(group_config(&broker.addr, "worker-subscribes"))
+        .await
+        .unwrap();
+    consumer.subscribe(&[first]).unwrap();
+    let consumer = Arc::new(consumer);
+    let records = poll_count(&consumer, RECORDS).await;
+    assert!(records.iter().all(|r| &*r.topic == first));
+
+    // A poll waits on its own task; the worker subscribes meanwhile.
+    let poll = spawn_long_poll(&consumer).await;
+    let worker = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move { consumer.subscribe(&[second]) })
+    };
+    worker.await.unwrap().unwrap();
+    let (mut records, took) = poll.await.unwrap();
+    assert!(took < CONTROL_BOUND, "the poll took {took:?}");
+    // The poll in progress applied it.
+    assert_eq!(consumer.subscription(), [second.to_string()]);
+    records.extend(poll_count(&consumer, 2 * RECORDS - records.len()).await);
+    let mut handed_out = offsets(&records);
+    handed_out.sort();
+    let expected: Vec<(i32, i64)> = (0..2)
+        .flat_map(|p| (0..RECORDS as i64).map(move |o| (p, o)))
+        .collect();
+    assert!(
+        records.iter().all(|r| &*r.topic == second),
+        "the poll rejoined with the new subscription only"
+    );
+    assert_eq!(handed_out, expected);
+    let second_partitions: Vec<TopicPartition> =
+        (0..2).map(|p| TopicPartition::new(second, p)).collect();
+    let mut assignment = consumer.assignment();
+    assignment.sort();
+    assert_eq!(assignment, second_partitions);
+
+    // The worker commits from its own task while a poll waits.
+    let poll = spawn_long_poll(&consumer).await;
+    let worker = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(COMMIT_BOUND, consumer.commit_sync())
+                .await
+                .expect("commit_sync waited for the poll")
+        })
+    };
+    worker.await.unwrap().unwrap();
+    assert!(!poll.is_finished(), "the long poll ended before the commit");
+    let committed = consumer.committed(&second_partitions).await.unwrap();
+    for tp in &second_partitions {
+        assert_eq!(
+            committed[tp].as_ref().map(|o| o.offset),
+            Some(RECORDS as i64),
+            "{tp:?}"
+        );
+    }
+    poll.abort();
+    let _ = poll.await;
+    Arc::into_inner(consumer).unwrap().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn changes_and_commits_past_their_queue_bounds_are_refused_and_the_queued_ones_applied() {
+    // While a poll holds the fetch state, seeks, pauses and subscribes wait for it in a queue of CONTROLS_QUEUED_MAX; the next one is refused with TooManyQueued and not applied, and the poll then applies the queued seeks in order (the last one wins). Commits made faster than the lane sends them are refused past COMMITS_QUEUED_MAX, and the queued ones are all answered.
+    const RECORDS: usize = 20;
+    /// Where the last queued seek moves the partition.
+    const LAST_SEEK: i64 = 15;
+    let topic = "queued";
+    let (_dir, broker) = tests::broker_with_numbered_topic(topic, 1, RECORDS).await;
+    let p0 = TopicPartition::new(topic, 0);
+    let consumer = Consumer::connect(group_config(&broker.addr, "queued-group"))
+        .await
+        .unwrap();
+    consumer.assign(std::slice::from_ref(&p0)).await.unwrap();
+    poll_count(&consumer, RECORDS).await;
+
+    // A poll under way, waiting for fetches: it holds the fetch state and,
+    // on this one thread, does not run until it is polled again.
+    let mut poll = Box::pin(consumer.poll(LONG_POLL));
+    assert!(futures::poll!(poll.as_mut()).is_pending());
+    for i in 0..CONTROLS_QUEUED_MAX as i64 - 1 {
+        consumer.seek(&p0, i % LAST_SEEK).unwrap();
+    }
+    consumer.seek(&p0, LAST_SEEK).unwrap();
+    let refused = Err(client::AssignmentError::TooManyQueued {
+        queued_max: CONTROLS_QUEUED_MAX,
+    });
+    assert_eq!(consumer.seek(&p0, 0), refused);
+    assert_eq!(consumer.pause(std::slice::from_ref(&p0)), refused);
+    assert_eq!(
+        consumer.subscribe(&[topic]),
+        Err(client::SubscribeError::TooManyQueued {
+            queued_max: CONTROLS_QUEUED_MAX
+        })
+    );
+    let mut records: Vec<ConsumerRecord> = tokio::time::timeout(CONTROL_BOUND, poll)
+        .await
+        .expect("the poll applied the queued changes")
+        .unwrap()
+        .into_iter()
+        .collect();
+    records.extend(poll_count(&consumer, RECORDS - LAST_SEEK as usize - records.len()).await);
+    let expected: Vec<(i32, i64)> = (LAST_SEEK..RECORDS as i64).map(|o| (0, o)).collect();
+    assert_eq!(
+        offsets(&records),
+        expected,
+        "the last queued seek applies; the refused seek and pause do not"
+    );
+    assert!(consumer.paused().is_empty());
+
+    // Commits queued faster than the lane task (on this thread) can send
+    // them: past the bound they are refused at once.
+    let mut queued = Vec::new();
+    for i in 0..COMMITS_QUEUED_MAX as i64 {
+        let offsets = [(p0.clone(), OffsetAndMetadata::new(i % RECORDS as i64))].into();
+        queued.push(consumer.commit_offsets_async(offsets));
+    }
+    let offsets = [(p0.clone(), OffsetAndMetadata::new(0))].into();
+    assert_eq!(
+        consumer.commit_offsets_async(offsets).await,
+        Err(client::CommitError::TooManyQueued {
+            queued_max: COMMITS_QUEUED_MAX
+        })
+    );
+    for commit in queued {
+        tokio::time::timeout(COMMIT_BOUND, commit)
+            .await
+            .expect("a queued commit answered")
+            .unwrap();
+    }
+    let last = (COMMITS_QUEUED_MAX as i64 - 1) % RECORDS as i64;
+    assert_eq!(committed(&consumer, &p0).await, Some(last));
+    consumer.close().await.unwrap();
 }

@@ -553,9 +553,9 @@ impl Consumer {
     /// Cancel-safe. Dropped while waiting for a `poll` in progress to
     /// return, nothing changed. The new assignment is in place, and the
     /// revocation commit (with auto-commit) queued, before the next await;
-    /// only LeaveGroup remains then. Dropped before it is sent, the
-    /// partitions' next owners get them once the coordinator drops this
-    /// member (after `session_timeout`).
+    /// only LeaveGroup remains then, sent from a task of its own whether or
+    /// not this is awaited, so the partitions' next owners get them at
+    /// once.
     pub async fn assign(&self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
         if partitions.iter().any(|tp| tp.topic.is_empty()) {
             return Err(SubscribeError::EmptyTopicName);
@@ -576,7 +576,8 @@ impl Consumer {
     /// Cancel-safe. Dropped while waiting for a `poll` in progress to
     /// return, nothing changed. The consumer is unsubscribed, and the
     /// revocation commit queued, before the next await; only LeaveGroup
-    /// remains then (as for [`assign`](Self::assign)).
+    /// remains then, sent whether or not this is awaited (as for
+    /// [`assign`](Self::assign)).
     pub async fn unsubscribe(&self) {
         let mut inner = self.fetch_state().await;
         inner.apply_controls();
@@ -877,12 +878,22 @@ impl Consumer {
     /// the commit is in line when this returns, and is sent whether or not
     /// the [`CommitFuture`] is awaited. Commits, sync or async, reach the
     /// coordinator in the order they were made.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not async, so there is nothing to cancel but the [`CommitFuture`]:
+    /// dropping it, polled or not, drops only the outcome; the commit is
+    /// sent.
     pub fn commit_async(&self) -> CommitFuture {
         let offsets = self.shared.offsets_to_commit();
         self.commit_offsets_async(offsets)
     }
 
     /// `commit_async` of the given offsets.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`commit_async`](Self::commit_async).
     pub fn commit_offsets_async(
         &self,
         offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
@@ -914,10 +925,13 @@ impl Consumer {
     /// # Cancel safety
     ///
     /// Cancel-safe in that nothing is lost: dropped, the consumer is
-    /// dropped with it, and what it had not done yet is not done. The
-    /// final commit may not be sent (the records since the last commit are
-    /// delivered again to the partitions' next owner), nor LeaveGroup (the
-    /// coordinator drops the member after `session_timeout`).
+    /// dropped with it. The final commit (with auto-commit) is queued
+    /// before the first await and sent whether or not this is awaited;
+    /// dropped before that, it is not made, and the records since the last
+    /// commit are delivered again to the partitions' next owner. The
+    /// member leaves its group either way: from a task of its own once
+    /// `close` got that far, else as a dropped consumer does (see
+    /// [`LEAVE_ON_DROP_TIMEOUT`]).
     pub async fn close(mut self) -> Result<(), CommitError> {
         self.inner.get_mut().close().await
     }
@@ -1017,12 +1031,11 @@ impl Inner {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe. The new assignment is in place before the first await;
-    /// only the requests of leaving a group remain then. Dropped during
-    /// those, the revocation commit (with auto-commit) or the LeaveGroup
-    /// may not be sent: the records since the last commit are delivered
-    /// again to the partitions' next owners, who get them once the
-    /// coordinator drops this member (after `session_timeout`).
+    /// Cancel-safe. The new assignment is in place, and the revocation
+    /// commit (with auto-commit) queued, before the first await; only the
+    /// requests of leaving a group remain then, and they run on a task of
+    /// their own (`LeaveRequests::send`), sent whether or not this is
+    /// awaited.
     async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<(), SubscribeError> {
         if partitions.iter().any(|tp| tp.topic.is_empty()) {
             return Err(SubscribeError::EmptyTopicName);
@@ -1067,8 +1080,8 @@ impl Inner {
     /// # Cancel safety
     ///
     /// Cancel-safe. The consumer is unsubscribed before the first await;
-    /// only the revocation commit and the LeaveGroup remain then, and
-    /// dropped, they may not be sent (as for [`assign`](Self::assign)).
+    /// only the revocation commit and the LeaveGroup remain then, sent
+    /// whether or not this is awaited (as for [`assign`](Self::assign)).
     async fn unsubscribe(&mut self) {
         self.rewind_undelivered();
         let leaving = if matches!(self.mode, Mode::Subscribed(_)) {
@@ -2079,11 +2092,24 @@ struct LeaveRequests {
 }
 
 impl LeaveRequests {
+    /// Sends them from a task of their own and waits for it. The task does
+    /// not depend on the caller: when the caller is dropped (a cancelled
+    /// `assign`, `unsubscribe` or `close`) it still commits and leaves, so
+    /// the partitions' next owners get them at once rather than after
+    /// `session_timeout`. Bounded: the commit by `default_api_timeout`,
+    /// LeaveGroup by the request timeout.
+    async fn send(self) {
+        let group_id = self.group.group_id.clone();
+        if let Err(error) = tokio::spawn(self.send_in_order()).await {
+            tracing::error!(group = %group_id, %error, "the task leaving the group failed");
+        }
+    }
+
     /// Waits for the commit (queued before any revocation), then sends
     /// LeaveGroup. Failures are logged: the records since the last commit
     /// are delivered again, and a member that did not leave is dropped
     /// after its session timeout.
-    async fn send(self) {
+    async fn send_in_order(self) {
         let LeaveRequests {
             group,
             commit,
