@@ -122,16 +122,23 @@ impl std::str::FromStr for Compression {
     }
 }
 
+/// Why a codec could not be named, or could not compress or decompress.
+/// Reachable from the client's public API (`client::compression`), so
+/// `#[non_exhaustive]`: a codec added later may bring its own failure.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CompressionError {
+    /// A codec name that is none of Kafka's.
     #[error("compression codec {name:?} is not supported (none, gzip, snappy, lz4, zstd)")]
     UnsupportedCodec { name: String },
+    /// The codec refused the data (corrupt input, or an internal error).
     #[error("{codec} failed on {input_bytes} bytes: {reason}")]
     Codec {
         codec: &'static str,
         input_bytes: usize,
         reason: String,
     },
+    /// The data inflates past [`DECOMPRESSED_BYTES_MAX`] (or the caller's bound).
     #[error("{codec} data decompresses past the bound of {limit_bytes} bytes")]
     TooLarge {
         codec: &'static str,
@@ -327,6 +334,7 @@ fn snappy_decompress(data: &[u8], limit_bytes: usize) -> Result<Vec<u8>, SnappyF
 
 /// Why a batch could not be put in another codec.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecompressError {
     #[error("the batch names compression codec bits {bits}, which no Kafka version assigns")]
     UnknownCodec { bits: u8 },
