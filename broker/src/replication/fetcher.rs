@@ -24,7 +24,7 @@ use crate::ids::BrokerId;
 use crate::partition::Partition;
 use crate::peer::PeerConnection;
 use crate::replication::follower::{FetchAnswer, FetchPosition};
-use crate::replication::throttle::{self, Throttle};
+use crate::replication::throttle::{self, SharedThrottle};
 use crate::Broker;
 
 /// The Fetch version followers send: topic ids and the replica state (KIP-903).
@@ -87,9 +87,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
     let settings = broker.replicas.settings();
     let backoff = Duration::from_millis(settings.fetch_backoff_ms.clamp(10, 1_000) as u64);
     let mut connection: Option<PeerConnection> = None;
-    let mut throttle = settings
-        .follower_throttle_bytes_per_s
-        .map(|rate| Throttle::new(rate, std::time::Instant::now()));
+    let throttle = SharedThrottle::default();
     tracing::info!(%leader, "replica fetcher started");
     loop {
         if shutdown.is_cancelled() {
@@ -122,16 +120,11 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             tracing::info!(%leader, "replica fetcher stopped: nothing follows this leader");
             return;
         }
-        // The throttle is a dynamic broker config: follow its changes.
+        // The rate is a dynamic broker config: the throttle follows its changes.
         let rate = broker.replicas.settings().follower_throttle_bytes_per_s;
-        if throttle.as_ref().map(Throttle::rate) != rate {
-            throttle = rate.map(|rate| Throttle::new(rate, std::time::Instant::now()));
-        }
         let now_ms = crate::now_ms();
         let throttled = throttled_here(&broker, &followed);
-        let over_budget = throttle
-            .as_mut()
-            .is_some_and(|t| !t.has_budget(std::time::Instant::now()));
+        let over_budget = !throttle.has_budget(rate);
         let positions: Vec<(Arc<Partition>, FetchPosition)> = followed
             .into_iter()
             .filter(|p| !(over_budget && throttled.get(&(p.topic_id, p.index)) == Some(&true)))
@@ -193,12 +186,7 @@ async fn fetch_from(broker: Arc<Broker>, leader: BrokerId, shutdown: Cancellatio
             pause(backoff, &shutdown).await;
             continue;
         }
-        if let Some(throttle) = throttle.as_mut() {
-            throttle.spend(
-                throttled_bytes(&response, &throttled),
-                std::time::Instant::now(),
-            );
-        }
+        throttle.spend(rate, throttled_bytes(&response, &throttled));
         apply(&positions, response);
     }
 }

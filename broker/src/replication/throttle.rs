@@ -135,8 +135,9 @@ impl Throttle {
     }
 }
 
-/// A throttle shared by concurrent requests (the leader side: every
-/// follower's fetch counts against one rate), following the rate's changes.
+/// A throttle that follows its rate's changes (a new rate starts a full
+/// bucket), safe to share between concurrent requests: the leader side's
+/// is one for every follower's fetch; each follower fetcher task has its own.
 #[derive(Debug, Default)]
 pub struct SharedThrottle {
     bucket: Mutex<Option<Throttle>>,
