@@ -535,6 +535,25 @@ pub fn produce_to(
     Ok((p.error_code, p.base_offset))
 }
 
+/// ListOffsets v7 earliest (-2) of partition 0 of `topic`: the partition's
+/// error code and log start offset.
+pub fn earliest_offset(conn: &mut RawConnection, topic: &str) -> (i16, i64) {
+    use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use protocol::messages::{
+        ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+    };
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(protocol::StrBytes::from_string(topic.into())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-2)])]);
+    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).unwrap();
+    let p = &response.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
 /// How long a group may take to settle after a membership change (join, leave,
 /// a session timeout): the session timeouts the group tests use plus a rebalance.
 pub const GROUP_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -727,4 +746,44 @@ pub async fn create_topic_async(addr: &str, name: &str, partitions: i32) {
     })
     .await
     .expect("CreateTopics thread");
+}
+
+/// Reads partition 0 of `topic` from its start with librdkafka until `count`
+/// messages arrived, each as `read` makes it; fails after `timeout`. The
+/// consumer is assigned the partition; `group` is there only because
+/// librdkafka wants one, and nothing is committed.
+pub fn read_partition_zero_with_librdkafka<T>(
+    addr: &str,
+    topic: &str,
+    group: &str,
+    count: usize,
+    timeout: Duration,
+    mut read: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} of {count} messages",
+            out.len()
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap_or_else(|e| panic!("{topic}: {e}"));
+            out.push(read(&message));
+        }
+    }
+    out
 }

@@ -10,11 +10,9 @@ use protocol::messages::describe_configs_request::DescribeConfigsResource;
 use protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use protocol::messages::{
-    ApiKey, BrokerId, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, TopicName,
+    ApiKey, DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
 };
 use protocol::{ErrorCode, StrBytes};
 use rdkafka::admin::{
@@ -29,19 +27,6 @@ use tests::{batch_of, produce_to, BrokerProcess, Cluster, RawConnection};
 const RETENTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a committed config change may take to reach every broker.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// ListOffsets earliest (-2) of partition 0.
-fn earliest(conn: &mut RawConnection, topic: &str) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(-2)])]);
-    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).unwrap();
-    response.topics[0].partitions[0].offset
-}
 
 /// A topic config's value as DescribeConfigs v4 gives it: (error, value, source).
 fn topic_config(conn: &mut RawConnection, topic: &str, key: &str) -> (i16, Option<String>, i8) {
@@ -103,7 +88,7 @@ async fn librdkafka_alter_configs_replaces_overrides_and_a_shorter_retention_tak
             (0, i)
         );
     }
-    assert_eq!(earliest(&mut conn, "expiring"), 0);
+    assert_eq!(tests::earliest_offset(&mut conn, "expiring").1, 0);
 
     // AlterConfigs replaces the whole set: max.message.bytes goes back to its default.
     let alter = AlterConfig::new(ResourceSpecifier::Topic("expiring"))
@@ -120,7 +105,10 @@ async fn librdkafka_alter_configs_replaces_overrides_and_a_shorter_retention_tak
         5
     );
     assert!(
-        tests::wait_until(RETENTION_TIMEOUT, || earliest(&mut conn, "expiring") > 0),
+        tests::wait_until(RETENTION_TIMEOUT, || tests::earliest_offset(
+            &mut conn, "expiring"
+        )
+        .1 > 0),
         "retention.ms=1 deleted nothing within {RETENTION_TIMEOUT:?}"
     );
     // (The rdkafka crate reports no per-resource error of AlterConfigs: the

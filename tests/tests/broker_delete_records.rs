@@ -6,11 +6,7 @@
 use std::time::Duration;
 
 use protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
-use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use protocol::messages::{
-    ApiKey, BrokerId, DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, TopicName,
-};
+use protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, TopicName};
 use protocol::{ErrorCode, StrBytes};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -28,20 +24,6 @@ const ISR_FULL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
-}
-
-/// ListOffsets earliest (-2) of partition 0: (error code, offset).
-fn earliest(conn: &mut RawConnection, topic: &str) -> (i16, i64) {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(-2)])]);
-    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).unwrap();
-    let p = &response.topics[0].partitions[0];
-    (p.error_code, p.offset)
 }
 
 /// DeleteRecords v2 of partition 0 before `offset`: (error code, low watermark).
@@ -134,7 +116,7 @@ async fn librdkafka_delete_records_moves_the_log_start_for_consumers_and_list_of
     assert!(element.error().is_ok(), "{:?}", element.error());
     assert_eq!(element.offset(), Offset::Offset(4), "the low watermark");
 
-    assert_eq!(earliest(&mut conn, "trimmed"), (0, 4));
+    assert_eq!(tests::earliest_offset(&mut conn, "trimmed"), (0, 4));
     let addr = broker.addr.clone();
     let first = tokio::task::spawn_blocking(move || first_from_beginning(&addr, "trimmed"))
         .await
@@ -146,7 +128,7 @@ async fn librdkafka_delete_records_moves_the_log_start_for_consumers_and_list_of
     broker.kill9().unwrap();
     broker.restart().unwrap();
     let mut conn = RawConnection::connect(&broker.addr).unwrap();
-    assert_eq!(earliest(&mut conn, "trimmed"), (0, 4));
+    assert_eq!(tests::earliest_offset(&mut conn, "trimmed"), (0, 4));
 }
 
 #[test]
@@ -169,7 +151,7 @@ fn delete_records_answers_kafkas_errors_and_minus_one_means_the_high_watermark()
     // An offset below the log start changes nothing.
     assert_eq!(delete_records(&mut conn, "bounded", 1), (0, 2));
     assert_eq!(delete_records(&mut conn, "bounded", -1), (0, 5));
-    assert_eq!(earliest(&mut conn, "bounded"), (0, 5));
+    assert_eq!(tests::earliest_offset(&mut conn, "bounded"), (0, 5));
     // The log goes on from where it ended.
     assert_eq!(
         produce_to(&mut conn, "bounded", 0, batch_of(&["after"]), 1).unwrap(),
@@ -224,5 +206,5 @@ fn followers_follow_the_leaders_log_start_so_a_new_leader_starts_there() {
     });
     let new_leader = view.partition("shared", 0).leader;
     let mut conn = RawConnection::connect(&cluster.client_addr(new_leader)).unwrap();
-    assert_eq!(earliest(&mut conn, "shared"), (0, 6));
+    assert_eq!(tests::earliest_offset(&mut conn, "shared"), (0, 6));
 }

@@ -16,11 +16,9 @@ use protocol::messages::describe_configs_response::DescribeConfigsResult;
 use protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, BrokerId, DescribeConfigsRequest,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, DescribeConfigsRequest,
     DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, TopicName,
 };
 use protocol::{ErrorCode, StrBytes};
 use tests::{batch_of, produce_to, BrokerProcess, RawConnection};
@@ -106,19 +104,6 @@ fn entry(result: &DescribeConfigsResult, key: &str) -> Option<Described> {
                     .collect(),
             )
         })
-}
-
-/// ListOffsets earliest (-2) of partition 0.
-fn earliest(conn: &mut RawConnection, topic: &str) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(-2)])]);
-    let response: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, 7, &request).unwrap();
-    response.topics[0].partitions[0].offset
 }
 
 #[test]
@@ -338,12 +323,15 @@ fn a_dynamic_retention_default_applies_to_topics_without_their_own() {
                 0
             );
         }
-        assert_eq!(earliest(&mut conn, topic), 0);
+        assert_eq!(tests::earliest_offset(&mut conn, topic).1, 0);
     }
     assert_eq!(set(&mut conn, "", "log.retention.ms", "1").0, 0);
     assert!(
-        tests::wait_until(RETENTION_TIMEOUT, || earliest(&mut conn, "inherits") > 0),
+        tests::wait_until(RETENTION_TIMEOUT, || tests::earliest_offset(
+            &mut conn, "inherits"
+        )
+        .1 > 0),
         "log.retention.ms=1 deleted nothing within {RETENTION_TIMEOUT:?}"
     );
-    assert_eq!(earliest(&mut conn, "keeps"), 0);
+    assert_eq!(tests::earliest_offset(&mut conn, "keeps").1, 0);
 }

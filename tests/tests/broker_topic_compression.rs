@@ -5,7 +5,7 @@
 //! topics without their own setting; bad values are INVALID_CONFIG, and a
 //! batch too large once decompressed is MESSAGE_TOO_LARGE.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::batch::{BatchBuilder, BatchHeader, Compression, Record};
@@ -20,15 +20,12 @@ use protocol::messages::{
     TopicName,
 };
 use protocol::{ErrorCode, StrBytes};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Headers;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tests::{kcat, produce_to, BrokerProcess, RawConnection};
 
 /// Bound on reading back everything a test produced.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
-/// One poll's wait in the polling loop.
-const POLL_SLICE: Duration = Duration::from_millis(100);
 /// Records a client produces: several batches.
 const RECORDS: usize = 500;
 
@@ -131,40 +128,24 @@ type Consumed = (i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 /// Reads partition 0 of `topic` with librdkafka until `count` messages arrived.
 fn consume_with_librdkafka(addr: &str, topic: &str, count: usize) -> Vec<Consumed> {
-    // librdkafka needs a group id even for manual assignment; nothing is committed.
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "compression-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + CONSUME_TIMEOUT;
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: {} of {count} messages",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(POLL_SLICE) {
-            let message = message.unwrap_or_else(|e| panic!("{topic}: {e}"));
+    tests::read_partition_zero_with_librdkafka(
+        addr,
+        topic,
+        "compression-reader",
+        count,
+        CONSUME_TIMEOUT,
+        |message| {
             let header = message
                 .headers()
                 .and_then(|h| h.iter().next().and_then(|h| h.value.map(|v| v.to_vec())));
-            out.push((
+            (
                 message.offset(),
                 message.key().unwrap_or_default().to_vec(),
                 message.payload().unwrap_or_default().to_vec(),
                 header,
-            ));
-        }
-    }
-    out
+            )
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

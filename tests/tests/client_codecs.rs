@@ -12,9 +12,8 @@ use client::{
     AutoOffsetReset, Compression, Consumer, ConsumerConfig, PollError, RecordError, TopicPartition,
 };
 use protocol::batch::{BatchHeader, BATCH_HEADER_BYTES};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
 /// Bound on reading back everything a test produced.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -92,32 +91,14 @@ async fn consume_with_ours(addr: &str, topic: &str, count: usize) -> Vec<client:
 /// Reads partition 0 of `topic` from the start with librdkafka until
 /// `count` messages arrived: (offset, value).
 fn consume_with_librdkafka(addr: &str, topic: &str, count: usize) -> Vec<(i64, Vec<u8>)> {
-    // librdkafka needs a group id even for manual assignment; nothing is committed.
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "codec-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + CONSUME_TIMEOUT;
-    let mut out = Vec::with_capacity(count);
-    while out.len() < count {
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: {} of {count} messages",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(POLL_SLICE) {
-            let message = message.unwrap_or_else(|e| panic!("{topic}: {e}"));
-            out.push((message.offset(), message.payload().unwrap().to_vec()));
-        }
-    }
-    out
+    tests::read_partition_zero_with_librdkafka(
+        addr,
+        topic,
+        "codec-reader",
+        count,
+        CONSUME_TIMEOUT,
+        |message| (message.offset(), message.payload().unwrap().to_vec()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

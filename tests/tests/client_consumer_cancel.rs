@@ -187,6 +187,18 @@ impl Oracle {
         self.handed_out += 1;
     }
 
+    /// A commit of what was handed out: the offset after the last record
+    /// handed out, per partition (the application's own record of it).
+    fn handed_out_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        partitions
+            .iter()
+            .map(|tp| (tp.clone(), OffsetAndMetadata::new(self.next[&tp.partition])))
+            .collect()
+    }
+
     /// A commit the coordinator acknowledged.
     fn acknowledged(&mut self, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) {
         for (tp, offset) in offsets {
@@ -414,6 +426,26 @@ async fn drop_after_pendings<F: Future>(future: F, pendings: u32) -> Option<F::O
         .unwrap_or_else(|_| panic!("a call did not wake within {CALL_TIMEOUT:?}"))
 }
 
+/// Drives a commit of `offsets` like [`drop_after_pendings`]; whether it
+/// completed. A commit that completed and succeeded is acknowledged to the
+/// oracle.
+async fn commit_dropped_after_pendings<E>(
+    commit: impl Future<Output = Result<(), E>>,
+    pendings: u32,
+    offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    oracle: &mut Oracle,
+) -> bool {
+    match drop_after_pendings(commit, pendings).await {
+        Some(result) => {
+            if result.is_ok() {
+                oracle.acknowledged(offsets);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
 /// Bound on the `Pending`s of one call: a sweep that reaches it without
 /// the call completing fails (the call hangs, or the sweep covers nothing).
 const SWEEP_PENDINGS_MAX: u32 = 300;
@@ -632,37 +664,13 @@ fn sweep_every_consumer_method(topic: &str, group: &str, auto_commit: bool) {
             }
             sweep!(sweeps, deadline, "commit_sync", |pendings| {
                 let offsets = positions(&consumer, &partitions);
-                match drop_after_pendings(consumer.commit_sync(), pendings).await {
-                    Some(result) => {
-                        if result.is_ok() {
-                            oracle.acknowledged(&offsets);
-                        }
-                        true
-                    }
-                    None => false,
-                }
+                let commit = consumer.commit_sync();
+                commit_dropped_after_pendings(commit, pendings, &offsets, &mut oracle).await
             });
             sweep!(sweeps, deadline, "commit_offsets_sync", |pendings| {
-                // What the oracle saw handed out: the application's own record.
-                let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = partitions
-                    .iter()
-                    .map(|tp| {
-                        (
-                            tp.clone(),
-                            OffsetAndMetadata::new(oracle.next[&tp.partition]),
-                        )
-                    })
-                    .collect();
+                let offsets = oracle.handed_out_offsets(&partitions);
                 let commit = consumer.commit_offsets_sync(offsets.clone());
-                match drop_after_pendings(commit, pendings).await {
-                    Some(result) => {
-                        if result.is_ok() {
-                            oracle.acknowledged(&offsets);
-                        }
-                        true
-                    }
-                    None => false,
-                }
+                commit_dropped_after_pendings(commit, pendings, &offsets, &mut oracle).await
             });
             // commit_async queues when called; the sweep drops its CommitFuture.
             sweep!(
@@ -671,15 +679,8 @@ fn sweep_every_consumer_method(topic: &str, group: &str, auto_commit: bool) {
                 "commit_async (its CommitFuture)",
                 |pendings| {
                     let offsets = positions(&consumer, &partitions);
-                    match drop_after_pendings(consumer.commit_async(), pendings).await {
-                        Some(result) => {
-                            if result.is_ok() {
-                                oracle.acknowledged(&offsets);
-                            }
-                            true
-                        }
-                        None => false,
-                    }
+                    let commit = consumer.commit_async();
+                    commit_dropped_after_pendings(commit, pendings, &offsets, &mut oracle).await
                 }
             );
             sweep!(
@@ -687,25 +688,9 @@ fn sweep_every_consumer_method(topic: &str, group: &str, auto_commit: bool) {
                 deadline,
                 "commit_offsets_async (its CommitFuture)",
                 |pendings| {
-                    let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = partitions
-                        .iter()
-                        .map(|tp| {
-                            (
-                                tp.clone(),
-                                OffsetAndMetadata::new(oracle.next[&tp.partition]),
-                            )
-                        })
-                        .collect();
+                    let offsets = oracle.handed_out_offsets(&partitions);
                     let commit = consumer.commit_offsets_async(offsets.clone());
-                    match drop_after_pendings(commit, pendings).await {
-                        Some(result) => {
-                            if result.is_ok() {
-                                oracle.acknowledged(&offsets);
-                            }
-                            true
-                        }
-                        None => false,
-                    }
+                    commit_dropped_after_pendings(commit, pendings, &offsets, &mut oracle).await
                 }
             );
             sweep!(sweeps, deadline, "committed", |pendings| {
