@@ -4,8 +4,9 @@
 #   1. one broker, acks=1, replication factor 1 (the baseline);
 #   2. three brokers, acks=all, replication factor 3, min.insync.replicas 2;
 #      both with 1 KiB records, 4 partitions, our Rust client, for DURATION s,
-#      twice each in the order 1, 2, 2, 1, each with the page cache full
-#      (see below);
+#      ROUNDS times each (default 2) in the order 1, 2, 2, 1, 1, 2, ..., each
+#      with the page cache full (see below); and first, the disk's write
+#      bandwidth, which bounds the three brokers sharing it;
 #   3. tests/src/bin/replication_figures.rs: the unavailability window after
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
@@ -18,20 +19,26 @@
 #        a minute at full speed fits the disk.
 #
 # The page cache: a broker's machine runs with its page cache full, so the
-# pages of new segments come from reclaiming old ones. A run that starts
-# with most memory free instead writes into pages never used since the VM
-# handed them back to its host (free page reporting, as this one does):
-# the first write to each costs about 1.1 s of CPU per GB here, against
-# 0.3 s for a page cache write into memory already backed, and the run
-# slows down by half once the memory it started with runs out. So each run
-# starts right after reading a file of FILL_GIB (default: memory less
-# 3 GiB) into the page cache, which puts every run where a broker that has
-# been running for a while is. FILL_GIB=0 skips it.
+# pages of new segments come from reclaiming old ones. This VM instead hands
+# free memory back to its host (free page reporting), and its kernel pages
+# out file pages unused for a minute (DAMON reclaim); the first write to a
+# page handed back costs about 1.1 s of CPU per GB here, against 0.3 s for
+# a page cache write into memory already backed. A run that starts with
+# gigabytes free writes at a third of its speed until they are used up:
+# with 3 GiB left free, the three-broker runs lost 5-8 s that way and the
+# single broker up to 15 s. So each run starts right after filling the
+# memory with a file's pages: where it may (as root), the script empties
+# the page cache, then reads the fill file (FILL_GIB, default the size of
+# the memory) until about 1 GiB is left free, as on a broker that has been
+# running for a while; otherwise it reads the whole file. FILL_GIB=0 skips
+# it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 duration=${1:-60}
 kills=${2:-20}
 catch_up=${3:-1024}
+# The cluster runs wait for every node to see all three brokers with kcat.
+command -v kcat >/dev/null || { echo "kcat is needed (scripts/install-test-deps installs it)" >&2; exit 1; }
 cargo build --release -p broker --bin broker -p benches --bin loadgen -p tests --bin replication_figures
 target=$(realpath "${CARGO_TARGET_DIR:-target}")
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
@@ -58,7 +65,7 @@ batch=(--batch-size "$batch_bytes")
 tag=""
 [ "$batch_bytes" = 65536 ] || tag="-b$batch_bytes"
 retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
-fill_gib=${FILL_GIB:-$(awk '/MemTotal/ {printf "%d", $2 / 1048576 - 3}' /proc/meminfo)}
+fill_gib=${FILL_GIB:-$(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo)}
 # The fill file is written (a file only read, or a sparse one, is not kept
 # cached the same way here), so it takes disk beside the runs' up to 40 GiB
 # (three brokers: 4 partitions of 1 GiB retained, an active and a spare
@@ -73,7 +80,19 @@ fill() {
   if [ ! -f "$work/fill" ]; then
     dd if=/dev/zero of="$work/fill" bs=1M count=$((fill_gib * 1024)) status=none
   fi
-  cat "$work/fill" >/dev/null
+  if [ -w /proc/sys/vm/drop_caches ]; then
+    sync
+    echo 1 >/proc/sys/vm/drop_caches
+    # Read the file a GiB at a time until about 1 GiB is left free.
+    local gib=0
+    while [ "$gib" -lt "$fill_gib" ] && [ "$(awk '/MemFree/ {print int($2 / 1048576)}' /proc/meminfo)" -gt 1 ]; do
+      dd if="$work/fill" of=/dev/null bs=1M count=1024 skip=$((gib * 1024)) status=none
+      gib=$((gib + 1))
+    done
+  else
+    cat "$work/fill" >/dev/null
+  fi
+  awk '/MemFree/ {printf "memory free after the fill: %.1f GiB\n", $2 / 1048576}' /proc/meminfo
 }
 
 single() { # ROUND
@@ -119,24 +138,40 @@ cluster() { # ROUND
   rm -rf "$work"/node-*
 }
 
-single 1
-cluster 1
-cluster 2
-single 2
-TAG="$tag" python3 - <<'PY'
+# The disk's write bound, which three brokers on one disk share: three
+# writers of 2 GiB each, bypassing the page cache.
+disk() {
+  local start end
+  start=$(date +%s.%N)
+  for i in 1 2 3; do
+    dd if=/dev/zero of="$work/disk-$i" bs=1M count=2048 oflag=direct status=none &
+  done
+  wait
+  end=$(date +%s.%N)
+  rm -f "$work"/disk-*
+  awk -v s="$start" -v e="$end" 'BEGIN {printf "disk: %.0f MB/s written by 3 direct writers\n", 3 * 2048 * 1048576 / (e - s) / 1e6}' | tee benches/results/replication-disk.txt
+}
+disk
+
+# Rounds in the order 1, 2, 2, 1, 1, 2, ... (1 = single broker, 2 = cluster).
+rounds=${ROUNDS:-2}
+for r in $(seq 1 "$rounds"); do
+  if [ $((r % 2)) = 1 ]; then single "$r"; cluster "$r"; else cluster "$r"; single "$r"; fi
+done
+TAG="$tag" ROUNDS="$rounds" python3 - <<'PY'
 import json, os
 tag = os.environ["TAG"]
+rounds = range(1, int(os.environ["ROUNDS"]) + 1)
 def rate(name):
     with open(f"benches/results/replication-{name}.json") as f:
         figures = json.load(f)
     return figures["results"][0]["mb_per_s"]
-single = [rate(f"single-acks1{tag}-{r}") for r in (1, 2)]
-cluster = [rate(f"cluster-acksall{tag}-{r}") for r in (1, 2)]
-print(f"1 broker acks=1: {single[0]:.1f} and {single[1]:.1f} MB/s; "
-      f"3 brokers acks=all: {cluster[0]:.1f} and {cluster[1]:.1f} MB/s; "
+single = [rate(f"single-acks1{tag}-{r}") for r in rounds]
+cluster = [rate(f"cluster-acksall{tag}-{r}") for r in rounds]
+print("1 broker acks=1: " + ", ".join(f"{x:.1f}" for x in single) + " MB/s; "
+      "3 brokers acks=all: " + ", ".join(f"{x:.1f}" for x in cluster) + " MB/s; "
       f"ratio of the means {sum(cluster) / sum(single):.2f}")
 PY
-
 rm -rf "$work"/node-*
 if [ "$kills" -gt 0 ]; then
   echo "== failover and catch-up"
