@@ -25,12 +25,15 @@ pub struct FollowerConfig {
 }
 
 /// The pause after a leader answered that it does not lead in this
-/// follower's epoch yet (`UNKNOWN_LEADER_EPOCH`, `NOT_LEADER_OR_FOLLOWER`):
-/// its metadata is a moment behind ours, and the controller's records reach
-/// every broker within milliseconds, so it asks again soon rather than after
-/// the whole `replica.fetch.backoff.ms` (1 s by default). A new leader's
-/// `acks=all` writes wait for this fetch, so the full backoff added a second
-/// to every failover in which the follower heard of the election first.
+/// follower's epoch yet (`UNKNOWN_LEADER_EPOCH`, `NOT_LEADER_OR_FOLLOWER`),
+/// or does not know the topic yet (`UNKNOWN_TOPIC_ID`,
+/// `UNKNOWN_TOPIC_OR_PARTITION`): its metadata is a moment behind ours, and
+/// the controller's records reach every broker within milliseconds, so it
+/// asks again soon rather than after the whole `replica.fetch.backoff.ms`
+/// (1 s by default). A leader's `acks=all` writes wait for this fetch, so
+/// the full backoff added a second to every failover in which the follower
+/// heard of the election first, and held the first writes to a new topic
+/// for a second whenever a follower heard of the topic first.
 pub const LEADER_CATCH_UP_BACKOFF_MS: i64 = 50;
 
 /// What to ask the leader for next.
@@ -216,9 +219,13 @@ impl FollowerState {
                 }
                 return;
             }
-            ErrorCode::UNKNOWN_LEADER_EPOCH | ErrorCode::NOT_LEADER_OR_FOLLOWER => {
-                // The leader has not heard of its election yet (or we lag,
-                // and our own metadata replaces this state soon).
+            ErrorCode::UNKNOWN_LEADER_EPOCH
+            | ErrorCode::NOT_LEADER_OR_FOLLOWER
+            | ErrorCode::UNKNOWN_TOPIC_ID
+            | ErrorCode::UNKNOWN_TOPIC_OR_PARTITION => {
+                // The leader has not heard of its election or of the topic
+                // yet (or we lag, and our own metadata replaces this state
+                // soon).
                 self.backoff_until_ms =
                     now_ms + self.config.fetch_backoff_ms.min(LEADER_CATCH_UP_BACKOFF_MS);
                 return;
@@ -425,14 +432,17 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_that_has_not_heard_of_its_election_is_asked_again_soon() {
-        // The follower learned the new epoch first: the leader answers
-        // UNKNOWN_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER until its metadata
+    fn a_leader_that_has_not_heard_of_its_election_or_topic_is_asked_again_soon() {
+        // The follower learned the new epoch (or the new topic) first: the
+        // leader answers UNKNOWN_LEADER_EPOCH or NOT_LEADER_OR_FOLLOWER
+        // (UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION) until its metadata
         // catches up, a few milliseconds later; the follower must not wait
         // the whole backoff (acks=all writes wait for its next fetch).
         for error in [
             ErrorCode::UNKNOWN_LEADER_EPOCH,
             ErrorCode::NOT_LEADER_OR_FOLLOWER,
+            ErrorCode::UNKNOWN_TOPIC_ID,
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
         ] {
             let config = FollowerConfig {
                 fetch_backoff_ms: 1_000,
