@@ -13,9 +13,8 @@ use client::{
 };
 use protocol::batch::{batches, decode_records, BatchHeader, DecodedRecord};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use tests::proxy::{ChaosSchedule, Proxy};
 use tests::BrokerProcess;
 
@@ -75,37 +74,14 @@ fn rdkafka_config(addr: &str) -> ClientConfig {
 
 /// Consumes partition 0 of `topic` from the beginning until `expected` values arrived.
 fn consume_values(addr: &str, topic: &str, expected: usize) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = rdkafka_config(addr)
-        // assign() needs a group id even though nothing is committed.
-        .set("group.id", "client-producer-read-back")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + READ_BACK_TIMEOUT;
-    let mut out = Vec::with_capacity(expected);
-    while out.len() < expected {
-        assert!(
-            Instant::now() < deadline,
-            "consumed {} of {expected}",
-            out.len()
-        );
-        if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-            out.push(
-                message
-                    .expect("consumer error")
-                    .payload()
-                    .unwrap_or_default()
-                    .to_vec(),
-            );
-        }
-    }
-    out
+    tests::read_partition_zero_with_librdkafka(
+        addr,
+        topic,
+        "client-producer-read-back",
+        expected,
+        READ_BACK_TIMEOUT,
+        |message| message.payload().unwrap_or_default().to_vec(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
