@@ -6,7 +6,11 @@
 #      both with 1 KiB records, 4 partitions, our Rust client, for DURATION s,
 #      ROUNDS times each (default 2) in the order 1, 2, 2, 1, 1, 2, ..., each
 #      with the page cache full (see below); and first, the disk's write
-#      bandwidth, which bounds the three brokers sharing it;
+#      bandwidth, which bounds the three brokers sharing it. The single
+#      broker runs with its defaults (a worker thread per core); the three
+#      brokers split the cores, CLUSTER_THREADS worker threads each
+#      (num.worker.threads, default 1), as brokers sharing a machine should:
+#      with a thread per core each, six threads contend for two cores;
 #   3. tests/src/bin/replication_figures.rs: the unavailability window after
 #      kill -9 of a leader (KILLS kills) and a follower catching up CATCH_UP_MIB.
 #
@@ -65,6 +69,7 @@ batch=(--batch-size "$batch_bytes")
 tag=""
 [ "$batch_bytes" = 65536 ] || tag="-b$batch_bytes"
 retention=(--set log.retention.bytes=1073741824 --set log.retention.check.interval.ms=5000)
+cluster_threads=${CLUSTER_THREADS:-1}
 fill_gib=${FILL_GIB:-$(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo)}
 # The fill file is written (a file only read, or a sparse one, is not kept
 # cached the same way here), so it takes disk beside the runs' up to 40 GiB
@@ -111,13 +116,14 @@ single() { # ROUND
 }
 
 cluster() { # ROUND
-  echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, ${duration}s (round $1)"
+  echo "== 3 brokers, acks=all, replication factor 3, min.insync.replicas 2, $cluster_threads worker thread(s) each, ${duration}s (round $1)"
   fill
   local voters="1@127.0.0.1:29191,2@127.0.0.1:29192,3@127.0.0.1:29193"
   for id in 1 2 3; do
     "$target/release/broker" --node-id "$id" --data-dir "$work/node-$id" --listen "127.0.0.1:2909$id" \
       --controller-listen "127.0.0.1:2919$id" --controller-voters "$voters" \
-      --set min.insync.replicas=2 "${retention[@]}" >"$work/node-$id.log" 2>&1 &
+      --set min.insync.replicas=2 --set "num.worker.threads=$cluster_threads" "${retention[@]}" \
+      >"$work/node-$id.log" 2>&1 &
     pids+=($!)
   done
   for id in 1 2 3; do wait_port "127.0.0.1:2909$id"; done

@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     pub message_bytes_max: usize,
     pub connections_max: usize,
     pub in_flight_requests_max: usize,
+    /// `num.worker.threads`: threads that run connections, replication and
+    /// appends (`None`: one per core the process may use). Brokers sharing
+    /// a machine each take their share of its cores.
+    pub worker_threads: Option<usize>,
     pub fetch_response_bytes_max: usize,
     /// Live memory mappings across all partitions (sealed segments are unmapped past it).
     pub mappings_max: usize,
@@ -140,6 +144,7 @@ impl Default for BrokerConfig {
             message_bytes_max: MESSAGE_BYTES_MAX_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             in_flight_requests_max: IN_FLIGHT_REQUESTS_MAX_DEFAULT,
+            worker_threads: None,
             fetch_response_bytes_max: FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             mappings_max: 8192,
             log: LogConfig::default(),
@@ -371,6 +376,17 @@ impl BrokerConfig {
             "max.in.flight.requests.per.connection" => {
                 self.in_flight_requests_max = parse::<usize>(key, value)?.max(1)
             }
+            "num.worker.threads" => {
+                let threads: usize = parse(key, value)?;
+                if threads == 0 {
+                    return Err(ConfigError::Value {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "must be at least 1".into(),
+                    });
+                }
+                self.worker_threads = Some(threads);
+            }
             "fetch.max.bytes" => self.fetch_response_bytes_max = parse(key, value)?,
             "log.mappings.max" => self.mappings_max = parse::<usize>(key, value)?.max(16),
             "log.segment.bytes" => self.log.segment_bytes_max = parse(key, value)?,
@@ -466,7 +482,8 @@ mod tests {
         std::fs::write(
             &path,
             "# comment\nnode.id=7\nlisteners=PLAINTEXT://127.0.0.1:19092\nnum.partitions=4\n\
-             auto.create.topics.enable=false\nlog.flush.policy=every-batch\nlog.retention.bytes=-1\n",
+             auto.create.topics.enable=false\nlog.flush.policy=every-batch\nlog.retention.bytes=-1\n\
+             num.worker.threads=1\n",
         )
         .unwrap();
         let mut config = BrokerConfig::default();
@@ -477,6 +494,7 @@ mod tests {
         assert!(!config.auto_create_topics);
         assert!(matches!(config.log.flush_policy, FlushPolicy::EveryBatch));
         assert_eq!(config.log.retention_bytes, None);
+        assert_eq!(config.worker_threads, Some(1));
     }
 
     #[test]
@@ -489,6 +507,7 @@ mod tests {
         ));
         assert!(config.set("num.partitions", "0").is_err());
         assert!(config.set("node.id", "abc").is_err());
+        assert!(config.set("num.worker.threads", "0").is_err());
     }
 
     #[test]

@@ -79,10 +79,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(advertised) = cli.advertised_listener {
         config.advertised_listener = Some(advertised);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    tracing::info!(
+        worker_threads = runtime.metrics().num_workers(),
+        "runtime started"
+    );
     runtime.block_on(broker::run(config, shutdown_signal()))
 }
 

@@ -83,6 +83,28 @@ fn sigterm_shuts_down_cleanly_and_a_restart_serves_every_write() {
 }
 
 #[test]
+fn a_broker_given_one_worker_thread_runs_one_and_serves() {
+    // Brokers sharing a machine split its cores with num.worker.threads.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &["--set", "num.worker.threads=1"]).unwrap();
+    assert!(
+        broker.wait_for_output("runtime started worker_threads=1"),
+        "{}",
+        broker.output()
+    );
+    let mut conn = RawConnection::connect(&broker.addr).unwrap();
+    create_topic(&mut conn, "one-thread", 1);
+    let records = batch_of(&["a", "b"]);
+    assert_eq!(
+        produce_to(&mut conn, "one-thread", 0, records.clone(), 1).unwrap(),
+        (0, 0)
+    );
+    let response = fetch(&mut conn, "one-thread", 0, 0, 1 << 20, 1 << 20);
+    // Byte for byte past the offset and leader epoch, which the broker sets.
+    assert_eq!(&records_of(&response)[16..], &records[16..]);
+}
+
+#[test]
 fn long_poll_fetch_returns_as_soon_as_a_record_arrives() {
     // A fetch waiting on an empty partition returns the new record well before max_wait_ms.
     let dir = tempfile::tempdir().unwrap();
