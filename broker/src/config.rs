@@ -18,6 +18,8 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 1024;
 pub const IN_FLIGHT_REQUESTS_MAX_DEFAULT: usize = 32;
 /// Bound on one Fetch response (`fetch.max.bytes`), whatever the client asks.
 pub const FETCH_RESPONSE_BYTES_MAX_DEFAULT: usize = 55 * 1024 * 1024;
+/// Bound on `num.worker.threads`: far past any core count a broker uses.
+pub const WORKER_THREADS_MAX: usize = 1_024;
 /// Bound on the long-poll wait of a Fetch request.
 pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
 /// Bound on the wait of an `acks=all` Produce request.
@@ -377,15 +379,7 @@ impl BrokerConfig {
                 self.in_flight_requests_max = parse::<usize>(key, value)?.max(1)
             }
             "num.worker.threads" => {
-                let threads: usize = parse(key, value)?;
-                if threads == 0 {
-                    return Err(ConfigError::Value {
-                        key: key.into(),
-                        value: value.into(),
-                        reason: "must be at least 1".into(),
-                    });
-                }
-                self.worker_threads = Some(threads);
+                self.worker_threads = Some(parse_in_range(key, value, 1..=WORKER_THREADS_MAX)?)
             }
             "fetch.max.bytes" => self.fetch_response_bytes_max = parse(key, value)?,
             "log.mappings.max" => self.mappings_max = parse::<usize>(key, value)?.max(16),
@@ -508,6 +502,7 @@ mod tests {
         assert!(config.set("num.partitions", "0").is_err());
         assert!(config.set("node.id", "abc").is_err());
         assert!(config.set("num.worker.threads", "0").is_err());
+        assert!(config.set("num.worker.threads", "1025").is_err());
     }
 
     #[test]
